@@ -1,0 +1,34 @@
+"""smol-magic: a code-as-action LLM agent that lives inside the Jupyter kernel.
+
+``%load_ext smol_magic`` registers ``%%agent``; the same pieces work from
+plain Python: ``CodeAgent(model=ScriptedModel([...])).run("task")``.
+"""
+
+from .agents import AutoApprover, CodeAgent, Decision, MultiStepAgent, Renderer, RunResult
+from .executor import ExecutionResult, KernelExecutor, LocalPythonExecutor
+from .guard import Policy
+from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from .models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
+from .tools import Tool, ToolDefinitionError, final_answer, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",
+    "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
+    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "Renderer",
+    "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
+    "final_answer", "tool",
+]
+
+
+def load_ipython_extension(ipython) -> None:
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    from .magic import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,588 @@
+"""The agent loop: model -> action -> guard -> approval -> execute -> observe.
+
+Nothing here imports Jupyter. The loop talks to three small interfaces, an
+``Executor`` (runs code), an ``Approver`` (asks a person) and a ``Renderer``
+(shows progress), so it runs the same in a kernel, a terminal and in tests.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Iterator, Protocol
+
+from . import guard, namespace
+from .executor import ExecutionResult, Executor, LocalPythonExecutor
+from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from .models import BaseModel, Messages, ModelError, TokenUsage
+from .tools import Tool, final_answer, render_tools
+
+SYSTEM_PROMPT = """\
+You are an expert data assistant who solves tasks by writing Python code, step by step.
+Your code runs in the user's live Python session (a Jupyter kernel): the variables
+listed with the task are real objects you can use directly, and variables you create
+stay available to the user and to your next steps.
+
+At each step, first write a short 'Thought:' explaining what you will do, then one
+block of Python code in a ```python fence, and stop. You will then see an 'Observation:'
+with what your code printed and the value of its last expression. Use print() to
+inspect intermediate results. When you know the answer, call final_answer(value)
+with the answer itself (a number, a string, a DataFrame, a figure ...).
+
+You can call these functions in your code, besides ordinary Python:
+
+{tools}
+
+Rules:
+1. Always give a Thought and a ```python code block; the code is what runs.
+2. You may only import these modules: {imports}.
+3. Do not use shell commands (!cmd), IPython magics (%magic), eval/exec, or the os
+   and sys modules; the user's guard refuses them.
+4. Do not rebind or delete the user's existing variables unless the task asks for it;
+   create new names for your results.
+5. Keep each step small and check its result before going on.
+{instructions}"""
+
+PLANNING_PROMPT = """\
+Before writing code, make a short plan for the task: the facts given, the facts to
+look up or compute, and the steps to get the answer. Do not write code now."""
+
+REPLAN_PROMPT = """\
+Review the progress so far and update your plan: what is known now, what is left,
+and the next steps. Do not write code now."""
+
+FINAL_PROMPT = """\
+You have reached the maximum number of steps. Using what you found so far, give your
+best final answer to the task now, as plain text without code."""
+
+NO_CODE_ERROR = """\
+Your reply had no Python code to run. Reply with a 'Thought:' and then one code block:
+```python
+# your code here
+```
+Call final_answer(value) in the code when you have the answer."""
+
+
+@dataclass
+class Decision:
+    """What a person (or the approval policy) decided about an action."""
+
+    action: str  # run | skip | stop
+    code: str | None = None  # the code to run, when a person edited it
+    reason: str = ""
+    refused: bool = False  # skipped by policy because no person could be asked
+    by_person: bool = False  # a person clicked, rather than a policy deciding
+
+
+class Approver(Protocol):
+    async def approve(self, step: ActionStep) -> Decision: ...
+
+
+class AutoApprover:
+    """No person in the loop: run what the guard allows, refuse what it would ask about."""
+
+    async def approve(self, step: ActionStep) -> Decision:
+        if step.verdict.decision == "ask":
+            return Decision("skip", reason="it needs a person's approval and no one can be asked here", refused=True)
+        return Decision("run")
+
+
+class Renderer:
+    """Shows a run as it happens. Every hook is optional; the base class shows nothing."""
+
+    def run_started(self, agent: "MultiStepAgent", task: str) -> None: ...
+    def model_delta(self, text: str) -> None: ...
+    def step_started(self, step_number: int) -> None: ...
+    def action_ready(self, step: ActionStep) -> None: ...
+    def step_finished(self, step: MemoryStep) -> None: ...
+    def run_finished(self, result: "RunResult") -> None: ...
+
+
+@dataclass
+class RunResult:
+    output: Any = None
+    state: str = "done"  # done | max_steps | stopped | interrupted | failed
+    error: str | None = None
+    steps: list[MemoryStep] = field(default_factory=list)
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+    duration: float = 0.0
+
+    @property
+    def action_steps(self) -> list[ActionStep]:
+        return [s for s in self.steps if isinstance(s, ActionStep)]
+
+
+class AgentStopped(Exception):
+    """The run was stopped by a person (Stop button); memory is kept."""
+
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|ipython|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.S | re.I)
+_CODE_TAG = re.compile(r"<code>(.*?)(?:</code>|\Z)", re.S)
+
+
+def parse_code(text: str) -> tuple[str | None, str]:
+    """Find the code in a model reply: ```python fences, <code> tags, or the whole reply if it is code.
+
+    Returns (code or None, the reply without its code). A reply that is a
+    single bare word or constant is prose, not code, even though it parses.
+    """
+    for pattern in (_FENCE, _CODE_TAG):
+        blocks = [b.strip("\n") for b in pattern.findall(text) if b.strip()]
+        if blocks:
+            reasoning = pattern.sub("", text).strip()
+            return "\n\n".join(blocks), reasoning
+    stripped = text.strip()
+    if stripped:
+        try:
+            body = ast.parse(stripped).body
+        except SyntaxError:
+            return None, stripped
+        trivial = len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, (ast.Name, ast.Constant))
+        if body and not trivial:
+            return stripped, ""
+    return None, stripped
+
+
+def truncate(text: str, limit: int) -> str:
+    """Keep the head and the tail: the end of a traceback or a printout matters most."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}\n... [{len(text) - limit} characters cut] ...\n{text[-tail:]}"
+
+
+class MultiStepAgent:
+    def __init__(
+        self,
+        tools: list[Tool] | None = None,
+        model: BaseModel | None = None,
+        max_steps: int = 20,
+        planning_interval: int | None = None,
+        step_callbacks: list[Callable[..., Any]] | None = None,
+        instructions: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        approver: Approver | None = None,
+        renderer: Renderer | None = None,
+    ):
+        if model is None:
+            raise ValueError("an agent needs a model: CodeAgent(model=LiteLLMModel('openai/gpt-4o-mini'))")
+        self.model = model
+        self.tools: dict[str, Tool] = {t.name: t for t in (tools or [])}
+        self.tools.setdefault("final_answer", final_answer)
+        self.max_steps = max_steps
+        self.planning_interval = planning_interval
+        self.step_callbacks = list(step_callbacks or [])
+        self.instructions = instructions
+        self.name = name
+        self.description = description
+        self.approver: Approver = approver or AutoApprover()
+        self.renderer: Renderer = renderer or Renderer()
+        self.memory = AgentMemory()
+        self.runs: list[RunResult] = []
+        self._stop_requested = False
+
+    # -- public API ---------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Ask the run to stop after the current step (the Stop button)."""
+        self._stop_requested = True
+
+    def run(
+        self,
+        task: str,
+        reset: bool = True,
+        max_steps: int | None = None,
+        additional_args: dict[str, Any] | None = None,
+        stream: bool = False,
+    ) -> Any:
+        """Run a task to its final answer; with ``stream=True``, yield each step as it completes."""
+        steps = _iterate_blocking(self.stream_steps(task, reset, max_steps, additional_args))
+        if stream:
+            return steps
+        for _ in steps:
+            pass
+        return self.runs[-1].output
+
+    async def arun(
+        self,
+        task: str,
+        reset: bool = True,
+        max_steps: int | None = None,
+        additional_args: dict[str, Any] | None = None,
+    ) -> Any:
+        async for _ in self.stream_steps(task, reset, max_steps, additional_args):
+            pass
+        return self.runs[-1].output
+
+    async def stream_steps(
+        self,
+        task: str,
+        reset: bool = True,
+        max_steps: int | None = None,
+        additional_args: dict[str, Any] | None = None,
+    ) -> AsyncIterator[MemoryStep]:
+        if reset:
+            self.memory.reset()
+        self.memory.system_prompt = self.system_prompt()
+        self._stop_requested = False
+        run = RunResult()
+        self.runs.append(run)
+        started = time.perf_counter()
+        self.renderer.run_started(self, task)
+        await self._call_executor(lambda: self.executor.send_tools({**self.tools, **(additional_args or {})}))
+        try:
+            task_step = TaskStep(task=task, context=self.task_context(task, additional_args))
+            self._keep(run, task_step)
+            yield task_step
+            async for step in self._steps(run, max_steps or self.max_steps):
+                yield step
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            run.state, run.error = "interrupted", "interrupted by the user"
+            raise
+        finally:
+            run.duration = time.perf_counter() - started
+            await self._call_executor(self.executor.restore)
+            self.renderer.run_finished(run)
+
+    # -- the loop -----------------------------------------------------------
+
+    async def _steps(self, run: RunResult, max_steps: int) -> AsyncIterator[MemoryStep]:
+        for number in range(1, max_steps + 1):
+            if self.planning_interval and (number - 1) % self.planning_interval == 0:
+                try:
+                    plan = await self._planning_step(first=number == 1)
+                except ModelError as exc:
+                    run.state, run.error = "failed", str(exc)
+                    return
+                self._keep(run, plan)
+                yield plan
+            self.renderer.step_started(number)
+            step = ActionStep(step_number=number, start_time=time.time())
+            try:
+                await self._action_step(step)
+            except ModelError as exc:
+                run.state, run.error = "failed", str(exc)
+                return
+            except AgentStopped:
+                run.state = "stopped"
+                self._keep(run, step)
+                yield step
+                return
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                step.error = step.error or "interrupted by the user"
+                self._keep(run, step)
+                raise
+            self._keep(run, step)
+            yield step
+            if step.is_final_answer:
+                run.output = step.action_output
+                final = FinalAnswerStep(output=step.action_output)
+                self._keep(run, final)
+                yield final
+                return
+            if self._stop_requested:
+                run.state = "stopped"
+                return
+        run.state = "max_steps"
+        try:
+            answer = await self._final_answer_after_max_steps()
+        except ModelError as exc:
+            run.error = str(exc)
+            return
+        run.output = answer
+        final = FinalAnswerStep(output=answer)
+        self._keep(run, final)
+        yield final
+
+    def _keep(self, run: RunResult, step: MemoryStep) -> None:
+        """Put a finished step in memory and tell everyone who watches."""
+        if isinstance(step, ActionStep) and not step.end_time:
+            step.end_time = time.time()
+        self.memory.steps.append(step)
+        run.steps.append(step)
+        usage = getattr(step, "token_usage", None)
+        if usage is not None:
+            run.token_usage = run.token_usage + usage
+        self.renderer.step_finished(step)
+        for callback in self.step_callbacks:
+            _call_callback(callback, step, self)
+
+    async def _action_step(self, step: ActionStep) -> None:
+        raise NotImplementedError
+
+    async def _planning_step(self, first: bool) -> PlanningStep:
+        messages = self.memory.to_messages() + [
+            {"role": "user", "content": PLANNING_PROMPT if first else REPLAN_PROMPT}
+        ]
+        start = time.perf_counter()
+        content, usage = await self._generate(messages)
+        return PlanningStep(
+            plan=content.strip(), model_input_messages=messages, token_usage=usage,
+            duration=time.perf_counter() - start,
+        )
+
+    async def _final_answer_after_max_steps(self) -> str:
+        messages = self.memory.to_messages() + [{"role": "user", "content": FINAL_PROMPT}]
+        content, _ = await self._generate(messages)
+        code, reasoning = parse_code(content)
+        return reasoning or content.strip()
+
+    async def _generate(self, messages: Messages, stop: list[str] | None = None) -> tuple[str, TokenUsage]:
+        """Stream the reply into the renderer; the event loop stays free while the model thinks."""
+        parts: list[str] = []
+        usage = TokenUsage()
+        async for delta in self.model.generate_stream(messages, stop_sequences=stop):
+            if delta.content:
+                parts.append(delta.content)
+                self.renderer.model_delta(delta.content)
+            if delta.token_usage is not None:
+                usage = delta.token_usage
+        return "".join(parts), usage
+
+    async def _call_executor(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""
+        calls = _MAIN_CALLS.get()
+        if calls is None or threading.current_thread() is threading.main_thread():
+            return fn()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        calls.put(("call", (fn, future)))
+        return await asyncio.wrap_future(future)
+
+    # -- prompts ------------------------------------------------------------
+
+    def system_prompt(self) -> str:
+        raise NotImplementedError
+
+    def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
+        return ""
+
+
+class CodeAgent(MultiStepAgent):
+    """An agent whose actions are Python code, run natively by an executor."""
+
+    def __init__(
+        self,
+        tools: list[Tool] | None = None,
+        model: BaseModel | None = None,
+        max_steps: int = 20,
+        planning_interval: int | None = None,
+        additional_authorized_imports: list[str] | None = None,
+        step_callbacks: list[Callable[..., Any]] | None = None,
+        instructions: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        executor: Executor | None = None,
+        approver: Approver | None = None,
+        renderer: Renderer | None = None,
+        timeout: float | None = 60.0,
+        max_observation_chars: int = 10_000,
+        policy: guard.Policy | None = None,
+    ):
+        super().__init__(
+            tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
+            step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
+            approver=approver, renderer=renderer,
+        )
+        self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
+        self.policy = policy or guard.Policy()
+        for module in additional_authorized_imports or []:
+            if module not in self.policy.authorized_imports:
+                self.policy.authorized_imports.append(module)
+        self.timeout = timeout
+        self.max_observation_chars = max_observation_chars
+
+    def system_prompt(self) -> str:
+        extra = f"\nAdditional instructions:\n{self.instructions.strip()}\n" if self.instructions else ""
+        return SYSTEM_PROMPT.format(
+            tools=render_tools(list(self.tools.values())),
+            imports=", ".join(self.policy.authorized_imports),
+            instructions=extra,
+        )
+
+    def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
+        hidden = self.executor.hidden() | set(additional_args or {})
+        parts = [namespace.summarize(self.executor.namespace, hidden)]
+        if additional_args:
+            parts.append(
+                "You have been given these additional variables:\n"
+                + "\n".join(f"- {k}: {namespace.describe(v)}" for k, v in additional_args.items())
+            )
+        return "\n\n".join(p for p in parts if p)
+
+    async def _action_step(self, step: ActionStep) -> None:
+        messages = self.memory.to_messages()
+        step.model_input_messages = messages
+        content, step.token_usage = await self._generate(messages, stop=["Observation:", "Calling tools:"])
+        step.model_output = content
+        code, step.reasoning = parse_code(content)
+        if code is None:
+            step.error = "no code in the reply"
+            step.observation = NO_CODE_ERROR
+            return
+        step.code = code
+        step.verdict = guard.check(code, self.policy)
+        self.renderer.action_ready(step)
+        if step.verdict.decision == "deny":
+            step.approval = "denied"
+            step.observation = _refusal("The guard refused this code and it did not run", step.verdict)
+            return
+        decision = await self.approver.approve(step)
+        if decision.action == "stop":
+            step.approval = "stop"
+            step.observation = "The user stopped the run before this code ran."
+            raise AgentStopped()
+        if decision.action == "skip":
+            step.approval = "refused" if decision.refused else "skip"
+            why = f": {decision.reason}" if decision.reason else ""
+            step.observation = (
+                f"This code was not run{why}. Try another way that does not need it."
+                if decision.refused else f"The user skipped this code; it did not run{why}."
+            )
+            return
+        if decision.code is not None and decision.code != code:
+            step.proposed_code, step.code = code, decision.code
+            step.verdict = guard.check(step.code, self.policy)
+            if step.verdict.decision == "deny":
+                step.approval = "denied"
+                step.observation = _refusal("The user's edit was refused by the guard", step.verdict)
+                return
+            step.approval = "edit"
+        else:
+            step.approval = "run" if decision.by_person else "auto"
+        result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
+        self._observe(step, result)
+        if result.interrupted:
+            raise KeyboardInterrupt
+
+    def _observe(self, step: ActionStep, result: ExecutionResult) -> None:
+        step.outputs, step.changes = result.outputs, result.changes
+        parts = []
+        if step.approval == "edit":
+            parts.append("The user edited your code before running it; this is the code that ran:\n" + step.code)
+        if result.output:
+            parts.append(result.output)
+        if result.error:
+            step.error = result.error
+            parts.append(result.error)
+        if result.timed_out:
+            parts.append(f"The action was stopped after {self.timeout:g} s. Make it faster or smaller.")
+        changes = namespace.format_diff(result.changes, self.executor.namespace)
+        if changes:
+            parts.append("Variables changed:\n" + changes)
+        if result.is_final_answer:
+            step.is_final_answer, step.action_output = True, result.final_answer
+            parts.append(f"Final answer: {namespace.describe(result.final_answer)}")
+        if not parts:
+            parts.append("(the code ran and printed nothing)")
+        step.observation = truncate("\n".join(parts), self.max_observation_chars)
+
+
+def _refusal(prefix: str, verdict: Verdict) -> str:
+    reasons = "\n".join(f"- {r}" for r in verdict.reasons)
+    return f"{prefix}:\n{reasons}\nWrite different code that avoids this."
+
+
+def _call_callback(callback: Callable[..., Any], step: MemoryStep, agent: MultiStepAgent) -> None:
+    try:
+        params = inspect.signature(callback).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "agent" in params or len(params) >= 2:
+        callback(step, agent=agent)
+    else:
+        callback(step)
+
+
+# Set inside a worker thread's loop: where to send calls that must run on the main thread.
+_MAIN_CALLS: contextvars.ContextVar[queue.SimpleQueue | None] = contextvars.ContextVar("main_calls", default=None)
+
+
+def run_blocking(coro: Any) -> Any:
+    """Await a coroutine from synchronous code, even inside Jupyter's running loop."""
+
+    async def once() -> AsyncIterator[Any]:
+        yield await coro
+
+    for value in _iterate_blocking(once()):
+        return value
+
+
+def _iterate_blocking(steps: AsyncIterator[Any]) -> Iterator[Any]:
+    """Iterate an async step stream from synchronous code.
+
+    With no event loop running, drive it on a private loop. Inside Jupyter a
+    loop already runs in this thread, so the model is awaited on a worker
+    thread's loop while the code still runs here, on the main thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(steps.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run_until_complete(steps.aclose())
+            loop.close()
+    else:
+        yield from _iterate_in_worker(steps)
+
+
+def _iterate_in_worker(steps: AsyncIterator[Any]) -> Iterator[Any]:
+    messages: queue.SimpleQueue = queue.SimpleQueue()
+    worker_loop: list[asyncio.AbstractEventLoop] = []
+    task: list[asyncio.Task] = []
+
+    async def pump() -> None:
+        task.append(asyncio.current_task())
+        _MAIN_CALLS.set(messages)
+        try:
+            async for step in steps:
+                messages.put(("step", step))
+            messages.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+            messages.put(("error", exc))
+
+    def work() -> None:
+        loop = asyncio.new_event_loop()
+        worker_loop.append(loop)
+        loop.run_until_complete(pump())
+        loop.close()
+
+    thread = threading.Thread(target=work, name="smol-magic-agent", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, payload = messages.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind == "call":
+                fn, future = payload
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001
+                    future.set_exception(exc)
+            elif kind == "step":
+                yield payload
+            elif kind == "done":
+                return
+            else:
+                raise payload
+    except BaseException:
+        if worker_loop and task:
+            worker_loop[0].call_soon_threadsafe(task[0].cancel)
+        raise

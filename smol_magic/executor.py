@@ -1,0 +1,238 @@
+"""Run one approved action: natively, in the live namespace, with limits.
+
+``KernelExecutor`` runs code through IPython itself (``run_cell_async``), so
+the agent's code is in ``In``/``%history`` and its variables are the user's
+real objects. ``LocalPythonExecutor`` is the same contract on a plain dict,
+for agents used from ordinary Python. Both must be called on the main thread:
+timeouts use SIGALRM and Interrupt relies on SIGINT raising KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+from . import namespace
+from .tools import FinalAnswerSignal
+
+
+class ActionTimeout(BaseException):
+    """Raised inside agent code when it runs past its time limit.
+
+    A ``BaseException`` so a bare ``except Exception`` in agent code cannot swallow it.
+    """
+
+
+@dataclass
+class ExecutionResult:
+    output: str = ""  # what the code printed, plus the text of what it displayed
+    error: str | None = None  # a trimmed traceback, as text
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # rich mime bundles, for people
+    is_final_answer: bool = False
+    final_answer: Any = None
+    timed_out: bool = False
+    interrupted: bool = False
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+class Executor(Protocol):
+    namespace: dict[str, Any]
+
+    def send_tools(self, tools: dict[str, Any]) -> None: ...
+    def restore(self) -> None: ...
+    def hidden(self) -> set[str]: ...
+    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult: ...
+
+
+@contextlib.contextmanager
+def time_limits(timeout: float | None) -> Iterator[None]:
+    """SIGALRM stops runaway code at ``timeout``; SIGINT raises KeyboardInterrupt at once.
+
+    ipykernel's own SIGINT handler only cancels the cell's coroutine, which
+    cannot stop a busy loop; the default handler can. Off the main thread
+    (no signals there) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise ActionTimeout(f"the action ran past its {timeout:g} s time limit")
+
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    old_alarm = None
+    if timeout:
+        old_alarm = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_alarm)
+        signal.signal(signal.SIGINT, old_int)
+
+
+def _classify(result: ExecutionResult, exc: BaseException, tb: Any, skip_frames: int = 0) -> None:
+    if isinstance(exc, FinalAnswerSignal):
+        result.is_final_answer, result.final_answer = True, exc.value
+    elif isinstance(exc, ActionTimeout):
+        result.timed_out, result.error = True, f"ActionTimeout: {exc}"
+    elif isinstance(exc, KeyboardInterrupt):
+        result.interrupted, result.error = True, "KeyboardInterrupt: interrupted by the user"
+    else:
+        result.error = format_error(type(exc), exc, tb, skip_frames)
+
+
+def format_error(etype: type, value: BaseException, tb: Any, skip_frames: int = 0, max_frames: int = 6) -> str:
+    """A traceback the model can act on: the agent's own frames, the last few only."""
+    frames = traceback.extract_tb(tb)[skip_frames:]
+    lines = traceback.format_list(frames[-max_frames:])
+    head = "Traceback (most recent call last):\n"
+    if len(frames) > max_frames:
+        head += f"  ... {len(frames) - max_frames} earlier frames ...\n"
+    return head + "".join(lines) + "".join(traceback.format_exception_only(etype, value))
+
+
+def _output_text(stdout: str, stderr: str, outputs: list[dict[str, Any]]) -> str:
+    parts = [stdout, stderr] + [o["data"].get("text/plain", "") for o in outputs if o.get("data")]
+    return "\n".join(p.rstrip("\n") for p in parts if p and p.strip())
+
+
+_MISSING = object()
+
+
+class _ToolBindings:
+    """Puts tools into a namespace for a run and restores whatever they shadowed."""
+
+    def __init__(self, ns: dict[str, Any]):
+        self.ns = ns
+        self.tools: dict[str, Any] = {}
+        self._saved: dict[str, Any] = {}
+
+    def send(self, tools: dict[str, Any]) -> None:
+        self.restore()
+        self.tools = dict(tools)
+        for name, value in tools.items():
+            self._saved[name] = self.ns.get(name, _MISSING)
+            self.ns[name] = value
+
+    def restore(self) -> None:
+        for name, old in self._saved.items():
+            if old is _MISSING:
+                self.ns.pop(name, None)
+            else:
+                self.ns[name] = old
+        self._saved.clear()
+
+
+class KernelExecutor:
+    """Runs actions in IPython's live ``user_ns`` through ``run_cell_async``."""
+
+    def __init__(self, shell: Any):
+        self.shell = shell
+        self.namespace = shell.user_ns
+        self._tools = _ToolBindings(self.namespace)
+
+    def send_tools(self, tools: dict[str, Any]) -> None:
+        self._tools.send(tools)
+        self.shell.user_ns_hidden.update(tools)
+
+    def restore(self) -> None:
+        for name in self._tools.tools:
+            self.shell.user_ns_hidden.pop(name, None)
+        self._tools.restore()
+
+    def hidden(self) -> set[str]:
+        return set(self.shell.user_ns_hidden) | set(self._tools.tools)
+
+    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
+        from IPython.core.async_helpers import _pseudo_sync_runner
+        from IPython.utils.capture import capture_output
+
+        shell = self.shell
+        before = namespace.snapshot(self.namespace, self.hidden())
+        caught: list[tuple[type, BaseException, Any]] = []
+        result = ExecutionResult()
+        saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
+        start = time.perf_counter()
+        with capture_output() as captured:
+            # Errors of the action become observations, not tracebacks in the agent cell;
+            # the last expression's value is captured like any display output.
+            shell.custom_exceptions = (BaseException,)
+            shell.CustomTB = lambda etype, value, tb, tb_offset=None: caught.append((etype, value, tb))
+            shell.display_trap.hook = sys.displayhook
+            cell_result = None
+            try:
+                with time_limits(timeout):
+                    cell_result = _pseudo_sync_runner(
+                        shell.run_cell_async(code, store_history=True, transformed_cell=code)
+                    )
+            except (KeyboardInterrupt, ActionTimeout) as exc:  # arrived outside the action's own frame
+                caught.append((type(exc), exc, exc.__traceback__))
+            finally:
+                shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook = saved
+            # run_cell_async fires pre_run_cell only; matplotlib's inline backend shows figures on post_execute.
+            shell.events.trigger("post_execute")
+            if cell_result is not None:
+                shell.events.trigger("post_run_cell", cell_result)
+        result.duration = time.perf_counter() - start
+        if caught:
+            _classify(result, caught[0][1], caught[0][2], skip_frames=1)
+        if cell_result is not None and cell_result.error_before_exec is not None:
+            exc = cell_result.error_before_exec
+            result.error = "".join(traceback.format_exception_only(type(exc), exc))
+        result.outputs = [{"data": o.data, "metadata": o.metadata} for o in captured.outputs]
+        result.output = _output_text(captured.stdout, captured.stderr, result.outputs)
+        result.changes = namespace.diff(before, namespace.snapshot(self.namespace, self.hidden()))
+        return result
+
+
+class LocalPythonExecutor:
+    """Runs actions with plain ``exec`` in a dict: for agents used outside IPython."""
+
+    def __init__(self, ns: dict[str, Any] | None = None):
+        self.namespace: dict[str, Any] = ns if ns is not None else {}
+        self.namespace.setdefault("__name__", "__agent__")
+        self._tools = _ToolBindings(self.namespace)
+
+    def send_tools(self, tools: dict[str, Any]) -> None:
+        self._tools.send(tools)
+
+    def restore(self) -> None:
+        self._tools.restore()
+
+    def hidden(self) -> set[str]:
+        return set(self._tools.tools)
+
+    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
+        before = namespace.snapshot(self.namespace, self.hidden())
+        result = ExecutionResult()
+        stdout, stderr = io.StringIO(), io.StringIO()
+        outputs: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        try:
+            tree = ast.parse(code)
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), time_limits(timeout):
+                exec(compile(tree, "<agent>", "exec"), self.namespace)
+                if last is not None:
+                    value = eval(compile(ast.Expression(last.value), "<agent>", "eval"), self.namespace)
+                    if value is not None:
+                        outputs.append({"data": {"text/plain": repr(value)}, "metadata": {}})
+        except BaseException as exc:  # everything the action does wrong is an observation
+            _classify(result, exc, exc.__traceback__, skip_frames=1)
+        result.duration = time.perf_counter() - start
+        result.outputs = outputs
+        result.output = _output_text(stdout.getvalue(), stderr.getvalue(), outputs)
+        result.changes = namespace.diff(before, namespace.snapshot(self.namespace, self.hidden()))
+        return result

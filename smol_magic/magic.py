@@ -1,0 +1,234 @@
+"""``%%agent`` and ``%agent``: flags, configuration, and one agent per notebook.
+
+A cell starting with ``%%agent`` is rewritten (an input transformer) into
+``await run_agent_cell(line, cell)``, so ipykernel runs it as an async cell:
+the cell stays busy until the run ends, later cells queue behind it, and the
+event loop stays free for widget clicks while the model thinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Enum, Float, Integer, List, Unicode
+
+from . import guard
+from .agents import CodeAgent, RunResult, run_blocking
+from .executor import KernelExecutor
+from .models import Model, model_from_spec
+from .ui import TextRenderer
+
+GUARD_NOTE = (
+    "The guard is a policy that stops what a careless or confused model might do; "
+    "it is not a sandbox against a determined attacker. For untrusted inputs, run the "
+    "kernel in an isolated container or VM."
+)
+
+SUBCOMMANDS = {
+    "reset": "forget the conversation (the next %%agent starts afresh)",
+    "code": "print all the code the agent ran in this conversation, as one script",
+    "memory": "print the conversation's memory as JSON",
+    "status": "show the model, settings and conversation size",
+}
+
+
+@magics_class
+class AgentMagics(Magics):
+    """Runs a code-writing LLM agent on this notebook's live variables."""
+
+    model = Unicode(
+        os.environ.get("SMOL_MAGIC_MODEL", ""),
+        help="Model: a litellm id (openai/gpt-4o-mini), hf:org/model, or the name of a variable "
+        "holding a Model. Defaults to $SMOL_MAGIC_MODEL.",
+    ).tag(config=True)
+    max_steps = Integer(20, help="Most actions per run.").tag(config=True)
+    approve = Enum(
+        ["every", "risky", "never"], "risky", help="Which actions wait for a person's click."
+    ).tag(config=True)
+    timeout = Float(60.0, help="Seconds an action may run before it is stopped.").tag(config=True)
+    authorized_imports = List(Unicode(), help="Modules the agent may import, besides the defaults.").tag(
+        config=True
+    )
+    max_observation_chars = Integer(10_000, help="Longest observation sent back to the model.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        self.current: CodeAgent | None = None
+        self._notices: set[str] = set()
+
+    @magic_arguments()
+    @argument("-m", "--model", help="litellm id, hf:org/model, or a variable holding a Model")
+    @argument("--max-steps", type=int, help="most actions in this run (default: AgentMagics.max_steps)")
+    @argument("--approve", choices=["every", "risky", "never"], help="which actions wait for a click")
+    @argument("-o", "--out", metavar="VAR", help="store the final answer in this variable")
+    @argument("--reset", action="store_true", help="start a new conversation instead of continuing")
+    @argument("--timeout", type=float, help="seconds an action may run (default 60)")
+    @argument("--imports", help="comma-separated extra modules the agent may import")
+    @argument("words", nargs="*", help="with %%agent (no cell): reset | code | memory | status")
+    @line_cell_magic
+    def agent(self, line: str, cell: str | None = None) -> None:
+        """Run a code-writing agent on this notebook's variables.
+
+        %%agent [flags]
+        <the task, in plain words>
+
+        The model writes Python; each action runs in this kernel's namespace
+        (after a static guard), its output comes back to the model, and the
+        variables it creates stay in the notebook. The next %%agent cell
+        continues the conversation unless --reset.
+
+        The guard is a policy that stops what a careless or confused model
+        might do; it is not a sandbox against a determined attacker. For
+        untrusted inputs, run the kernel in an isolated container or VM.
+        """
+        if cell is None:
+            return self._subcommand(line)
+        return run_blocking(self.run_async(line, cell))
+
+    def _subcommand(self, line: str) -> None:
+        args = self._parse(line)
+        word = " ".join(args.words)
+        if word not in SUBCOMMANDS:
+            listing = "; ".join(f"%agent {k}: {v}" for k, v in SUBCOMMANDS.items())
+            raise UsageError(f"%agent takes a subcommand ({listing}); to run a task, use the %%agent cell magic")
+        if word == "reset":
+            if self.current is not None:
+                self.current.memory.reset()
+            print("smol-magic: conversation reset")
+        elif word == "code":
+            print(self.current.memory.return_full_code() if self.current else "")
+        elif word == "memory":
+            print(self.current.memory.to_json(indent=1) if self.current else "{}")
+        elif word == "status":
+            steps = len(self.current.memory.steps) if self.current else 0
+            print(
+                f"model: {self.model or '(none)'} · approve: {self.approve} · max_steps: {self.max_steps} "
+                f"· timeout: {self.timeout:g} s · memory: {steps} steps"
+            )
+
+    def _parse(self, line: str) -> Any:
+        try:
+            return parse_argstring(self.agent, line)
+        except UsageError as exc:
+            raise UsageError(f"{exc} (see %%agent? for the flags)") from None
+
+    async def run_async(self, line: str, cell: str) -> RunResult:
+        """The body of a ``%%agent`` cell."""
+        args = self._parse(line)
+        if args.words:
+            raise UsageError(
+                f"unexpected text on the %%agent line: {' '.join(args.words)!r}; put the task in the cell body"
+            )
+        task = cell.strip()
+        if not task:
+            raise UsageError("write the task in the cell, below the %%agent line")
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"-o needs a variable name, got {args.out!r}")
+        if args.max_steps is not None and args.max_steps < 1:
+            raise UsageError("--max-steps must be at least 1")
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
+        approve = args.approve or self.approve
+        if approve != "never":
+            self._notice(
+                "approve",
+                f"smol-magic: approval buttons are not available yet; running with --approve never "
+                f"(instead of {approve}): actions the guard asks about are refused.",
+            )
+        agent = self._prepare_agent(self._resolve_model(args.model), args)
+        result = await self._run(agent, task, args)
+        if result.state == "failed":
+            raise UsageError(f"the agent run failed: {result.error}")
+        if args.out and result.state in ("done", "max_steps"):
+            self.shell.user_ns[args.out] = result.output
+        return result
+
+    async def _run(self, agent: CodeAgent, task: str, args: Any) -> RunResult:
+        async for _ in agent.stream_steps(task, reset=args.reset, max_steps=args.max_steps or self.max_steps):
+            pass
+        return agent.runs[-1]
+
+    def _notice(self, key: str, text: str) -> None:
+        if key not in self._notices:
+            self._notices.add(key)
+            print(text)
+
+    def _resolve_model(self, spec: str | None) -> Any:
+        spec = (spec or self.model or "").strip()
+        if not spec:
+            raise UsageError(
+                "no model configured: use %%agent -m openai/gpt-4o-mini, "
+                '%config AgentMagics.model = "openai/gpt-4o-mini", or set SMOL_MAGIC_MODEL'
+            )
+        if spec.isidentifier():
+            if spec not in self.shell.user_ns:
+                raise UsageError(
+                    f"unknown model {spec!r}: there is no variable of that name. Give a litellm id "
+                    "(openai/gpt-4o-mini), hf:org/model, or the name of a variable holding a Model"
+                )
+            value = self.shell.user_ns[spec]
+            if not isinstance(value, Model):
+                raise UsageError(
+                    f"{spec!r} is a {type(value).__name__}, not a Model (e.g. ScriptedModel, LiteLLMModel)"
+                )
+            return value
+        return model_from_spec(spec)
+
+    def _prepare_agent(self, model: Any, args: Any) -> CodeAgent:
+        """The notebook's one agent: kept across cells so the conversation continues."""
+        imports = list(self.authorized_imports) + [m.strip() for m in (args.imports or "").split(",") if m.strip()]
+        policy = guard.Policy(authorized_imports=guard.DEFAULT_AUTHORIZED_IMPORTS + imports)
+        if self.current is None:
+            self.current = CodeAgent(
+                model=model,
+                executor=KernelExecutor(self.shell),
+                renderer=TextRenderer(),
+            )
+        agent = self.current
+        agent.model = model
+        agent.policy = policy
+        agent.timeout = args.timeout or self.timeout
+        agent.max_observation_chars = self.max_observation_chars
+        return agent
+
+
+async def run_agent_cell(line: str, cell: str) -> RunResult | None:
+    """What a ``%%agent`` cell becomes: awaited by the kernel as an async cell."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get("AgentMagics")
+    if magics is None:
+        raise UsageError("smol_magic is not loaded: run %load_ext smol_magic")
+    await magics.run_async(line, cell)
+    return None
+
+
+def rewrite_agent_cell(lines: list[str]) -> list[str]:
+    """Input transformer: ``%%agent`` cells become ``await run_agent_cell(...)``."""
+    if not lines:
+        return lines
+    first = lines[0]
+    head = first.split(None, 1)[0] if first.strip() else ""
+    if head != "%%agent":  # leaves %%agent? (help) and other magics alone
+        return lines
+    line = first.strip()[len("%%agent"):].strip()
+    cell = "".join(lines[1:])
+    return [f"await __import__('smol_magic.magic', fromlist=['_']).run_agent_cell({line!r}, {cell!r})\n"]
+
+
+def load_ipython_extension(shell: Any) -> None:
+    magics = AgentMagics(shell=shell)
+    shell.register_magics(magics)
+    if rewrite_agent_cell not in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.append(rewrite_agent_cell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    if rewrite_agent_cell in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.remove(rewrite_agent_cell)

@@ -1,0 +1,165 @@
+"""What happened in a run, as data: steps that serialise to JSON and back.
+
+The memory is the single record of a conversation: it rebuilds the messages
+sent to the model, feeds the trace and the exports, and survives a JSON
+round-trip so a run can be saved and inspected later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from .models import TokenUsage
+
+
+@dataclass
+class Verdict:
+    """The guard's judgement of one action."""
+
+    decision: str = "allow"  # allow | ask | deny
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MemoryStep:
+    kind: ClassVar[str] = "step"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass
+class TaskStep(MemoryStep):
+    kind: ClassVar[str] = "task"
+    task: str = ""
+    context: str = ""  # what the model is told besides the task (the notebook's variables)
+
+    def to_messages(self) -> list[dict[str, str]]:
+        text = f"New task:\n{self.task}"
+        if self.context:
+            text += f"\n\n{self.context}"
+        return [{"role": "user", "content": text}]
+
+
+@dataclass
+class PlanningStep(MemoryStep):
+    kind: ClassVar[str] = "planning"
+    plan: str = ""
+    model_input_messages: list[dict[str, str]] = field(default_factory=list)
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+    duration: float = 0.0
+
+    def to_messages(self) -> list[dict[str, str]]:
+        return [{"role": "assistant", "content": f"Plan:\n{self.plan}"}]
+
+
+@dataclass
+class ActionStep(MemoryStep):
+    kind: ClassVar[str] = "action"
+    step_number: int = 0
+    model_input_messages: list[dict[str, str]] = field(default_factory=list)
+    model_output: str = ""  # the raw reply
+    reasoning: str = ""  # the reply without its code
+    code: str | None = None  # the code that ran (after any edit by a person)
+    proposed_code: str | None = None  # the code the model wrote, when a person edited it
+    verdict: Verdict = field(default_factory=Verdict)
+    approval: str = ""  # auto | run | edit | skip | refused | denied
+    observation: str = ""  # exactly what the model is told
+    error: str | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # rich mime bundles shown to the user
+    changes: dict[str, list[str]] = field(default_factory=dict)  # created / rebound / deleted names
+    is_final_answer: bool = False
+    action_output: Any = None
+    start_time: float = 0.0
+    end_time: float = 0.0
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end_time - self.start_time)
+
+    @property
+    def ran(self) -> bool:
+        return self.approval in ("auto", "run", "edit")
+
+    def to_messages(self) -> list[dict[str, str]]:
+        messages = [{"role": "assistant", "content": self.model_output}]
+        if self.observation:
+            messages.append({"role": "user", "content": f"Observation:\n{self.observation}"})
+        return messages
+
+
+@dataclass
+class FinalAnswerStep(MemoryStep):
+    kind: ClassVar[str] = "final_answer"
+    output: Any = None
+
+    def to_messages(self) -> list[dict[str, str]]:
+        return []
+
+
+_STEP_TYPES: dict[str, type[MemoryStep]] = {
+    cls.kind: cls for cls in (TaskStep, PlanningStep, ActionStep, FinalAnswerStep)
+}
+
+
+@dataclass
+class AgentMemory:
+    system_prompt: str = ""
+    steps: list[MemoryStep] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.steps.clear()
+
+    def to_messages(self) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for step in self.steps:
+            messages.extend(step.to_messages())  # type: ignore[attr-defined]
+        return messages
+
+    @property
+    def action_steps(self) -> list[ActionStep]:
+        return [s for s in self.steps if isinstance(s, ActionStep)]
+
+    def return_full_code(self) -> str:
+        """All code that actually ran, in order: the run as one script."""
+        return "\n\n".join(s.code for s in self.action_steps if s.ran and s.code)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(
+            {"system_prompt": self.system_prompt, "steps": [s.to_dict() for s in self.steps]}, **kwargs
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "AgentMemory":
+        data = json.loads(text)
+        return cls(data.get("system_prompt", ""), [step_from_dict(s) for s in data.get("steps", [])])
+
+
+def step_from_dict(data: dict[str, Any]) -> MemoryStep:
+    data = dict(data)
+    step_type = _STEP_TYPES[data.pop("kind")]
+    names = {f.name for f in fields(step_type)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    if "token_usage" in kwargs and isinstance(kwargs["token_usage"], dict):
+        kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
+    if "verdict" in kwargs and isinstance(kwargs["verdict"], dict):
+        kwargs["verdict"] = Verdict(**kwargs["verdict"])
+    return step_type(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    """Keep JSON values as they are; dataclasses as dicts; anything else as its repr."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    return repr(value)

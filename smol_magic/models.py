@@ -1,0 +1,427 @@
+"""Model clients: one async protocol, three implementations.
+
+The agent loop only ever awaits ``generate`` / iterates ``generate_stream``,
+so the kernel's event loop stays responsive (widget clicks, Interrupt) while
+a model thinks. ``litellm`` and ``huggingface_hub`` are imported lazily:
+``%load_ext smol_magic`` must stay fast and must not touch the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
+
+Messages = list[dict[str, str]]
+
+
+class ModelError(RuntimeError):
+    """A model could not give a reply (bad credentials, malformed response, retries exhausted)."""
+
+
+@dataclass
+class TokenUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: "TokenUsage") -> "TokenUsage":
+        return TokenUsage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass
+class ModelResponse:
+    content: str
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+@dataclass
+class StreamDelta:
+    """A piece of a streamed reply; the last delta may carry only token usage."""
+
+    content: str = ""
+    token_usage: TokenUsage | None = None
+
+
+@runtime_checkable
+class Model(Protocol):
+    model_id: str
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse: ...
+
+    def generate_stream(
+        self, messages: Messages, stop_sequences: list[str] | None = None
+    ) -> AsyncIterator[StreamDelta]: ...
+
+
+class BaseModel:
+    """Shared behaviour: streaming falls back to one delta; retries with backoff."""
+
+    model_id: str = "model"
+    max_retries: int = 3
+    retry_base_delay: float = 1.0
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+        raise NotImplementedError
+
+    async def generate_stream(
+        self, messages: Messages, stop_sequences: list[str] | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        response = await self.generate(messages, stop_sequences)
+        yield StreamDelta(response.content, response.token_usage)
+
+    async def _with_retries(self, call: Callable[[], Any], is_transient: Callable[[BaseException], bool]) -> Any:
+        """Retry transient failures (429, 5xx, timeouts) with exponential backoff and jitter.
+
+        Whatever finally fails becomes a one-line ``ModelError`` naming the model:
+        the user should read "HTTP 500: ...", not a litellm/httpx traceback.
+        """
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await call()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                transient = is_transient(exc) and not _is_malformed(exc)
+                if attempt >= self.max_retries or not transient:
+                    tail = f" (gave up after {attempt + 1} attempts)" if transient and attempt else ""
+                    raise ModelError(f"{self.model_id}: {_describe(exc)}{tail}") from exc
+                delay = self.retry_base_delay * (2**attempt) * (1 + random.random() / 4)
+                await asyncio.sleep(delay)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model_id!r})"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return _clip(text, limit)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes: litellm and huggingface_hub wrap the interesting error several times."""
+    seen: list[BaseException] = []
+    while exc is not None and all(exc is not e for e in seen):
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return seen
+
+
+def _is_malformed(exc: BaseException) -> bool:
+    """A reply that is not JSON is a wrong ``api_base`` or a broken proxy; retrying will not help."""
+    return any(isinstance(e, json.JSONDecodeError) for e in _chain(exc))
+
+
+def _status(exc: BaseException) -> int | None:
+    for e in _chain(exc):
+        status = getattr(e, "status_code", None)
+        if not isinstance(status, int):
+            status = getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _server_message(exc: BaseException) -> str | None:
+    """The ``error.message`` the server sent, found wherever the client library kept it."""
+    for e in _chain(exc):
+        body = getattr(e, "body", None)  # openai SDK: the parsed ``error`` object
+        if not isinstance(body, dict):
+            try:
+                body = getattr(e, "response", None).json()  # huggingface_hub / httpx
+            except Exception:
+                body = None
+        if isinstance(body, dict):
+            error = body.get("error", body)
+            message = error.get("message") if isinstance(error, dict) else error
+            if isinstance(message, str) and message.strip():
+                return message
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """One short line for the user: "HTTP 429: rate limited", "malformed response ...", or the error."""
+    if _is_malformed(exc):
+        decode_error = next(e for e in _chain(exc) if isinstance(e, json.JSONDecodeError))
+        return f"malformed response from server (not JSON: {_clip(str(decode_error), 120)})"
+    status = _status(exc)
+    message = _server_message(exc)
+    if status is not None and message:
+        return _clip(f"HTTP {status}: {message}")
+    # Refused, DNS failure, reset: the socket-level root cause says more than the wrappers.
+    socket_errors = [
+        e
+        for e in _chain(exc)
+        if isinstance(e, OSError) and not isinstance(e, TimeoutError) and type(e).__module__ in ("builtins", "socket")
+    ]
+    if socket_errors:
+        return f"cannot connect ({_short(socket_errors[-1])})"
+    text = str(exc)
+    if text.startswith("litellm.") and "Exception - " in text:
+        # "litellm.Timeout: Timeout: OpenAIException - Request timed out." -> "Timeout: Request timed out."
+        text = f"{type(exc).__name__}: {text.split('Exception - ', 1)[1]}"
+        return _clip(text)
+    return _short(exc)
+
+
+class ScriptedModel(BaseModel):
+    """Replies with the given raw strings, in order. For tests, examples and the offline demo.
+
+    Every request is kept in ``.requests`` (a list of message lists) so a test
+    can assert exactly what the model was shown.
+    """
+
+    def __init__(self, responses: list[str], model_id: str = "scripted"):
+        self.responses = list(responses)
+        self.model_id = model_id
+        self.requests: list[Messages] = []
+
+    @property
+    def remaining(self) -> int:
+        return len(self.responses) - len(self.requests)
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+        index = len(self.requests)
+        self.requests.append([dict(m) for m in messages])
+        if index >= len(self.responses):
+            raise ModelError(
+                f"ScriptedModel ran out of replies after {len(self.responses)}: "
+                "add more responses or lower max_steps"
+            )
+        content = self.responses[index]
+        prompt_chars = sum(len(m.get("content") or "") for m in messages)
+        return ModelResponse(content, TokenUsage(prompt_chars // 4, len(content) // 4))
+
+
+def _litellm():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMModel(BaseModel):
+    """Any provider litellm knows (``openai/gpt-4o-mini``, ``ollama/llama3.1``, ...)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = 3,
+        retry_base_delay: float = 1.0,
+        timeout: float = 120.0,
+        **kwargs: Any,
+    ):
+        self.model_id = model_id
+        self.api_base = api_base
+        self.api_key = api_key
+        self.max_retries = max_retries
+        self.retry_base_delay = retry_base_delay
+        self.timeout = timeout
+        self.kwargs = kwargs
+
+    def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool) -> dict[str, Any]:
+        # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
+        params: dict[str, Any] = dict(
+            model=self.model_id,
+            messages=[dict(m) for m in messages],
+            timeout=self.timeout,
+            num_retries=0,
+            **self.kwargs,
+        )
+        if self.api_base:
+            params["api_base"] = self.api_base
+        if self.api_key:
+            params["api_key"] = self.api_key
+        if stop_sequences:
+            params["stop"] = stop_sequences
+        if stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        return params
+
+    @staticmethod
+    def _is_transient(exc: BaseException) -> bool:
+        litellm = _litellm()
+        transient = (
+            litellm.RateLimitError,
+            litellm.InternalServerError,
+            litellm.ServiceUnavailableError,
+            litellm.Timeout,
+            litellm.APIConnectionError,
+        )
+        status = getattr(exc, "status_code", None)
+        return isinstance(exc, transient) or (isinstance(status, int) and (status == 429 or status >= 500))
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+        litellm = _litellm()
+
+        async def call():
+            return await litellm.acompletion(**self._params(messages, stop_sequences, stream=False))
+
+        response = await self._with_retries(call, self._is_transient)
+        try:
+            content = response.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise ModelError(f"{self.model_id}: malformed response ({_short(exc)})") from exc
+        return ModelResponse(content, _usage(getattr(response, "usage", None)))
+
+    async def generate_stream(
+        self, messages: Messages, stop_sequences: list[str] | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        litellm = _litellm()
+
+        async def call():
+            return await litellm.acompletion(**self._params(messages, stop_sequences, stream=True))
+
+        stream = await self._with_retries(call, self._is_transient)
+        try:
+            async for delta in _deltas(self.model_id, stream):
+                yield delta
+        finally:
+            aclose = getattr(stream, "aclose", None)  # release the HTTP connection on early exit / Interrupt
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    pass
+
+
+class InferenceClientModel(BaseModel):
+    """Hugging Face Inference (providers or a TGI / OpenAI-compatible ``base_url``)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        provider: str | None = None,
+        token: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = 3,
+        retry_base_delay: float = 1.0,
+        timeout: float = 120.0,
+        **kwargs: Any,
+    ):
+        self.model_id = model_id
+        self.provider = provider
+        self.token = token
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.retry_base_delay = retry_base_delay
+        self.timeout = timeout
+        self.kwargs = kwargs
+
+    def _client(self):
+        from huggingface_hub import AsyncInferenceClient
+
+        if self.base_url:
+            return AsyncInferenceClient(base_url=self.base_url, token=self.token, timeout=self.timeout)
+        return AsyncInferenceClient(
+            model=self.model_id, provider=self.provider, token=self.token, timeout=self.timeout
+        )
+
+    @staticmethod
+    def _is_transient(exc: BaseException) -> bool:
+        import httpx  # a huggingface_hub dependency; its transport errors are timeouts / refused connections
+        from huggingface_hub.errors import InferenceTimeoutError
+
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status == 429 or status >= 500
+        return isinstance(
+            exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, InferenceTimeoutError, httpx.TransportError)
+        )
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+        client = self._client()
+
+        async def call():
+            return await client.chat_completion(
+                messages, model=self.model_id, stop=stop_sequences, **self.kwargs
+            )
+
+        try:
+            response = await self._with_retries(call, self._is_transient)
+            content = response.choices[0].message.content or ""
+        except ModelError:
+            raise
+        except (AttributeError, IndexError, TypeError, KeyError) as exc:
+            raise ModelError(f"{self.model_id}: malformed response ({_short(exc)})") from exc
+        finally:
+            await _close(client)
+        return ModelResponse(content, _usage(getattr(response, "usage", None)))
+
+    async def generate_stream(
+        self, messages: Messages, stop_sequences: list[str] | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        client = self._client()
+
+        async def call():
+            return await client.chat_completion(
+                messages,
+                model=self.model_id,
+                stop=stop_sequences,
+                stream=True,
+                stream_options={"include_usage": True},
+                **self.kwargs,
+            )
+
+        try:
+            stream = await self._with_retries(call, self._is_transient)
+            async for delta in _deltas(self.model_id, stream):
+                yield delta
+        finally:
+            await _close(client)
+
+
+async def _deltas(model_id: str, stream: AsyncIterator[Any]) -> AsyncIterator[StreamDelta]:
+    """OpenAI-style chunks -> StreamDelta; a stream with neither text nor usage is an error, not "".
+
+    A 200 whose body is not SSE (an HTML page, a proxy error) parses as zero
+    chunks in both litellm and huggingface_hub; without this check the agent
+    would silently see an empty reply.
+    """
+    received = False
+    try:
+        async for chunk in stream:
+            choices = getattr(chunk, "choices", None) or []
+            text = (getattr(choices[0].delta, "content", None) or "") if choices else ""
+            usage = getattr(chunk, "usage", None)
+            if text or usage:
+                received = True
+                yield StreamDelta(text, _usage(usage) if usage else None)
+    except Exception as exc:
+        raise ModelError(f"{model_id}: stream failed: {_describe(exc)}") from exc
+    if not received:
+        raise ModelError(f"{model_id}: malformed response from server (the stream carried no text and no usage)")
+
+
+async def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass
+
+
+def _usage(usage: Any) -> TokenUsage:
+    if usage is None:
+        return TokenUsage()
+    get = usage.get if isinstance(usage, dict) else lambda k, d=None: getattr(usage, k, d)
+    return TokenUsage(int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0))
+
+
+def model_from_spec(spec: str) -> BaseModel:
+    """``hf:org/model`` -> InferenceClientModel, anything else -> LiteLLMModel."""
+    if spec.startswith("hf:"):
+        return InferenceClientModel(spec[3:])
+    return LiteLLMModel(spec)

@@ -1,0 +1,104 @@
+"""A plain-text trace: for terminals, headless runs and saved notebooks.
+
+Each step is written as it happens (the model's thought, the code, what it
+printed, what the model was told). Rich outputs of the agent's code
+(DataFrames, figures) are re-displayed as they would be in a cell.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import Any, Callable
+
+from ..agents import MultiStepAgent, Renderer, RunResult
+from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
+
+RULE = "─" * 60
+
+
+def _default_show(bundle: dict[str, Any]) -> None:
+    """Display a mime bundle in the current cell when IPython is there, else print its text."""
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        from IPython.display import publish_display_data
+
+        publish_display_data(bundle.get("data", {}), bundle.get("metadata") or {})
+    else:
+        print(bundle.get("data", {}).get("text/plain", ""))
+
+
+class TextRenderer(Renderer):
+    def __init__(
+        self,
+        write: Callable[[str], Any] | None = None,
+        show: Callable[[dict[str, Any]], None] | None = None,
+        show_observation: bool = True,
+    ):
+        self._write = write
+        self.show = show or _default_show
+        self.show_observation = show_observation
+        self.model_id = ""
+
+    def write(self, text: str) -> None:
+        if self._write is not None:
+            self._write(text + "\n")
+        else:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    def run_started(self, agent: MultiStepAgent, task: str) -> None:
+        self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
+        first = task.strip().splitlines()[0] if task.strip() else ""
+        self.write(f"▶ agent · {self.model_id} · {first[:80]}")
+
+    def action_ready(self, step: ActionStep) -> None:
+        self.write(f"{RULE}\nstep {step.step_number}")
+        if step.reasoning:
+            self.write(textwrap.indent(step.reasoning.strip(), "  "))
+        if step.code:
+            self.write(textwrap.indent(step.code, "  │ "))
+        if step.verdict.decision != "allow":
+            self.write(f"  guard: {step.verdict.decision.upper()}")
+            for reason in step.verdict.reasons:
+                self.write(f"    - {reason}")
+
+    def step_finished(self, step: MemoryStep) -> None:
+        if isinstance(step, PlanningStep):
+            self.write(f"{RULE}\nplan\n{textwrap.indent(step.plan, '  ')}")
+        elif isinstance(step, ActionStep):
+            if step.code is None:  # action_ready was not called: no code in the reply
+                self.write(f"{RULE}\nstep {step.step_number}\n  (no code in the reply)")
+            for bundle in step.outputs:
+                self.show(bundle)
+            if step.error:
+                self.write(textwrap.indent(step.error.rstrip(), "  ! "))
+            if self.show_observation and step.observation:
+                self.write(f"  observation ({step.duration:.2f} s):")
+                self.write(textwrap.indent(step.observation.rstrip(), "    "))
+        elif isinstance(step, FinalAnswerStep):
+            self.write(f"{RULE}\nfinal answer:")
+            self.show(_bundle(step.output))
+
+    def run_finished(self, result: RunResult) -> None:
+        actions = len(result.action_steps)
+        tokens = f"{result.token_usage.input_tokens} tokens in, {result.token_usage.output_tokens} out"
+        line = f"■ {result.state} · {actions} step{'s' if actions != 1 else ''} · {result.duration:.1f} s · {tokens}"
+        if result.error:
+            line += f" · {result.error}"
+        self.write(line)
+
+
+def _bundle(value: Any) -> dict[str, Any]:
+    """The mime bundle IPython would show for a value (DataFrames as tables, figures as images)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            data, metadata = shell.display_formatter.format(value)
+            return {"data": data, "metadata": metadata}
+    except Exception:
+        pass
+    return {"data": {"text/plain": repr(value)}, "metadata": {}}

@@ -1,0 +1,231 @@
+"""A tiny OpenAI-compatible chat server on 127.0.0.1, scripted per request.
+
+Model-client tests talk real HTTP to it instead of mocking litellm or
+huggingface_hub, so they catch what mocks cannot: the URL a client posts to,
+the JSON it sends, how it parses SSE, what it does on 429 / 500 / bad JSON.
+Stdlib only; every request pops the next scripted behaviour from a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+
+@dataclass
+class Behaviour:
+    kind: str  # "reply" | "stream" | "status" | "malformed"
+    text: str = ""
+    pieces: list[str] = field(default_factory=list)
+    usage: tuple[int, int] | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or the raw text if it was not JSON
+
+
+class OpenAIServer:
+    """``with OpenAIServer() as srv: srv.push_reply("hi"); Model(api_base=srv.base_url)``."""
+
+    def __init__(self) -> None:
+        self._behaviours: deque[Behaviour] = deque()
+        self._lock = threading.Lock()
+        self.requests: list[Request] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting ---------------------------------------------------------
+
+    def push_reply(self, text: str, prompt_tokens: int = 11, completion_tokens: int = 7) -> "OpenAIServer":
+        """Answer like a real server: JSON, or SSE if the request asked for ``stream``.
+
+        When streaming, usage is sent only if the client asked for it with
+        ``stream_options.include_usage``, as OpenAI does.
+        """
+        self._push(Behaviour("reply", text=text, usage=(prompt_tokens, completion_tokens)))
+        return self
+
+    def push_stream(self, pieces: list[str], usage: tuple[int, int] | None = (11, 7)) -> "OpenAIServer":
+        """Always answer with these SSE content chunks, then a usage chunk (if ``usage``), then ``[DONE]``."""
+        self._push(Behaviour("stream", pieces=list(pieces), usage=usage))
+        return self
+
+    def push_status(
+        self, status: int, message: str = "scripted failure", headers: dict[str, str] | None = None
+    ) -> "OpenAIServer":
+        """Answer with an HTTP error status and an OpenAI-style JSON error body."""
+        self._push(Behaviour("status", text=message, status=status, headers=dict(headers or {})))
+        return self
+
+    def push_malformed(self, body: str = "<html>upstream proxy error: this is not JSON") -> "OpenAIServer":
+        """Answer 200 with ``application/json`` content type but a body that is not JSON."""
+        self._push(Behaviour("malformed", text=body))
+        return self
+
+    def _push(self, behaviour: Behaviour) -> None:
+        with self._lock:
+            self._behaviours.append(behaviour)
+
+    def _pop(self) -> Behaviour | None:
+        with self._lock:
+            return self._behaviours.popleft() if self._behaviours else None
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._behaviours)
+
+    @property
+    def bodies(self) -> list[Any]:
+        """The JSON body of every request received, in order."""
+        with self._lock:
+            return [r.body for r in self.requests]
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "OpenAIServer":
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "OpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0: one response per connection, so SSE needs no chunked encoding
+    # and no keep-alive socket outlives a test.
+    protocol_version = "HTTP/1.0"
+    server_state: OpenAIServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8", "replace")
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw
+        state = self.server_state
+        with state._lock:
+            state.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._error(404, f"no route for {self.path}")
+        behaviour = state._pop()
+        if behaviour is None:
+            return self._error(500, "OpenAIServer: no scripted behaviour left for this request")
+        try:
+            self._serve(behaviour, body if isinstance(body, dict) else {})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # client went away mid-response; nothing to do
+
+    def _serve(self, b: Behaviour, body: dict) -> None:
+        model = body.get("model") or "unknown"
+        if b.kind == "status":
+            return self._error(b.status, b.text, b.headers)
+        if b.kind == "malformed":
+            return self._send(200, b.text.encode(), "application/json")
+        if b.kind == "stream" or (b.kind == "reply" and body.get("stream")):
+            if b.kind == "reply":
+                pieces = [b.text[i : i + 4] for i in range(0, len(b.text), 4)]
+                wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                usage = b.usage if wants_usage else None
+            else:
+                pieces, usage = b.pieces, b.usage
+            return self._stream(model, pieces, usage)
+        prompt, completion = b.usage or (0, 0)
+        payload = {
+            "id": "chatcmpl-local",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": b.text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+        self._send(200, json.dumps(payload).encode(), "application/json")
+
+    def _stream(self, model: str, pieces: list[str], usage: tuple[int, int] | None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        base = {"id": "chatcmpl-local", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+        def event(obj: dict) -> None:
+            self.wfile.write(f"data: {json.dumps(obj)}\n\n".encode())
+            self.wfile.flush()
+
+        event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        for piece in pieces:
+            event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if usage is not None:
+            prompt, completion = usage
+            event(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+                }
+            )
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = "rate_limit_exceeded" if status == 429 else "server_error"
+        payload = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A fresh scripted server per test, shut down afterwards."""
+    with OpenAIServer() as srv:
+        yield srv
