@@ -211,7 +211,7 @@ class MultiStepAgent:
             return steps
         for _ in steps:
             pass
-        return self.runs[-1].output
+        return self._outcome()
 
     async def arun(
         self,
@@ -222,7 +222,13 @@ class MultiStepAgent:
     ) -> Any:
         async for _ in self.stream_steps(task, reset, max_steps, additional_args):
             pass
-        return self.runs[-1].output
+        return self._outcome()
+
+    def _outcome(self) -> Any:
+        run = self.runs[-1]
+        if run.state == "failed":
+            raise ModelError(run.error or "the run failed")
+        return run.output
 
     async def stream_steps(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Enum, Float, Integer, List, Unicode
+from traitlets import Enum, Float, Integer, List, Unicode, default
 
 from . import guard
 from .agents import CodeAgent, RunResult, run_blocking
@@ -42,7 +42,6 @@ class AgentMagics(Magics):
     """Runs a code-writing LLM agent on this notebook's live variables."""
 
     model = Unicode(
-        os.environ.get("SMOL_MAGIC_MODEL", ""),
         help="Model: a litellm id (openai/gpt-4o-mini), hf:org/model, or the name of a variable "
         "holding a Model. Defaults to $SMOL_MAGIC_MODEL.",
     ).tag(config=True)
@@ -55,6 +54,10 @@ class AgentMagics(Magics):
         config=True
     )
     max_observation_chars = Integer(10_000, help="Longest observation sent back to the model.").tag(config=True)
+
+    @default("model")
+    def _model_default(self) -> str:
+        return os.environ.get("SMOL_MAGIC_MODEL", "")
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -205,7 +208,10 @@ async def run_agent_cell(line: str, cell: str) -> RunResult | None:
     magics = shell.magics_manager.registry.get("AgentMagics")
     if magics is None:
         raise UsageError("smol_magic is not loaded: run %load_ext smol_magic")
-    await magics.run_async(line, cell)
+    try:
+        await magics.run_async(line, cell)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("the agent run was interrupted; the kernel and your variables are intact") from None
     return None
 
 

@@ -199,13 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
         event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if usage is not None:
             prompt, completion = usage
-            event(
-                {
-                    **base,
-                    "choices": [],
-                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-                }
-            )
+            totals = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            event({**base, "choices": [], "usage": totals})
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

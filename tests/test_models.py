@@ -108,7 +108,8 @@ def test_streaming_without_usage_from_server_still_gives_the_text(make: MakeMode
     deltas = stream(make(srv))
 
     assert "".join(d.content for d in deltas) == "Thought: easy.\n"
-    assert all(d.token_usage is None for d in deltas)
+    # litellm estimates usage itself when the server sends none; either way it is counted at most once.
+    assert len([d for d in deltas if d.token_usage]) <= 1
 
 
 def test_stop_sequences_and_model_name_reach_the_server(make: MakeModel, srv: OpenAIServer):

@@ -1,0 +1,63 @@
+"""``python -m smol_magic demo``: run the quickstart notebook offline, in a real kernel."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def examples_dir() -> Path:
+    """Examples ship inside the wheel (smol_magic/examples) and at the top of a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples", here.parent / "examples"):
+        if (candidate / "quickstart.ipynb").exists():
+            return candidate
+    raise SystemExit("smol-magic: the example notebooks are missing from this installation")
+
+
+def demo(output: Path, timeout: int) -> int:
+    import nbclient
+    import nbformat
+
+    source = examples_dir() / "quickstart.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    print(f"smol-magic demo: running {source.name} in a fresh kernel (scripted model, no network)...")
+    client = nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}
+    )
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        print(f"smol-magic demo: a cell failed:\n{exc}", file=sys.stderr)
+        return 1
+    finally:
+        nbformat.write(nb, output)
+    answer = _stream_text(nb, "fastest growing region:")
+    steps = _stream_text(nb, "■ ")
+    print(steps or "", answer or "", sep="\n")
+    print(f"executed notebook written to {output.resolve()}")
+    return 0
+
+
+def _stream_text(nb, marker: str) -> str | None:
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for line in str(out.get("text", "")).splitlines():
+                if line.startswith(marker):
+                    return line
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smol_magic", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("demo", help="execute examples/quickstart.ipynb with its scripted model")
+    run.add_argument("-o", "--output", type=Path, default=Path("smol_magic_demo.ipynb"))
+    run.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    args = parser.parse_args(argv)
+    return demo(args.output, args.timeout)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""%%agent in an IPython shell: the user's namespace, history, flags and errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from smol_magic import InferenceClientModel, LiteLLMModel, ScriptedModel
+
+
+def fence(code: str) -> str:
+    return f"Thought: next.\n```python\n{code}\n```"
+
+
+def test_agent_works_on_the_users_real_objects(ip):
+    ip.user_ns["sales"] = sales = pd.DataFrame({"region": ["a", "b", "a"], "revenue": [1, 5, 3]})
+    ip.user_ns["m"] = ScriptedModel([
+        fence("growth = sales.groupby('region').revenue.sum()\nprint(growth)"),
+        fence("final_answer(growth.idxmax())"),
+    ])
+    result = ip.run_cell("%%agent -m m -o best\nWhich region is best? Keep the table as `growth`.")
+    assert result.success
+    assert ip.user_ns["best"] == "b"
+    assert isinstance(ip.user_ns["growth"], pd.Series)
+    assert ip.user_ns["sales"] is sales
+    # the actions are in In, and so in %history
+    assert "growth = sales.groupby('region').revenue.sum()\nprint(growth)" in ip.user_ns["In"]
+    assert "final_answer(growth.idxmax())" in ip.user_ns["In"]
+    # the model was told about the DataFrame's schema
+    first_task = ip.user_ns["m"].requests[0][-1]["content"]
+    assert "sales: DataFrame 3 x 2 (region:" in first_task
+
+
+def test_run_cell_magic_works_too(ip):
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(6 * 7)")])
+    ip.run_cell_magic("agent", "-m m -o answer", "What is six times seven?")
+    assert ip.user_ns["answer"] == 42
+
+
+def test_the_trace_is_shown_as_it_happens(ip, capsys):
+    ip.user_ns["m"] = ScriptedModel([fence("print('hello from the agent')"), fence("final_answer(1)")])
+    ip.run_cell("%%agent -m m\nsay hello")
+    out = capsys.readouterr().out
+    assert "step 1" in out and "print('hello from the agent')" in out
+    assert "hello from the agent" in out
+    assert "done · 2 steps" in out
+
+
+def test_next_cell_continues_the_conversation_unless_reset(ip):
+    ip.user_ns["m"] = m = ScriptedModel([fence("final_answer(1)"), fence("final_answer(2)"), fence("final_answer(3)")])
+    ip.run_cell("%%agent -m m\nfirst question")
+    ip.run_cell("%%agent -m m\nsecond question")
+    assert "first question" in " ".join(msg["content"] for msg in m.requests[1])
+    ip.run_cell("%%agent -m m --reset\nthird question")
+    assert "first question" not in " ".join(msg["content"] for msg in m.requests[2])
+
+
+def test_model_from_config_and_environment(ip, monkeypatch):
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer('cfg')")])
+    ip.run_line_magic("config", 'AgentMagics.model = "m"')
+    ip.run_cell("%%agent -o out\ntask")
+    assert ip.user_ns["out"] == "cfg"
+    monkeypatch.setenv("SMOL_MAGIC_MODEL", "openai/gpt-4o-mini")
+    ip.config.pop("AgentMagics")
+    from smol_magic.magic import AgentMagics
+
+    assert AgentMagics(shell=ip).model == "openai/gpt-4o-mini"
+
+
+def test_model_specs(ip):
+    magics = ip.magics_manager.registry["AgentMagics"]
+    litellm_model = magics._resolve_model("openai/gpt-4o-mini")
+    assert isinstance(litellm_model, LiteLLMModel) and litellm_model.model_id == "openai/gpt-4o-mini"
+    hf_model = magics._resolve_model("hf:Qwen/Qwen2.5-Coder-32B-Instruct")
+    assert isinstance(hf_model, InferenceClientModel) and hf_model.model_id == "Qwen/Qwen2.5-Coder-32B-Instruct"
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("%%agent\ntask", "no model configured: use %%agent -m openai/gpt-4o-mini"),
+        ("%%agent -m m --bogus\ntask", "unrecognized arguments: --bogus (see %%agent? for the flags)"),
+        ("%%agent -m nosuch\ntask", "unknown model 'nosuch': there is no variable of that name"),
+        ("%%agent -m data\ntask", "'data' is a list, not a Model"),
+        ("%%agent -m m\n   \n", "write the task in the cell, below the %%agent line"),
+        ("%%agent -m m -o 1x\ntask", "-o needs a variable name, got '1x'"),
+        ("%%agent -m m --max-steps 0\ntask", "--max-steps must be at least 1"),
+        ("%%agent -m m --timeout -1\ntask", "--timeout must be a positive number of seconds"),
+        ("%%agent -m m --max-steps lots\ntask", "invalid int value: 'lots'"),
+        ("%%agent -m m --approve sometimes\ntask", "invalid choice: 'sometimes'"),
+        ("%%agent -m m what now\ntask", "unexpected text on the %%agent line: 'what now'"),
+        ("%agent frobnicate", "%agent takes a subcommand"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_loses_nothing(ip, capsys, cell, message):
+    ip.user_ns["data"] = data = [1, 2, 3]
+    ip.user_ns["m"] = m = ScriptedModel([fence("final_answer(1)")])
+    result = ip.run_cell(cell)
+    captured = capsys.readouterr()
+    assert not result.success
+    assert message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert ip.user_ns["data"] is data and m.requests == []
+
+
+def test_model_failure_mid_run_is_a_clear_error_and_keeps_work(ip, capsys):
+    ip.user_ns["m"] = ScriptedModel([fence("made = 'kept'")])
+    result = ip.run_cell("%%agent -m m\ntask")
+    err = capsys.readouterr().err
+    assert not result.success
+    assert "the agent run failed: scripted: " not in err  # the message is the model's own, not wrapped twice
+    assert "ScriptedModel ran out of replies" in err
+    assert "Traceback" not in err
+    assert ip.user_ns["made"] == "kept"
+
+
+def test_refused_action_does_not_run(ip, tmp_path):
+    marker = tmp_path / "marker"
+    ip.user_ns["m"] = m = ScriptedModel([
+        fence(f"import subprocess\nsubprocess.run(['touch', {str(marker)!r}])"),
+        fence(f"get_ipython().system('touch {marker}')"),
+        fence(f"!touch {marker}"),
+        fence("final_answer('gave up')"),
+    ])
+    ip.run_cell("%%agent -m m -o out\ntouch a file")
+    assert ip.user_ns["out"] == "gave up"
+    assert not marker.exists()
+    assert all("refused" in req[-1]["content"] for req in m.requests[1:])
+
+
+def test_approve_modes_are_parsed_and_announced(ip, capsys):
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)"), fence("final_answer(2)")])
+    ip.run_cell("%%agent -m m --approve every\ntask")
+    assert "approval buttons are not available yet" in capsys.readouterr().out
+    ip.run_cell("%%agent -m m --approve never\ntask")
+    assert "approval buttons" not in capsys.readouterr().out
+
+
+def test_timeout_flag_stops_a_runaway_action(ip):
+    ip.user_ns["m"] = m = ScriptedModel([fence("while True:\n    pass"), fence("final_answer('next')")])
+    ip.run_cell("%%agent -m m --timeout 0.5 -o out\nspin")
+    assert ip.user_ns["out"] == "next"
+    assert "0.5 s time limit" in m.requests[1][-1]["content"]
+
+
+def test_imports_flag_authorizes_a_module(ip):
+    ip.user_ns["m"] = m = ScriptedModel([fence("import uuid\nfinal_answer(len(str(uuid.uuid4())))"), "no uuid"] * 2)
+    ip.run_cell("%%agent -m m --max-steps 1 -o out\nmake an id")
+    assert "import of 'uuid' is not authorized" in m.requests[1][-2]["content"]
+    ip.run_cell("%%agent -m m --imports uuid -o out --reset\nmake an id")
+    assert ip.user_ns["out"] == 36
+
+
+def test_subcommands(ip, capsys):
+    ip.user_ns["m"] = ScriptedModel([fence("a = 1"), fence("final_answer(a)")])
+    ip.run_cell("%%agent -m m\ntask")
+    capsys.readouterr()
+    ip.run_line_magic("agent", "code")
+    assert capsys.readouterr().out.strip() == "a = 1\n\nfinal_answer(a)"
+    ip.run_line_magic("agent", "memory")
+    assert '"kind": "action"' in capsys.readouterr().out
+    ip.run_line_magic("agent", "reset")
+    ip.run_line_magic("agent", "status")
+    assert "memory: 0 steps" in capsys.readouterr().out
+
+
+def test_help_documents_flags_and_the_guard(ip):
+    doc = ip.magics_manager.registry["AgentMagics"].agent.__doc__
+    for flag in ("--model", "--max-steps", "--approve", "--out", "--reset", "--timeout", "--imports"):
+        assert flag in doc
+    assert "not a sandbox" in doc
+
+
+def test_tools_do_not_linger_in_the_users_namespace(ip):
+    ip.user_ns["final_answer"] = "my own variable"
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(5)")])
+    ip.run_cell("%%agent -m m -o out\ntask")
+    assert ip.user_ns["out"] == 5
+    assert ip.user_ns["final_answer"] == "my own variable"
+
+
+def test_loading_is_fast_and_does_not_import_litellm():
+    code = (
+        "import sys, time\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\nt = time.perf_counter()\nip.run_line_magic('load_ext', 'smol_magic')\n"
+        "print(time.perf_counter() - t, 'litellm' in sys.modules, 'huggingface_hub' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert float(out[0]) < 1.0
+    assert out[1:] == ["False", "False"]

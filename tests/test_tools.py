@@ -1,0 +1,120 @@
+"""@tool and Tool: schemas the model can read, refusals a developer can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from smol_magic import Tool, ToolDefinitionError, final_answer, tool
+from smol_magic.tools import FinalAnswerSignal
+
+
+def test_tool_schema_from_signature_and_google_docstring():
+    @tool
+    def convert(amount: float, currency: str = "EUR", rates: dict | None = None) -> float:
+        """Convert an amount of money.
+
+        Uses today's rate.
+
+        Args:
+            amount: how much money
+            currency (str): the target
+                currency code.
+            rates: optional rates table
+
+        Returns:
+            The converted amount.
+        """
+        return amount
+
+    assert convert.name == "convert"
+    assert convert.description == "Convert an amount of money.\n\nUses today's rate."
+    assert convert.inputs == {
+        "amount": {"type": "number", "description": "how much money"},
+        "currency": {"type": "string", "description": "the target currency code.", "nullable": True},
+        "rates": {"type": ["object", "null"], "description": "optional rates table", "nullable": True},
+    }
+    assert convert.output_type == "number"
+    assert convert.signature() == (
+        "convert(amount: float, currency: str = None, rates: dict | None = None) -> float"
+    )
+    assert convert(2) == 2 and convert(2.5, currency="USD") == 2.5
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("def f(a):\n    '''Do.\n\n    Args:\n        a: the a\n    '''", "parameter 'a' needs a type hint"),
+        ("def f(a: int):\n    '''Do.'''", "parameter 'a' is not documented"),
+        ("def f(a: int, b: int):\n    '''Do.\n\n    Args:\n        a: the a\n    '''", "parameter 'b' is not documented"),
+        ("def f(a: int):\n    pass", "add a docstring"),
+        ("def f(*a: int):\n    '''Do.\n\n    Args:\n        a: the a\n    '''", "*args/**kwargs are not supported"),
+    ],
+)
+def test_tool_refuses_what_the_model_could_not_use(source, message):
+    ns: dict = {}
+    exec(source, ns)
+    with pytest.raises(ToolDefinitionError, match=message.replace("*", r"\*")):
+        tool(ns["f"])
+
+
+def test_wrong_arguments_give_the_signature():
+    @tool
+    def head(n: int) -> list:
+        """First items.
+
+        Args:
+            n: how many
+        """
+        return list(range(n))
+
+    with pytest.raises(TypeError, match=r"missing a required argument: 'n'. Call it as head\(n: int\) -> list"):
+        head()
+    with pytest.raises(TypeError, match="argument 'n' must be int, got str"):
+        head("3")
+    with pytest.raises(TypeError, match="must be int, got bool"):
+        head(True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'm'"):
+        head(1, m=1)
+
+
+def test_tool_subclass():
+    class Echo(Tool):
+        name = "echo"
+        description = "Say it back."
+        inputs = {"text": {"type": "string", "description": "what to say"}}
+        output_type = "string"
+
+        def forward(self, text):
+            return text
+
+    echo = Echo()
+    assert echo("hi") == "hi"
+    assert echo.to_prompt().startswith("def echo(text: str) -> str:\n    \"\"\"Say it back.")
+    with pytest.raises(TypeError, match="must be str"):
+        echo(1)
+
+
+def test_tool_subclass_with_bad_schema_is_refused():
+    class Bad(Tool):
+        name = "bad name"
+        description = "x"
+
+    with pytest.raises(ToolDefinitionError, match="must be a Python identifier"):
+        Bad()
+
+    class NoDescription(Tool):
+        name = "nodesc"
+        description = "x"
+        inputs = {"a": {"type": "string"}}
+
+    with pytest.raises(ToolDefinitionError, match="needs a 'type' and a 'description'"):
+        NoDescription()
+
+
+def test_final_answer_signal_is_not_an_exception():
+    with pytest.raises(FinalAnswerSignal) as info:
+        try:
+            final_answer({"a": 1})
+        except Exception:  # agent code doing this must not swallow the answer
+            pytest.fail("final_answer was swallowed by except Exception")
+    assert info.value.value == {"a": 1}
