@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
 import queue
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Protocol
 
 from . import guard, namespace
-from .executor import ExecutionResult, Executor, LocalPythonExecutor
+from .executor import ExecutionResult, Executor, LocalPythonExecutor, interruptible
 from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
 from .models import BaseModel, Messages, ModelError, TokenUsage
 from .tools import Tool, final_answer, render_tools
@@ -286,6 +287,8 @@ class MultiStepAgent:
                 return
             except (KeyboardInterrupt, asyncio.CancelledError):
                 step.error = step.error or "interrupted by the user"
+                if not step.observation:
+                    step.observation = "The user interrupted the run before this step finished."
                 self._keep(run, step)
                 raise
             self._keep(run, step)
@@ -519,8 +522,11 @@ def run_blocking(coro: Any) -> Any:
     async def once() -> AsyncIterator[Any]:
         yield await coro
 
-    for value in _iterate_blocking(once()):
-        return value
+    steps = _iterate_blocking(once())
+    try:
+        return next(steps)
+    finally:
+        steps.close()
 
 
 def _iterate_blocking(steps: AsyncIterator[Any]) -> Iterator[Any]:
@@ -571,24 +577,26 @@ def _iterate_in_worker(steps: AsyncIterator[Any]) -> Iterator[Any]:
     thread = threading.Thread(target=work, name="smol-magic-agent", daemon=True)
     thread.start()
     try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if kind == "call":
-                fn, future = payload
+        with interruptible():
+            while True:
                 try:
-                    future.set_result(fn())
-                except BaseException as exc:  # noqa: BLE001
-                    future.set_exception(exc)
-            elif kind == "step":
-                yield payload
-            elif kind == "done":
-                return
-            else:
-                raise payload
+                    kind, payload = messages.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if kind == "call":
+                    fn, future = payload
+                    try:
+                        future.set_result(fn())
+                    except BaseException as exc:  # noqa: BLE001
+                        future.set_exception(exc)
+                elif kind == "step":
+                    yield payload
+                elif kind == "done":
+                    return
+                else:
+                    raise payload
     except BaseException:
-        if worker_loop and task:
-            worker_loop[0].call_soon_threadsafe(task[0].cancel)
+        if worker_loop and task and not worker_loop[0].is_closed():
+            with contextlib.suppress(RuntimeError):  # the worker may have finished meanwhile
+                worker_loop[0].call_soon_threadsafe(task[0].cancel)
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import linecache
 import signal
 import sys
 import threading
@@ -54,13 +55,25 @@ class Executor(Protocol):
 
 
 @contextlib.contextmanager
-def time_limits(timeout: float | None) -> Iterator[None]:
-    """SIGALRM stops runaway code at ``timeout``; SIGINT raises KeyboardInterrupt at once.
+def interruptible() -> Iterator[None]:
+    """Make SIGINT raise KeyboardInterrupt at once, on the main thread.
 
     ipykernel's own SIGINT handler only cancels the cell's coroutine, which
-    cannot stop a busy loop; the default handler can. Off the main thread
-    (no signals there) this does nothing.
+    cannot stop a busy loop or a blocking wait; the default handler can.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def time_limits(timeout: float | None) -> Iterator[None]:
+    """SIGALRM stops runaway code at ``timeout``; Interrupt works. Off the main thread, no limits."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -68,18 +81,17 @@ def time_limits(timeout: float | None) -> Iterator[None]:
     def on_alarm(signum, frame):
         raise ActionTimeout(f"the action ran past its {timeout:g} s time limit")
 
-    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    old_alarm = None
-    if timeout:
+    with interruptible():
+        if not timeout:
+            yield
+            return
         old_alarm = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        yield
-    finally:
-        if timeout:
+        try:
+            yield
+        finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old_alarm)
-        signal.signal(signal.SIGINT, old_int)
 
 
 def _classify(result: ExecutionResult, exc: BaseException, tb: Any, skip_frames: int = 0) -> None:
@@ -204,6 +216,7 @@ class LocalPythonExecutor:
         self.namespace: dict[str, Any] = ns if ns is not None else {}
         self.namespace.setdefault("__name__", "__agent__")
         self._tools = _ToolBindings(self.namespace)
+        self._count = 0
 
     def send_tools(self, tools: dict[str, Any]) -> None:
         self._tools.send(tools)
@@ -220,13 +233,17 @@ class LocalPythonExecutor:
         stdout, stderr = io.StringIO(), io.StringIO()
         outputs: list[dict[str, Any]] = []
         start = time.perf_counter()
+        self._count += 1
+        filename = f"<agent-action-{self._count}>"
+        # Registered so tracebacks show the agent's source lines, as IPython does for cells.
+        linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
         try:
             tree = ast.parse(code)
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), time_limits(timeout):
-                exec(compile(tree, "<agent>", "exec"), self.namespace)
+                exec(compile(tree, filename, "exec"), self.namespace)
                 if last is not None:
-                    value = eval(compile(ast.Expression(last.value), "<agent>", "eval"), self.namespace)
+                    value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
                     if value is not None:
                         outputs.append({"data": {"text/plain": repr(value)}, "metadata": {}})
         except BaseException as exc:  # everything the action does wrong is an observation

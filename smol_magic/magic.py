@@ -9,6 +9,7 @@ event loop stays free for widget clicks while the model thinks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -136,6 +137,7 @@ class AgentMagics(Magics):
             raise UsageError("--max-steps must be at least 1")
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
+        agent = self._prepare_agent(self._resolve_model(args.model), args)
         approve = args.approve or self.approve
         if approve != "never":
             self._notice(
@@ -143,7 +145,6 @@ class AgentMagics(Magics):
                 f"smol-magic: approval buttons are not available yet; running with --approve never "
                 f"(instead of {approve}): actions the guard asks about are refused.",
             )
-        agent = self._prepare_agent(self._resolve_model(args.model), args)
         result = await self._run(agent, task, args)
         if result.state == "failed":
             raise UsageError(f"the agent run failed: {result.error}")
@@ -200,6 +201,10 @@ class AgentMagics(Magics):
         return agent
 
 
+class _Interrupted(Exception):
+    """KeyboardInterrupt, carried out of the run's Task as an ordinary exception."""
+
+
 async def run_agent_cell(line: str, cell: str) -> RunResult | None:
     """What a ``%%agent`` cell becomes: awaited by the kernel as an async cell."""
     from IPython import get_ipython
@@ -208,9 +213,23 @@ async def run_agent_cell(line: str, cell: str) -> RunResult | None:
     magics = shell.magics_manager.registry.get("AgentMagics")
     if magics is None:
         raise UsageError("smol_magic is not loaded: run %load_ext smol_magic")
+    async def body() -> None:
+        try:
+            await magics.run_async(line, cell)
+        except KeyboardInterrupt:  # must not escape a Task: asyncio would re-raise it out of the kernel's loop
+            raise _Interrupted() from None
+
+    # A bare await ignores the Interrupt button; polling lets the kernel cancel us within 0.1 s.
+    run = asyncio.ensure_future(body())
     try:
-        await magics.run_async(line, cell)
-    except KeyboardInterrupt:
+        while not run.done():
+            await asyncio.sleep(0.1)
+        run.result()
+    except (_Interrupted, KeyboardInterrupt, asyncio.CancelledError):
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(BaseException):
+                await run
         raise KeyboardInterrupt("the agent run was interrupted; the kernel and your variables are intact") from None
     return None
 

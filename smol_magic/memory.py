@@ -87,7 +87,8 @@ class ActionStep(MemoryStep):
         return self.approval in ("auto", "run", "edit")
 
     def to_messages(self) -> list[dict[str, str]]:
-        messages = [{"role": "assistant", "content": self.model_output}]
+        # An empty assistant turn (interrupted before the reply) is rejected by some providers.
+        messages = [{"role": "assistant", "content": self.model_output}] if self.model_output else []
         if self.observation:
             messages.append({"role": "user", "content": f"Observation:\n{self.observation}"})
         return messages

@@ -166,8 +166,7 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     if text.startswith("litellm.") and "Exception - " in text:
         # "litellm.Timeout: Timeout: OpenAIException - Request timed out." -> "Timeout: Request timed out."
-        text = f"{type(exc).__name__}: {text.split('Exception - ', 1)[1]}"
-        return _clip(text)
+        return _clip(f"{type(exc).__name__}: {text.split('Exception - ', 1)[1]}")
     return _short(exc)
 
 

@@ -74,7 +74,7 @@ def test_exception_becomes_observation_and_loop_goes_on():
     assert agent.run("t") == "recovered"
     observation = last_user_message(model, 1)
     assert "ZeroDivisionError: division by zero" in observation
-    assert "in f" in observation  # the traceback names the agent's own frame
+    assert "in f" in observation and "return 1 / 0" in observation  # the agent's own frame and source
     assert agent.memory.action_steps[0].error
 
 

@@ -34,6 +34,20 @@ def test_agent_works_on_the_users_real_objects(ip):
     assert "sales: DataFrame 3 x 2 (region:" in first_task
 
 
+def test_actions_fire_the_cell_hooks_other_extensions_rely_on(ip):
+    seen = []
+    ip.events.register("pre_run_cell", lambda info: seen.append(("pre", info.raw_cell)))
+    ip.events.register("post_run_cell", lambda result: seen.append(("post", result.info.raw_cell)))
+    ip.user_ns["m"] = ScriptedModel([fence("x = 1"), fence("final_answer(x)")])
+    try:
+        ip.run_cell("%%agent -m m\ntask")
+    finally:
+        ip.events.callbacks["pre_run_cell"].clear()
+        ip.events.callbacks["post_run_cell"].clear()
+    for code in ("x = 1", "final_answer(x)"):
+        assert ("pre", code) in seen and ("post", code) in seen
+
+
 def test_run_cell_magic_works_too(ip):
     ip.user_ns["m"] = ScriptedModel([fence("final_answer(6 * 7)")])
     ip.run_cell_magic("agent", "-m m -o answer", "What is six times seven?")

@@ -68,11 +68,12 @@ class TextRenderer(Renderer):
         if isinstance(step, PlanningStep):
             self.write(f"{RULE}\nplan\n{textwrap.indent(step.plan, '  ')}")
         elif isinstance(step, ActionStep):
-            if step.code is None:  # action_ready was not called: no code in the reply
-                self.write(f"{RULE}\nstep {step.step_number}\n  (no code in the reply)")
+            if step.code is None:  # action_ready was not called: no code, or no reply at all
+                why = "no code in the reply" if step.model_output else step.error or "no reply"
+                self.write(f"{RULE}\nstep {step.step_number}\n  ({why})")
             for bundle in step.outputs:
                 self.show(bundle)
-            if step.error:
+            if step.error and step.code is not None:
                 self.write(textwrap.indent(step.error.rstrip(), "  ! "))
             if self.show_observation and step.observation:
                 self.write(f"  observation ({step.duration:.2f} s):")
