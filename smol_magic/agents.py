@@ -17,6 +17,7 @@ import queue
 import re
 import threading
 import time
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Protocol
 
@@ -81,6 +82,10 @@ class Decision:
     reason: str = ""
     refused: bool = False  # skipped by policy because no person could be asked
     by_person: bool = False  # a person clicked, rather than a policy deciding
+    run_all: bool = False  # approve this and every later action of the run
+
+
+APPROVE_MODES = ("every", "risky", "never")
 
 
 class Approver(Protocol):
@@ -96,6 +101,41 @@ class AutoApprover:
         return Decision("run")
 
 
+class ModeApprover:
+    """Decides which actions go to a person: ``every``, only ``risky`` ones (guard says ask), or ``never``.
+
+    Make one per run: "Run all" approves the rest of the run, not the next one.
+    """
+
+    def __init__(self, mode: str, person: Approver | None = None):
+        if mode not in APPROVE_MODES:
+            raise ValueError(f"approval mode must be one of {', '.join(APPROVE_MODES)}, not {mode!r}")
+        self.mode = mode if person is not None else "never"
+        self.person = person
+        self.approve_all = False
+
+    def wants_person(self, step: ActionStep) -> bool:
+        if self.mode == "never" or self.approve_all:
+            return False
+        return self.mode == "every" or step.verdict.decision == "ask"
+
+    async def approve(self, step: ActionStep) -> Decision:
+        if self.approve_all and step.verdict.decision != "deny":
+            return Decision("run")
+        if not self.wants_person(step) or self.person is None:
+            return await AutoApprover().approve(step)
+        decision = await self.person.approve(step)
+        self.approve_all = self.approve_all or decision.run_all
+        return decision
+
+
+def approval_reason(step: ActionStep, mode: str) -> str:
+    """Why an action waits for a person, in words the approval card shows."""
+    if step.verdict.decision == "ask":
+        return "The guard wants your approval: " + "; ".join(step.verdict.reasons)
+    return "You asked to approve every action (--approve every)."
+
+
 class Renderer:
     """Shows a run as it happens. Every hook is optional; the base class shows nothing."""
 
@@ -103,6 +143,7 @@ class Renderer:
     def model_delta(self, text: str) -> None: ...
     def step_started(self, step_number: int) -> None: ...
     def action_ready(self, step: ActionStep) -> None: ...
+    def action_started(self, step: ActionStep) -> None: ...
     def step_finished(self, step: MemoryStep) -> None: ...
     def run_finished(self, result: "RunResult") -> None: ...
 
@@ -419,7 +460,7 @@ class CodeAgent(MultiStepAgent):
         )
 
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
-        hidden = self.executor.hidden() | set(additional_args or {})
+        hidden = ChainMap(additional_args or {}, self.executor.hidden())
         parts = [namespace.summarize(self.executor.namespace, hidden)]
         if additional_args:
             parts.append(
@@ -434,6 +475,10 @@ class CodeAgent(MultiStepAgent):
         content, step.token_usage = await self._generate(messages, stop=["Observation:", "Calling tools:"])
         step.model_output = content
         code, step.reasoning = parse_code(content)
+        if self._stop_requested:  # Stop was clicked while the model was thinking
+            step.code, step.approval = code, "stop"
+            step.observation = "The user stopped the run before this code ran."
+            raise AgentStopped()
         if code is None:
             step.error = "no code in the reply"
             step.observation = NO_CODE_ERROR
@@ -468,6 +513,7 @@ class CodeAgent(MultiStepAgent):
             step.approval = "edit"
         else:
             step.approval = "run" if decision.by_person else "auto"
+        self.renderer.action_started(step)
         result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
         self._observe(step, result)
         if result.interrupted:

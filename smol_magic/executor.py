@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 import traceback
+from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Mapping, Protocol
 
 from . import namespace
 from .tools import FinalAnswerSignal
@@ -36,7 +37,7 @@ class ActionTimeout(BaseException):
 class ExecutionResult:
     output: str = ""  # what the code printed, plus the text of what it displayed
     error: str | None = None  # a trimmed traceback, as text
-    outputs: list[dict[str, Any]] = field(default_factory=list)  # rich mime bundles, for people
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # nbformat outputs: what a cell would show
     is_final_answer: bool = False
     final_answer: Any = None
     timed_out: bool = False
@@ -50,7 +51,7 @@ class Executor(Protocol):
 
     def send_tools(self, tools: dict[str, Any]) -> None: ...
     def restore(self) -> None: ...
-    def hidden(self) -> set[str]: ...
+    def hidden(self) -> Mapping[str, Any]: ...
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult: ...
 
 
@@ -115,8 +116,26 @@ def format_error(etype: type, value: BaseException, tb: Any, skip_frames: int = 
     return head + "".join(lines) + "".join(traceback.format_exception_only(etype, value))
 
 
-def _output_text(stdout: str, stderr: str, outputs: list[dict[str, Any]]) -> str:
-    parts = [stdout, stderr] + [o["data"].get("text/plain", "") for o in outputs if o.get("data")]
+def _cell_outputs(stdout: str, stderr: str, displays: list[tuple[dict, dict]]) -> list[dict[str, Any]]:
+    """What the action showed, as nbformat v4 outputs (streams first: their interleaving is not kept)."""
+    outputs: list[dict[str, Any]] = [
+        {"output_type": "stream", "name": name, "text": text} for name, text in (("stdout", stdout), ("stderr", stderr))
+        if text
+    ]
+    outputs += [{"output_type": "display_data", "data": json_safe(data), "metadata": metadata or {}}
+                for data, metadata in displays]
+    return outputs
+
+
+def json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return {k: v if isinstance(v, str) else json.loads(json.dumps(v, default=str)) for k, v in data.items()}
+
+
+def output_text(outputs: list[dict[str, Any]]) -> str:
+    """The text of cell outputs, as the model reads it."""
+    parts = [o["text"] if o["output_type"] == "stream" else o["data"].get("text/plain", "") for o in outputs]
     return "\n".join(p.rstrip("\n") for p in parts if p and p.strip())
 
 
@@ -164,15 +183,17 @@ class KernelExecutor:
             self.shell.user_ns_hidden.pop(name, None)
         self._tools.restore()
 
-    def hidden(self) -> set[str]:
-        return set(self.shell.user_ns_hidden) | set(self._tools.tools)
+    def hidden(self) -> Mapping[str, Any]:
+        # A view, not a copy: IPython adds an _iN name to user_ns_hidden for every cell.
+        return ChainMap(self.shell.user_ns_hidden, self._tools.tools)
 
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
         from IPython.core.async_helpers import _pseudo_sync_runner
         from IPython.utils.capture import capture_output
 
         shell = self.shell
-        before = namespace.snapshot(self.namespace, self.hidden())
+        hidden = self.hidden()
+        before = namespace.snapshot(self.namespace, hidden)
         caught: list[tuple[type, BaseException, Any]] = []
         result = ExecutionResult()
         saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
@@ -203,9 +224,10 @@ class KernelExecutor:
         if cell_result is not None and cell_result.error_before_exec is not None:
             exc = cell_result.error_before_exec
             result.error = "".join(traceback.format_exception_only(type(exc), exc))
-        result.outputs = [{"data": o.data, "metadata": o.metadata} for o in captured.outputs]
-        result.output = _output_text(captured.stdout, captured.stderr, result.outputs)
-        result.changes = namespace.diff(before, namespace.snapshot(self.namespace, self.hidden()))
+        result.outputs = _cell_outputs(captured.stdout, captured.stderr,
+                                       [(o.data, o.metadata) for o in captured.outputs])
+        result.output = output_text(result.outputs)
+        result.changes = namespace.diff(before, namespace.snapshot(self.namespace, hidden))
         return result
 
 
@@ -224,14 +246,14 @@ class LocalPythonExecutor:
     def restore(self) -> None:
         self._tools.restore()
 
-    def hidden(self) -> set[str]:
-        return set(self._tools.tools)
+    def hidden(self) -> Mapping[str, Any]:
+        return self._tools.tools
 
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
         before = namespace.snapshot(self.namespace, self.hidden())
         result = ExecutionResult()
         stdout, stderr = io.StringIO(), io.StringIO()
-        outputs: list[dict[str, Any]] = []
+        displays: list[tuple[dict, dict]] = []
         start = time.perf_counter()
         self._count += 1
         filename = f"<agent-action-{self._count}>"
@@ -245,11 +267,11 @@ class LocalPythonExecutor:
                 if last is not None:
                     value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
                     if value is not None:
-                        outputs.append({"data": {"text/plain": repr(value)}, "metadata": {}})
+                        displays.append(({"text/plain": repr(value)}, {}))
         except BaseException as exc:  # everything the action does wrong is an observation
             _classify(result, exc, exc.__traceback__, skip_frames=1)
         result.duration = time.perf_counter() - start
-        result.outputs = outputs
-        result.output = _output_text(stdout.getvalue(), stderr.getvalue(), outputs)
+        result.outputs = _cell_outputs(stdout.getvalue(), stderr.getvalue(), displays)
+        result.output = output_text(result.outputs)
         result.changes = namespace.diff(before, namespace.snapshot(self.namespace, self.hidden()))
         return result

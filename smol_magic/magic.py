@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -19,7 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Enum, Float, Integer, List, Unicode, default
 
 from . import guard
-from .agents import CodeAgent, RunResult, run_blocking
+from .agents import CodeAgent, ModeApprover, Renderer, RunResult, run_blocking
 from .executor import KernelExecutor
 from .models import Model, model_from_spec
 from .ui import TextRenderer
@@ -55,6 +56,8 @@ class AgentMagics(Magics):
         config=True
     )
     max_observation_chars = Integer(10_000, help="Longest observation sent back to the model.").tag(config=True)
+    ui = Enum(["auto", "widgets", "text"], "auto",
+              help="How runs are shown: widgets in a kernel, text in a terminal (auto), or forced.").tag(config=True)
 
     @default("model")
     def _model_default(self) -> str:
@@ -92,7 +95,7 @@ class AgentMagics(Magics):
         """
         if cell is None:
             return self._subcommand(line)
-        return run_blocking(self.run_async(line, cell))
+        return run_blocking(self.run_async(line, cell, interactive=False))
 
     def _subcommand(self, line: str) -> None:
         args = self._parse(line)
@@ -121,8 +124,8 @@ class AgentMagics(Magics):
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%agent? for the flags)") from None
 
-    async def run_async(self, line: str, cell: str) -> RunResult:
-        """The body of a ``%%agent`` cell."""
+    async def run_async(self, line: str, cell: str, interactive: bool = True) -> RunResult:
+        """The body of a ``%%agent`` cell; ``interactive`` when it runs as an async cell that can await clicks."""
         args = self._parse(line)
         if args.words:
             raise UsageError(
@@ -138,13 +141,7 @@ class AgentMagics(Magics):
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
         agent = self._prepare_agent(self._resolve_model(args.model), args)
-        approve = args.approve or self.approve
-        if approve != "never":
-            self._notice(
-                "approve",
-                f"smol-magic: approval buttons are not available yet; running with --approve never "
-                f"(instead of {approve}): actions the guard asks about are refused.",
-            )
+        agent.renderer, agent.approver = self._ui(args.approve or self.approve, interactive)
         result = await self._run(agent, task, args)
         if result.state == "failed":
             raise UsageError(f"the agent run failed: {result.error}")
@@ -156,6 +153,32 @@ class AgentMagics(Magics):
         async for _ in agent.stream_steps(task, reset=args.reset, max_steps=args.max_steps or self.max_steps):
             pass
         return agent.runs[-1]
+
+    def _ui(self, mode: str, interactive: bool) -> tuple[Renderer, ModeApprover]:
+        """A fresh trace and approver per run: widgets in a kernel, text and a prompt in a terminal."""
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        if self.ui == "widgets" or (self.ui == "auto" and in_kernel):
+            from .ui.widgets import WidgetTrace, clicks_reach_kernel
+
+            trace = WidgetTrace(approve_mode=mode)
+            person = trace
+            if mode != "never" and not clicks_reach_kernel(self.shell):
+                person = None
+                self._notice("old-kernel", "smol-magic: this kernel cannot receive clicks while a cell runs "
+                             "(ipykernel older than 7.4), so nothing waits for approval: running as --approve never. "
+                             "Upgrade ipykernel for the approval buttons.")
+            elif mode != "never" and not interactive:
+                person = None
+                self._notice("sync", "smol-magic: run_cell_magic cannot wait for clicks; running as --approve "
+                             "never. Use a %%agent cell for approval buttons.")
+            return trace, ModeApprover(mode, person)
+        from .ui.terminal import TerminalApprover
+
+        person = TerminalApprover(mode) if sys.stdin is not None and sys.stdin.isatty() else None
+        if mode != "never" and person is None:
+            self._notice("no-tty", "smol-magic: no one can be asked for approval here (no terminal): running as "
+                         "--approve never; actions the guard asks about are refused.")
+        return TextRenderer(), ModeApprover(mode, person)
 
     def _notice(self, key: str, text: str) -> None:
         if key not in self._notices:
@@ -188,11 +211,7 @@ class AgentMagics(Magics):
         imports = list(self.authorized_imports) + [m.strip() for m in (args.imports or "").split(",") if m.strip()]
         policy = guard.Policy(authorized_imports=guard.DEFAULT_AUTHORIZED_IMPORTS + imports)
         if self.current is None:
-            self.current = CodeAgent(
-                model=model,
-                executor=KernelExecutor(self.shell),
-                renderer=TextRenderer(),
-            )
+            self.current = CodeAgent(model=model, executor=KernelExecutor(self.shell))
         agent = self.current
         agent.model = model
         agent.policy = policy

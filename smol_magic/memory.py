@@ -70,7 +70,7 @@ class ActionStep(MemoryStep):
     approval: str = ""  # auto | run | edit | skip | refused | denied
     observation: str = ""  # exactly what the model is told
     error: str | None = None
-    outputs: list[dict[str, Any]] = field(default_factory=list)  # rich mime bundles shown to the user
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # nbformat outputs, as the user saw them
     changes: dict[str, list[str]] = field(default_factory=dict)  # created / rebound / deleted names
     is_final_answer: bool = False
     action_output: Any = None

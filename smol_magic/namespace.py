@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import inspect
 import types
-from typing import Any, Iterable, Mapping
+from typing import Any, Container, Mapping
 
 # IPython's own names and the agent's tools are never the user's data.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
-def user_variables(ns: Mapping[str, Any], hidden: Iterable[str] = ()) -> dict[str, Any]:
-    hidden = set(hidden)
+def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[str, Any]:
     return {
         name: value
         for name, value in ns.items()
@@ -73,7 +72,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def summarize(ns: Mapping[str, Any], hidden: Iterable[str] = (), budget_chars: int = 6000) -> str:
+def summarize(ns: Mapping[str, Any], hidden: Container[str] = (), budget_chars: int = 6000) -> str:
     """The 'Variables in the notebook' section of a task prompt."""
     variables = user_variables(ns, hidden)
     if not variables:
@@ -98,7 +97,7 @@ def summarize(ns: Mapping[str, Any], hidden: Iterable[str] = (), budget_chars: i
 Snapshot = dict[str, int]
 
 
-def snapshot(ns: Mapping[str, Any], hidden: Iterable[str] = ()) -> Snapshot:
+def snapshot(ns: Mapping[str, Any], hidden: Container[str] = ()) -> Snapshot:
     return {name: id(value) for name, value in user_variables(ns, hidden).items()}
 
 

@@ -145,12 +145,13 @@ def test_refused_action_does_not_run(ip, tmp_path):
     assert all("refused" in req[-1]["content"] for req in m.requests[1:])
 
 
-def test_approve_modes_are_parsed_and_announced(ip, capsys):
+def test_without_a_person_approval_modes_run_as_never_and_say_so(ip, capsys):
     ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)"), fence("final_answer(2)")])
-    ip.run_cell("%%agent -m m --approve every\ntask")
-    assert "approval buttons are not available yet" in capsys.readouterr().out
     ip.run_cell("%%agent -m m --approve never\ntask")
-    assert "approval buttons" not in capsys.readouterr().out
+    assert "no one can be asked" not in capsys.readouterr().out
+    ip.run_cell("%%agent -m m --approve every -o out\ntask")
+    assert "no one can be asked for approval here (no terminal): running as --approve never" in capsys.readouterr().out
+    assert ip.user_ns["out"] == 2
 
 
 def test_timeout_flag_stops_a_runaway_action(ip):

@@ -13,20 +13,24 @@ from typing import Any, Callable
 
 from ..agents import MultiStepAgent, Renderer, RunResult
 from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
+from .html import value_bundle
 
 RULE = "─" * 60
 
 
-def _default_show(bundle: dict[str, Any]) -> None:
-    """Display a mime bundle in the current cell when IPython is there, else print its text."""
+def _default_show(output: dict[str, Any]) -> None:
+    """Show an nbformat output in the current cell when IPython is there, else print its text."""
     from IPython import get_ipython
 
-    if get_ipython() is not None:
+    if output.get("output_type") == "stream":
+        stream = sys.stderr if output.get("name") == "stderr" else sys.stdout
+        stream.write(output.get("text", ""))
+    elif get_ipython() is not None:
         from IPython.display import publish_display_data
 
-        publish_display_data(bundle.get("data", {}), bundle.get("metadata") or {})
+        publish_display_data(output.get("data", {}), output.get("metadata") or {})
     else:
-        print(bundle.get("data", {}).get("text/plain", ""))
+        print(output.get("data", {}).get("text/plain", ""))
 
 
 class TextRenderer(Renderer):
@@ -71,8 +75,8 @@ class TextRenderer(Renderer):
             if step.code is None:  # action_ready was not called: no code, or no reply at all
                 why = "no code in the reply" if step.model_output else step.error or "no reply"
                 self.write(f"{RULE}\nstep {step.step_number}\n  ({why})")
-            for bundle in step.outputs:
-                self.show(bundle)
+            for output in step.outputs:
+                self.show(output)
             if step.error and step.code is not None:
                 self.write(textwrap.indent(step.error.rstrip(), "  ! "))
             if self.show_observation and step.observation:
@@ -80,7 +84,7 @@ class TextRenderer(Renderer):
                 self.write(textwrap.indent(step.observation.rstrip(), "    "))
         elif isinstance(step, FinalAnswerStep):
             self.write(f"{RULE}\nfinal answer:")
-            self.show(_bundle(step.output))
+            self.show(value_bundle(step.output))
 
     def run_finished(self, result: RunResult) -> None:
         actions = len(result.action_steps)
@@ -89,17 +93,3 @@ class TextRenderer(Renderer):
         if result.error:
             line += f" · {result.error}"
         self.write(line)
-
-
-def _bundle(value: Any) -> dict[str, Any]:
-    """The mime bundle IPython would show for a value (DataFrames as tables, figures as images)."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None:
-            data, metadata = shell.display_formatter.format(value)
-            return {"data": data, "metadata": metadata}
-    except Exception:
-        pass
-    return {"data": {"text/plain": repr(value)}, "metadata": {}}

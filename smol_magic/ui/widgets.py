@@ -1,0 +1,272 @@
+"""The live trace: one ipywidgets view per run, and the approval card.
+
+Clicks reach the kernel while the ``%%agent`` cell awaits (ipykernel >= 7.4
+dispatches comm messages concurrently with an async cell), so an approval is
+an ``asyncio.Future`` resolved by a button. When the run ends, the widget is
+replaced by a static HTML + text rendering of the same trace, which is what a
+saved notebook, GitHub and nbconvert show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any
+
+import ipywidgets as w
+from IPython.display import display
+
+from ..agents import Decision, MultiStepAgent, Renderer, RunResult, approval_reason
+from ..executor import output_text
+from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
+from . import html as h
+from .text import TextRenderer
+
+HIDDEN = {"display": "none"}
+STREAM_INTERVAL = 0.05  # seconds between streamed-reply updates: one comm message each
+
+
+def clicks_reach_kernel(shell: Any) -> bool:
+    """True when comm messages (clicks) are handled while an async cell awaits: ipykernel >= 7.4."""
+    import inspect
+
+    kernel = getattr(shell, "kernel", None)
+    dispatch = getattr(kernel, "dispatch_shell", None)
+    if dispatch is None:
+        return False
+    try:
+        return "concurrent" in inspect.signature(dispatch).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _Card:
+    """One step: a collapsible box that fills in as the step happens."""
+
+    def __init__(self, title: str):
+        self.reasoning = w.HTML()
+        self.stream = w.HTML()
+        self.code = w.HTML()
+        self.approval = w.VBox(layout=HIDDEN)
+        self.outputs = w.Output()
+        self.details = w.HTML()
+        self.body = w.VBox([self.stream, self.reasoning, self.code, self.approval, self.outputs, self.details])
+        self.box = w.Accordion(children=[self.body], titles=(title,), selected_index=0)
+        self.text = ""
+
+    def set_title(self, title: str) -> None:
+        self.box.titles = (title,)
+
+
+class WidgetTrace(Renderer):
+    """A ``Renderer`` that is also the person's ``Approver``: the approval card lives in the step's card."""
+
+    def __init__(self, approve_mode: str = "risky"):
+        self.approve_mode = approve_mode
+        self.header = w.HTML()
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
+                                    tooltip="End the run after this step; your variables and the memory are kept",
+                                    layout=w.Layout(width="90px"))
+        self.stop_button.on_click(lambda _: self.stop())
+        self.cards_box = w.VBox()
+        self.final = w.Output()
+        self.root = w.VBox([w.HBox([self.header, self.stop_button]), self.cards_box, self.final])
+        self.root.add_class("smol-magic-trace")
+        self.cards: list[_Card] = []
+        self.card: _Card | None = None
+        self.agent: MultiStepAgent | None = None
+        self.task = ""
+        self.status = "starting"
+        self.started = time.perf_counter()
+        self.tokens = [0, 0]
+        self.pending: asyncio.Future | None = None
+        self.controls: dict[str, Any] = {}
+        self._last_stream = 0.0
+        self._handle: Any = None
+        self._text = io.StringIO()
+        self._plain = TextRenderer(write=self._text.write, show=self._show_text)
+
+    # -- Renderer -----------------------------------------------------------
+
+    def run_started(self, agent: MultiStepAgent, task: str) -> None:
+        self.agent, self.task = agent, task
+        self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
+        self.started = time.perf_counter()
+        self._plain.run_started(agent, task)
+        self._set_status("thinking")
+        self._handle = display(self.root, display_id=True)
+
+    def step_started(self, step_number: int) -> None:
+        self._set_status("thinking")
+        self._new_card(f"Step {step_number} · thinking…")
+        self.card.stream.value = h.text_html("…")
+
+    def model_delta(self, text: str) -> None:
+        if self.card is None:
+            self._new_card("Planning · thinking…")
+        self.card.text += text
+        now = time.perf_counter()
+        if now - self._last_stream >= STREAM_INTERVAL:
+            self._last_stream = now
+            self.card.stream.value = h.text_html(self.card.text)
+
+    def action_ready(self, step: ActionStep) -> None:
+        card = self.card
+        card.stream.value = ""
+        card.stream.layout = HIDDEN
+        if step.reasoning:
+            card.reasoning.value = h.text_html(step.reasoning)
+        card.code.value = h.code_html(step.code or "") + h.verdict_html(step.verdict)
+        card.set_title(f"Step {step.step_number} · {step.verdict.decision}")
+        self._plain.action_ready(step)
+
+    def action_started(self, step: ActionStep) -> None:
+        self._set_status(f"running step {step.step_number}")
+        if self.card is not None:
+            self.card.set_title(f"Step {step.step_number} · running…")
+
+    def step_finished(self, step: MemoryStep) -> None:
+        self._plain.step_finished(step)
+        usage = getattr(step, "token_usage", None)
+        if usage is not None:
+            self.tokens[0] += usage.input_tokens
+            self.tokens[1] += usage.output_tokens
+        if isinstance(step, PlanningStep):
+            card = self.card if self.card is not None and not self.card.code.value else self._new_card("Plan")
+            card.stream.value = ""
+            card.reasoning.value = h.text_html(step.plan)
+            card.set_title("Plan")
+            self.card = None  # the next step opens its own card
+        elif isinstance(step, ActionStep):
+            card = self.card or self._new_card("")
+            card.stream.value = ""
+            card.outputs.outputs += tuple(step.outputs)
+            parts = []
+            if step.error:
+                parts.append(h.text_html(step.error, colour="#c62828"))
+            if step.observation:
+                parts.append(h.details_html("observation sent to the model", h.text_html(step.observation)))
+            parts.append(h.model_view_html(step))
+            card.details.value = "".join(parts)
+            card.set_title(h.step_summary(step))
+            self.card = None
+        elif isinstance(step, FinalAnswerStep):
+            self.final.outputs = (h.value_bundle(step.output),)
+        self._set_status(self.status)
+
+    def run_finished(self, result: RunResult) -> None:
+        self._plain.run_finished(result)
+        self._set_status(result.state)
+        self._close_approval("the run ended")
+        self.stop_button.disabled = True
+        static = {
+            "text/html": h.run_html(self.task, self.model_id, result.steps, result.state, result.duration,
+                                    result.token_usage.input_tokens, result.token_usage.output_tokens, result.error),
+            "text/plain": self._text.getvalue(),
+        }
+        if self._handle is not None:
+            self._handle.update(static, raw=True)
+            _close_tree(self.root)  # the static trace replaced it: free the comms
+
+    # -- Approver -------------------------------------------------------------
+
+    async def approve(self, step: ActionStep) -> Decision:
+        """Show Run / Edit / Skip / Stop / Run all and wait for a click. Nothing runs before it."""
+        card = self.card or self._new_card(f"Step {step.step_number}")
+        loop = asyncio.get_running_loop()
+        self.pending = loop.create_future()
+        editor = w.Textarea(value=step.code or "", layout=w.Layout(width="100%", height="140px", display="none"))
+        reason = w.Text(placeholder="reason to skip (optional)", layout=w.Layout(width="260px"))
+        buttons = {
+            "run": w.Button(description="Run", button_style="success", icon="play"),
+            "edit": w.Button(description="Edit", icon="edit"),
+            "skip": w.Button(description="Skip", button_style="warning", icon="forward"),
+            "stop": w.Button(description="Stop", button_style="danger", icon="stop"),
+            "run_all": w.Button(description="Run all", button_style="info", icon="fast-forward",
+                                tooltip="Approve this and every later action of this run"),
+        }
+        for button in buttons.values():
+            button.layout.width = "100px"
+
+        def decide(decision: Decision) -> None:
+            if self.pending is not None and not self.pending.done():
+                self.pending.set_result(decision)
+
+        def code_to_run() -> str | None:
+            return editor.value if editor.layout.display != "none" else None
+
+        def on_edit(_: Any) -> None:
+            editor.layout.display = None
+            buttons["edit"].disabled = True
+
+        buttons["run"].on_click(lambda _: decide(Decision("run", code=code_to_run(), by_person=True)))
+        buttons["run_all"].on_click(
+            lambda _: decide(Decision("run", code=code_to_run(), by_person=True, run_all=True)))
+        buttons["edit"].on_click(on_edit)
+        buttons["skip"].on_click(lambda _: decide(Decision("skip", reason=reason.value.strip(), by_person=True)))
+        buttons["stop"].on_click(lambda _: decide(Decision("stop", by_person=True)))
+        why = w.HTML(f'<b style="color:#b26a00">Waiting for you.</b> {h.esc(approval_reason(step, self.approve_mode))}')
+        card.approval.children = [why, w.HBox(list(buttons.values()) + [reason]), editor]
+        card.approval.layout = w.Layout(display=None)
+        self.controls = {**buttons, "editor": editor, "reason": reason}
+        self._set_status("waiting for you")
+        card.set_title(f"Step {step.step_number} · waiting for you")
+        try:
+            decision = await self.pending
+        finally:
+            self.pending = None
+        self._close_approval(_chosen(decision))
+        return decision
+
+    def stop(self) -> None:
+        """The header's Stop: end the run gracefully after (or instead of) the current step."""
+        if self.agent is not None:
+            self.agent.interrupt()
+        if self.pending is not None and not self.pending.done():
+            self.pending.set_result(Decision("stop", by_person=True))
+        self.stop_button.disabled = True
+        self._set_status("stopping")
+
+    # -- helpers --------------------------------------------------------------
+
+    def _new_card(self, title: str) -> _Card:
+        for card in self.cards:  # newest open, older ones collapsed
+            card.box.selected_index = None
+        card = _Card(title)
+        self.cards.append(card)
+        self.cards_box.children = self.cards_box.children + (card.box,)
+        self.card = card
+        return card
+
+    def _close_approval(self, note: str) -> None:
+        for control in self.controls.values():
+            control.disabled = True
+        if self.card is not None and self.card.approval.children:
+            self.card.approval.children = [w.HTML(f'<span style="font-size:12px;color:#555">{h.esc(note)}</span>')]
+        self.controls = {}
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self.header.value = h.header_html(self.task, getattr(self, "model_id", ""), status,
+                                          time.perf_counter() - self.started, *self.tokens)
+
+    def _show_text(self, output: dict[str, Any]) -> None:
+        self._text.write(output_text([output]) + "\n")
+
+
+def _chosen(decision: Decision) -> str:
+    if decision.action == "run":
+        return "You approved this action" + (" (edited)" if decision.code else "") + (
+            " and the rest of the run" if decision.run_all else "") + "."
+    if decision.action == "skip":
+        return "You skipped this action" + (f": {decision.reason}" if decision.reason else ".")
+    return "You stopped the run."
+
+
+def _close_tree(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
