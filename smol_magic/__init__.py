@@ -9,6 +9,7 @@ from .executor import ExecutionResult, KernelExecutor, LocalPythonExecutor
 from .guard import Policy
 from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
 from .models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
+from .namespace import describe
 from .tools import Tool, ToolDefinitionError, final_answer, tool
 
 __version__ = "0.1.0"
@@ -18,8 +19,13 @@ __all__ = [
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
     "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "Renderer",
     "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
-    "final_answer", "tool",
+    "describe", "final_answer", "tool",
 ]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives (for ``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "smol-magic-labextension"}]
 
 
 def load_ipython_extension(ipython) -> None:

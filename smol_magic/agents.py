@@ -18,13 +18,15 @@ import re
 import threading
 import time
 from collections import ChainMap
+from datetime import datetime
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Protocol
+from typing import Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
 
 from . import guard, namespace
 from .executor import ExecutionResult, Executor, LocalPythonExecutor, interruptible
 from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
-from .models import BaseModel, Messages, ModelError, TokenUsage
+from .models import BaseModel, Messages, ModelError, TokenUsage, describe_model
 from .tools import Tool, final_answer, render_tools
 
 SYSTEM_PROMPT = """\
@@ -150,6 +152,10 @@ class Renderer:
 
 @dataclass
 class RunResult:
+    task: str = ""
+    model_id: str = ""
+    started_at: str = ""  # ISO date and time
+    variables_before: list[str] = field(default_factory=list)  # the user's variables when the run began
     output: Any = None
     state: str = "done"  # done | max_steps | stopped | interrupted | failed
     error: str | None = None
@@ -235,6 +241,21 @@ class MultiStepAgent:
 
     # -- public API ---------------------------------------------------------
 
+    def to_notebook(self, path: str, run: int = -1, with_setup: Sequence[str] = ()) -> str:
+        """Export a run (default: the last) as a notebook that re-executes; ``.py`` gives a script."""
+        from . import notebook  # nbformat stays out of the loop's imports
+
+        if not self.runs:
+            raise ValueError("nothing to export: this agent has not run yet")
+        result = self.runs[run]
+        ns = getattr(getattr(self, "executor", None), "namespace", {})
+        if str(path).endswith(".py"):
+            Path(path).write_text(notebook.run_script(result, ns, with_setup))
+        else:
+            nb = notebook.run_notebook(result, ns, with_setup, describe_model(self.model))
+            notebook.write_notebook(nb, path)
+        return str(path)
+
     def interrupt(self) -> None:
         """Ask the run to stop after the current step (the Stop button)."""
         self._stop_requested = True
@@ -283,7 +304,11 @@ class MultiStepAgent:
             self.memory.reset()
         self.memory.system_prompt = self.system_prompt()
         self._stop_requested = False
-        run = RunResult()
+        run = RunResult(
+            task=task, model_id=getattr(self.model, "model_id", type(self.model).__name__),
+            started_at=datetime.now().isoformat(timespec="seconds"),
+            variables_before=self._variables(),
+        )
         self.runs.append(run)
         started = time.perf_counter()
         self.renderer.run_started(self, task)
@@ -408,6 +433,10 @@ class MultiStepAgent:
         calls.put(("call", (fn, future)))
         return await asyncio.wrap_future(future)
 
+    def _variables(self) -> list[str]:
+        executor = getattr(self, "executor", None)
+        return list(namespace.user_variables(executor.namespace, executor.hidden())) if executor else []
+
     # -- prompts ------------------------------------------------------------
 
     def system_prompt(self) -> str:
@@ -437,6 +466,7 @@ class CodeAgent(MultiStepAgent):
         timeout: float | None = 60.0,
         max_observation_chars: int = 10_000,
         policy: guard.Policy | None = None,
+        namespace_budget: int = namespace.DEFAULT_BUDGET_TOKENS,
     ):
         super().__init__(
             tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
@@ -450,6 +480,7 @@ class CodeAgent(MultiStepAgent):
                 self.policy.authorized_imports.append(module)
         self.timeout = timeout
         self.max_observation_chars = max_observation_chars
+        self.namespace_budget = namespace_budget  # tokens (chars / 4) for the variables section of the prompt
 
     def system_prompt(self) -> str:
         extra = f"\nAdditional instructions:\n{self.instructions.strip()}\n" if self.instructions else ""
@@ -461,11 +492,11 @@ class CodeAgent(MultiStepAgent):
 
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
         hidden = ChainMap(additional_args or {}, self.executor.hidden())
-        parts = [namespace.summarize(self.executor.namespace, hidden)]
+        parts = [namespace.summarize(self.executor.namespace, hidden, self.namespace_budget, task=task)]
         if additional_args:
             parts.append(
                 "You have been given these additional variables:\n"
-                + "\n".join(f"- {k}: {namespace.describe(v)}" for k, v in additional_args.items())
+                + "\n".join(f"- {k}: {namespace.headline(v)}" for k, v in additional_args.items())
             )
         return "\n\n".join(p for p in parts if p)
 
@@ -531,15 +562,17 @@ class CodeAgent(MultiStepAgent):
             parts.append(result.error)
         if result.timed_out:
             parts.append(f"The action was stopped after {self.timeout:g} s. Make it faster or smaller.")
-        changes = namespace.format_diff(result.changes, self.executor.namespace)
-        if changes:
-            parts.append("Variables changed:\n" + changes)
         if result.is_final_answer:
             step.is_final_answer, step.action_output = True, result.final_answer
-            parts.append(f"Final answer: {namespace.describe(result.final_answer)}")
+            parts.append(f"Final answer: {namespace.headline(result.final_answer)}")
         if not parts:
             parts.append("(the code ran and printed nothing)")
-        step.observation = truncate("\n".join(parts), self.max_observation_chars)
+        observation = truncate("\n".join(parts), self.max_observation_chars)
+        # The namespace diff always ends the observation, outside the truncation: it is short and bounded.
+        step.changes_text = namespace.format_diff(result.changes, self.executor.namespace)
+        if step.changes_text:
+            observation += "\nVariables changed:\n" + step.changes_text
+        step.observation = observation
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:

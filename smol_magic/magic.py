@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Enum, Float, Integer, List, Unicode, default
 
-from . import guard
+from . import guard, namespace
 from .agents import CodeAgent, ModeApprover, Renderer, RunResult, run_blocking
 from .executor import KernelExecutor
 from .models import Model, model_from_spec
@@ -56,6 +56,10 @@ class AgentMagics(Magics):
         config=True
     )
     max_observation_chars = Integer(10_000, help="Longest observation sent back to the model.").tag(config=True)
+    namespace_budget = Integer(
+        namespace.DEFAULT_BUDGET_TOKENS,
+        help="Tokens (estimated as characters / 4) the prompt's summary of the notebook's variables may use.",
+    ).tag(config=True)
     ui = Enum(["auto", "widgets", "text"], "auto",
               help="How runs are shown: widgets in a kernel, text in a terminal (auto), or forced.").tag(config=True)
 
@@ -140,6 +144,10 @@ class AgentMagics(Magics):
             raise UsageError("--max-steps must be at least 1")
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
+        task, unknown = namespace.interpolate(task, self.shell.user_ns)
+        for name in unknown:
+            print(f"smol-magic: warning: {{{name}}} is not a variable of this notebook; it is left as written "
+                  "(write {{ for a literal brace)", file=sys.stderr)
         agent = self._prepare_agent(self._resolve_model(args.model), args)
         agent.renderer, agent.approver = self._ui(args.approve or self.approve, interactive)
         result = await self._run(agent, task, args)
@@ -217,6 +225,7 @@ class AgentMagics(Magics):
         agent.policy = policy
         agent.timeout = args.timeout or self.timeout
         agent.max_observation_chars = self.max_observation_chars
+        agent.namespace_budget = self.namespace_budget
         return agent
 
 

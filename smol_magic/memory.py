@@ -72,6 +72,7 @@ class ActionStep(MemoryStep):
     error: str | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)  # nbformat outputs, as the user saw them
     changes: dict[str, list[str]] = field(default_factory=dict)  # created / rebound / deleted names
+    changes_text: str = ""  # the same diff with each variable's summary, as the model is told it
     is_final_answer: bool = False
     action_output: Any = None
     start_time: float = 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import json
 import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -203,3 +204,92 @@ def run_script(run: RunResult, namespace: Mapping[str, Any] | None = None, setup
 def _script_line(line: str) -> str:
     """IPython syntax from setup cells (magics, shell escapes) cannot run in python: keep it as a comment."""
     return f"# {line}" if line.lstrip().startswith(("%", "!")) else line
+
+
+def cell_outputs(step: ActionStep) -> list[dict[str, Any]]:
+    """What the action's cell shows: its outputs, and its error in red as a cell would."""
+    outputs = list(step.outputs)
+    if step.error:
+        lines = step.error.rstrip().splitlines()
+        ename, _, evalue = lines[-1].partition(": ") if lines else ("Error", "", "")
+        outputs.append({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": lines})
+    return outputs
+
+
+class CellWriter:
+    """Puts each action that ran into the notebook as a real code cell, through the labextension.
+
+    The kernel opens a ``smol_magic`` comm; the extension answers ``hello``.
+    Silence (VS Code, Colab, classic Notebook, headless) means no extension:
+    the writer says so once and does nothing after that.
+    """
+
+    def __init__(self, shell: Any):
+        self.shell = shell
+        self.comm: Any = None
+        self.available: bool | None = None  # unknown until the first run asks
+        self.replies: list[dict[str, Any]] = []
+        self.agent_cell_id: str | None = None
+        self.run_id = ""
+        self.pending: list[dict[str, Any]] = []
+
+    async def connect(self, timeout: float = 2.0) -> bool:
+        if self.available is False:
+            return False
+        if self.comm is not None and not getattr(self.comm, "_closed", False):
+            return True
+        import asyncio
+
+        from comm import create_comm
+
+        hello: list[dict[str, Any]] = []
+        closed: list[bool] = []
+        self.comm = create_comm(target_name="smol_magic", data={"version": 1})
+        self.comm.on_msg(lambda msg: self._on_msg(msg, hello))
+        self.comm.on_close(lambda msg: closed.append(True))
+        waited = 0.0
+        while not hello and not closed and waited < timeout:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        self.available = bool(hello)
+        if not self.available:
+            self.comm = None
+        return self.available
+
+    def _on_msg(self, msg: dict[str, Any], hello: list[dict[str, Any]]) -> None:
+        data = msg.get("content", {}).get("data", {})
+        if data.get("type") == "hello":
+            hello.append(data)
+        else:
+            self.replies.append(data)
+
+    def begin_run(self, agent_cell_id: str | None, run_id: str) -> None:
+        self.agent_cell_id, self.run_id, self.pending = agent_cell_id, run_id, []
+        if self.comm is not None and agent_cell_id:
+            self.comm.send({"type": "begin_run", "agent_cell_id": agent_cell_id, "run_id": run_id})
+
+    def add(self, step: ActionStep, model_id: str, live: bool = True) -> None:
+        """Queue a cell for an action that ran; send it now when ``live``."""
+        if not step.ran or step.code is None:
+            return  # skipped or refused actions do not become cells
+        message = {
+            "type": "insert", "agent_cell_id": self.agent_cell_id, "run_id": self.run_id,
+            "step": step.step_number, "source": step.code, "outputs": json_outputs(cell_outputs(step)),
+            "metadata": {"run_id": self.run_id, "step": step.step_number, "model": model_id,
+                         "approval": step.approval, "approved_by_person": step.approval in ("run", "edit"),
+                         "edited": step.proposed_code is not None},
+        }
+        self.pending.append(message)
+        if live:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.comm is None or not self.agent_cell_id:
+            return
+        for message in self.pending:
+            self.comm.send(message)
+        self.pending = []
+
+
+def json_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(outputs, default=str))

@@ -5,6 +5,11 @@ namespace, its code is in ``In``, the conversation continues across cells,
 Interrupt and timeouts stop a run at once without hurting the kernel, and a
 mistyped ``%%agent`` line is a one-line error.
 
+In a kernel the trace is a live widget while the run goes on, then a static
+display (``text/html`` + ``text/plain``) that replaces it: tests read the trace
+from the cell's outputs as a notebook keeps them (``CellResult.trace``), and
+watch the live widget's text while the run is under way (``wait_for_output``).
+
 One kernel is shared by the tests that leave it in a clean state; tests that
 interrupt or time out code get a kernel of their own, so a regression that
 wedges a kernel fails one test, not the whole file.
@@ -70,7 +75,7 @@ def test_agent_variables_are_real_objects_and_code_is_in_history(kc):
 
     result = ok(kc, "%%agent -m m1 -o best --reset\nWhich region sells most, and what share?")
 
-    assert "s: 0.5" in result.stdout  # the trace shows the final answer
+    assert "s: 0.5" in result.trace  # the trace (the static display that replaced the widget) shows the answer
     # A later, ordinary cell sees the agent's objects themselves, not reprs or copies.
     assert evaluate(kc, "type(sales).__name__") == "DataFrame"
     assert evaluate(kc, "type(sales).__module__.split('.')[0]") == "pandas"
@@ -122,7 +127,7 @@ def test_interrupt_during_busy_action_stops_the_run_and_keeps_the_kernel(own_ker
     ok(kc, scripted("spin", py("n = 0\nwhile True:\n    n += 1", "spin"), py("final_answer('should not run')")))
 
     msg_id = send(kc, "%%agent -m spin -o res\nspin forever")
-    seen = wait_for_output(kc, msg_id, "while True")  # the trace shows the action: it is about to run
+    seen = wait_for_output(kc, msg_id, "while True")  # the live trace shows the action: it is about to run
     time.sleep(1.0)
     interrupted_at = time.monotonic()
     km.interrupt_kernel()
@@ -193,7 +198,7 @@ def test_interrupt_while_the_model_thinks_ends_the_cell_at_once(own_kernel):
     ok(kc, SLOW_MODEL)
 
     msg_id = send(kc, "%%agent -m thinker -o res\nthink hard")
-    seen = wait_for_output(kc, msg_id, "slow-thinker")  # the run started: the model is being asked
+    seen = wait_for_output(kc, msg_id, "slow-thinker")  # the live trace is up: the model is being asked
     time.sleep(1.0)
     interrupted_at = time.monotonic()
     km.interrupt_kernel()
@@ -211,6 +216,7 @@ def test_interrupt_while_the_model_thinks_ends_the_cell_at_once(own_kernel):
     assert ok(kc, "print(sum(keep))").stdout.strip() == "15"
     # The trace must not claim the model replied without code: it never replied at all.
     assert "no code in the reply" not in result.text, result.text
+    assert "no code in the reply" not in result.watch.widget_text(include_closed=True)
 
 
 # -- 6. bad input: one-line UsageError, nothing lost ------------------------------------
@@ -287,4 +293,4 @@ def test_reply_without_code_becomes_an_observation_and_the_run_recovers(kc):
     assert told["role"] == "user"
     assert "no Python code" in told["content"] and "```python" in told["content"], told["content"]
     assert evaluate(kc, "g.requests[1][-2]") == {"role": "assistant", "content": "I don't know."}
-    assert "answer after all" in result.stdout
+    assert "answer after all" in result.trace

@@ -7,6 +7,7 @@ inlined, no scripts.
 
 from __future__ import annotations
 
+import functools
 import html
 from typing import Any
 
@@ -18,7 +19,7 @@ APPROVAL_LABELS = {
     "auto": "ran", "run": "ran (approved)", "edit": "ran (edited by you)", "skip": "skipped by you",
     "refused": "refused (needed approval)", "denied": "refused by the guard", "stop": "stopped",
 }
-STATE_COLOURS = {"done": "#2e7d32", "max_steps": "#b26a00", "stopped": "#555", "interrupted": "#c62828",
+STATE_COLOURS = {"waiting for you": "#b26a00", "done": "#2e7d32", "max_steps": "#b26a00", "stopped": "#555", "interrupted": "#c62828",
                  "failed": "#c62828"}
 
 BOX = "border:1px solid #ddd;border-radius:6px;padding:6px 10px;margin:4px 0;font-family:var(--jp-ui-font-family,sans-serif)"
@@ -29,6 +30,7 @@ def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+@functools.lru_cache(maxsize=256)  # the live card and the static trace highlight the same code
 def code_html(code: str) -> str:
     """Syntax-highlighted code with inline styles (no stylesheet needed)."""
     from pygments import highlight
@@ -66,11 +68,18 @@ def messages_html(messages: list[dict[str, str]]) -> str:
     return "".join(parts)
 
 
-def model_view_html(step: ActionStep) -> str:
-    """What the model saw and said, for people learning how agents work."""
+def model_view_html(step: ActionStep, shown: int = 0) -> str:
+    """What the model saw and said, for people learning how agents work.
+
+    ``shown`` leading messages were shown with earlier steps: only the new ones
+    are repeated, or a long trace would grow with the square of its steps.
+    """
     parsed = step.proposed_code or step.code
+    earlier = min(shown, len(step.model_input_messages))
+    note = (f'<div style="font-size:11px;color:#777">… {earlier} earlier messages, as in the steps above</div>'
+            if earlier else "")
     body = (
-        "<b>Messages sent</b>" + messages_html(step.model_input_messages)
+        "<b>Messages sent</b>" + note + messages_html(step.model_input_messages[earlier:])
         + "<b>Raw reply</b>" + text_html(step.model_output or "(no reply)")
         + "<b>Parsed code</b>" + (code_html(parsed) if parsed else text_html("(none found)"))
     )
@@ -99,7 +108,7 @@ def step_summary(step: ActionStep) -> str:
     return f"Step {step.step_number} · {label} · {step.duration:.2f} s · {tokens} tokens"
 
 
-def action_body_html(step: ActionStep, include_outputs: bool = True) -> str:
+def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int = 0) -> str:
     parts = []
     if step.reasoning:
         parts.append(text_html(step.reasoning))
@@ -112,18 +121,18 @@ def action_body_html(step: ActionStep, include_outputs: bool = True) -> str:
         parts.extend(output_html(o) for o in step.outputs)
     if step.error:
         parts.append(text_html(step.error, colour="#c62828"))
-    if step.changes and any(step.changes.values()):
-        changed = "; ".join(f"{k}: {', '.join(v)}" for k, v in step.changes.items() if v)
-        parts.append(f'<div style="font-size:12px;color:#555">variables {esc(changed)}</div>')
+    if step.changes_text:
+        parts.append(f'<div style="font-size:12px;color:#555">Variables changed:</div>{text_html(step.changes_text)}')
     if step.observation:
         parts.append(details_html("observation sent to the model", text_html(step.observation)))
-    parts.append(model_view_html(step))
+    parts.append(model_view_html(step, shown))
     return "".join(parts)
 
 
-def step_html(step: MemoryStep, open_: bool = False) -> str:
+def step_html(step: MemoryStep, open_: bool = False, shown: int = 0) -> str:
     if isinstance(step, ActionStep):
-        return f'<div style="{BOX}">' + details_html(step_summary(step), action_body_html(step), open_) + "</div>"
+        body = action_body_html(step, shown=shown)
+        return f'<div style="{BOX}">' + details_html(step_summary(step), body, open_) + "</div>"
     if isinstance(step, PlanningStep):
         return f'<div style="{BOX}">' + details_html("Plan", text_html(step.plan), open_) + "</div>"
     if isinstance(step, FinalAnswerStep):
@@ -155,7 +164,12 @@ def run_html(task: str, model_id: str, steps: list[MemoryStep], state: str, dura
              tokens_in: int, tokens_out: int, error: str | None = None) -> str:
     """The whole finished run, static: what a reopened notebook, GitHub and nbconvert show."""
     body = [header_html(task, model_id, state, duration, tokens_in, tokens_out)]
-    body += [step_html(s, open_=True) for s in steps if not isinstance(s, TaskStep)]
+    shown = 0
+    for step in steps:
+        if not isinstance(step, TaskStep):
+            body.append(step_html(step, open_=True, shown=shown))
+        if isinstance(step, ActionStep):
+            shown = len(step.model_input_messages)
     actions = sum(isinstance(s, ActionStep) for s in steps)
     summary = f"{state} · {actions} step{'s' if actions != 1 else ''} · {duration:.1f} s · {tokens_in + tokens_out} tokens"
     if error:

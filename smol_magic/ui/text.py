@@ -68,6 +68,11 @@ class TextRenderer(Renderer):
             for reason in step.verdict.reasons:
                 self.write(f"    - {reason}")
 
+    def action_started(self, step: ActionStep) -> None:
+        if step.proposed_code is not None and step.code:
+            self.write("  edited by you; this runs instead:")
+            self.write(textwrap.indent(step.code, "  │ "))
+
     def step_finished(self, step: MemoryStep) -> None:
         if isinstance(step, PlanningStep):
             self.write(f"{RULE}\nplan\n{textwrap.indent(step.plan, '  ')}")

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import ipywidgets as w
+from ipywidgets.widgets.widget_string import HTMLStyle
 from IPython.display import display
 
 from ..agents import Decision, MultiStepAgent, Renderer, RunResult, approval_reason
@@ -23,7 +24,6 @@ from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
 from . import html as h
 from .text import TextRenderer
 
-HIDDEN = {"display": "none"}
 STREAM_INTERVAL = 0.05  # seconds between streamed-reply updates: one comm message each
 
 
@@ -42,21 +42,43 @@ def clicks_reach_kernel(shell: Any) -> bool:
 
 
 class _Card:
-    """One step: a collapsible box that fills in as the step happens."""
+    """One step: a collapsible box whose content is one HTML widget, filled in as the step happens.
 
-    def __init__(self, title: str):
-        self.reasoning = w.HTML()
-        self.stream = w.HTML()
-        self.code = w.HTML()
-        self.approval = w.VBox(layout=HIDDEN)
-        self.outputs = w.Output()
-        self.details = w.HTML()
-        self.body = w.VBox([self.stream, self.reasoning, self.code, self.approval, self.outputs, self.details])
-        self.box = w.Accordion(children=[self.body], titles=(title,), selected_index=0)
+    Few widgets per card on purpose: each is a comm and a message, and the
+    trace must not slow the agent down (see bench/ui.py).
+    """
+
+    def __init__(self, title: str, layout: w.Layout, style: HTMLStyle):
+        self.layout, self.style = layout, style
+        self.html = w.HTML(layout=layout, style=style)
+        self.box = w.Accordion(children=[self.html], titles=(title,), selected_index=0, layout=layout)
+        self.body: w.VBox | None = None  # made only when the card needs more than its HTML
+        self.parts: dict[str, str] = {}
+        self.title = title
         self.text = ""
+        self.outputs: w.Output | None = None
+        self.has_code = False
+
+    def set(self, **parts: str) -> None:
+        """Replace named parts (stream, reasoning, code, details); sent at the next ``push``."""
+        self.parts.update(parts)
 
     def set_title(self, title: str) -> None:
-        self.box.titles = (title,)
+        self.title = title
+
+    def push(self) -> None:
+        """Send what changed: one message for the HTML, one for the title, at most."""
+        value = "".join(self.parts.get(k, "") for k in ("stream", "reasoning", "code", "printed", "details"))
+        if value != self.html.value:
+            self.html.value = value
+        if (self.title,) != tuple(self.box.titles):
+            self.box.titles = (self.title,)
+
+    def add_widget(self, widget: w.Widget) -> None:
+        if self.body is None:
+            self.body = w.VBox([self.html], layout=self.layout)
+            self.box.children = [self.body]
+        self.body.children = self.body.children + (widget,)
 
 
 class WidgetTrace(Renderer):
@@ -64,25 +86,30 @@ class WidgetTrace(Renderer):
 
     def __init__(self, approve_mode: str = "risky"):
         self.approve_mode = approve_mode
-        self.header = w.HTML()
+        self._layout, self._style = w.Layout(), HTMLStyle()  # shared by every card: fewer comms
+        self.header = w.HTML(layout=self._layout, style=self._style)
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
                                     tooltip="End the run after this step; your variables and the memory are kept",
                                     layout=w.Layout(width="90px"))
         self.stop_button.on_click(lambda _: self.stop())
-        self.cards_box = w.VBox()
-        self.final = w.Output()
+        self.cards_box = w.VBox(layout=self._layout)
+        self.final = w.Output(layout=self._layout)
         self.root = w.VBox([w.HBox([self.header, self.stop_button]), self.cards_box, self.final])
         self.root.add_class("smol-magic-trace")
-        self.cards: list[_Card] = []
         self.card: _Card | None = None
         self.agent: MultiStepAgent | None = None
         self.task = ""
+        self.model_id = ""
         self.status = "starting"
         self.started = time.perf_counter()
         self.tokens = [0, 0]
         self.pending: asyncio.Future | None = None
         self.controls: dict[str, Any] = {}
+        self.approval_box: w.VBox | None = None
+        self.messages_shown = 0  # "what the model saw" shows only what is new since the last step
         self._last_stream = 0.0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._cards: dict[str, _Card] = {}
         self._handle: Any = None
         self._text = io.StringIO()
         self._plain = TextRenderer(write=self._text.write, show=self._show_text)
@@ -98,33 +125,35 @@ class WidgetTrace(Renderer):
         self._handle = display(self.root, display_id=True)
 
     def step_started(self, step_number: int) -> None:
+        self._new_card(f"Step {step_number} · thinking…").set(stream=h.text_html("…"))
         self._set_status("thinking")
-        self._new_card(f"Step {step_number} · thinking…")
-        self.card.stream.value = h.text_html("…")
 
     def model_delta(self, text: str) -> None:
-        if self.card is None:
-            self._new_card("Planning · thinking…")
-        self.card.text += text
+        card = self.card or self._new_card("Plan · thinking…")
+        card.text += text
         now = time.perf_counter()
         if now - self._last_stream >= STREAM_INTERVAL:
             self._last_stream = now
-            self.card.stream.value = h.text_html(self.card.text)
+            card.set(stream=h.text_html(card.text))
+            self._flush()
 
     def action_ready(self, step: ActionStep) -> None:
-        card = self.card
-        card.stream.value = ""
-        card.stream.layout = HIDDEN
-        if step.reasoning:
-            card.reasoning.value = h.text_html(step.reasoning)
-        card.code.value = h.code_html(step.code or "") + h.verdict_html(step.verdict)
-        card.set_title(f"Step {step.step_number} · {step.verdict.decision}")
         self._plain.action_ready(step)
+        card = self.card or self._new_card("")
+        card.has_code = True
+        card.set(stream="", reasoning=h.text_html(step.reasoning) if step.reasoning else "",
+                 code=h.code_html(step.code or "") + h.verdict_html(step.verdict))
+        card.set_title(f"Step {step.step_number} · {step.verdict.decision}")
+        self._schedule()
 
     def action_started(self, step: ActionStep) -> None:
-        self._set_status(f"running step {step.step_number}")
+        self._plain.action_started(step)
         if self.card is not None:
+            if step.proposed_code is not None:  # a person edited it: show what runs
+                self.card.set(code=h.code_html(step.code or "") + h.verdict_html(step.verdict))
             self.card.set_title(f"Step {step.step_number} · running…")
+        self._set_status(f"running step {step.step_number}")
+        self._flush()  # the code blocks the event loop while it runs: show it first
 
     def step_finished(self, step: MemoryStep) -> None:
         self._plain.step_finished(step)
@@ -133,29 +162,37 @@ class WidgetTrace(Renderer):
             self.tokens[0] += usage.input_tokens
             self.tokens[1] += usage.output_tokens
         if isinstance(step, PlanningStep):
-            card = self.card if self.card is not None and not self.card.code.value else self._new_card("Plan")
-            card.stream.value = ""
-            card.reasoning.value = h.text_html(step.plan)
+            card = self.card if self.card is not None and not self.card.has_code else self._new_card("Plan")
+            card.set(stream="", reasoning=h.text_html(step.plan))
             card.set_title("Plan")
             self.card = None  # the next step opens its own card
         elif isinstance(step, ActionStep):
             card = self.card or self._new_card("")
-            card.stream.value = ""
-            card.outputs.outputs += tuple(step.outputs)
-            parts = []
-            if step.error:
-                parts.append(h.text_html(step.error, colour="#c62828"))
+            # Printed text goes in the card's HTML; only rich outputs need an Output widget.
+            printed = [o for o in step.outputs if o.get("output_type") == "stream"]
+            rich = [o for o in step.outputs if o.get("output_type") != "stream"]
+            card.set(printed="".join(h.output_html(o) for o in printed))
+            if rich:
+                card.outputs = w.Output(layout=self._layout)
+                card.outputs.outputs = tuple(rich)
+                card.add_widget(card.outputs)
+            details = [h.text_html(step.error, colour="#c62828")] if step.error else []
             if step.observation:
-                parts.append(h.details_html("observation sent to the model", h.text_html(step.observation)))
-            parts.append(h.model_view_html(step))
-            card.details.value = "".join(parts)
+                details.append(h.details_html("observation sent to the model", h.text_html(step.observation)))
+            details.append(h.model_view_html(step, self.messages_shown))
+            self.messages_shown = len(step.model_input_messages)
+            card.set(stream="", details="".join(details))
+            if step.code is None and not card.has_code:
+                card.set(reasoning=h.text_html(step.reasoning or step.model_output or step.error or ""))
             card.set_title(h.step_summary(step))
             self.card = None
         elif isinstance(step, FinalAnswerStep):
             self.final.outputs = (h.value_bundle(step.output),)
-        self._set_status(self.status)
+        self._schedule()
 
     def run_finished(self, result: RunResult) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
         self._plain.run_finished(result)
         self._set_status(result.state)
         self._close_approval("the run ended")
@@ -174,8 +211,8 @@ class WidgetTrace(Renderer):
     async def approve(self, step: ActionStep) -> Decision:
         """Show Run / Edit / Skip / Stop / Run all and wait for a click. Nothing runs before it."""
         card = self.card or self._new_card(f"Step {step.step_number}")
-        loop = asyncio.get_running_loop()
-        self.pending = loop.create_future()
+        # Each card resolves only its own future: a late click on an older card approves nothing.
+        future = self.pending = asyncio.get_running_loop().create_future()
         editor = w.Textarea(value=step.code or "", layout=w.Layout(width="100%", height="140px", display="none"))
         reason = w.Text(placeholder="reason to skip (optional)", layout=w.Layout(width="260px"))
         buttons = {
@@ -190,8 +227,8 @@ class WidgetTrace(Renderer):
             button.layout.width = "100px"
 
         def decide(decision: Decision) -> None:
-            if self.pending is not None and not self.pending.done():
-                self.pending.set_result(decision)
+            if not future.done():
+                future.set_result(decision)
 
         def code_to_run() -> str | None:
             return editor.value if editor.layout.display != "none" else None
@@ -207,15 +244,18 @@ class WidgetTrace(Renderer):
         buttons["skip"].on_click(lambda _: decide(Decision("skip", reason=reason.value.strip(), by_person=True)))
         buttons["stop"].on_click(lambda _: decide(Decision("stop", by_person=True)))
         why = w.HTML(f'<b style="color:#b26a00">Waiting for you.</b> {h.esc(approval_reason(step, self.approve_mode))}')
-        card.approval.children = [why, w.HBox(list(buttons.values()) + [reason]), editor]
-        card.approval.layout = w.Layout(display=None)
+        self.approval_box = w.VBox([why, w.HBox(list(buttons.values()) + [reason]), editor])
+        card.add_widget(self.approval_box)
         self.controls = {**buttons, "editor": editor, "reason": reason}
         self._set_status("waiting for you")
         card.set_title(f"Step {step.step_number} · waiting for you")
+        self._flush()
+        ticker = asyncio.ensure_future(self._tick())  # elapsed time keeps moving while we wait
         try:
-            decision = await self.pending
+            decision = await future
         finally:
             self.pending = None
+            ticker.cancel()
         self._close_approval(_chosen(decision))
         return decision
 
@@ -227,14 +267,15 @@ class WidgetTrace(Renderer):
             self.pending.set_result(Decision("stop", by_person=True))
         self.stop_button.disabled = True
         self._set_status("stopping")
+        self._flush()
 
     # -- helpers --------------------------------------------------------------
 
     def _new_card(self, title: str) -> _Card:
-        for card in self.cards:  # newest open, older ones collapsed
-            card.box.selected_index = None
-        card = _Card(title)
-        self.cards.append(card)
+        if self.cards_box.children:  # newest open, the one before collapsed
+            self.cards_box.children[-1].selected_index = None
+        card = _Card(title, self._layout, self._style)
+        self._cards[card.box.model_id] = card
         self.cards_box.children = self.cards_box.children + (card.box,)
         self.card = card
         return card
@@ -242,14 +283,36 @@ class WidgetTrace(Renderer):
     def _close_approval(self, note: str) -> None:
         for control in self.controls.values():
             control.disabled = True
-        if self.card is not None and self.card.approval.children:
-            self.card.approval.children = [w.HTML(f'<span style="font-size:12px;color:#555">{h.esc(note)}</span>')]
-        self.controls = {}
+        if self.controls and self.approval_box is not None:
+            self.approval_box.children = [w.HTML(f'<span style="font-size:12px;color:#555">{h.esc(note)}</span>')]
+        self.controls, self.approval_box = {}, None
 
     def _set_status(self, status: str) -> None:
         self.status = status
-        self.header.value = h.header_html(self.task, getattr(self, "model_id", ""), status,
-                                          time.perf_counter() - self.started, *self.tokens)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Coalesce updates: a fast run sends one update per step, not one per change."""
+        if self._flush_handle is None:
+            try:
+                self._flush_handle = asyncio.get_running_loop().call_later(STREAM_INTERVAL, self._flush)
+            except RuntimeError:  # no loop: send at once
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        header = h.header_html(self.task, self.model_id, self.status, time.perf_counter() - self.started, *self.tokens)
+        if header != self.header.value:
+            self.header.value = header
+        for box in self.cards_box.children[-2:]:  # only the newest cards change
+            self._cards[box.model_id].push()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._flush()
 
     def _show_text(self, output: dict[str, Any]) -> None:
         self._text.write(output_text([output]) + "\n")

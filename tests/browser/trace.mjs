@@ -1,0 +1,168 @@
+// The live trace in a real JupyterLab: run all cells, click the approval card's Run for
+// both steps, then check the static trace that replaces the widget and the cell after it.
+//
+// Started by tests/test_browser.py, which serves the notebook. Environment:
+//   LAB_URL    http://127.0.0.1:PORT/     NOTEBOOK   path of the notebook under the server root
+//   CHROMIUM   browser binary             ARTIFACTS  where screenshots go
+//   EXPECT     JSON: step1Code, step1Output, step2Code, finalAnswer, afterCell (code of the
+//              cell after the agent's) and after (what it prints)
+// Exits 0 on success; on failure prints why, saves trace-failure.png and exits 1.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  if (!process.env[name]) throw new Error(`${name} is not set (run this through tests/test_browser.py)`);
+  return process.env[name];
+};
+const LAB_URL = env('LAB_URL');
+const NOTEBOOK = env('NOTEBOOK');
+const ARTIFACTS = env('ARTIFACTS');
+const EXPECT = JSON.parse(env('EXPECT'));
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const STEP_TIMEOUT = 30_000; // ms for any one thing to appear
+const TOTAL_TIMEOUT = 90_000; // ms for the whole test, browser start to PASS
+
+mkdirSync(ARTIFACTS, { recursive: true });
+const started = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
+const problems = []; // console errors and uncaught page errors: any of them fails the test
+let step = 'launching Chromium';
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+    '--disable-background-networking', '--disable-component-update'],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+page.setDefaultTimeout(STEP_TIMEOUT);
+page.on('console', (msg) => {
+  if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+});
+page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+
+async function shot(name) {
+  const path = join(ARTIFACTS, name);
+  await page.screenshot({ path });
+  log(`screenshot ${path}`);
+}
+
+async function waitForText(locator, text, what) {
+  try {
+    await locator.filter({ hasText: text }).first().waitFor();
+  } catch (err) {
+    const shown = await locator.allInnerTexts().catch(() => []);
+    throw new Error(`${what} does not show ${JSON.stringify(text)} after ${STEP_TIMEOUT / 1000} s; `
+      + `it shows: ${shown.length ? shown.join('\n') : '(nothing)'}`);
+  }
+}
+
+async function expectText(locator, text, what) {
+  const got = (await locator.innerText()).replace(/\u00a0/g, ' ');
+  if (!got.includes(text)) throw new Error(`${what} does not show ${JSON.stringify(text)}; it shows:\n${got}`);
+}
+
+// The live widget (an ipywidgets VBox with our class) and the static HTML trace that replaces it.
+const live = page.locator('.jupyter-widgets.smol-magic-trace');
+const runButton = live.locator('button').filter({ hasText: /^\s*Run\s*$/ });
+const staticTrace = page.locator('.jp-OutputArea-output .smol-magic-trace:not(.jupyter-widgets)');
+const cardTitle = (n) => live.locator('.jupyter-widget-Collapse-header').nth(n - 1);
+const cardContents = (n) => live.locator('.jupyter-widget-Collapse-contents').nth(n - 1);
+// By its code, not its index: cells may be added to the notebook while it runs.
+const cellWith = (code) => page.locator('.jp-Notebook .jp-Cell')
+  .filter({ has: page.locator('.jp-InputArea', { hasText: code }) });
+
+async function approve(n) {
+  step = `waiting for the Run button of step ${n}`;
+  await runButton.waitFor({ state: 'visible' });
+  await expectText(cardTitle(n), `Step ${n} · waiting for you`, `the card of step ${n}`);
+  await expectText(live.locator('.smol-status'), 'waiting for you', 'the trace header while waiting');
+  await expectText(live, 'Waiting for you.', 'the approval card');
+  // The %%agent cell stays busy while it waits, so Run All keeps the next cell queued behind it.
+  await expectText(cellWith('%%agent').locator('.jp-InputPrompt'), '[*]', 'the prompt of the %%agent cell');
+  await expectText(cellWith(EXPECT.afterCell).locator('.jp-InputPrompt'), '[*]', 'the prompt of the cell after it');
+  if (n > 1) { // the previous card, now collapsed, says what happened (the live widget is still up)
+    await expectText(cardTitle(n - 1), `Step ${n - 1} · ran (approved)`, `the card of step ${n - 1} after it ran`);
+    const note = await cardContents(n - 1).textContent();
+    if (!note.includes('You approved this action.')) {
+      throw new Error(`the card of step ${n - 1} does not say "You approved this action."; it has:\n${note}`);
+    }
+  }
+  log(`step ${n}: approval card is up`);
+  await runButton.scrollIntoViewIfNeeded();
+  await shot(n === 1 ? 'trace-waiting.png' : `trace-waiting-step${n}.png`);
+  step = `clicking Run for step ${n}`;
+  const button = await runButton.elementHandle();
+  await button.click();
+  step = `waiting for the kernel to take the click on Run of step ${n}`;
+  await page.waitForFunction((el) => !el.isConnected, button, { timeout: STEP_TIMEOUT });
+  log(`step ${n}: Run clicked, the approval card closed`);
+}
+
+async function main() {
+  step = `opening ${NOTEBOOK}`;
+  await page.goto(new URL(`lab/tree/${NOTEBOOK}`, LAB_URL).href);
+  await page.locator('.jp-Notebook .jp-Cell').first().waitFor();
+
+  step = 'waiting for the kernel to be idle';
+  await page.waitForFunction((path) => {
+    const w = window.jupyterapp?.shell?.currentWidget;
+    const kernel = w?.sessionContext?.session?.kernel;
+    return w?.context?.path === path && w.sessionContext.isReady && kernel?.connectionStatus === 'connected'
+      && kernel.status === 'idle';
+  }, NOTEBOOK, { timeout: 60_000 });
+  log('kernel idle');
+
+  step = 'running all cells';
+  // Not awaited: the command's promise ends only when every cell has run, i.e. after our clicks.
+  await page.evaluate(() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); });
+
+  await approve(1);
+  await approve(2);
+
+  step = 'waiting for the static trace to replace the widget';
+  await waitForText(staticTrace, EXPECT.finalAnswer, 'the static trace');
+  await live.waitFor({ state: 'detached' });
+  step = "waiting for cell 4's output";
+  await waitForText(cellWith(EXPECT.afterCell).locator('.jp-OutputArea-output'), EXPECT.after, "cell 4's output");
+  log('run finished: static trace shown, cell 4 printed its line');
+
+  step = 'checking the static trace';
+  await expectText(staticTrace.locator('.smol-status').first(), 'done', 'the static trace header');
+  await expectText(staticTrace, 'Final answer', 'the static trace');
+  await expectText(staticTrace, EXPECT.finalAnswer, 'the final answer');
+  await expectText(staticTrace, EXPECT.step1Code, "step 1's code");
+  await expectText(staticTrace, EXPECT.step1Output, "step 1's output");
+  await expectText(staticTrace, EXPECT.step2Code, "step 2's code");
+  await expectText(staticTrace, 'Step 1 · ran (approved)', "step 1's summary");
+  await expectText(staticTrace, 'Step 2 · ran (approved)', "step 2's summary");
+  await expectText(staticTrace, 'variables created: answer_table', "step 1's changes");
+  const highlighted = await staticTrace.locator('pre span[style*="color"]').count();
+  if (highlighted === 0) throw new Error('the code in the static trace is not syntax-highlighted');
+  await staticTrace.scrollIntoViewIfNeeded();
+  await shot('trace-done.png');
+}
+
+const deadline = new Promise((_, reject) => {
+  setTimeout(() => reject(new Error(`the whole test took over ${TOTAL_TIMEOUT / 1000} s`)), TOTAL_TIMEOUT).unref();
+});
+let failure = null;
+try {
+  await Promise.race([main(), deadline]);
+  step = 'checking the browser console'; // a widget that cannot render logs an error there
+  if (problems.length) throw new Error(`the browser reported errors:\n  ${problems.join('\n  ')}`);
+} catch (err) {
+  failure = err;
+}
+writeFileSync(join(ARTIFACTS, 'trace-console.log'), problems.map((p) => `${p}\n`).join(''));
+if (failure) {
+  console.error(`FAILED while ${step}: ${failure.message}`);
+  const path = join(ARTIFACTS, 'trace-failure.png');
+  await page.screenshot({ path }).catch(() => {});
+  console.error(`screenshot of the failing state: ${path}`);
+  await browser.close().catch(() => {});
+  process.exit(1);
+}
+log('PASS');
+await browser.close();
