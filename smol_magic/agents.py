@@ -150,6 +150,38 @@ class Renderer:
     def run_finished(self, result: "RunResult") -> None: ...
 
 
+class Tee(Renderer):
+    """Several renderers watching one run (the trace, the cell writer, ...)."""
+
+    def __init__(self, *renderers: Renderer):
+        self.renderers = renderers
+
+    def _each(self, hook: str, *args: Any) -> None:
+        for renderer in self.renderers:
+            getattr(renderer, hook)(*args)
+
+    def run_started(self, agent: "MultiStepAgent", task: str) -> None:
+        self._each("run_started", agent, task)
+
+    def model_delta(self, text: str) -> None:
+        self._each("model_delta", text)
+
+    def step_started(self, step_number: int) -> None:
+        self._each("step_started", step_number)
+
+    def action_ready(self, step: ActionStep) -> None:
+        self._each("action_ready", step)
+
+    def action_started(self, step: ActionStep) -> None:
+        self._each("action_started", step)
+
+    def step_finished(self, step: MemoryStep) -> None:
+        self._each("step_finished", step)
+
+    def run_finished(self, result: "RunResult") -> None:
+        self._each("run_finished", result)
+
+
 @dataclass
 class RunResult:
     task: str = ""

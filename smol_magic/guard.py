@@ -427,7 +427,7 @@ def _verdict(findings: list[Finding], policy: Policy) -> GuardVerdict:
     findings = list(unique.values())
     if len(findings) > 12:  # a long list helps no one; the first ones say what to fix
         order = {"deny": 0, "ask": 1, "allow": 2}
-        findings.sort(key=lambda f: (order[f.decision], f.line or 0))
+        findings.sort(key=lambda f: (order[f.decision], f.line if f.line is not None else 10**9))
         more = len(findings) - 12
         findings = findings[:12] + [Finding(findings[12].decision if findings[0].decision != "deny" else "deny",
                                             f"... and {more} more findings of the same kinds")]
@@ -438,7 +438,7 @@ def _verdict(findings: list[Finding], policy: Policy) -> GuardVerdict:
     else:
         decision = "allow"
     order = {"deny": 0, "ask": 1, "allow": 2}
-    findings.sort(key=lambda f: (order[f.decision] + f.granted, f.line or 0))
+    findings.sort(key=lambda f: (order[f.decision] + f.granted, f.line if f.line is not None else 10**9))
     return GuardVerdict(decision, [f.text for f in findings], findings)
 
 
@@ -833,6 +833,11 @@ class _Guard:
             except (TypeError, ValueError, OverflowError, MemoryError):
                 return None
             return None
+        if t is ast.UnaryOp and isinstance(node.op, (ast.USub, ast.UAdd)):
+            got = self.values(node.operand, depth + 1)
+            if got is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in got):
+                return None
+            return {-v for v in got} if isinstance(node.op, ast.USub) else got
         if t is ast.IfExp:
             a, b = self.values(node.body, depth + 1), self.values(node.orelse, depth + 1)
             return None if a is None or b is None else a | b
@@ -843,11 +848,16 @@ class _Guard:
             index = node.slice
             try:
                 if isinstance(index, ast.Slice):
-                    bounds = [None if p is None else self.values(p, depth + 1) for p in (index.lower, index.upper,
-                                                                                       index.step)]
-                    if any(b is not None and (b is None or len(b) != 1) for b in bounds):
-                        return None
-                    lo, hi, st = (None if b is None else next(iter(b)) for b in bounds)
+                    bounds = []
+                    for part in (index.lower, index.upper, index.step):
+                        if part is None:
+                            bounds.append(None)
+                            continue
+                        got = self.values(part, depth + 1)
+                        if got is None or len(got) != 1:
+                            return None
+                        bounds.append(next(iter(got)))
+                    lo, hi, st = bounds
                     return {s[lo:hi:st] for s in base}
                 idx = self.values(index, depth + 1)
                 if idx is None:
@@ -1121,8 +1131,8 @@ class _Guard:
         if name.startswith("__") and name.endswith("__") and len(name) > 4 and name not in SAFE_DUNDER_NAMES:
             self.deny(node, f"the dunder name {name!r} is not allowed", "use public names")
             return
-        if name in FORBIDDEN_ATTRS and name in _SPECIAL_NAMES and name not in self.bindings and \
-                not _is_data(self.ns, name):
+        if name in FORBIDDEN_ATTRS and name in _SPECIAL_NAMES and name not in self.bindings and (
+                not _is_data(self.ns, name) or isinstance(self.ns.get(name), os._Environ)):
             self.deny(node, f"{name!r} ({FORBIDDEN_ATTRS[name]}) is not allowed in agent code",
                       "use the authorized modules")
             return
@@ -1148,6 +1158,10 @@ class _Guard:
                           "use the authorized modules (the user can add modules with --imports)")
             return
         obj = ref.obj
+        if isinstance(obj, os._Environ):
+            self.deny(node, f"{shown} is the process environment (it holds credentials)",
+                      "credentials are not available to agent code; ask the user for what you need")
+            return
         if obj is _MISSING or not callable(obj):
             return
         name = _DANGEROUS_BUILTINS.get(id(obj))
@@ -1730,6 +1744,8 @@ class _Guard:
                 self.ask(node, f"a format string computed at run time ({self.snippet(recv)}) can read attributes "
                                "through its fields", "computed_access", "use an f-string or a literal format string")
             return
+        if _callee_name(node.func) == "get_field":
+            candidates = ["{" + c + "}" for c in candidates]
         for text in candidates:
             for chain in _format_fields(text):
                 if chain is None:

@@ -20,22 +20,20 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Enum, Float, Integer, List, Unicode, default
 
 from . import guard, namespace
-from .agents import CodeAgent, ModeApprover, Renderer, RunResult, run_blocking
+from .agents import CodeAgent, ModeApprover, Renderer, RunResult, Tee, run_blocking
 from .executor import KernelExecutor
-from .models import Model, model_from_spec
+from .memory import ActionStep, MemoryStep
+from .models import Model, RecordingModel, ReplayModel, model_from_spec
+from .notebook import CellWriter
 from .ui import TextRenderer
-
-GUARD_NOTE = (
-    "The guard is a policy that stops what a careless or confused model might do; "
-    "it is not a sandbox against a determined attacker. For untrusted inputs, run the "
-    "kernel in an isolated container or VM."
-)
 
 SUBCOMMANDS = {
     "reset": "forget the conversation (the next %%agent starts afresh)",
     "code": "print all the code the agent ran in this conversation, as one script",
     "memory": "print the conversation's memory as JSON",
-    "status": "show the model, settings and conversation size",
+    "status": "show the model, settings and the runs so far",
+    "export": "export PATH.ipynb|PATH.py [--run N] [--with-setup]: a run as a notebook or script that re-executes",
+    "cells": "insert the last run's actions as notebook cells (needs the JupyterLab extension)",
 }
 
 
@@ -67,9 +65,14 @@ class AgentMagics(Magics):
     def _model_default(self) -> str:
         return os.environ.get("SMOL_MAGIC_MODEL", "")
 
+    cells = Enum(["live", "end", "off"], "live",
+                 help="Insert the agent's actions as notebook cells: as they run, at the end, or not.").tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         self.current: CodeAgent | None = None
+        self.writer = CellWriter(shell)
+        self.run_cells: list[str | None] = []  # per run: the id of the %%agent cell that ran it
         self._notices: set[str] = set()
 
     @magic_arguments()
@@ -80,7 +83,14 @@ class AgentMagics(Magics):
     @argument("--reset", action="store_true", help="start a new conversation instead of continuing")
     @argument("--timeout", type=float, help="seconds an action may run (default 60)")
     @argument("--imports", help="comma-separated extra modules the agent may import")
-    @argument("words", nargs="*", help="with %%agent (no cell): reset | code | memory | status")
+    @argument("--cells", choices=["live", "end", "off"],
+              help="insert each action as a notebook cell below this one: as it runs (live, default), at the end, or not")
+    @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
+    @argument("--replay", metavar="FILE", help="answer from FILE instead of the model; stops if the run diverges")
+    @argument("--run", type=int, metavar="N", help="with %%agent export: which run (1 = first; default: the last)")
+    @argument("--with-setup", action="store_true",
+              help="with %%agent export: copy the notebook cells that made the variables the run read")
+    @argument("words", nargs="*", help="with %%agent (no cell): " + " | ".join(SUBCOMMANDS))
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
         """Run a code-writing agent on this notebook's variables.
@@ -103,10 +113,14 @@ class AgentMagics(Magics):
 
     def _subcommand(self, line: str) -> None:
         args = self._parse(line)
-        word = " ".join(args.words)
+        word = args.words[0] if args.words else ""
         if word not in SUBCOMMANDS:
             listing = "; ".join(f"%agent {k}: {v}" for k, v in SUBCOMMANDS.items())
             raise UsageError(f"%agent takes a subcommand ({listing}); to run a task, use the %%agent cell magic")
+        if word in ("export", "cells"):
+            return getattr(self, f"_{word}")(args)
+        if len(args.words) > 1:
+            raise UsageError(f"%agent {word} takes no arguments")
         if word == "reset":
             if self.current is not None:
                 self.current.memory.reset()
@@ -121,6 +135,58 @@ class AgentMagics(Magics):
                 f"model: {self.model or '(none)'} · approve: {self.approve} · max_steps: {self.max_steps} "
                 f"· timeout: {self.timeout:g} s · memory: {steps} steps"
             )
+            for number, run in enumerate(self.current.runs if self.current else [], 1):
+                print(f"run {number}: {run.state} · {len(run.action_steps)} steps · {run.model_id} · {run.task[:60]!r}")
+
+    def _pick_run(self, args: Any) -> int:
+        runs = self.current.runs if self.current else []
+        if not runs:
+            raise UsageError("no agent run yet in this notebook: run a %%agent cell first")
+        number = args.run if args.run is not None else len(runs)
+        if not 1 <= number <= len(runs):
+            raise UsageError(f"--run must be between 1 and {len(runs)} (the runs of this notebook)")
+        return number
+
+    def _export(self, args: Any) -> None:
+        if len(args.words) != 2 or not args.words[1].endswith((".ipynb", ".py")):
+            raise UsageError("usage: %agent export PATH.ipynb|PATH.py [--run N] [--with-setup]")
+        number = self._pick_run(args)
+        run = self.current.runs[number - 1]
+        setup = self._setup_cells(run) if args.with_setup else []
+        path = self.current.to_notebook(args.words[1], run=number - 1, with_setup=setup)
+        extra = f", with {len(setup)} setup cells" if args.with_setup else ""
+        print(f"smol-magic: exported run {number} ({len(run.action_steps)} steps{extra}) to {path}")
+
+    def _setup_cells(self, run: RunResult) -> list[str]:
+        """The user's own cells (from this kernel's history) that made what the run read."""
+        from .notebook import read_names, setup_sources
+
+        agent_code = {s.code for r in self.current.runs for s in r.action_steps if s.code}
+        history = self.shell.history_manager
+        cells = [(raw, parsed) for raw, parsed in zip(history.input_hist_raw, history.input_hist_parsed)
+                 if not raw.lstrip().startswith(("%%agent", "%agent"))]
+        needed = [n for n in read_names([s.code for s in run.action_steps if s.ran and s.code])
+                  if n in run.variables_before]
+        return setup_sources(cells, needed, skip=agent_code)
+
+    async def cells_async(self, line: str) -> None:
+        """``%agent cells`` as a cell of its own: it can wait for the extension's hello."""
+        args = self._parse(line)
+        if self._cell_id() is not None and self.writer.available is not False:
+            await self.writer.connect()
+        self._cells(args)
+
+    def _cells(self, args: Any) -> None:
+        number = self._pick_run(args)
+        run = self.current.runs[number - 1]
+        cell_id = self.run_cells[number - 1] if number - 1 < len(self.run_cells) else None
+        if not self.writer.available or cell_id is None:
+            raise UsageError("no notebook extension answered in this session (VS Code, Colab, classic Notebook "
+                             "or headless?): use %agent export instead")
+        self.writer.begin_run(cell_id, f"run-{number}")
+        for step in run.action_steps:
+            self.writer.add(step, run.model_id)
+        print(f"smol-magic: inserted the cells of run {number}")
 
     def _parse(self, line: str) -> Any:
         try:
@@ -148,8 +214,18 @@ class AgentMagics(Magics):
         for name in unknown:
             print(f"smol-magic: warning: {{{name}}} is not a variable of this notebook; it is left as written "
                   "(write {{ for a literal brace)", file=sys.stderr)
-        agent = self._prepare_agent(self._resolve_model(args.model), args)
-        agent.renderer, agent.approver = self._ui(args.approve or self.approve, interactive)
+        if args.replay:
+            model = ReplayModel(args.replay)
+        else:
+            model = self._resolve_model(args.model)
+        if args.record:
+            model = RecordingModel(model, args.record)
+        agent = self._prepare_agent(model, args)
+        cell_id = self._cell_id()
+        trace, agent.approver = self._ui(args.approve or self.approve, interactive)
+        cells = await self._cells_renderer(args.cells or self.cells, cell_id, interactive)
+        agent.renderer = Tee(trace, cells) if cells else trace
+        self.run_cells.append(cell_id)
         result = await self._run(agent, task, args)
         if result.state == "failed":
             raise UsageError(f"the agent run failed: {result.error}")
@@ -187,6 +263,27 @@ class AgentMagics(Magics):
             self._notice("no-tty", "smol-magic: no one can be asked for approval here (no terminal): running as "
                          "--approve never; actions the guard asks about are refused.")
         return TextRenderer(), ModeApprover(mode, person)
+
+    def _cell_id(self) -> str | None:
+        """The executing %%agent cell's id, which JupyterLab sends with each execute_request."""
+        kernel = getattr(self.shell, "kernel", None)
+        try:
+            return kernel.get_parent().get("metadata", {}).get("cellId") if kernel else None
+        except Exception:
+            return None
+
+    async def _cells_renderer(self, mode: str, cell_id: str | None, interactive: bool) -> Renderer | None:
+        """The agent's actions as real cells below its %%agent cell, through the labextension."""
+        from .ui.widgets import clicks_reach_kernel
+
+        if mode == "off" or cell_id is None or not interactive or not clicks_reach_kernel(self.shell):
+            return None
+        if not await self.writer.connect():
+            self._notice("no-extension", "smol-magic: no notebook extension answered, so actions are not inserted "
+                         "as cells here; they are in the trace and in %agent export.")
+            return None
+        self.writer.begin_run(cell_id, f"run-{len(self.run_cells) + 1}")
+        return CellsRenderer(self.writer, live=mode == "live")
 
     def _notice(self, key: str, text: str) -> None:
         if key not in self._notices:
@@ -229,6 +326,24 @@ class AgentMagics(Magics):
         return agent
 
 
+class CellsRenderer(Renderer):
+    """Sends each action that ran to the notebook as a cell: as it finishes, or all at the end."""
+
+    def __init__(self, writer: CellWriter, live: bool):
+        self.writer, self.live = writer, live
+        self.model_id = ""
+
+    def run_started(self, agent: Any, task: str) -> None:
+        self.model_id = getattr(agent.model, "model_id", "")
+
+    def step_finished(self, step: MemoryStep) -> None:
+        if isinstance(step, ActionStep):
+            self.writer.add(step, self.model_id, live=self.live)
+
+    def run_finished(self, result: RunResult) -> None:
+        self.writer.flush()
+
+
 class _Interrupted(Exception):
     """KeyboardInterrupt, carried out of the run's Task as an ordinary exception."""
 
@@ -262,17 +377,27 @@ async def run_agent_cell(line: str, cell: str) -> RunResult | None:
     return None
 
 
+async def run_agent_cells_line(line: str) -> None:
+    """What a cell holding only ``%agent cells ...`` becomes."""
+    from IPython import get_ipython
+
+    await get_ipython().magics_manager.registry["AgentMagics"].cells_async(line)
+
+
 def rewrite_agent_cell(lines: list[str]) -> list[str]:
-    """Input transformer: ``%%agent`` cells become ``await run_agent_cell(...)``."""
+    """Input transformer: ``%%agent`` cells (and a lone ``%agent cells``) become awaited coroutines."""
     if not lines:
         return lines
     first = lines[0]
-    head = first.split(None, 1)[0] if first.strip() else ""
-    if head != "%%agent":  # leaves %%agent? (help) and other magics alone
-        return lines
-    line = first.strip()[len("%%agent"):].strip()
-    cell = "".join(lines[1:])
-    return [f"await __import__('smol_magic.magic', fromlist=['_']).run_agent_cell({line!r}, {cell!r})\n"]
+    words = first.split()
+    module = "__import__('smol_magic.magic', fromlist=['_'])"
+    if words[:1] == ["%%agent"]:  # leaves %%agent? (help) and other magics alone
+        line = first.strip()[len("%%agent"):].strip()
+        cell = "".join(lines[1:])
+        return [f"await {module}.run_agent_cell({line!r}, {cell!r})\n"]
+    if words[:2] == ["%agent", "cells"] and not "".join(lines[1:]).strip():
+        return [f"await {module}.run_agent_cells_line({first.strip()[len('%agent'):].strip()!r})\n"]
+    return lines
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -14,14 +14,14 @@ import builtins
 import json
 import types
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .agents import RunResult
 from .memory import ActionStep, FinalAnswerStep, PlanningStep
 from .ui.html import value_bundle
+
+if TYPE_CHECKING:
+    import nbformat
 
 FORMAT_VERSION = 1
 _BUILTINS = set(dir(builtins))
@@ -114,6 +114,8 @@ def run_notebook(
     model: dict[str, Any] | None = None,
 ) -> nbformat.NotebookNode:
     """Build the notebook of one run."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # slow to import: only when exporting
+
     namespace = namespace or {}
     actions = [s for s in run.steps if isinstance(s, ActionStep)]
     ran = [s.code for s in actions if s.ran and s.code and not s.error]
@@ -147,6 +149,9 @@ def run_notebook(
 
 
 def _action_cells(step: ActionStep) -> list[nbformat.NotebookNode]:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
     meta = {
         "step": step.step_number, "approval": step.approval, "edited": step.proposed_code is not None,
         "verdict": {"decision": step.verdict.decision, "reasons": step.verdict.reasons},
@@ -183,6 +188,8 @@ def _answer_text(value: Any) -> str:
 
 
 def write_notebook(nb: nbformat.NotebookNode, path: str | Path) -> Path:
+    import nbformat
+
     path = Path(path)
     nbformat.validate(nb)
     path.write_text(nbformat.writes(nb))

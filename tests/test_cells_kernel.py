@@ -1,0 +1,116 @@
+"""The agent's actions as notebook cells: the kernel side of the labextension protocol, over real comms.
+
+The test plays the frontend: it answers the ``smol_magic`` comm with ``hello``
+(as the extension does) and records what the kernel asks it to insert. Without
+an answer, the run completes and says once that it fell back.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from kernel_helpers import evaluate, run, send_comm, start_kernel, stop_kernel
+
+MODEL = '''from smol_magic import ScriptedModel
+m = ScriptedModel([
+    "Thought: one.\\n```python\\nfirst = 1\\nprint('first', first)\\n```",
+    "```python\\nimport os\\n```",
+    "```python\\nfinal_answer(first + 1)\\n```",
+])'''
+
+
+@pytest.fixture
+def kernel():
+    km, kc = start_kernel()
+    yield kc
+    stop_kernel(km, kc)
+
+
+def execute_in_cell(kc, code: str, cell_id: str) -> str:
+    """An execute_request carrying the cell's id, as JupyterLab sends it."""
+    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+    kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
+
+
+def play_frontend(kc, msg_id: str, answer: bool = True, timeout: float = 30, printed: list | None = None) -> list[dict]:
+    """Read the cell's iopub messages; answer the smol_magic comm like the extension; return what it sent."""
+    received, comm_id = [], None
+    printed = [] if printed is None else printed
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.5)
+        except queue.Empty:
+            continue
+        content = msg["content"]
+        if msg["msg_type"] == "comm_open" and content.get("target_name") == "smol_magic":
+            comm_id = content["comm_id"]
+            if answer:
+                send_comm(kc, comm_id, {"type": "hello", "version": 1, "frontend": "test"})
+        elif msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm_id:
+            received.append(content["data"])
+        elif msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            printed.append(content["text"])
+        elif msg["msg_type"] == "error" and msg["parent_header"].get("msg_id") == msg_id:
+            printed.append(f"{content['ename']}: {content['evalue']}")
+        elif (msg["msg_type"] == "status" and content["execution_state"] == "idle"
+              and msg["parent_header"].get("msg_id") == msg_id):
+            return received
+    raise TimeoutError("the cell did not finish")
+
+
+def test_each_action_that_ran_is_sent_as_a_cell_below_the_agent_cell(kernel):
+    run(kernel, MODEL)
+    msg_id = execute_in_cell(kernel, "%%agent -m m -o out --approve never\ncount", "cell-agent-1")
+    sent = play_frontend(kernel, msg_id)
+    assert sent[0] == {"type": "begin_run", "agent_cell_id": "cell-agent-1", "run_id": "run-1"}
+    inserts = [m for m in sent if m["type"] == "insert"]
+    # the refused `import os` did not run, so it is not a cell
+    assert [m["source"] for m in inserts] == ["first = 1\nprint('first', first)", "final_answer(first + 1)"]
+    assert all(m["agent_cell_id"] == "cell-agent-1" for m in inserts)
+    assert inserts[0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "first 1\n"}]
+    assert inserts[0]["metadata"] == {"run_id": "run-1", "step": 1, "model": "scripted", "approval": "auto",
+                                      "approved_by_person": False, "edited": False}
+    assert evaluate(kernel, "out") == 2
+
+
+def test_cells_end_sends_them_after_the_run_and_off_sends_none(kernel):
+    run(kernel, MODEL)
+    sent = play_frontend(kernel, execute_in_cell(kernel, "%%agent -m m --cells end --approve never\nt", "c1"))
+    assert [m["step"] for m in sent if m["type"] == "insert"] == [1, 3]
+    run(kernel, MODEL)
+    sent = play_frontend(kernel, execute_in_cell(kernel, "%%agent -m m --cells off --reset\nt", "c1"))
+    assert not [m for m in sent if m["type"] == "insert"]
+
+
+def test_agent_cells_inserts_the_last_run_after_the_fact(kernel):
+    run(kernel, MODEL)
+    play_frontend(kernel, execute_in_cell(kernel, "%%agent -m m --cells off\nt", "agent-cell"))
+    printed: list[str] = []
+    sent = play_frontend(kernel, execute_in_cell(kernel, "%agent cells", "other-cell"), printed=printed)
+    assert "inserted the cells of run 1" in "".join(printed), printed
+    assert sent[0] == {"type": "begin_run", "agent_cell_id": "agent-cell", "run_id": "run-1"}
+    assert [m["step"] for m in sent if m["type"] == "insert"] == [1, 3]
+
+
+def test_without_an_extension_the_run_completes_and_says_so_once(kernel):
+    run(kernel, MODEL)
+    started = time.monotonic()
+    msg_id = execute_in_cell(kernel, "%%agent -m m -o out --approve never\nt", "lonely-cell")
+    printed: list[str] = []
+    play_frontend(kernel, msg_id, answer=False, printed=printed)
+    assert time.monotonic() - started < 6
+    assert "no notebook extension answered" in "".join(printed)
+    assert evaluate(kernel, "out") == 2
+    run(kernel, MODEL)
+    started = time.monotonic()
+    second = run(kernel, "%%agent -m m -o out2 --reset --approve never\nt")
+    assert second.status == "ok" and "no notebook extension" not in second.stdout
+    assert time.monotonic() - started < 2  # no second wait for a frontend that is not there
+    assert evaluate(kernel, "out2") == 2
