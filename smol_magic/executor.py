@@ -13,6 +13,7 @@ import ast
 import contextlib
 import io
 import linecache
+import re
 import signal
 import sys
 import threading
@@ -106,9 +107,14 @@ def _classify(result: ExecutionResult, exc: BaseException, tb: Any, skip_frames:
         result.error = format_error(type(exc), exc, tb, skip_frames)
 
 
+_CELL_FILE = re.compile(r"^(<ipython-input-\d+-[0-9a-f]+>|.*/ipykernel_\d+/\d+\.py|<agent-action-\d+>)$")
+
+
 def format_error(etype: type, value: BaseException, tb: Any, skip_frames: int = 0, max_frames: int = 6) -> str:
     """A traceback the model can act on: the agent's own frames, the last few only."""
     frames = traceback.extract_tb(tb)[skip_frames:]
+    for frame in frames:  # IPython's cell file names change with every run: keep the text reproducible
+        frame.filename = _CELL_FILE.sub("<cell>", frame.filename)
     lines = traceback.format_list(frames[-max_frames:])
     head = "Traceback (most recent call last):\n"
     if len(frames) > max_frames:

@@ -75,11 +75,14 @@ FORBIDDEN_MODULES = frozenset({
     "resource", "fcntl", "termios", "tty", "mmap", "atexit", "site", "sitecustomize", "usercustomize",
     "webbrowser", "pydoc", "__main__", "_frozen_importlib", "_frozen_importlib_external", "_imp",
     "_io", "_operator", "copyreg", "_pickle", "_weakref", "weakref", "sysconfig", "platform", "getpass",
+    # they run code given as strings, start processes or browsers, or install code
+    "timeit", "doctest", "cProfile", "profile", "unittest", "idlelib", "tkinter", "turtle", "ensurepip", "venv",
+    "pip", "setuptools", "distutils", "compileall", "py_compile", "zipapp", "antigravity", "jinja2", "numexpr",
 })
 FORBIDDEN_SUBMODULES = (
     "numpy.f2py", "numpy.distutils", "numpy.ctypeslib", "numpy.testing._private", "numpy.testing.extbuild",
     "pyarrow.cffi", "pyarrow.jvm", "pandas.io.clipboard", "pandas.io.clipboards", "matplotlib.testing",
-    "polars.plugins", "scipy._lib", "sklearn.utils._testing",
+    "polars.plugins", "scipy._lib", "sklearn.utils._testing", "logging.config", "ctypes.util",
 )
 # Modules that are exceptions to a forbidden root.
 ALLOWED_UNDER_FORBIDDEN = ("IPython.display",)
@@ -87,7 +90,7 @@ ALLOWED_UNDER_FORBIDDEN = ("IPython.display",)
 # Builtins agent code may not name at all.
 FORBIDDEN_BUILTINS = frozenset({
     "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "breakpoint", "input",
-    "help", "exit", "quit", "open_code", "memoryview_from_address",
+    "help", "exit", "quit", "open_code", "license",
 })
 # IPython's own objects in the namespace: the shell, the input history, the output cache.
 IPYTHON_NAMES = frozenset({"get_ipython", "In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "__builtin__"})
@@ -116,6 +119,9 @@ for _names, _why in (
      "user_ns_hidden", "IPython's shell"),
     ("Javascript display_javascript publish_display_data IFrame ScribdDocument VimeoVideo YouTubeVideo "
      "_repr_javascript_", "active content in the user's browser"),
+    ("from_string get_template select_template get_or_select_template compile_expression from_code "
+     "from_module_dict compile_templates from_custom_template load_extension enable_load_extension",
+     "templates or extensions that run code"),
 ):
     for _name in _names.split():
         FORBIDDEN_ATTRS[_name] = _why
@@ -263,6 +269,16 @@ _ACTIVE_CONTENT = re.compile(
     r"javascript\s*:|vbscript\s*:|data\s*:\s*text/html|srcdoc\s*=|application/(x-)?javascript|text/javascript",
     re.I,
 )
+# Text in a string literal that reaches interpreter internals: template injection (Jinja through
+# DataFrame.style.env), string annotations that typing evaluates, query strings, format strings.
+_CODE_IN_STRING = re.compile(
+    r"__(globals|subclasses|builtins?|import|mro|bases?|code|closure|self|func|getattribute|loader|spec|"
+    r"reduce|reduce_ex|traceback|init_subclass)__|\.__dict__|\b(f_globals|f_locals|f_back|f_builtins|tb_frame|"
+    r"gi_frame|cr_frame|ag_frame|_getframe)\b|\|\s*attr\s*\(|_TemplateReference__context"
+)
+# Backends and plugins that are imported by name.
+_KNOWN_BACKENDS = re.compile(r"^module://(matplotlib_inline\.backend_inline|ipympl\.backend_nbagg)$")
+_PLOTTING_BACKENDS = {"matplotlib", "plotly", "hvplot", "holoviews", "pandas_bokeh", "altair"}
 _MISSING = object()
 
 
@@ -1533,8 +1549,16 @@ class _Guard:
 
     def v_constant(self, node: ast.Constant) -> None:
         value = node.value
-        if isinstance(value, str) and len(value) > 5 and _ACTIVE_CONTENT.search(value):
-            self.active_content(node, value)
+        if isinstance(value, str) and len(value) > 5:
+            if _ACTIVE_CONTENT.search(value):
+                self.active_content(node, value)
+            match = _CODE_IN_STRING.search(value)
+            if match:
+                self.deny(node, f"a string holds code that reaches interpreter internals ({match.group(0)!r}); "
+                                "template, query, annotation and format strings are code", "use plain strings")
+            if value.startswith("module://") and not _KNOWN_BACKENDS.match(value):
+                self.deny(node, f"{value[:60]!r} names a module to import (a plotting backend)",
+                          "use the notebook's default backend")
 
     def v_joinedstr(self, node: ast.JoinedStr) -> None:
         folded = self.values(node)
@@ -1542,6 +1566,9 @@ class _Guard:
             for text in folded:
                 if isinstance(text, str) and _ACTIVE_CONTENT.search(text):
                     self.active_content(node, text)
+                    break
+                if isinstance(text, str) and _CODE_IN_STRING.search(text):
+                    self.deny(node, "a string holds code that reaches interpreter internals", "use plain strings")
                     break
         text = "".join(p.value if isinstance(p, ast.Constant) else "x" for p in node.values)
         if _ACTIVE_CONTENT.search(text):

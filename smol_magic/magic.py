@@ -23,7 +23,7 @@ from . import guard, namespace
 from .agents import CodeAgent, ModeApprover, Renderer, RunResult, Tee, run_blocking
 from .executor import KernelExecutor
 from .memory import ActionStep, MemoryStep
-from .models import Model, RecordingModel, ReplayModel, model_from_spec
+from .models import Model, ModelError, RecordingModel, ReplayModel, model_from_spec
 from .notebook import CellWriter
 from .ui import TextRenderer
 
@@ -215,7 +215,10 @@ class AgentMagics(Magics):
             print(f"smol-magic: warning: {{{name}}} is not a variable of this notebook; it is left as written "
                   "(write {{ for a literal brace)", file=sys.stderr)
         if args.replay:
-            model = ReplayModel(args.replay)
+            try:
+                model = ReplayModel(args.replay)
+            except ModelError as exc:
+                raise UsageError(str(exc)) from None
         else:
             model = self._resolve_model(args.model)
         if args.record:

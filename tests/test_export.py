@@ -161,3 +161,65 @@ def test_replay_past_the_end_and_bad_files(tmp_path):
 def test_export_needs_a_run(tmp_path):
     with pytest.raises(ValueError, match="has not run yet"):
         CodeAgent(model=ScriptedModel([])).to_notebook(str(tmp_path / "x.ipynb"))
+
+
+# -- through the magic ----------------------------------------------------------
+
+
+def agent_cell(ip, line: str, task: str = "Which region has the highest revenue?"):
+    return ip.run_cell(f"%%agent {line}\n{task}")
+
+
+def test_agent_export_with_setup_from_the_notebook_history(ip, tmp_path, capsys):
+    ip.run_cell("import pandas as pd", store_history=True)
+    ip.run_cell("raw = pd.DataFrame({'region': ['a', 'b', 'c'], 'revenue': [3, 9, 4]})", store_history=True)
+    ip.run_cell("sales = raw.copy()", store_history=True)
+    ip.run_cell("unrelated = 1", store_history=True)
+    ip.user_ns["m"] = ScriptedModel(list(REPLIES))
+    agent_cell(ip, "-m m -o best")
+    capsys.readouterr()
+    ip.run_line_magic("agent", f"export {tmp_path / 'run.ipynb'} --with-setup")
+    assert "exported run 1 (5 steps, with 3 setup cells)" in capsys.readouterr().out
+    nb = nbformat.read(tmp_path / "run.ipynb", as_version=4)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert sources[:3] == ["import pandas as pd", "raw = pd.DataFrame({'region': ['a', 'b', 'c'], 'revenue': [3, 9, 4]})",
+                           "sales = raw.copy()"]
+    assert "unrelated" not in "".join(sources)
+    execute(nb, tmp_path)  # stands alone in a fresh kernel
+    assert texts([c for c in nb.cells if c.cell_type == "code"][-1]) == ["'b'"]
+
+
+def test_agent_export_py_and_run_numbers(ip, tmp_path, capsys):
+    exec(SETUP, ip.user_ns)
+    ip.user_ns["m"] = ScriptedModel(list(REPLIES) + [fence("final_answer('second')")])
+    agent_cell(ip, "-m m")
+    agent_cell(ip, "-m m", "and again?")
+    ip.run_line_magic("agent", f"export {tmp_path / 'first.py'} --run 1")
+    assert "print('rows:', len(sales))" in (tmp_path / "first.py").read_text()
+    ip.run_line_magic("agent", f"export {tmp_path / 'second.ipynb'}")
+    assert nbformat.read(tmp_path / "second.ipynb", as_version=4).metadata["smol_magic"]["task"] == "and again?"
+    capsys.readouterr()
+    for line, message in [(f"export {tmp_path / 'x.ipynb'} --run 3", "--run must be between 1 and 2"),
+                          ("export", "usage: %agent export PATH.ipynb|PATH.py"),
+                          (f"export {tmp_path / 'x.txt'}", "usage: %agent export")]:
+        assert not ip.run_cell(f"%agent {line}").success
+        assert message in capsys.readouterr().err
+
+
+def test_record_and_replay_flags(ip, tmp_path, capsys):
+    exec(SETUP, ip.user_ns)
+    ip.user_ns["m"] = ScriptedModel(list(REPLIES))
+    recording = tmp_path / "quick.jsonl"
+    agent_cell(ip, f"-m m -o answer --record {recording}")
+    assert ip.user_ns.pop("answer") == "b"
+    del ip.user_ns["top"]  # as in a fresh kernel re-running the notebook from the top
+    agent_cell(ip, f"--replay {recording} -o answer --reset")
+    assert ip.user_ns["answer"] == "b"
+    exec(SETUP.replace("9, 4]", "9, 40]"), ip.user_ns)  # the data changed: the run diverges
+    capsys.readouterr()
+    result = agent_cell(ip, f"--replay {recording} -o third --reset")
+    assert not result.success
+    err = capsys.readouterr().err
+    assert "replay diverged at reply" in err and "re-record with --record" in err and "Traceback" not in err
+    assert not ip.run_cell(f"%%agent --replay {tmp_path / 'none.jsonl'}\nt").success
+    assert "no recording at" in capsys.readouterr().err
