@@ -6,7 +6,7 @@ pyproject.toml points ``[tool.hatch.build.hooks.jupyter-builder] build-function`
 
 - Nothing to do when the built extension (``smol_magic/labextension``) is newer than
   every input (``src/``, ``style/``, ``package.json``, ``package-lock.json``,
-  ``tsconfig.json``): editable re-installs stay fast.
+  ``tsconfig.json``, ``install.json``): editable re-installs stay fast.
 - ``npm ci`` (exactly the committed lock file) runs only when ``node_modules`` is missing
   or older than the lock file.
 - No npm but an up-to-date-or-not build present: warn and ship what is there; no npm and
@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE.parent / "smol_magic" / "labextension"
-INPUTS = ("src", "style", "package.json", "package-lock.json", "tsconfig.json")
+INPUTS = ("src", "style", "package.json", "package-lock.json", "tsconfig.json", "install.json")
 
 log = logging.getLogger("smol_magic.labextension.build")
 
@@ -42,7 +42,7 @@ def newest_mtime(*paths: Path) -> float:
 
 
 def is_built() -> bool:
-    return (OUTPUT / "package.json").is_file() and (OUTPUT / "static" / "style.js").is_file()
+    return all((OUTPUT / name).is_file() for name in ("package.json", "install.json", "static/style.js"))
 
 
 def is_stale() -> bool:
@@ -79,4 +79,4 @@ def build_labextension(target_name: str, version: str, force: bool | str = False
         _run([npm, "ci", "--no-audit", "--no-fund"])
     _run([npm, "run", "build:prod"])
     if not is_built():
-        raise RuntimeError(f"npm run build:prod finished but {OUTPUT} has no package.json / static/style.js")
+        raise RuntimeError(f"npm run build:prod finished but {OUTPUT} lacks package.json, install.json or static/style.js")

@@ -119,6 +119,7 @@ for _names, _why in (
      "user_ns_hidden", "IPython's shell"),
     ("Javascript display_javascript publish_display_data IFrame ScribdDocument VimeoVideo YouTubeVideo "
      "_repr_javascript_", "active content in the user's browser"),
+    ("as_strided", "reading raw memory (use sliding_window_view)"),
     ("from_string get_template select_template get_or_select_template compile_expression from_code "
      "from_module_dict compile_templates from_custom_template load_extension enable_load_extension",
      "templates or extensions that run code"),
@@ -174,8 +175,14 @@ READERS: dict[str, int] = {n: 0 for n in (
     "read_parquet_metadata read_avro read_ndjson read_delta read_iceberg scan_csv scan_parquet scan_ipc "
     "scan_ndjson scan_delta scan_iceberg loadtxt genfromtxt fromfile fromregex memmap loadmat whosmat "
     "imread mmread ExcelFile ParquetFile read_schema read_metadata open_input_file open_input_stream "
-    "read_sql read_sql_query read_sql_table read_database read_database_uri"
+    "input_stream read_database_uri load_files load_svmlight_file load_svmlight_files readsav loadarff hb_read"
 ).split()}
+# name -> (position of the path, position of the mode, the default mode): they write unless the mode reads
+MODE_IO: dict[str, tuple[int, int, str]] = {"memmap": (0, 2, "r+"), "OSFile": (0, 1, "r"), "memory_map": (0, 1, "r"),
+                                            "netcdf_file": (0, 1, "r"),
+                                            "get_handle": (0, 1, "r"), "HDFStore": (0, 1, "a"), "FileIO": (0, 1, "r")}
+SQL_READERS = frozenset({"read_sql", "read_sql_query", "read_sql_table", "read_database"})
+SQL_STRINGS = frozenset({"sql", "execute"})  # polars SQL: table functions read files
 UNPICKLERS: dict[str, int] = {"read_pickle": 0, "read_hdf": 0, "HDFStore": 0, "load_pickle": 0}
 # name -> position of the target argument; no target means "return the data" (df.to_csv() is a string)
 WRITERS: dict[str, int] = {n: 0 for n in (
@@ -183,7 +190,8 @@ WRITERS: dict[str, int] = {n: 0 for n in (
     "to_xml to_orc to_string savefig imsave save savez savez_compressed savetxt tofile write_csv "
     "write_parquet write_json write_ndjson write_ipc write_ipc_stream write_avro write_excel write_delta "
     "write_iceberg write_html write_image write_svg write_pdf savemat mmwrite ExcelWriter dump_svmlight_file "
-    "open_output_stream open_append_stream open_memmap"
+    "open_output_stream open_append_stream open_memmap output_stream create_memory_map sink_parquet sink_csv "
+    "sink_ipc sink_ndjson write_database hb_write"
 ).split()}
 WRITERS.update({"write_table": 1, "write_feather": 1, "write_dataset": 1, "write_to_dataset": 1})
 # Writers that always write somewhere (a database), whatever their arguments.
@@ -195,7 +203,8 @@ WEAK_IO: dict[str, tuple[str, int]] = {"load": ("read", 0), "read": ("read", 0),
                                        "move": ("delete", 0), "remove": ("delete", 0), "rmtree": ("delete", 0),
                                        "removedirs": ("delete", 0), "delete_file": ("delete", 0),
                                        "delete_dir": ("delete", 0), "delete_dir_contents": ("delete", 0),
-                                       "make_archive": ("write", 0), "unpack_archive": ("write", 1)}
+                                       "make_archive": ("write", 0), "unpack_archive": ("write", 1),
+                                       "dataset": ("read", 0)}
 PATH_METHODS: dict[str, str] = {
     "read_text": "read", "read_bytes": "read", "open": "read", "iterdir": "list", "glob": "list",
     "rglob": "list", "walk": "list", "write_text": "write", "write_bytes": "write", "touch": "write",
@@ -204,7 +213,7 @@ PATH_METHODS: dict[str, str] = {
 }
 PROCESS_CALLS = {"to_clipboard": "uses the system clipboard through a subprocess",
                  "read_clipboard": "uses the system clipboard through a subprocess"}
-NETWORK_CALLS = frozenset({"urlopen", "urlretrieve", "load_dataset", "get_rdataset", "read_gbq", "to_gbq",
+NETWORK_CALLS = frozenset({"urlopen", "urlretrieve", "load_dataset", "get_rdataset", "webuse", "read_gbq", "to_gbq",
                            "S3FileSystem", "GcsFileSystem", "HadoopFileSystem", "AzureFileSystem", "from_uri",
                            "read_database_uri", "get_sample_data_url"})
 NETWORK_MODULES = ("requests", "httpx", "urllib.request", "urllib3", "http.client", "aiohttp", "ftplib",
@@ -235,12 +244,25 @@ _CALL_NAMES = frozenset(
     {"getattr", "hasattr", "setattr", "delattr", "open", "FileIO", "open_code", "super", "attrgetter", "methodcaller",
      "format", "format_map", "vformat", "get_field", "eval", "query", "apply", "agg", "aggregate", "transform", "pipe",
      "map", "applymap", "resample_apply", "HTML", "Markdown", "SVG", "display_html", "display_markdown",
-     "display_svg", "display", "Latex", "Math", "HTMLMath", "load", "loads", "home", "cwd", "expanduser"}
+     "display_svg", "display", "Latex", "Math", "HTMLMath", "load", "loads", "home", "cwd", "expanduser",
+     "__getattribute__", "__getattr__", "__setattr__", "__delattr__", "ForwardRef", "TypeVar", "set_option", "use",
+     "switch_backend"}
+    | set(MODE_IO) | SQL_READERS | SQL_STRINGS
     | set(PROCESS_CALLS) | set(READERS) | set(WRITERS) | set(UNPICKLERS) | set(WEAK_IO) | set(PATH_METHODS)
     | NETWORK_CALLS | DB_WRITERS | ARG_MUTATORS | _ALL_MUT)
 
+# I/O functions passed around as values, by what they do.
+_REF_EFFECTS: dict[str, str] = {
+    **{n: "computed_access" for n in READERS}, **{n: "computed_access" for n in MODE_IO},
+    **{n: "write_files" for n in WRITERS}, **{n: "write_files" for n in DB_WRITERS},
+    **{n: "unpickle" for n in UNPICKLERS}, **{n: "network" for n in NETWORK_CALLS},
+    **{n: "deny" for n in PROCESS_CALLS}, "write_text": "write_files", "write_bytes": "write_files",
+    "unlink": "delete_files", "rmdir": "delete_files", "rmtree": "delete_files", "open": "computed_access",
+}
+_REF_EFFECTS.pop("save", None)  # too generic a name to judge without a call
 # Names (ast.Name) with a rule of their own.
-_SPECIAL_NAMES = FORBIDDEN_BUILTINS | IPYTHON_NAMES | {"getattr", "setattr", "delattr", "hasattr"} | {
+_SPECIAL_NAMES = FORBIDDEN_BUILTINS | IPYTHON_NAMES | {"getattr", "setattr", "delattr", "hasattr"} | set(
+    _REF_EFFECTS) | {
     n for n, why in FORBIDDEN_ATTRS.items() if why.startswith(("process, OS", "reading or", "active content",
                                                                  "IPython"))}
 
@@ -253,9 +275,11 @@ _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE|SESSIO
 _SECRET_FILES = re.compile(
     r"(^|/)(\.netrc|_netrc|\.pgpass|\.git-credentials|\.npmrc|\.pypirc|\.dockercfg|\.env(\.[^/]*)?|"
     r"credentials(\.json|\.db)?|id_(rsa|dsa|ecdsa|ed25519)(\.pub)?|[^/]*\.(pem|key|p12|pfx|keystore|jks)|"
-    r"token|\.token|secrets?\.(json|ya?ml|toml|env)|service[-_]account[^/]*\.json|shadow|gshadow)$"
+    r"token|\.token|secrets?\.(json|ya?ml|toml|env)|service[-_]account[^/]*\.json|shadow|gshadow|"
+    r"\.[a-z_]*history|history\.sqlite|\.lesshst|\.viminfo|\.Xauthority)$"
     r"|(^|/)(\.ssh|\.aws|\.gnupg|\.kube|\.docker|\.azure|\.oci|\.huggingface|\.config/gcloud|"
-    r"\.config/gh|\.cache/huggingface|\.local/share/keyrings|\.password-store)(/|$)"
+    r"\.config/gh|\.cache/huggingface|\.local/share/keyrings|\.password-store|\.local/share/jupyter/runtime|"
+    r"\.ipython/profile_[^/]*/(history|security)|jupyter/runtime)(/|$)"
     r"|^/proc/(self|thread-self|\d+)(/|$)|^/proc/[^/]*/environ$|^/dev/(mem|kmem|port)$"
 )
 _PERSISTENCE_FILES = re.compile(
@@ -363,18 +387,23 @@ class Finding:
     decision: str  # allow | ask | deny
     message: str  # what the code does
     line: int | None = None
-    capability: str | None = None  # for ask: the capability that turns it into allow
+    capability: str | None = None  # for ask: the capability that turns it into allow (None: only a person)
     instead: str = ""  # what to do instead
     irreversible: bool = False  # an in-place change that undo cannot restore
     granted: bool = False  # an ask turned into allow by a granted capability
+    note: str = ""  # replaces the standard tail of a deny ("never allowed") when the user can change it
 
     @property
     def text(self) -> str:
         where = f"line {self.line}: " if self.line else ""
-        if self.decision == "deny":
+        if self.decision == "deny" and self.note:
+            tail = f" {self.note}"
+        elif self.decision == "deny":
             tail = " It is never allowed, whoever approves."
         elif self.granted:
             tail = f" Allowed: '{self.capability}' is granted."
+        elif self.decision == "ask" and self.capability is None:
+            tail = " Needs a person's approval (no capability grants it)."
         elif self.decision == "ask":
             tail = f" Needs a person's approval (or grant '{self.capability}' to allow)."
         else:
@@ -408,16 +437,18 @@ class GuardVerdict(Verdict):
 # -- the entry point ------------------------------------------------------------------------------
 
 
-def check(code: str, policy: Policy | None = None, context: GuardContext | None = None) -> GuardVerdict:
+def check(code: str, policy: Policy | None = None, context: GuardContext | None = None,
+          tree: ast.Module | None = None) -> GuardVerdict:
     """Judge one action before it runs: allow, ask or deny, with reasons.
 
     Without ``context`` the user's data is not judged (no namespace to judge it against).
+    ``tree``: ``ast.parse(code)`` if the caller has it already (the guard does not change it).
     """
     policy = policy or Policy()
     if not policy.enabled:
         return GuardVerdict("allow", ["the guard is off for this cell: nothing was checked"])
     try:
-        tree = ast.parse(code)
+        tree = tree if tree is not None else ast.parse(code)
     except SyntaxError as exc:
         finding = _ipython_escape(code) or Finding(
             "deny", f"the code does not parse: {exc.msg}", exc.lineno,
@@ -431,6 +462,9 @@ def check(code: str, policy: Policy | None = None, context: GuardContext | None 
         guard.run(tree)
     except RecursionError:
         guard.deny(None, "the code is nested too deeply to be checked", "write flatter code")
+    except Exception as exc:  # noqa: BLE001 - fail closed: code the guard could not check does not run
+        guard.deny(None, f"the guard could not check this code ({type(exc).__name__}: {exc})",
+                   "write simpler code")
     return _verdict(guard.findings, policy)
 
 
@@ -491,6 +525,7 @@ class _Binder:
     def __init__(self) -> None:
         self.bindings: dict[tuple[int, str], list[tuple]] = {}  # (id of the scope node, name) -> values
         self.names: set[str] = set()  # every name the code binds, anywhere
+        self.aliases: list[tuple] = []  # x = obj.attr: attributes bound to a name (judged where the name is called)
         self.scope_locals: dict[int, set[str]] = {}
         self.scope_globals: dict[int, set[str]] = {}
 
@@ -517,6 +552,8 @@ class _Binder:
         if t is ast.Assign:
             for target in stmt.targets:
                 self.target(target, ("expr", stmt.value), scope)
+            if isinstance(stmt.value, ast.Attribute):
+                self.aliases.append(("expr", stmt.value))
         elif t is ast.AnnAssign:
             if stmt.value is not None:
                 self.target(stmt.target, ("expr", stmt.value), scope)
@@ -599,13 +636,16 @@ class _Guard:
         self.findings: list[Finding] = []
         self.scopes: list[_Scope] = []
         self.comp_iters: list[dict[str, ast.expr]] = []
-        self.mutating_functions: dict[str, set[int]] = {}
+        self.functions: dict[str, tuple[ast.AST, list[str]]] = {}  # functions the code defines, by name
+        self._mutated_params: dict[str, set[int]] = {}
         self._ref_cache: dict[int, _Ref | None] = {}
         self._protected_cache: dict[str, tuple[bool, str]] = {}
         self._root: str | None = None
         self._imports: dict[str, bool] = {}
         self._effect_modules: dict[str, bool] = {}
         self._ns_checked: set[str] = set()
+        self._call_of: dict[int, ast.Call] = {}  # id(func node) -> the call it is the function of
+        self._next_attr: dict[int, str] = {}  # id(node) -> the attribute read from it (x.__class__.__name__)
         self._dispatch = {
             ast.Name: self.v_name, ast.Attribute: self.v_attribute, ast.Call: self.v_call,
             ast.Constant: self.v_constant, ast.Import: self.v_import, ast.ImportFrom: self.v_import_from,
@@ -617,6 +657,8 @@ class _Guard:
             ast.DictComp: self.v_comp, ast.Await: self.v_await, ast.ExceptHandler: self.v_handler,
             ast.Match: self.v_match, ast.JoinedStr: self.v_joinedstr, ast.Global: self.v_global,
             ast.Subscript: self.v_subscript, ast.Load: _noop, ast.Store: _noop, ast.Del: _noop,
+            ast.BinOp: self.v_binop, ast.Compare: self.v_compare, ast.Expr: self.v_expr, ast.Pass: _noop,
+            ast.Break: _noop, ast.Continue: _noop, ast.Nonlocal: _noop,
         }
 
     # -- plumbing -------------------------------------------------------------
@@ -648,6 +690,18 @@ class _Guard:
         else:
             method(node)
 
+    def v_binop(self, node: ast.BinOp) -> None:
+        self.visit(node.left)
+        self.visit(node.right)
+
+    def v_compare(self, node: ast.Compare) -> None:
+        self.visit(node.left)
+        for comparator in node.comparators:
+            self.visit(comparator)
+
+    def v_expr(self, node: ast.Expr) -> None:
+        self.visit(node.value)
+
     def generic(self, node: ast.AST) -> None:
         cls = type(node)
         fields = _CHILD_FIELDS.get(cls)
@@ -671,7 +725,7 @@ class _Guard:
     def deny(self, node: ast.AST | None, message: str, instead: str = "") -> None:
         self.add(node, "deny", message, instead=instead)
 
-    def ask(self, node: ast.AST | None, message: str, capability: str, instead: str = "",
+    def ask(self, node: ast.AST | None, message: str, capability: str | None, instead: str = "",
             irreversible: bool = False) -> None:
         self.add(node, "ask", message, capability, instead, irreversible)
 
@@ -774,7 +828,7 @@ class _Guard:
                 value = getattr(builtins, node.id, _MISSING)
                 return _Ref("object", "builtins." + node.id, value) if value is not _MISSING else None
             if isinstance(value, types.ModuleType):
-                return _Ref("module", getattr(value, "__name__", node.id), value)
+                return _Ref("module", _str_attr(value, "__name__") or node.id, value)
             return _Ref("object", _origin(value), value)
         if isinstance(node, ast.Attribute):
             base = self.ref(node.value, depth + 1)
@@ -825,7 +879,7 @@ class _Guard:
                     continue
                 got = self.values(part.value, depth + 1)
                 spec = self.values(part.format_spec, depth + 1) if part.format_spec is not None else {""}
-                if got is None or spec is None:
+                if got is None or spec is None or any(re.search(r"\d{4}", str(sp)) for sp in spec):
                     return None
                 try:
                     parts.append({format(repr(v) if part.conversion == 114 else str(v) if part.conversion == 115
@@ -842,8 +896,14 @@ class _Guard:
                 if isinstance(node.op, ast.Add):
                     return {a + b for a in left for b in right}
                 if isinstance(node.op, ast.Mult):
-                    return {a * b for a in left for b in right if not (isinstance(a, int) and isinstance(b, int)
-                                                                      and abs(a * b) > 10**6)}
+                    for a in left:
+                        for b in right:
+                            size = len(a) * b if isinstance(a, str) and isinstance(b, int) else \
+                                len(b) * a if isinstance(b, str) and isinstance(a, int) else 0
+                            if size > 10_000 or (isinstance(a, int) and isinstance(b, int) and
+                                                 max(abs(a), abs(b)) > 10**9):
+                                return None  # folding must not build huge values
+                    return {a * b for a in left for b in right}
                 if isinstance(node.op, ast.Mod) and all(isinstance(a, str) for a in left):
                     return {a % b for a in left for b in right}
             except (TypeError, ValueError, OverflowError, MemoryError):
@@ -909,7 +969,7 @@ class _Guard:
                     return None
                 return {b.join(map(str, seq)) for b in base for seq in items}
             if func.attr in ("lower", "upper", "strip", "lstrip", "rstrip", "title", "capitalize", "casefold",
-                             "replace", "format", "removeprefix", "removesuffix", "swapcase"):
+                             "replace", "removeprefix", "removesuffix", "swapcase"):
                 args = [self.values(a, depth + 1) for a in node.args]
                 if any(a is None for a in args):
                     return None
@@ -983,17 +1043,14 @@ class _Guard:
             name = _callee_name(node.func)
             if name in ("StringIO", "BytesIO"):
                 return "buffer"
-            if name in ("Path", "PurePath", "PosixPath", "PurePosixPath", "WindowsPath", "home", "cwd",
-                        "joinpath", "with_suffix", "with_name", "with_stem", "expanduser", "resolve",
-                        "absolute", "relative_to"):
-                if name in ("home", "cwd", "joinpath", "with_suffix", "with_name", "with_stem", "expanduser",
-                            "resolve", "absolute", "relative_to"):
-                    inner = node.func.value if isinstance(node.func, ast.Attribute) else None
-                    if inner is None or (self.path_kind(inner, depth + 1) != "path" and _callee_name(inner) not in (
-                            "Path", "PurePath", "PosixPath")) and not (
-                            isinstance(inner, ast.Name) and inner.id in ("Path", "PurePath", "PosixPath")):
-                        return None
+            if name in _PATH_CLASSES:
                 return "path"
+            if name in _PATH_RETURNING and isinstance(node.func, ast.Attribute):
+                inner = node.func.value  # Path.home(), p.with_suffix('.csv'), (p / 'x').resolve()
+                if _callee_name(inner) in _PATH_CLASSES and not isinstance(inner, ast.Call) or \
+                        self.path_kind(inner, depth + 1) == "path":
+                    return "path"
+                return None
             if name == "open":
                 return "file"
             return None
@@ -1040,7 +1097,7 @@ class _Guard:
                 else None
         if isinstance(node, ast.Call):
             name = _callee_name(node.func)
-            if name in ("Path", "PurePath", "PosixPath", "PurePosixPath", "WindowsPath") and not node.keywords:
+            if name in _PATH_CLASSES and not node.keywords:
                 if not node.args:
                     return {"."}
                 parts = [self.paths(a, depth + 1) for a in node.args]
@@ -1135,6 +1192,19 @@ class _Guard:
             if ref is not None:
                 self.check_ref(node, ref, name)
 
+    def io_reference(self, node: ast.AST, name: str) -> None:
+        """An I/O function passed around as a value (map(pd.read_csv, files), partial(df.to_csv, p)):
+        its arguments cannot be seen, so it is judged by what it does."""
+        if any(v[0] == "expr" and isinstance(v[1], ast.Attribute) and v[1] is node
+               for v in self.binder.aliases):
+            return  # f = df.to_csv: judged where f is called
+        effect = _REF_EFFECTS[name]
+        shown = f"{name} is passed around as a value, so its arguments cannot be checked"
+        if effect == "deny":
+            self.deny(node, f"{shown}; {PROCESS_CALLS.get(name, 'it is not allowed')}", "do not use it")
+        else:
+            self.ask(node, shown, effect, f"call {name}(...) directly with a literal path")
+
     def check_special_name(self, node: ast.AST, name: str) -> None:
         if name in FORBIDDEN_BUILTINS and name not in self.bindings and _is_builtin_here(self.ns, name):
             self.deny(node, f"{name!r} is not allowed in agent code (it runs or inspects code dynamically)",
@@ -1152,9 +1222,21 @@ class _Guard:
             self.deny(node, f"{name!r} ({FORBIDDEN_ATTRS[name]}) is not allowed in agent code",
                       "use the authorized modules")
             return
+        if name in _REF_EFFECTS:
+            if id(node) not in self._call_of:
+                bound = self.code_bindings(name)
+                origins = [v[2] for v in bound or () if v[0] == "from"]
+                if bound is None and name == "open" and _is_builtin_here(self.ns, name):
+                    self.io_reference(node, "open")
+                elif origins and origins[0] in _REF_EFFECTS:
+                    self.io_reference(node, origins[0])
+            return
         if name in ("getattr", "setattr", "delattr", "hasattr") and name not in self.bindings:
-            parent_call = getattr(node, "_guard_call", False)
-            if not parent_call:
+            parent_call = id(node) in self._call_of
+            if not parent_call and self.assembles_dunder():
+                self.deny(node, f"{name} is passed around as a value in code that builds dunder names",
+                          "call getattr(obj, 'literal_name') directly")
+            elif not parent_call:
                 self.ask(node, f"{name} is passed around as a value, so the attribute names it will use cannot be "
                                "checked", "computed_access", "call getattr(obj, 'literal_name') directly")
             return
@@ -1171,7 +1253,8 @@ class _Guard:
                                 "(process, OS or interpreter access)", "use the authorized modules")
             elif not self.import_allowed(ref.name):
                 self.deny(node, f"{shown} reaches the module {ref.name!r}, which is not authorized",
-                          "use the authorized modules (the user can add modules with --imports)")
+                          "use the authorized modules")
+                self.findings[-1].note = "It does not run; the user can authorize the module (--imports)."
             return
         obj = ref.obj
         if isinstance(obj, os._Environ):
@@ -1185,9 +1268,9 @@ class _Guard:
             self.deny(node, f"{shown} is the builtin {name}(), which is not allowed in agent code",
                       "write the code directly")
             return
-        module = getattr(obj, "__module__", None)
-        own_name = getattr(obj, "__name__", "?")
-        if not isinstance(module, str):
+        module = _str_attr(obj, "__module__")
+        own_name = _str_attr(obj, "__name__") or "?"
+        if module is None:
             return
         if module.split(".")[0] in DANGEROUS_FUNCTION_MODULES:
             self.deny(node, f"{shown} is {module}.{own_name}, from a forbidden module",
@@ -1204,7 +1287,9 @@ class _Guard:
     def v_attribute(self, node: ast.Attribute) -> None:
         attr = node.attr
         ctx = node.ctx
-        node.value._guard_next = attr  # type: ignore[attr-defined]
+        if attr in _REF_EFFECTS and type(ctx) is ast.Load and id(node) not in self._call_of:
+            self.io_reference(node, attr)
+        self._next_attr[id(node.value)] = attr
         if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
             self.check_dunder(node, attr, ctx)
         elif isinstance(ctx, ast.Load):
@@ -1225,8 +1310,8 @@ class _Guard:
                       "set ordinary attributes")
             return
         if attr == "__class__":
-            if getattr(node, "_guard_next", None) in _CLASS_NAME_ATTRS or (
-                    getattr(node, "_guard_call", None) is not None and isinstance(node.value, ast.Name) and
+            if self._next_attr.get(id(node)) in _CLASS_NAME_ATTRS or (
+                    id(node) in self._call_of and isinstance(node.value, ast.Name) and
                     node.value.id == self.method_self()):
                 return
             self.deny(node, "access to '__class__' is only allowed as x.__class__.__name__ (or self.__class__(...)); "
@@ -1243,7 +1328,7 @@ class _Guard:
         value = node.value
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super":
             return True
-        call = getattr(node, "_guard_call", None)
+        call = self._call_of.get(id(node))
         self_name = self.method_self()
         if call is not None and self_name and call.args and isinstance(call.args[0], ast.Name) and \
                 call.args[0].id == self_name and isinstance(value, ast.Name):
@@ -1304,8 +1389,8 @@ class _Guard:
             return False
         if not self.policy.import_allowed(module):
             self.deny(node, f"import of {module!r} is not authorized; authorized: "
-                            f"{', '.join(self.policy.authorized_imports)}",
-                      "use the authorized modules (the user can add one with --imports)")
+                            f"{', '.join(self.policy.authorized_imports)}", "use the authorized modules")
+            self.findings[-1].note = "It does not run; the user can authorize it (--imports or authorized_imports)."
             return False
         if any(p.startswith("_") and not p.startswith("__") for p in module.split(".")[1:]):
             self.deny(node, f"import of {module!r}: private internals of a library are off limits",
@@ -1386,6 +1471,13 @@ class _Guard:
     def v_assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
         for target in node.targets:
+            if isinstance(target, ast.Attribute) and target.attr == "backend" and isinstance(target.value, ast.Attribute) \
+                    and target.value.attr == "plotting":
+                for value in self.values(node.value) or {None}:
+                    if value not in _PLOTTING_BACKENDS:
+                        self.deny(node, f"the plotting backend {value!r} is a module pandas would import by name",
+                                  "use the default plotting backend")
+        for target in node.targets:
             if isinstance(target, ast.Name) and isinstance(node.value, ast.Name) and target.id == node.value.id:
                 continue  # x = x
             self.visit(target)
@@ -1394,7 +1486,7 @@ class _Guard:
         if node.value is not None:
             self.visit(node.value)
             self.visit(node.target)
-        self.visit(node.annotation)
+        self.annotation(node.annotation)
 
     def v_augassign(self, node: ast.AugAssign) -> None:
         self.visit(node.value)
@@ -1471,9 +1563,8 @@ class _Guard:
             self.visit(default)
         for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
             if arg is not None and arg.annotation is not None:
-                self.visit(arg.annotation)
-        if node.returns is not None:
-            self.visit(node.returns)
+                self.annotation(arg.annotation)
+        self.annotation(node.returns)
         if node.name.startswith("_repr_javascript"):
             self.deny(node, "defining _repr_javascript_ makes objects show code in the user's browser",
                       "show results as text, tables or figures")
@@ -1487,11 +1578,17 @@ class _Guard:
         for stmt in node.body:
             self.visit(stmt)
         self.scopes.pop()
-        if not in_class and params:
-            changed = _changed_roots(node)
-            mutated = {i for i, p in enumerate(params) if p in changed}
-            if mutated:
-                self.mutating_functions[node.name] = mutated
+        if not in_class and params and self.context is not None:
+            self.functions[node.name] = (node, params)
+
+    def mutated_params(self, name: str) -> set[int]:
+        """Positions of the parameters a function defined in the code changes in place."""
+        got = self._mutated_params.get(name)
+        if got is None:
+            func, params = self.functions[name]
+            changed = _changed_roots(func)
+            got = self._mutated_params[name] = {i for i, p in enumerate(params) if p in changed}
+        return got
 
     def v_lambda(self, node: ast.Lambda) -> None:
         args = node.args
@@ -1519,9 +1616,7 @@ class _Guard:
         names: set[str] = set()
         iters: dict[str, ast.expr] = {}
         for gen in node.generators:
-            for sub in ast.walk(gen.target):
-                if isinstance(sub, ast.Name):
-                    names.add(sub.id)
+            _target_names(gen.target, names)
             if isinstance(gen.target, ast.Name):
                 iters[gen.target.id] = gen.iter
         self.visit(node.generators[0].iter)
@@ -1590,7 +1685,7 @@ class _Guard:
 
     def v_call(self, node: ast.Call) -> None:
         func = node.func
-        func._guard_call = node  # type: ignore[attr-defined]
+        self._call_of[id(func)] = node
         self.check_call(node)
         self.visit(func)
         for arg in node.args:
@@ -1598,23 +1693,33 @@ class _Guard:
         for kw in node.keywords:
             self.visit(kw.value)
 
-    def callee(self, func: ast.AST) -> tuple[str | None, str | None, ast.AST | None]:
-        """(the function's own name, the module it comes from if known, the receiver expression)."""
+    def callee(self, func: ast.AST, depth: int = 0) -> tuple[str | None, str | None, ast.AST | None]:
+        """(the function's own name, the module it comes from if known, the receiver expression).
+
+        Sees through ``getattr(df, 'to_csv')(...)`` and ``f = df.to_csv; f(...)``.
+        """
         if isinstance(func, ast.Attribute):
             base = self.ref(func.value)
             return func.attr, base.name if base is not None and base.kind == "module" else None, func.value
+        if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" and \
+                len(func.args) >= 2 and "getattr" not in self.bindings:
+            names = self.values(func.args[1])
+            if names and len(names) == 1 and isinstance(next(iter(names)), str):
+                fake = ast.Attribute(value=func.args[0], attr=next(iter(names)), ctx=ast.Load())
+                return self.callee(fake, depth + 1)
+            return None, None, None
         if isinstance(func, ast.Name):
             bound = self.code_bindings(func.id)
             if bound:
                 for value in bound:
                     if value[0] == "from":
                         return value[2], value[1], None
+                    if value[0] == "expr" and isinstance(value[1], ast.Attribute) and depth < 4:
+                        return self.callee(value[1], depth + 1)
                 return func.id, None, None
             value = self.ns.get(func.id, _MISSING)
             if value is not _MISSING and callable(value) and not isinstance(value, type):
-                name = getattr(value, "__name__", func.id)
-                module = getattr(value, "__module__", None)
-                return (name if isinstance(name, str) else func.id), (module if isinstance(module, str) else None), None
+                return _str_attr(value, "__name__") or func.id, _str_attr(value, "__module__"), None
             return func.id, None, None
         return None, None, None
 
@@ -1624,7 +1729,7 @@ class _Guard:
             return
         if name not in _CALL_NAMES and not name.startswith("fetch_") and not node.keywords and (
                 module is None or not self.effect_module(module)) and not (
-                type(node.func) is ast.Name and node.func.id in self.mutating_functions):
+                type(node.func) is ast.Name and node.func.id in self.functions):
             return  # the fast path: an ordinary call (most of them)
         builtin = isinstance(node.func, ast.Name) and node.func.id not in self.bindings and node.func.id not in self.ns
         if builtin and name in ("getattr", "hasattr", "setattr", "delattr"):
@@ -1635,6 +1740,20 @@ class _Guard:
             return
         elif builtin and name == "super":
             return
+        if name in ("__getattribute__", "__getattr__", "__setattr__", "__delattr__") and node.args:
+            # super().__getattribute__(name) / object.__getattribute__(self, name): a getattr in disguise
+            on_super = isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call)
+            at = 0 if on_super else 1
+            if len(node.args) > at:
+                obj = node.func.value if on_super else node.args[0]
+                fake = ast.Call(func=ast.Name("getattr", ast.Load()), args=[obj, node.args[at]], keywords=[])
+                ast.copy_location(fake, node)
+                self.dynamic_attribute(fake, "getattr" if "get" in name else "setattr")
+        if name in ("ForwardRef", "TypeVar"):
+            for arg in node.args[:1] if name == "ForwardRef" else [kw.value for kw in node.keywords if kw.arg == "bound"]:
+                for text in self.values(arg) or ():
+                    if isinstance(text, str):
+                        self.check_code_text(node, text, f"{name}({text[:40]!r})")
         if name in ("attrgetter", "methodcaller"):
             for arg in node.args[:1] if name == "methodcaller" else node.args:
                 self.literal_attr_arg(node, arg, name, dotted=name == "attrgetter")
@@ -1667,8 +1786,8 @@ class _Guard:
                     if isinstance(v, str) and _ACTIVE_CONTENT.search(v):
                         self.active_content(node, v)
                         break
-        if isinstance(node.func, ast.Name) and node.func.id in self.mutating_functions:
-            for index in self.mutating_functions[node.func.id]:
+        if isinstance(node.func, ast.Name) and node.func.id in self.functions:
+            for index in self.mutated_params(node.func.id):
                 if index < len(node.args):
                     self.mutation_target(node, node.args[index], f"{node.func.id}() changes its argument "
                                                                  f"{self.snippet(node.args[index], 30)}")
@@ -1735,6 +1854,10 @@ class _Guard:
             else:
                 self.check_attr_name(node, attr, target, shown)
         if fn in ("setattr", "delattr"):
+            ref = self.ref(target)
+            if ref is not None and ref.kind == "module":
+                self.ask(node, f"{fn}() on the module {ref.name} changes it for the whole session (monkeypatching)",
+                         "mutate_data", "define your own function under a new name instead")
             self.mutation_target(node, target, f"{fn}({self.snippet(target, 30)}, ...)")
 
     def literal_attr_arg(self, node: ast.Call, arg: ast.AST, fn: str, dotted: bool) -> None:
@@ -1813,33 +1936,46 @@ class _Guard:
             return
         for text in vals:
             cleaned = re.sub(r"`[^`]*`", "_col", text).replace("@", "")
+            if not self.check_code_text(node, cleaned, f"{name}({text[:40]!r})"):
+                self.ask(node, f"{name}({text[:40]!r}) cannot be parsed, so it cannot be checked",
+                         "computed_access", "use ordinary pandas indexing")
+
+    def check_code_text(self, node: ast.AST, text: str, shown: str) -> bool:
+        """A string that some library evaluates as Python (pandas eval/query, string annotations,
+        ForwardRef): check its names and attributes like code. False if it does not parse."""
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError:
             try:
-                tree = ast.parse(cleaned.strip(), mode="eval" if name != "eval" or "=" not in cleaned else "exec")
+                tree = ast.parse(text.strip())
             except SyntaxError:
-                try:
-                    tree = ast.parse(cleaned.strip())
-                except SyntaxError:
-                    self.ask(node, f"{name}({text[:40]!r}) cannot be parsed, so it cannot be checked",
-                             "computed_access", "use ordinary pandas indexing")
-                    continue
-            subs = list(ast.walk(tree))
-            for sub in subs:
-                if isinstance(sub, ast.Attribute):
-                    sub.value._guard_next = sub.attr  # type: ignore[attr-defined]
-            for sub in subs:
-                if isinstance(sub, ast.Attribute):
-                    self.check_attr_name(node, sub.attr, None, f"{name}({text[:40]!r})",
-                                         class_ok=getattr(sub, "_guard_next", None) in _CLASS_NAME_ATTRS)
-                elif isinstance(sub, ast.Name):
-                    if sub.id in FORBIDDEN_BUILTINS or sub.id in IPYTHON_NAMES or sub.id in FORBIDDEN_ATTRS or (
-                            sub.id.startswith("__") and sub.id.endswith("__")):
-                        self.deny(node, f"{name}({text[:40]!r}) uses {sub.id!r}, which is not allowed",
-                                  "use ordinary pandas indexing")
-                    elif sub.id in self.ns and not isinstance(self.ns.get(sub.id), (int, float, str, bool)):
-                        ref = _Ref("module", self.ns[sub.id].__name__, self.ns[sub.id]) if isinstance(
-                            self.ns[sub.id], types.ModuleType) else None
-                        if ref is not None:
-                            self.check_ref(node, ref, f"{name}({text[:40]!r})")
+                return False
+        subs = list(ast.walk(tree))
+        following = {id(sub.value): sub.attr for sub in subs if isinstance(sub, ast.Attribute)}
+        for sub in subs:
+            if isinstance(sub, ast.Attribute):
+                self.check_attr_name(node, sub.attr, None, shown,
+                                     class_ok=following.get(id(sub)) in _CLASS_NAME_ATTRS)
+            elif isinstance(sub, ast.Name):
+                value = self.ns.get(sub.id, _MISSING)
+                if sub.id in FORBIDDEN_BUILTINS or sub.id in IPYTHON_NAMES or sub.id in FORBIDDEN_ATTRS or \
+                        sub.id in ("getattr", "setattr", "delattr", "hasattr") or (
+                        sub.id.startswith("__") and sub.id.endswith("__")):
+                    self.deny(node, f"{shown} uses {sub.id!r}, which is not allowed", "write the code directly")
+                elif isinstance(value, types.ModuleType):
+                    self.check_ref(node, _Ref("module", value.__name__, value), shown)
+                elif value is not _MISSING and callable(value):
+                    self.check_ref(node, _Ref("object", _origin(value), value), shown)
+        return True
+
+    def annotation(self, node: ast.AST | None) -> None:
+        """Visit an annotation; string annotations are code too (typing.get_type_hints evaluates them)."""
+        if node is None:
+            return
+        self.visit(node)
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                self.check_code_text(sub, sub.value, f"the string annotation {sub.value[:40]!r}")
 
     # -- calls: files, network, pickles ---------------------------------------------------------
 
@@ -1884,6 +2020,49 @@ class _Guard:
             self.ask(node, f"{name}() downloads data from the network", "network",
                      "ask the user to download the data into the notebook's folder")
             return
+        if name in MODE_IO:
+            path_at, mode_at, default = MODE_IO[name]
+            target = self.path_arg(node, path_at)
+            mode_node = node.args[mode_at] if len(node.args) > mode_at else _kw(node, "mode")
+            modes = {default} if mode_node is None else self.values(mode_node)
+            if modes is None or not all(isinstance(m, str) for m in modes):
+                self.ask(node, f"{name}() with a mode computed at run time may write files", "write_files",
+                         "use a literal read mode such as 'r'")
+                return
+            writes = any(set(m) & set("wax+") for m in modes)
+            if name == "HDFStore":
+                self.ask(node, "HDFStore() may load pickled objects: a pickle runs code stored in the file",
+                         "unpickle", "read data from CSV, Parquet or JSON")
+            self.judge_path(node, target, "write" if writes else "read", f"{name}()", strict=True)
+            return
+        if name in SQL_READERS:
+            con = node.args[1] if len(node.args) > 1 else _kw(node, "con") or _kw(node, "connection")
+            vals = self.values(con) if con is not None else None
+            for value in vals or ():
+                if isinstance(value, str):
+                    if value.startswith("sqlite:///"):
+                        self.judge_path(node, ast.Constant(value[len("sqlite:///"):]), "read", f"{name}()")
+                    else:
+                        self.ask(node, f"{name}() connects to the database {value.split('@')[-1][:60]!r}", "network",
+                                 "ask the user for the data")
+            if con is not None and vals is None and self.stringish(con):
+                self.ask(node, f"{name}() connects to a database named at run time", "computed_access",
+                         "use a connection the user made")
+            return
+        if name in SQL_STRINGS and recv is not None and ((module or "").startswith("polars") or
+                                                         self.built_by(recv) in ("SQLContext", "sql")):
+            query = node.args[0] if node.args else _kw(node, "query")
+            self.sql_string(node, query, name)
+            return
+        if name == "sql" and recv is not None and node.args and self.values(node.args[0]) is not None:
+            self.sql_string(node, node.args[0], name)
+        if name in ("use", "switch_backend") and (module or "").startswith("matplotlib") or name == "set_option":
+            for value in (self.values(node.args[-1]) if node.args else None) or ():
+                if name == "set_option" and len(node.args) >= 2 and self.values(node.args[0]) == {"plotting.backend"} \
+                        and value not in _PLOTTING_BACKENDS:
+                    self.deny(node, f"the plotting backend {value!r} is a module pandas would import by name",
+                              "use the default plotting backend")
+            return
         if name in DB_WRITERS:
             self.ask(node, f"{name}() writes to a database", "write_files",
                      "keep the result in a variable; the user can save it")
@@ -1897,6 +2076,10 @@ class _Guard:
                 self.judge_path(node, target, "read", f"{name}()", strict=False)
             return
         if name == "load" and (module or "").startswith("numpy") or name == "load" and _kw(node, "allow_pickle"):
+            mmap = _kw(node, "mmap_mode")
+            if mmap is not None and not self.values(mmap) <= {None, "r", "c"} if self.values(mmap) is not None else \
+                    mmap is not None:
+                self.judge_path(node, self.path_arg(node, 0), "write", "np.load(..., mmap_mode=...)")
             pickle_kw = _kw(node, "allow_pickle")
             if pickle_kw is not None:
                 vals = self.values(pickle_kw)
@@ -1930,12 +2113,47 @@ class _Guard:
                 return
             kind = self.path_kind(target)
             literal = self.paths(target)
+            if literal is not None and any(URL_SCHEMES.match(p) for p in literal):
+                self.judge_path(node, target, op, f"{name}()")
+                return
             if on_module or kind == "path" or (literal is not None and recv is None):
                 if kind in ("buffer", "file"):
                     return
                 if literal is None and not on_module and kind != "path":
                     return
                 self.judge_path(node, target, op, f"{name}()", strict=on_module)
+
+    def built_by(self, expr: ast.AST, depth: int = 0) -> str | None:
+        """The name of the function whose call made ``expr`` (``ctx = pl.SQLContext()`` -> 'SQLContext')."""
+        if depth > 6:
+            return None
+        if isinstance(expr, ast.Call):
+            return _callee_name(expr.func)
+        if isinstance(expr, ast.Name):
+            for value in self.code_bindings(expr.id) or ():
+                if value[0] in ("expr", "with"):
+                    got = self.built_by(value[1], depth + 1)
+                    if got:
+                        return got
+            live = self.ns.get(expr.id, _MISSING)
+            if live is not _MISSING:
+                return type(live).__name__
+        return None
+
+    def sql_string(self, node: ast.Call, query: ast.AST | None, name: str) -> None:
+        """polars SQL reads files through table functions: read_csv('/etc/passwd')."""
+        if query is None:
+            return
+        vals = self.values(query)
+        if vals is None:
+            self.ask(node, f"{name}() with a query computed at run time can read files through table functions",
+                     "computed_access", "use a literal query")
+            return
+        for text in vals:
+            if not isinstance(text, str):
+                continue
+            for match in re.finditer(r"\b(read|scan)_\w+\s*\(\s*(['\"])(.*?)\2", text, re.I):
+                self.judge_one_path(node, match.group(3), "read", f"{name}() ({match.group(1)}_...)")
 
     def path_arg(self, node: ast.Call, index: int) -> ast.AST | None:
         for kw in node.keywords:
@@ -2041,11 +2259,22 @@ class _Guard:
         protected, why = self.protected(name)
         if protected:
             verb = "deletes" if delete else "rebinds"
-            self.ask(node, f"{verb} the user's variable {name!r} ({why})", "mutate_data",
+            self.ask(node, f"{verb} the user's variable {name!r} ({why})", self.data_capability(name),
                      f"store your result under a new name, e.g. {name}_2 = ...")
+
+    def data_capability(self, name: str) -> str | None:
+        """'mutate_data', or None for a name protected with --protect: only a person may approve that."""
+        return None if self.context is not None and name in self.context.protected else "mutate_data"
 
     def store_target(self, target: ast.AST, delete: bool) -> None:
         """An attribute or item of something is assigned or deleted."""
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            ref = self.ref(target.value)
+            if ref is not None and ref.kind == "module":
+                self.ask(target, f"{'deletes' if delete else 'replaces'} {ref.name}.{target.attr} for the whole "
+                                 "session (monkeypatching a module)", "mutate_data",
+                         "define your own function under a new name instead")
+                return
         how = ("deletes an item of" if delete else "assigns an item of") if isinstance(target, ast.Subscript) else \
             ("deletes an attribute of" if delete else "sets an attribute of")
         self.mutation_target(target, target, f"{how} {self.snippet(target, 40)}", strip=True)
@@ -2070,8 +2299,8 @@ class _Guard:
         ok, why = can_undo(value) if value is not _MISSING else (False, "it does not exist yet")
         if not ok:
             message += f"; undo cannot restore it ({why})"
-        self.ask(node, message, "mutate_data", f"work on a copy under a new name, e.g. {name}_2 = {name}.copy()",
-                 irreversible=not ok)
+        self.ask(node, message, self.data_capability(name),
+                 f"work on a copy under a new name, e.g. {name}_2 = {name}.copy()", irreversible=not ok)
 
     def roots(self, expr: ast.AST, depth: int = 0) -> set[str]:
         """The user's variables an Attribute/Subscript chain (or an alias of one) points into."""
@@ -2135,6 +2364,9 @@ _OP_VERB = {"write": "writes", "delete": "deletes or moves", "read": "reads", "l
 _OP_INSTEAD = {"write": "keep the result in a variable; the user can save it",
                "delete": "leave files as they are; tell the user what to delete"}
 _CLASS_NAME_ATTRS = ("__name__", "__qualname__", "__module__", "__doc__")
+_PATH_CLASSES = ("Path", "PurePath", "PosixPath", "PurePosixPath", "WindowsPath")
+_PATH_RETURNING = ("home", "cwd", "joinpath", "with_suffix", "with_name", "with_stem", "expanduser", "resolve",
+                   "absolute", "relative_to")
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.BitOr: "|", ast.BitAnd: "&"}
 
 
@@ -2184,6 +2416,16 @@ def _chain_root(expr: ast.AST) -> str | None:
     return expr.id if isinstance(expr, ast.Name) else None
 
 
+def _target_names(target: ast.AST, out: set[str]) -> None:
+    if isinstance(target, ast.Name):
+        out.add(target.id)
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            _target_names(elt, out)
+    elif isinstance(target, ast.Starred):
+        _target_names(target.value, out)
+
+
 def _changed_roots(func: ast.AST) -> set[str]:
     """Names whose objects a function body changes in place (item/attribute stores, mutator calls)."""
     out: set[str] = set()
@@ -2228,9 +2470,18 @@ def _under(module: str, prefixes: Iterable[str]) -> bool:
 
 
 def _origin(value: Any) -> str:
-    module = getattr(value, "__module__", None)
-    name = getattr(value, "__name__", None)
-    return f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) else ""
+    module, name = _str_attr(value, "__module__"), _str_attr(value, "__name__")
+    return f"{module}.{name}" if module and name else ""
+
+
+def _str_attr(value: Any, name: str) -> str | None:
+    """A string attribute of a live object, or None: never trust arbitrary objects' attributes
+    (a polars ``pl.col.__name__`` is an expression; a property may raise)."""
+    try:
+        got = getattr(value, name, None)
+    except Exception:  # noqa: BLE001 - any object may raise anything
+        return None
+    return got if type(got) is str else None
 
 
 def _attr_ref(base: _Ref, attr: str) -> _Ref:
@@ -2250,7 +2501,7 @@ def _attr_ref(base: _Ref, attr: str) -> _Ref:
                 return _Ref("module", dotted)
             return _Ref("object", dotted)
         if isinstance(value, types.ModuleType):
-            return _Ref("module", getattr(value, "__name__", dotted), value)
+            return _Ref("module", _str_attr(value, "__name__") or dotted, value)
         return _Ref("object", dotted, value)
     if _is_submodule(base.name, attr):
         return _Ref("module", dotted, sys.modules.get(dotted, _MISSING))
@@ -2344,10 +2595,10 @@ def _immutable(value: Any) -> bool:
 
 def _describe(value: Any) -> str:
     type_name = type(value).__name__
-    shape = getattr(value, "shape", None)
-    if isinstance(shape, tuple) and all(isinstance(s, int) for s in shape):
-        return f"{type_name} {' x '.join(map(str, shape))}"
     try:
+        shape = getattr(value, "shape", None)
+        if isinstance(shape, tuple) and all(isinstance(s, int) for s in shape):
+            return f"{type_name} {' x '.join(map(str, shape))}"
         return f"{type_name} of {len(value)}"
     except Exception:  # noqa: BLE001 - a description only
         return type_name
@@ -2373,7 +2624,7 @@ def _mutators_for(value: Any, root_value: Any) -> set[str]:
         return _SET_MUT
     if type(value).__name__ == "deque":
         return _DEQUE_MUT
-    if hasattr(value, "get_params") and hasattr(value, "fit"):
+    if callable(getattr(type(value), "get_params", None)) and callable(getattr(type(value), "fit", None)):
         return _ESTIMATOR_MUT
     return _GENERIC_MUT
 

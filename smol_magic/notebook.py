@@ -241,10 +241,16 @@ class CellWriter:
         self.pending: list[dict[str, Any]] = []
 
     async def connect(self, timeout: float = 2.0) -> bool:
+        """Open a fresh comm for this run and wait for the extension's hello.
+
+        Fresh each run: after a page reload the frontend no longer knows an
+        older comm, and what is sent on it would be silently dropped.
+        """
         if self.available is False:
             return False
-        if self.comm is not None and not getattr(self.comm, "_closed", False):
-            return True
+        if self.comm is not None:
+            self.comm.close()
+            self.comm = None
         import asyncio
 
         from comm import create_comm

@@ -7,6 +7,7 @@
 //   LAB_URL     http://127.0.0.1:PORT/          NOTEBOOK   notebook path under the server root
 //   CHROMIUM    browser binary                  ARTIFACTS  where screenshots go
 //   REPORT      where to write the JSON report  PLAYWRIGHT directory whose node_modules has playwright-core
+//   OPEN_PATH   URL path that opens a notebook: lab/tree/ (JupyterLab, default) or notebooks/ (Notebook 7)
 // Exits 0 after writing the report; on failure prints why, saves labext-failure.png, exits 1.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ const NOTEBOOK = env('NOTEBOOK');
 const ARTIFACTS = env('ARTIFACTS');
 const REPORT = env('REPORT');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OPEN_PATH = process.env.OPEN_PATH || 'lab/tree/';
 // playwright-core lives in tests/browser/node_modules, not next to this file.
 const { chromium } = createRequire(join(env('PLAYWRIGHT'), 'package.json'))('playwright-core');
 const STEP_TIMEOUT = 30_000;
@@ -47,10 +49,10 @@ page.setDefaultTimeout(STEP_TIMEOUT);
 const otherClientsComm = /^Comm not found for comm id [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 page.on('console', (msg) => {
   if (msg.type() === 'error' && !otherClientsComm.test(msg.text())) {
-    problems.push(`console error (while ${step}): ${msg.text()}`);
+    problems.push(`console error (while ${step}): ${msg.text()} [${msg.location().url}]`);
   }
 });
-page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+page.on('pageerror', (err) => problems.push(`page error: ${err.message}\n${err.stack}`));
 
 async function shot(name) {
   const path = join(ARTIFACTS, name);
@@ -60,7 +62,7 @@ async function shot(name) {
 
 async function openNotebook(pg = page) {
   step = `opening ${NOTEBOOK}`;
-  await pg.goto(new URL(`lab/tree/${NOTEBOOK}`, LAB_URL).href);
+  await pg.goto(new URL(`${OPEN_PATH}${NOTEBOOK}`, LAB_URL).href);
   await pg.locator('.jp-Notebook .jp-Cell').first().waitFor();
   step = 'waiting for the kernel to be idle';
   await pg.waitForFunction((path) => {
@@ -122,7 +124,7 @@ async function main() {
   // A second tab on the same notebook and kernel: it sees the comm too, but must stay silent.
   const other = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   other.setDefaultTimeout(STEP_TIMEOUT);
-  other.on('pageerror', (err) => problems.push(`page error (second tab): ${err.message}`));
+  other.on('pageerror', (err) => problems.push(`page error (second tab): ${err.message}\n${err.stack}`));
   await openNotebook(other);
   await page.bringToFront();
 

@@ -137,7 +137,7 @@ async function main() {
   await expectText(staticTrace, EXPECT.step2Code, "step 2's code");
   await expectText(staticTrace, 'Step 1 · ran (approved)', "step 1's summary");
   await expectText(staticTrace, 'Step 2 · ran (approved)', "step 2's summary");
-  await expectText(staticTrace, 'variables created: answer_table', "step 1's changes");
+  await expectText(staticTrace, 'created answer_table', "step 1's changes");
   const highlighted = await staticTrace.locator('pre span[style*="color"]').count();
   if (highlighted === 0) throw new Error('the code in the static trace is not syntax-highlighted');
   await staticTrace.scrollIntoViewIfNeeded();
