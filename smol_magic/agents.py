@@ -188,6 +188,7 @@ class RunResult:
     model_id: str = ""
     started_at: str = ""  # ISO date and time
     variables_before: list[str] = field(default_factory=list)  # the user's variables when the run began
+    undo: dict[str, Any] = field(default_factory=dict)  # name -> its value before the run (for %agent undo)
     output: Any = None
     state: str = "done"  # done | max_steps | stopped | interrupted | failed
     error: str | None = None
@@ -512,6 +513,8 @@ class CodeAgent(MultiStepAgent):
                 self.policy.authorized_imports.append(module)
         self.timeout = timeout
         self.max_observation_chars = max_observation_chars
+        self.protected: set[str] = set()  # names a person must approve changing (--protect)
+        self.agent_made: dict[str, int] = {}  # names agent runs bound -> id of what they bound
         self.namespace_budget = namespace_budget  # tokens (chars / 4) for the variables section of the prompt
 
     def system_prompt(self) -> str:
@@ -530,7 +533,7 @@ class CodeAgent(MultiStepAgent):
                 "You have been given these additional variables:\n"
                 + "\n".join(f"- {k}: {namespace.headline(v)}" for k, v in additional_args.items())
             )
-        return "\n\n".join(p for p in parts if p)
+        return guard.redact_secrets("\n\n".join(p for p in parts if p))
 
     async def _action_step(self, step: ActionStep) -> None:
         messages = self.memory.to_messages()
@@ -547,7 +550,7 @@ class CodeAgent(MultiStepAgent):
             step.observation = NO_CODE_ERROR
             return
         step.code = code
-        step.verdict = guard.check(code, self.policy)
+        step.verdict = self.check(code)
         self.renderer.action_ready(step)
         if step.verdict.decision == "deny":
             step.approval = "denied"
@@ -562,13 +565,13 @@ class CodeAgent(MultiStepAgent):
             step.approval = "refused" if decision.refused else "skip"
             why = f": {decision.reason}" if decision.reason else ""
             step.observation = (
-                f"This code was not run{why}. Try another way that does not need it."
+                _refusal(f"This code was not run{why}", step.verdict)
                 if decision.refused else f"The user skipped this code; it did not run{why}."
             )
             return
         if decision.code is not None and decision.code != code:
             step.proposed_code, step.code = code, decision.code
-            step.verdict = guard.check(step.code, self.policy)
+            step.verdict = self.check(step.code)
             if step.verdict.decision == "deny":
                 step.approval = "denied"
                 step.observation = _refusal("The user's edit was refused by the guard", step.verdict)
@@ -577,7 +580,9 @@ class CodeAgent(MultiStepAgent):
         else:
             step.approval = "run" if decision.by_person else "auto"
         self.renderer.action_started(step)
+        copies = self._copies_for_undo(step)
         result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
+        self._remember(step, result, copies)
         self._observe(step, result)
         if result.interrupted:
             raise KeyboardInterrupt
@@ -604,7 +609,92 @@ class CodeAgent(MultiStepAgent):
         step.changes_text = namespace.format_diff(result.changes, self.executor.namespace)
         if step.changes_text:
             observation += "\nVariables changed:\n" + step.changes_text
-        step.observation = observation
+        step.observation = guard.redact_secrets(observation)
+
+    # -- the user's data ------------------------------------------------------
+
+    def check(self, code: str) -> guard.GuardVerdict:
+        """The guard's verdict, judged against the live namespace."""
+        ns = self.executor.namespace
+        context = guard.GuardContext(namespace=ns, agent_names=_AgentMade(ns, self.agent_made),
+                                     protected=self.protected, hidden=self.executor.hidden())
+        return guard.check(code, self.policy, context)
+
+    def _copies_for_undo(self, step: ActionStep) -> dict[str, Any]:
+        """Copies of the user's objects an approved action changes in place, so undo can restore them."""
+        findings = getattr(step.verdict, "findings", [])
+        if not any(f.capability == "mutate_data" for f in findings):
+            return {}
+        ns, copies = self.executor.namespace, {}
+        for name in notebook_names(step.code or ""):
+            if name in ns and name not in self.agent_made and guard.undoable(ns[name])[0]:
+                copies[name] = _copy(ns[name])
+        return copies
+
+    def _remember(self, step: ActionStep, result: ExecutionResult, copies: dict[str, Any]) -> None:
+        """Keep what undo needs (the bindings before the run) and which names the agent made."""
+        ns, run = self.executor.namespace, self.runs[-1]
+        for name in result.changes.get("created", []):
+            run.undo.setdefault(name, _UNBOUND)
+        for name, value in result.previous.items():
+            run.undo.setdefault(name, value)
+        for name, value in copies.items():
+            if name in ns and name not in result.changes.get("rebound", []):
+                run.undo.setdefault(name, value)
+        for name in result.changes.get("created", []) + result.changes.get("rebound", []):
+            if name in ns:
+                self.agent_made[name] = id(ns[name])
+        for name in result.changes.get("deleted", []):
+            self.agent_made.pop(name, None)
+
+    def undo(self, run: int = -1) -> dict[str, list[str]]:
+        """Put back every binding a run created, rebound, deleted or changed in place (what a copy allows)."""
+        if not self.runs:
+            raise ValueError("nothing to undo: this agent has not run yet")
+        result, ns = self.runs[run], self.executor.namespace
+        done: dict[str, list[str]] = {"removed": [], "restored": []}
+        for name, value in result.undo.items():
+            if value is _UNBOUND:
+                if ns.pop(name, _UNBOUND) is not _UNBOUND:
+                    done["removed"].append(name)
+            else:
+                ns[name] = value
+                done["restored"].append(name)
+            self.agent_made.pop(name, None)
+        result.undo = {}
+        return done
+
+
+_UNBOUND = object()  # in an undo log: the name did not exist before the run
+
+
+class _AgentMade:
+    """Names an agent run bound, while they still hold what the agent put there.
+
+    Once the user rebinds such a name in a cell of their own, it is theirs again.
+    """
+
+    def __init__(self, ns: Any, made: dict[str, int]):
+        self.ns, self.made = ns, made
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.made and name in self.ns and id(self.ns[name]) == self.made[name]
+
+
+def notebook_names(code: str) -> set[str]:
+    try:
+        return {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
+    except SyntaxError:
+        return set()
+
+
+def _copy(value: Any) -> Any:
+    copy = getattr(value, "copy", None)
+    if callable(copy) and type(value).__module__.split(".")[0] in ("pandas", "numpy"):
+        return copy(deep=True) if type(value).__module__.startswith("pandas") else copy()
+    import copy as copy_module
+
+    return copy_module.deepcopy(value)
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:

@@ -23,7 +23,7 @@ from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
-from . import namespace
+from . import guard, namespace
 from .tools import FinalAnswerSignal
 
 
@@ -44,6 +44,7 @@ class ExecutionResult:
     timed_out: bool = False
     interrupted: bool = False
     changes: dict[str, list[str]] = field(default_factory=dict)
+    previous: dict[str, Any] = field(default_factory=dict)  # what rebound or deleted names held before
     duration: float = 0.0
 
 
@@ -232,9 +233,16 @@ class KernelExecutor:
             result.error = "".join(traceback.format_exception_only(type(exc), exc))
         result.outputs = _cell_outputs(captured.stdout, captured.stderr,
                                        [(o.data, o.metadata) for o in captured.outputs])
-        result.output = output_text(result.outputs)
-        result.changes = namespace.diff(before, namespace.snapshot(self.namespace, hidden))
+        _finish(result, before, self.namespace, hidden)
         return result
+
+
+def _finish(result: ExecutionResult, before: namespace.Snapshot, ns: Mapping[str, Any], hidden: Any) -> None:
+    """What changed, what it replaced, and outputs made inert before they reach a browser."""
+    result.changes = namespace.diff(before, namespace.snapshot(ns, hidden))
+    result.previous = {n: before[n] for n in result.changes["rebound"] + result.changes["deleted"]}
+    result.outputs = guard.sanitize_outputs(result.outputs)
+    result.output = output_text(result.outputs)
 
 
 class LocalPythonExecutor:
@@ -278,6 +286,5 @@ class LocalPythonExecutor:
             _classify(result, exc, exc.__traceback__, skip_frames=1)
         result.duration = time.perf_counter() - start
         result.outputs = _cell_outputs(stdout.getvalue(), stderr.getvalue(), displays)
-        result.output = output_text(result.outputs)
-        result.changes = namespace.diff(before, namespace.snapshot(self.namespace, self.hidden()))
+        _finish(result, before, self.namespace, self.hidden())
         return result

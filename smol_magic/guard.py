@@ -1497,7 +1497,8 @@ class _Guard:
                 if protected:
                     value = self.ns.get(target.id)
                     if _immutable(value):
-                        self.ask(node, f"rebinds the user's variable {target.id!r} ({why})", "mutate_data",
+                        self.ask(node, f"rebinds the user's variable {target.id!r} ({why})",
+                                 self.data_capability(target.id),
                                  "store the result under a new name")
                     else:
                         self.mutation(node, target.id, f"{target.id} {_OPS.get(type(node.op), '<op>')}= "

@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "status": "show the model, settings and the runs so far",
     "export": "export PATH.ipynb|PATH.py [--run N] [--with-setup]: a run as a notebook or script that re-executes",
     "cells": "insert the last run's actions as notebook cells (needs the JupyterLab extension)",
+    "undo": "put back every variable the last run created, rebound, deleted or changed in place",
 }
 
 
@@ -65,6 +66,8 @@ class AgentMagics(Magics):
     def _model_default(self) -> str:
         return os.environ.get("SMOL_MAGIC_MODEL", "")
 
+    allow = List(Unicode(), help="Capabilities granted to every run: " + ", ".join(guard.CAPABILITIES)).tag(config=True)
+    protect = List(Unicode(), help="Variables the agent may not change without a person's click.").tag(config=True)
     cells = Enum(["live", "end", "off"], "live",
                  help="Insert the agent's actions as notebook cells: as they run, at the end, or not.").tag(config=True)
 
@@ -83,6 +86,11 @@ class AgentMagics(Magics):
     @argument("--reset", action="store_true", help="start a new conversation instead of continuing")
     @argument("--timeout", type=float, help="seconds an action may run (default 60)")
     @argument("--imports", help="comma-separated extra modules the agent may import")
+    @argument("--allow", metavar="CAPS",
+              help="grant capabilities for this cell: " + ", ".join(guard.CAPABILITIES))
+    @argument("--protect", metavar="NAMES", help="comma-separated variables the agent may not change without a click")
+    @argument("--no-guard", action="store_true",
+              help="turn the guard off for this cell: nothing is checked (the trace shows it in red)")
     @argument("--cells", choices=["live", "end", "off"],
               help="insert each action as a notebook cell below this one: as it runs (live, default), at the end, or not")
     @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
@@ -117,7 +125,7 @@ class AgentMagics(Magics):
         if word not in SUBCOMMANDS:
             listing = "; ".join(f"%agent {k}: {v}" for k, v in SUBCOMMANDS.items())
             raise UsageError(f"%agent takes a subcommand ({listing}); to run a task, use the %%agent cell magic")
-        if word in ("export", "cells"):
+        if word in ("export", "cells", "undo"):
             return getattr(self, f"_{word}")(args)
         if len(args.words) > 1:
             raise UsageError(f"%agent {word} takes no arguments")
@@ -168,6 +176,15 @@ class AgentMagics(Magics):
         needed = [n for n in read_names([s.code for s in run.action_steps if s.ran and s.code])
                   if n in run.variables_before]
         return setup_sources(cells, needed, skip=agent_code)
+
+    def _undo(self, args: Any) -> None:
+        number = self._pick_run(args)
+        done = self.current.undo(number - 1)
+        if not done["removed"] and not done["restored"]:
+            print(f"smol-magic: run {number} changed no variables (or was already undone)")
+            return
+        parts = [f"{k}: {', '.join(v)}" for k, v in done.items() if v]
+        print(f"smol-magic: undid run {number} · " + " · ".join(parts))
 
     async def cells_async(self, line: str) -> None:
         """``%agent cells`` as a cell of its own: it can wait for the extension's hello."""
@@ -316,17 +333,26 @@ class AgentMagics(Magics):
 
     def _prepare_agent(self, model: Any, args: Any) -> CodeAgent:
         """The notebook's one agent: kept across cells so the conversation continues."""
-        imports = list(self.authorized_imports) + [m.strip() for m in (args.imports or "").split(",") if m.strip()]
-        policy = guard.Policy(authorized_imports=guard.DEFAULT_AUTHORIZED_IMPORTS + imports)
+        imports = list(self.authorized_imports) + _names(args.imports)
+        try:
+            policy = guard.Policy(authorized_imports=guard.DEFAULT_AUTHORIZED_IMPORTS + imports,
+                                  allow=set(self.allow) | set(_names(args.allow)), enabled=not args.no_guard)
+        except ValueError as exc:
+            raise UsageError(f"--allow: {exc}") from None
         if self.current is None:
             self.current = CodeAgent(model=model, executor=KernelExecutor(self.shell))
         agent = self.current
         agent.model = model
         agent.policy = policy
+        agent.protected = set(self.protect) | set(_names(args.protect))
         agent.timeout = args.timeout or self.timeout
         agent.max_observation_chars = self.max_observation_chars
         agent.namespace_budget = self.namespace_budget
         return agent
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 class CellsRenderer(Renderer):

@@ -173,10 +173,7 @@ def _action_cells(step: ActionStep) -> list[nbformat.NotebookNode]:
         note += "```\n" + step.error.strip() + "\n```"
         return [new_markdown_cell(title + "\n\n" + note, metadata={"smol_magic": meta})]
     cell = new_code_cell(step.code, metadata={"smol_magic": meta, "tags": ["smol-magic"]})
-    outputs = list(step.outputs)
-    if step.is_final_answer:  # re-run, final_answer(x) returns x and the cell shows it: show it here too
-        outputs.append(value_bundle(step.action_output))
-    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    cell.outputs = [nbformat.from_dict(o) for o in cell_outputs(step)]
     return [new_markdown_cell(title), cell]
 
 
@@ -214,8 +211,10 @@ def _script_line(line: str) -> str:
 
 
 def cell_outputs(step: ActionStep) -> list[dict[str, Any]]:
-    """What the action's cell shows: its outputs, and its error in red as a cell would."""
+    """What the action's cell shows: its outputs, its final answer, and its error in red as a cell would."""
     outputs = list(step.outputs)
+    if step.is_final_answer:  # re-run, final_answer(x) returns x and the cell shows it: show it here too
+        outputs.append(value_bundle(step.action_output))
     if step.error:
         lines = step.error.rstrip().splitlines()
         ename, _, evalue = lines[-1].partition(": ") if lines else ("Error", "", "")

@@ -397,12 +397,26 @@ def test_attack_has_no_effect(attack, attack_world, maybe_ip, judged_against_nam
 CONTROLS = [a for a in ATTACKS if a.control]
 
 
+# Effects a second line of defence stops after the code ran: outputs are made inert before they
+# reach a browser, and secret values are redacted from everything sent to the model.
+CAUGHT_AFTER_RUNNING = {"canary", "active"}
+
+
 @pytest.mark.parametrize("attack", CONTROLS, ids=[a.id for a in CONTROLS])
 def test_attack_works_without_the_guard(attack, attack_world, maybe_ip):
-    """The same action with the guard off does have the effect: the attack above is real."""
+    """The same action with the guard off runs and has the effect: the attack above is real.
+
+    For secrets and active content the effect is still stopped, after the code ran, by redaction and
+    sanitising: the guard is not the only line of defence.
+    """
     world = attack_world
     agent, model = _attack_run(attack, world, enabled=False, ip=maybe_ip)
-    assert effects(world, model, agent)[attack.effect], (attack.effect, agent.memory.action_steps[0].observation)
+    step = agent.memory.action_steps[0]
+    assert step.approval == "auto" and step.verdict.decision == "allow"
+    if attack.effect in CAUGHT_AFTER_RUNNING:
+        assert not effects(world, model, agent)[attack.effect], (attack.effect, step.observation)
+    else:
+        assert effects(world, model, agent)[attack.effect], (attack.effect, step.observation)
 
 
 def test_a_grant_turns_the_ask_into_allow(world):
@@ -422,24 +436,11 @@ def test_a_grant_turns_the_ask_into_allow(world):
 
 
 @pytest.fixture
-def judged_against_namespace(monkeypatch):
-    """Judge each action against the executor's live namespace, as the kernel integration does.
-
-    Names that exist when the run starts are the user's; names created during the run are the
-    agent's. ``agents.py`` passes no context yet, so this wraps ``guard.check`` to add one.
-    """
+def judged_against_namespace():
+    """Protect names the way ``--protect`` does; the agent judges every action against its live namespace."""
     def install(protected: tuple[str, ...] = ()) -> Callable[[CodeAgent], None]:
         def attach(agent: CodeAgent) -> None:
-            before = set(agent.executor.namespace)
-            original = guard.check
-
-            def check(code, policy=None, context=None):
-                ns = agent.executor.namespace
-                context = context or guard.GuardContext(
-                    ns, agent_names=set(ns) - before, protected=set(protected), hidden=set(agent.executor.hidden()))
-                return original(code, policy, context)
-
-            monkeypatch.setattr(guard, "check", check)
+            agent.protected = set(protected)
         return attach
     return install
 

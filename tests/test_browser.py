@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 import pytest
@@ -100,11 +101,15 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def jupyter_lab(tmp_path: Path):
-    """A JupyterLab on a free loopback port serving a notebook dir with the trace notebook in it."""
+def jupyter_lab(tmp_path: Path, notebook: str = NOTEBOOK, write: Callable[[Path], None] = write_notebook):
+    """A JupyterLab on a free loopback port serving a notebook dir with one notebook in it.
+
+    By default the trace notebook; other browser tests pass their own name and ``write`` function.
+    The context value has ``url``, ``notebook``, ``root`` (the served directory) and ``log``.
+    """
     root = tmp_path / "notebooks"
     root.mkdir()
-    write_notebook(root / NOTEBOOK)
+    write(root / notebook)
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     # No "news" toast over the screenshots; user settings and workspaces of this machine stay out.
@@ -127,7 +132,7 @@ def jupyter_lab(tmp_path: Path):
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_server(proc, url, log)
-        yield {"url": url, "notebook": NOTEBOOK, "log": log}
+        yield {"url": url, "notebook": notebook, "root": root, "log": log}
     finally:
         stop_server(proc)
 

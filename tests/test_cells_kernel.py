@@ -77,6 +77,7 @@ def test_each_action_that_ran_is_sent_as_a_cell_below_the_agent_cell(kernel):
     assert inserts[0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "first 1\n"}]
     assert inserts[0]["metadata"] == {"run_id": "run-1", "step": 1, "model": "scripted", "approval": "auto",
                                       "approved_by_person": False, "edited": False}
+    assert inserts[1]["outputs"][0]["data"]["text/plain"] == "2"  # the final answer, as the cell shows it re-run
     assert evaluate(kernel, "out") == 2
 
 

@@ -685,7 +685,7 @@ def test_harmless_uses_of_the_users_data_are_allowed(code, ctx):
 
 
 def test_protected_names_need_a_person_whatever_is_granted(ctx):
-    for code in ("name = 'other'", "del name", "for name in 'ab':\n    pass"):
+    for code in ("name = 'other'", "del name", "for name in 'ab':\n    pass", "name += 'x'"):
         verdict = check(code, Policy(allow=set(guard.CAPABILITIES)), ctx)
         assert verdict.decision == "ask", (code, verdict.reasons)
         assert verdict.capabilities == [] and "protected with --protect" in verdict.reasons[0]

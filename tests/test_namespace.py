@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from smol_magic.guard import Policy
+
 from smol_magic import CodeAgent, ScriptedModel, describe
 from smol_magic import namespace as nsmod
 from smol_magic.namespace import diff, format_diff, headline, interpolate, snapshot, summarize, user_variables
@@ -494,7 +496,8 @@ def test_each_steps_diff_ends_the_observation_and_reaches_the_model_and_the_trac
               "sales = sales.head(1)\ndel scratch\nprint('x' * 30_000)"),
         fence("final_answer(top5)"),
     ])
-    agent = CodeAgent(model=model, max_observation_chars=2_000)
+    # rebinding and deleting the user's data needs a person or the 'mutate_data' grant
+    agent = CodeAgent(model=model, max_observation_chars=2_000, policy=Policy(allow={"mutate_data"}))
     agent.executor.namespace.update(sales=pd.DataFrame({"region": ["a", "b"]}), scratch=[1, 2, 3])
     agent.run("t")
     observation = model.requests[1][-1]["content"]

@@ -46,10 +46,15 @@ def text_html(text: str, colour: str | None = None) -> str:
     return f'<pre style="{style}">{esc(text)}</pre>'
 
 
+def guard_off(verdict: Verdict) -> bool:
+    return any("guard is off" in r for r in verdict.reasons)
+
+
 def verdict_html(verdict: Verdict) -> str:
-    colour = VERDICT_COLOURS.get(verdict.decision, "#555")
+    colour = VERDICT_COLOURS["deny"] if guard_off(verdict) else VERDICT_COLOURS.get(verdict.decision, "#555")
+    label = "guard OFF: nothing was checked" if guard_off(verdict) else f"guard: {verdict.decision}"
     badge = (f'<span style="background:{colour};color:white;border-radius:3px;padding:0 5px;'
-             f'font-size:11px">guard: {esc(verdict.decision)}</span>')
+             f'font-size:11px">{esc(label)}</span>')
     reasons = "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons)
     return badge + (f'<ul style="margin:2px 0 2px 18px;font-size:12px">{reasons}</ul>' if reasons else "")
 

@@ -63,7 +63,7 @@ class TextRenderer(Renderer):
             self.write(textwrap.indent(step.reasoning.strip(), "  "))
         if step.code:
             self.write(textwrap.indent(step.code, "  │ "))
-        if step.verdict.decision != "allow":
+        if step.verdict.decision != "allow" or any("guard is off" in r for r in step.verdict.reasons):
             self.write(f"  guard: {step.verdict.decision.upper()}")
             for reason in step.verdict.reasons:
                 self.write(f"    - {reason}")

@@ -1,0 +1,84 @@
+"""The user's data survives an agent: protection, grants, the guard switch and undo, through %%agent."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from smol_magic import ScriptedModel
+
+
+def fence(code: str) -> str:
+    return f"Thought: next.\n```python\n{code}\n```"
+
+
+@pytest.fixture
+def sales(ip):
+    ip.user_ns["sales"] = df = pd.DataFrame({"region": ["a", "b"], "revenue": [1, 2]})
+    return df
+
+
+def observation(model: ScriptedModel, request: int) -> str:
+    return model.requests[request][-1]["content"]
+
+
+def test_changing_the_users_frame_is_refused_without_a_person_and_the_model_is_told_why(ip, sales):
+    ip.user_ns["m"] = m = ScriptedModel([fence("sales['revenue'] = 0"), fence("final_answer('gave up')")])
+    ip.run_cell("%%agent -m m --approve never\nzero the revenue")
+    assert ip.user_ns["sales"]["revenue"].tolist() == [1, 2]
+    told = observation(m, 1)
+    assert "This code was not run" in told and "'sales'" in told and "mutate_data" in told
+
+
+def test_agent_made_variables_stay_free_in_later_runs_until_the_user_rebinds_them(ip, sales):
+    ip.user_ns["m"] = m = ScriptedModel([
+        fence("top = sales.head(1)"), fence("final_answer(1)"),
+        fence("top['x'] = 1\ntop = top.head(1)"), fence("final_answer(2)"),
+        fence("top['y'] = 2"), fence("final_answer(3)"),
+    ])
+    ip.run_cell("%%agent -m m --approve never\nfirst")
+    ip.run_cell("%%agent -m m --approve never\nsecond")
+    assert m.requests and "This code was not run" not in observation(m, 3)  # still the agent's own
+    ip.run_cell("top = sales.copy()")  # the user takes it over
+    ip.run_cell("%%agent -m m --approve never\nthird")
+    assert "This code was not run" in observation(m, 5)
+    assert "y" not in ip.user_ns["top"].columns
+
+
+def test_grants_protect_and_the_guard_switch(ip, sales, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ip.user_ns["m"] = m = ScriptedModel([
+        fence("sales.to_csv('out.csv')"), fence("final_answer(1)"),
+        fence("threshold = 5"), fence("final_answer(2)"),
+        fence("import os\nn = len(os.listdir('.'))"), fence("final_answer(3)"),
+    ])
+    ip.run_cell("%%agent -m m --approve never --allow write_files\nsave it")
+    assert (tmp_path / "out.csv").exists()
+    ip.user_ns["threshold"] = 3
+    ip.run_cell("%%agent -m m --approve never --protect threshold\nchange it")
+    assert ip.user_ns["threshold"] == 3 and "--protect" in observation(m, 3)
+    capsys.readouterr()
+    ip.run_cell("%%agent -m m --approve never --no-guard\nlist files")
+    assert ip.user_ns["n"] >= 1
+    assert "guard is off" in capsys.readouterr().out  # the trace says so
+    assert not ip.run_cell("%%agent -m m --allow everything\nt").success
+    assert "unknown capabilities ['everything']" in capsys.readouterr().err
+
+
+def test_undo_restores_bindings_and_in_place_changes(ip, sales, capsys):
+    ip.user_ns["keep"] = keep = [1, 2]
+    ip.user_ns["m"] = ScriptedModel([
+        fence("made = 1\nsales['revenue'] = 0\nkeep = 'rebound'"),
+        fence("final_answer('done')"),
+    ])
+    ip.run_cell("%%agent -m m --approve never --allow mutate_data\nmess it up")
+    assert ip.user_ns["keep"] == "rebound" and ip.user_ns["sales"]["revenue"].tolist() == [0, 0]
+    capsys.readouterr()
+    ip.run_line_magic("agent", "undo")
+    out = capsys.readouterr().out
+    assert "undid run 1" in out and "removed: made" in out
+    assert "made" not in ip.user_ns
+    assert ip.user_ns["keep"] is keep
+    assert ip.user_ns["sales"]["revenue"].tolist() == [1, 2]
+    ip.run_line_magic("agent", "undo")
+    assert "changed no variables (or was already undone)" in capsys.readouterr().out
