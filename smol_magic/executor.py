@@ -148,6 +148,53 @@ def output_text(outputs: list[dict[str, Any]]) -> str:
 
 _MISSING = object()
 
+MAX_STREAM_CHARS = 200_000  # per stream and action: what a person can read, and the browser can hold
+
+
+class CappedText(io.TextIOBase):
+    """A stdout/stderr that keeps the head and the tail of what is written, and counts the rest.
+
+    An action that prints 100 MB must not fill the kernel's memory, the
+    observation, the trace or the notebook.
+    """
+
+    def __init__(self, limit: int = MAX_STREAM_CHARS):
+        self.head_limit, self.tail_limit = limit * 3 // 4, limit // 4
+        self.head: list[str] = []
+        self.head_size = 0
+        self.tail: list[str] = []
+        self.tail_size = 0
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.head_size < self.head_limit:
+            room = self.head_limit - self.head_size
+            self.head.append(text[:room])
+            self.head_size += min(len(text), room)
+            if len(text) <= room:
+                return len(text)
+            self.tail.append(text[room:])
+            self.tail_size += len(text) - room
+        else:
+            self.tail.append(text)
+            self.tail_size += len(text)
+        if self.tail_size > 2 * self.tail_limit:  # compact now and then: amortised O(1) a write
+            joined = "".join(self.tail)
+            keep = joined[-self.tail_limit:]
+            self.dropped += len(joined) - len(keep)
+            self.tail, self.tail_size = [keep], len(keep)
+        return len(text)
+
+    def getvalue(self) -> str:
+        tail = "".join(self.tail)
+        dropped = self.dropped + max(0, len(tail) - self.tail_limit)
+        tail = tail[-self.tail_limit:] if self.tail_limit else ""
+        cut = f"\n... [{dropped:,} characters not shown] ...\n" if dropped else ""
+        return "".join(self.head) + cut + tail
+
 
 class _ToolBindings:
     """Puts tools into a namespace for a run and restores whatever they shadowed."""
@@ -205,7 +252,9 @@ class KernelExecutor:
         result = ExecutionResult()
         saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
         start = time.perf_counter()
-        with capture_output() as captured:
+        stdout, stderr = CappedText(), CappedText()
+        with capture_output(stdout=False, stderr=False) as captured, \
+                contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             # Errors of the action become observations, not tracebacks in the agent cell;
             # the last expression's value is captured like any display output.
             shell.custom_exceptions = (BaseException,)
@@ -231,7 +280,7 @@ class KernelExecutor:
         if cell_result is not None and cell_result.error_before_exec is not None:
             exc = cell_result.error_before_exec
             result.error = "".join(traceback.format_exception_only(type(exc), exc))
-        result.outputs = _cell_outputs(captured.stdout, captured.stderr,
+        result.outputs = _cell_outputs(stdout.getvalue(), stderr.getvalue(),
                                        [(o.data, o.metadata) for o in captured.outputs])
         _finish(result, before, self.namespace, hidden)
         return result
@@ -266,7 +315,7 @@ class LocalPythonExecutor:
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
         before = namespace.snapshot(self.namespace, self.hidden())
         result = ExecutionResult()
-        stdout, stderr = io.StringIO(), io.StringIO()
+        stdout, stderr = CappedText(), CappedText()
         displays: list[tuple[dict, dict]] = []
         start = time.perf_counter()
         self._count += 1

@@ -82,3 +82,13 @@ def test_undo_restores_bindings_and_in_place_changes(ip, sales, capsys):
     assert ip.user_ns["sales"]["revenue"].tolist() == [1, 2]
     ip.run_line_magic("agent", "undo")
     assert "changed no variables (or was already undone)" in capsys.readouterr().out
+
+
+def test_output_flooding_is_capped_everywhere(ip):
+    ip.user_ns["m"] = m = ScriptedModel([fence("print('x' * 100_000_000)\nprint('THE END')"), fence("final_answer(1)")])
+    ip.run_cell("%%agent -m m --approve never -o out\nflood")
+    assert ip.user_ns["out"] == 1
+    step = ip.magics_manager.registry["AgentMagics"].current.memory.action_steps[0]
+    shown = "".join(o.get("text", "") for o in step.outputs)
+    assert len(shown) < 250_000 and shown.endswith("THE END\n") and "characters not shown" in shown
+    assert len(m.requests[1][-1]["content"]) < 12_000  # the observation keeps to its budget
