@@ -65,6 +65,14 @@ class BaseModel:
     max_retries: int = 3
     retry_base_delay: float = 1.0
 
+    def __init__(self, model_id: str = "model", max_retries: int = 3, retry_base_delay: float = 1.0,
+                 timeout: float = 120.0, **kwargs: Any):
+        self.model_id = model_id
+        self.max_retries = max_retries
+        self.retry_base_delay = retry_base_delay
+        self.timeout = timeout
+        self.kwargs = kwargs  # passed on to the provider (temperature, max_tokens, ...)
+
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
         raise NotImplementedError
 
@@ -313,13 +321,9 @@ class LiteLLMModel(BaseModel):
         timeout: float = 120.0,
         **kwargs: Any,
     ):
-        self.model_id = model_id
+        super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
-        self.max_retries = max_retries
-        self.retry_base_delay = retry_base_delay
-        self.timeout = timeout
-        self.kwargs = kwargs
 
     def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool) -> dict[str, Any]:
         # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
@@ -402,14 +406,10 @@ class InferenceClientModel(BaseModel):
         timeout: float = 120.0,
         **kwargs: Any,
     ):
-        self.model_id = model_id
+        super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.provider = provider
         self.token = token
         self.base_url = base_url
-        self.max_retries = max_retries
-        self.retry_base_delay = retry_base_delay
-        self.timeout = timeout
-        self.kwargs = kwargs
 
     def _client(self):
         from huggingface_hub import AsyncInferenceClient
