@@ -65,9 +65,10 @@ class BaseModel:
     max_retries: int = 3
     retry_base_delay: float = 1.0
 
-    def __init__(self, model_id: str = "model", max_retries: int = 3, retry_base_delay: float = 1.0,
+    def __init__(self, model_id: str | None = None, max_retries: int = 3, retry_base_delay: float = 1.0,
                  timeout: float = 120.0, **kwargs: Any):
-        self.model_id = model_id
+        if model_id is not None:  # a subclass may name itself with a class attribute
+            self.model_id = model_id
         self.max_retries = max_retries
         self.retry_base_delay = retry_base_delay
         self.timeout = timeout

@@ -1,6 +1,7 @@
 """Drive a real ipykernel through jupyter_client: start, run a cell, read its outputs, click its widgets.
 
-Used by tests/test_kernel.py, tests/test_approval_kernel.py and bench/ui.py.
+Used by tests/test_kernel.py, tests/test_approval_kernel.py (through tests/kernel_fixtures.py)
+and bench/ui.py.
 Everything here talks to the kernel over ZMQ exactly as JupyterLab does;
 nothing reaches into the kernel process.
 
@@ -15,6 +16,7 @@ after it, the static trace that replaced it.
 from __future__ import annotations
 
 import ast
+import contextlib
 import html
 import os
 import queue
@@ -218,6 +220,16 @@ def stop_kernel(km, kc) -> None:
         km.shutdown_kernel(now=True)
 
 
+@contextlib.contextmanager
+def running_kernel(load_extension: bool = True, timeout: float = 60):
+    """``start_kernel`` for a ``with`` block: (km, kc), stopped at its end."""
+    km, kc = start_kernel(load_extension, timeout)
+    try:
+        yield km, kc
+    finally:
+        stop_kernel(km, kc)
+
+
 def send(kc, code: str, **kwargs: Any) -> str:
     """Send an execute_request without waiting; returns its msg_id."""
     return kc.execute(code, **kwargs)
@@ -306,6 +318,37 @@ def run(kc, code: str, timeout: float = 30, **kwargs: Any) -> CellResult:
     """Execute one cell and wait for it: (status, outputs_text, error_ename) and more."""
     started = time.monotonic()
     return collect(kc, send(kc, code, **kwargs), timeout=timeout, started=started)
+
+
+def interrupt(km, finish: Callable[[], CellResult], within: float) -> CellResult:
+    """Interrupt the kernel; the cell, which ``finish()`` waits for, must end with a KeyboardInterrupt
+    less than ``within`` seconds later. Returns its result."""
+    interrupted_at = time.monotonic()
+    km.interrupt_kernel()
+    result = finish()
+    after = time.monotonic() - interrupted_at
+    assert after < within, f"the cell took {after:.2f} s to end after the interrupt"
+    assert result.status == "error" and result.ename == "KeyboardInterrupt", (result.status, result.ename,
+                                                                                result.evalue)
+    return result
+
+
+def ok(kc, code: str, timeout: float = 30) -> CellResult:
+    """Run one cell that must succeed."""
+    result = run(kc, code, timeout=timeout)
+    assert result.status == "ok", f"cell failed: {result.ename}: {result.evalue}\n{result.text}"
+    return result
+
+
+def py(code: str, thought: str = "") -> str:
+    """A model reply: an optional thought, then one ```python block."""
+    head = f"Thought: {thought}\n" if thought else ""
+    return f"{head}```python\n{code}\n```"
+
+
+def scripted(name: str, *replies: str) -> str:
+    """Kernel code binding ``name`` to a ScriptedModel with these raw replies."""
+    return f"from smol_magic.models import ScriptedModel\n{name} = ScriptedModel({list(replies)!r})"
 
 
 def evaluate(kc, expr: str, timeout: float = 15) -> Any:

@@ -16,21 +16,18 @@ and the saved file:
   one edited by hand as an ordinary cell, and the saved notebook agrees.
 - No browser console error mentions smol. Screenshots: tests/artifacts/cells-*.png.
 
-Reuses tests/test_browser.py's helpers (Chromium, node, playwright-core, the JupyterLab server).
+Reuses tests/browser_helpers.py (Chromium, node, playwright-core, the JupyterLab server, the script runner).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import nbformat
-import pytest
 
-from test_browser import ARTIFACTS, BROWSER_DIR, CHROMIUM, browser_tools, jupyter_lab
+from browser_helpers import BROWSER_DIR, browser_tools, jupyter_lab, run_script
 
 SCRIPT = BROWSER_DIR / "cells.mjs"
 NOTEBOOK = "agent-cells.ipynb"
@@ -67,24 +64,6 @@ def write_notebook(path: Path) -> None:
     ids = ["load-cell", "model-cell", AGENT_CELL, USER_CELL]
     nb.cells = [nbformat.v4.new_code_cell(source, id=cell_id) for source, cell_id in zip(SOURCES, ids)]
     nbformat.write(nb, path)
-
-
-def run_script(node: str, lab: dict, report_path: Path, timeout: float = 110) -> str:
-    env = {**os.environ, "CHROMIUM": CHROMIUM, "LAB_URL": lab["url"], "NOTEBOOK": lab["notebook"],
-           "ARTIFACTS": str(ARTIFACTS), "REPORT": str(report_path), "EXPECT": json.dumps(EXPECT)}
-    script = subprocess.Popen([node, str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    try:
-        stdout, stderr = script.communicate(timeout=timeout)  # the script gives up by itself after 80 s
-    except subprocess.TimeoutExpired:
-        script.terminate()  # SIGTERM: playwright closes Chromium on its way out
-        stdout, stderr = script.communicate(timeout=15)
-    out = f"--- node stdout\n{stdout}\n--- node stderr\n{stderr}"
-    if script.returncode != 0:
-        seen = report_path.read_text()[-6000:] if report_path.exists() else "(no report)"
-        pytest.fail(f"browser script failed (screenshots in {ARTIFACTS}):\n{out}\n--- report (tail)\n{seen}\n"
-                    f"--- jupyter lab log (tail)\n{lab['log'].read_text()[-3000:]}")
-    return out
 
 
 def first_lines(cells: list[dict]) -> list[str]:
@@ -136,11 +115,11 @@ def check_final_answer_shown(cell: dict, answer: str, run_id: str) -> None:
 
 def test_agent_actions_become_cells_in_jupyterlab(tmp_path):
     node = browser_tools()
-    ARTIFACTS.mkdir(exist_ok=True)
     report_path = tmp_path / "report.json"
     started = time.monotonic()
-    with jupyter_lab(tmp_path, notebook=NOTEBOOK, write=write_notebook) as lab:
-        out = run_script(node, lab, report_path)
+    with jupyter_lab(tmp_path, NOTEBOOK, write_notebook) as lab:
+        # The script gives up by itself after 80 s.
+        out = run_script(node, SCRIPT, lab, timeout=110, report=report_path, EXPECT=json.dumps(EXPECT))
         saved = nbformat.read(lab["root"] / NOTEBOOK, as_version=4)
     print(out)
     report = json.loads(report_path.read_text())

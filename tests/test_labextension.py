@@ -9,14 +9,13 @@
    cell re-sends ``begin_run`` + one ``insert``: the unedited old cell is gone, the edited one stays
    (unmarked), the new one is in. Screenshots go to ``tests/artifacts/``.
 
-The browser part reuses tests/test_browser.py's helpers (Chromium, node, playwright-core, the server).
+The browser part reuses tests/browser_helpers.py (Chromium, node, playwright-core, the server, the script runner);
+the script reuses tests/browser/lib.mjs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import nbformat
 import pytest
 
 import smol_magic
-from test_browser import ARTIFACTS, BROWSER_DIR, CHROMIUM, browser_tools, free_port, stop_server, wait_for_server
+from browser_helpers import ARTIFACTS, browser_tools, jupyter_lab, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "labextension" / "ui-tests" / "insert-cells.mjs"
@@ -88,42 +87,11 @@ def write_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-# How to start each frontend, and the URL path that opens a notebook in it.
+# How to start each frontend (the module ``python -m`` runs), and the URL path that opens a notebook in it.
 FRONTENDS = {
-    "jupyterlab": (["jupyterlab"], "lab/tree/"),
-    "notebook7": (["notebook"], "notebooks/"),
+    "jupyterlab": ("jupyterlab", "lab/tree/"),
+    "notebook7": ("notebook", "notebooks/"),
 }
-
-
-@contextlib.contextmanager
-def jupyter_lab(tmp_path: Path, frontend: str = "jupyterlab"):
-    """JupyterLab (or Notebook 7) on a free loopback port serving a directory with our notebook in it."""
-    root = tmp_path / "notebooks"
-    root.mkdir()
-    write_notebook(root / NOTEBOOK)
-    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    env = {
-        **os.environ,
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log = tmp_path / "jupyter-lab.log"
-    cmd = [sys.executable, "-m", *FRONTENDS[frontend][0], "--allow-root", "--no-browser", "--expose-app-in-browser",
-           "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.ip=127.0.0.1",
-           f"--port={port}", "--ServerApp.port_retries=0", f"--notebook-dir={root}"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_server(proc, url, log)
-        yield {"url": url, "root": root, "log": log}
-    finally:
-        stop_server(proc)
 
 
 def test_labextension_is_installed_and_enabled():
@@ -164,23 +132,11 @@ def test_kernel_comm_inserts_cells(tmp_path, frontend):
     if frontend == "notebook7":
         pytest.importorskip("notebook", minversion="7", reason="Notebook 7 is not installed (pip install notebook)")
     node = browser_tools()
-    ARTIFACTS.mkdir(exist_ok=True)
     report_path = tmp_path / "report.json"
-    with jupyter_lab(tmp_path, frontend) as lab:
-        env = {**os.environ, "CHROMIUM": CHROMIUM, "LAB_URL": lab["url"], "NOTEBOOK": NOTEBOOK,
-               "ARTIFACTS": str(ARTIFACTS / frontend), "REPORT": str(report_path),
-               "PLAYWRIGHT": str(BROWSER_DIR), "OPEN_PATH": FRONTENDS[frontend][1]}
-        script = subprocess.Popen([node, str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-        try:
-            stdout, stderr = script.communicate(timeout=130)  # the script gives up by itself after 100 s
-        except subprocess.TimeoutExpired:
-            script.terminate()
-            stdout, stderr = script.communicate(timeout=15)
-        out = f"--- node stdout\n{stdout}\n--- node stderr\n{stderr}"
-        if script.returncode != 0:
-            pytest.fail(f"browser script failed (screenshots in {ARTIFACTS / frontend}):\n{out}\n"
-                        f"--- jupyter lab log (tail)\n{lab['log'].read_text()[-3000:]}")
+    with jupyter_lab(tmp_path, NOTEBOOK, write_notebook, server=FRONTENDS[frontend][0]) as lab:
+        # The script gives up by itself after 100 s.
+        out = run_script(node, SCRIPT, lab, timeout=130, artifacts=ARTIFACTS / frontend, report=report_path,
+                         OPEN_PATH=FRONTENDS[frontend][1])
         saved = nbformat.read(lab["root"] / NOTEBOOK, as_version=4)
     print(out)
     report = json.loads(report_path.read_text())

@@ -14,68 +14,24 @@
 // Exits 0 after writing the report; on failure prints why, saves cells-failure.png, exits 1
 // (the report is written either way, with what was seen so far).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  STEP_TIMEOUT, collectErrors, elapsed, finish, launch, log, openNotebook, saveNotebook, scriptEnv, setStep,
+  snapshot as snapshotOf, typeAtEnd,
+} from './lib.mjs';
 
-const env = (name) => {
-  if (!process.env[name]) throw new Error(`${name} is not set (run this through tests/test_cells_browser.py)`);
-  return process.env[name];
-};
-const LAB_URL = env('LAB_URL');
-const NOTEBOOK = env('NOTEBOOK');
-const ARTIFACTS = env('ARTIFACTS');
-const REPORT = env('REPORT');
-const EXPECT = JSON.parse(env('EXPECT'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const STEP_TIMEOUT = 30_000; // ms for any one thing to happen
+const {
+  LAB_URL, NOTEBOOK, ARTIFACTS, REPORT, EXPECT: expected,
+} = scriptEnv('tests/test_cells_browser.py', 'REPORT', 'EXPECT');
+const EXPECT = JSON.parse(expected);
 const TOTAL_TIMEOUT = 80_000; // ms for the whole script, browser start to done
 
-mkdirSync(ARTIFACTS, { recursive: true });
-const started = Date.now();
-const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
 const report = { phases: {}, timings: {}, console: [] };
-let step = 'launching Chromium';
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-    '--disable-background-networking', '--disable-component-update'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-page.setDefaultTimeout(STEP_TIMEOUT);
+const { browser, page, shot } = await launch(ARTIFACTS);
 // Every console error and uncaught page error, with where it came from; the test judges them.
-page.on('console', (msg) => {
-  if (msg.type() === 'error') {
-    report.console.push(`console error (while ${step}): ${msg.text()} [${msg.location().url}]`);
-  }
-});
-page.on('pageerror', (err) => report.console.push(`page error (while ${step}): ${err.message}\n${err.stack}`));
-
-async function shot(name) {
-  const path = join(ARTIFACTS, name);
-  await page.screenshot({ path });
-  log(`screenshot ${path}`);
-}
-
-/** Every cell of the open notebook: model content plus what the page shows. */
-const snapshot = () => page.evaluate(() => {
-  const panel = window.jupyterapp.shell.currentWidget;
-  return panel.content.widgets.map((w) => ({
-    id: w.model.id,
-    type: w.model.type,
-    source: w.model.sharedModel.getSource(),
-    metadata: w.model.toJSON().metadata,
-    outputs: w.model.type === 'code' ? w.model.outputs.toJSON() : [],
-    execution_count: w.model.type === 'code' ? w.model.executionCount : null,
-    marked: w.node.classList.contains('jp-smol-magic-generated'),
-    badge: getComputedStyle(w.node, '::after').content,
-    outputText: (w.node.querySelector('.jp-OutputArea')?.innerText ?? '').replace(/\u00a0/g, ' '),
-    // step 2's DataFrame: rendered as an HTML table (the generated cell is trusted), not as text
-    htmlTables: w.node.querySelectorAll('.jp-OutputArea-output.jp-RenderedHTMLCommon table').length,
-    prompt: w.node.querySelector('.jp-InputPrompt')?.innerText ?? '',
-  }));
-});
+collectErrors(page, report.console);
+const snapshot = () => snapshotOf(page);
 
 const kernelIdle = () => page.evaluate(() => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel;
@@ -139,26 +95,16 @@ async function scrollToGenerated() {
 }
 
 async function main() {
-  step = `opening ${NOTEBOOK}`;
-  await page.goto(new URL(`lab/tree/${NOTEBOOK}`, LAB_URL).href);
-  await page.locator('.jp-Notebook .jp-Cell').first().waitFor();
-  step = 'waiting for the kernel to be idle';
-  await page.waitForFunction((path) => {
-    const w = window.jupyterapp?.shell?.currentWidget;
-    const kernel = w?.sessionContext?.session?.kernel;
-    return w?.context?.path === path && w.sessionContext.isReady && kernel?.connectionStatus === 'connected'
-      && kernel.status === 'idle';
-  }, NOTEBOOK, { timeout: 60_000 });
-  log('notebook open, kernel idle');
+  await openNotebook(page, LAB_URL, NOTEBOOK);
   // More room for the notebook in the screenshots.
   await page.evaluate(() => window.jupyterapp.shell.collapseLeft());
   report.phases.opened = await snapshot();
 
-  step = 'running all cells';
+  setStep('running all cells');
   let t0 = Date.now();
   // Not awaited: the command's promise ends only when every cell has run.
   await page.evaluate(() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); });
-  step = "waiting for the user's cell after the agent cell to print";
+  setStep("waiting for the user's cell after the agent cell to print");
   await waitForCell(EXPECT.userCell, EXPECT.run1User);
   report.timings.runAll = (Date.now() - t0) / 1000;
   await page.waitForTimeout(300); // let anything late (a stray insert, a late mark) land before we look
@@ -167,26 +113,20 @@ async function main() {
   await scrollToGenerated();
   await shot('cells-inserted.png');
 
-  step = 'saving after the first run';
-  await page.evaluate(() => window.jupyterapp.commands.execute('docmanager:save'));
-  await page.waitForFunction(() => !window.jupyterapp.shell.currentWidget.context.model.dirty);
+  setStep('saving after the first run');
+  await saveNotebook(page);
 
-  step = 'editing generated step 1 by hand';
+  setStep('editing generated step 1 by hand');
   const first = report.phases.inserted.findIndex((c) => c.metadata?.smol_magic?.step === 1);
   if (first < 0) throw new Error('no generated cell of step 1 after the first run');
-  const editor = page.locator('.jp-Notebook .jp-Cell').nth(first).locator('.cm-content');
-  await editor.scrollIntoViewIfNeeded();
-  await editor.click();
-  await page.keyboard.press('Control+End');
-  await page.keyboard.type(`\n${EXPECT.editNote}`);
-  await page.keyboard.press('Escape');
+  await typeAtEnd(page, first, EXPECT.editNote);
   report.phases.edited = await snapshot();
 
-  step = 'running the agent cell again';
+  setStep('running the agent cell again');
   t0 = Date.now();
   const before = await countOf(EXPECT.agentCell);
   await runCell(EXPECT.agentCell);
-  step = 'waiting for the second run to replace the generated cells';
+  setStep('waiting for the second run to replace the generated cells');
   try {
     await page.waitForFunction(({ id, before }) => {
       const panel = window.jupyterapp.shell.currentWidget;
@@ -204,7 +144,7 @@ async function main() {
   report.timings.rerun = (Date.now() - t0) / 1000;
   log(`second run done in ${report.timings.rerun} s`);
 
-  step = "running the user's cell again";
+  setStep("running the user's cell again");
   const userBefore = await countOf(EXPECT.userCell);
   await runCell(EXPECT.userCell);
   await waitForCell(EXPECT.userCell, EXPECT.run2User, userBefore);
@@ -213,31 +153,16 @@ async function main() {
   await scrollToGenerated();
   await shot('cells-rerun.png');
 
-  step = 'saving after the second run';
-  await page.evaluate(() => window.jupyterapp.commands.execute('docmanager:save'));
-  await page.waitForFunction(() => !window.jupyterapp.shell.currentWidget.context.model.dirty);
+  setStep('saving after the second run');
+  await saveNotebook(page);
   report.kernelIdleAtEnd = await kernelIdle();
 }
 
-const deadline = new Promise((_, reject) => {
-  setTimeout(() => reject(new Error(`the whole test took over ${TOTAL_TIMEOUT / 1000} s`)), TOTAL_TIMEOUT).unref();
+await finish(main, {
+  browser, page, artifacts: ARTIFACTS, totalTimeout: TOTAL_TIMEOUT, failureShot: 'cells-failure.png',
+  record: () => { // the report is written either way, with what was seen so far
+    report.seconds = elapsed();
+    writeFileSync(REPORT, JSON.stringify(report, null, 2));
+    writeFileSync(join(ARTIFACTS, 'cells-console.log'), report.console.map((p) => `${p}\n`).join(''));
+  },
 });
-let failure = null;
-try {
-  await Promise.race([main(), deadline]);
-} catch (err) {
-  failure = err;
-}
-report.seconds = (Date.now() - started) / 1000;
-writeFileSync(REPORT, JSON.stringify(report, null, 2));
-writeFileSync(join(ARTIFACTS, 'cells-console.log'), report.console.map((p) => `${p}\n`).join(''));
-if (failure) {
-  console.error(`FAILED while ${step}: ${failure.message}`);
-  const path = join(ARTIFACTS, 'cells-failure.png');
-  await page.screenshot({ path }).catch(() => {});
-  console.error(`screenshot of the failing state: ${path}`);
-  await browser.close().catch(() => {});
-  process.exit(1);
-}
-log('done');
-await browser.close();

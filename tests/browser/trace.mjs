@@ -8,45 +8,19 @@
 //              cell after the agent's) and after (what it prints)
 // Exits 0 on success; on failure prints why, saves trace-failure.png and exits 1.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  STEP_TIMEOUT, collectErrors, finish, launch, log, openNotebook, scriptEnv, setStep,
+} from './lib.mjs';
 
-const env = (name) => {
-  if (!process.env[name]) throw new Error(`${name} is not set (run this through tests/test_browser.py)`);
-  return process.env[name];
-};
-const LAB_URL = env('LAB_URL');
-const NOTEBOOK = env('NOTEBOOK');
-const ARTIFACTS = env('ARTIFACTS');
-const EXPECT = JSON.parse(env('EXPECT'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const STEP_TIMEOUT = 30_000; // ms for any one thing to appear
+const { LAB_URL, NOTEBOOK, ARTIFACTS, EXPECT: expected } = scriptEnv('tests/test_browser.py', 'EXPECT');
+const EXPECT = JSON.parse(expected);
 const TOTAL_TIMEOUT = 90_000; // ms for the whole test, browser start to PASS
 
-mkdirSync(ARTIFACTS, { recursive: true });
-const started = Date.now();
-const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
 const problems = []; // console errors and uncaught page errors: any of them fails the test
-let step = 'launching Chromium';
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-    '--disable-background-networking', '--disable-component-update'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-page.setDefaultTimeout(STEP_TIMEOUT);
-page.on('console', (msg) => {
-  if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
-});
-page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-
-async function shot(name) {
-  const path = join(ARTIFACTS, name);
-  await page.screenshot({ path });
-  log(`screenshot ${path}`);
-}
+const { browser, page, shot } = await launch(ARTIFACTS);
+collectErrors(page, problems);
 
 async function waitForText(locator, text, what) {
   try {
@@ -74,7 +48,7 @@ const cellWith = (code) => page.locator('.jp-Notebook .jp-Cell')
   .filter({ has: page.locator('.jp-InputArea', { hasText: code }) });
 
 async function approve(n) {
-  step = `waiting for the Run button of step ${n}`;
+  setStep(`waiting for the Run button of step ${n}`);
   await runButton.waitFor({ state: 'visible' });
   await expectText(cardTitle(n), `Step ${n} · waiting for you`, `the card of step ${n}`);
   await expectText(live.locator('.smol-status'), 'waiting for you', 'the trace header while waiting');
@@ -92,43 +66,32 @@ async function approve(n) {
   log(`step ${n}: approval card is up`);
   await runButton.scrollIntoViewIfNeeded();
   await shot(n === 1 ? 'trace-waiting.png' : `trace-waiting-step${n}.png`);
-  step = `clicking Run for step ${n}`;
+  setStep(`clicking Run for step ${n}`);
   const button = await runButton.elementHandle();
   await button.click();
-  step = `waiting for the kernel to take the click on Run of step ${n}`;
+  setStep(`waiting for the kernel to take the click on Run of step ${n}`);
   await page.waitForFunction((el) => !el.isConnected, button, { timeout: STEP_TIMEOUT });
   log(`step ${n}: Run clicked, the approval card closed`);
 }
 
 async function main() {
-  step = `opening ${NOTEBOOK}`;
-  await page.goto(new URL(`lab/tree/${NOTEBOOK}`, LAB_URL).href);
-  await page.locator('.jp-Notebook .jp-Cell').first().waitFor();
+  await openNotebook(page, LAB_URL, NOTEBOOK);
 
-  step = 'waiting for the kernel to be idle';
-  await page.waitForFunction((path) => {
-    const w = window.jupyterapp?.shell?.currentWidget;
-    const kernel = w?.sessionContext?.session?.kernel;
-    return w?.context?.path === path && w.sessionContext.isReady && kernel?.connectionStatus === 'connected'
-      && kernel.status === 'idle';
-  }, NOTEBOOK, { timeout: 60_000 });
-  log('kernel idle');
-
-  step = 'running all cells';
+  setStep('running all cells');
   // Not awaited: the command's promise ends only when every cell has run, i.e. after our clicks.
   await page.evaluate(() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); });
 
   await approve(1);
   await approve(2);
 
-  step = 'waiting for the static trace to replace the widget';
+  setStep('waiting for the static trace to replace the widget');
   await waitForText(staticTrace, EXPECT.finalAnswer, 'the static trace');
   await live.waitFor({ state: 'detached' });
-  step = "waiting for cell 4's output";
+  setStep("waiting for cell 4's output");
   await waitForText(cellWith(EXPECT.afterCell).locator('.jp-OutputArea-output'), EXPECT.after, "cell 4's output");
   log('run finished: static trace shown, cell 4 printed its line');
 
-  step = 'checking the static trace';
+  setStep('checking the static trace');
   await expectText(staticTrace.locator('.smol-status').first(), 'done', 'the static trace header');
   await expectText(staticTrace, 'Final answer', 'the static trace');
   await expectText(staticTrace, EXPECT.finalAnswer, 'the final answer');
@@ -144,25 +107,11 @@ async function main() {
   await shot('trace-done.png');
 }
 
-const deadline = new Promise((_, reject) => {
-  setTimeout(() => reject(new Error(`the whole test took over ${TOTAL_TIMEOUT / 1000} s`)), TOTAL_TIMEOUT).unref();
-});
-let failure = null;
-try {
-  await Promise.race([main(), deadline]);
-  step = 'checking the browser console'; // a widget that cannot render logs an error there
+await finish(async () => {
+  await main();
+  setStep('checking the browser console'); // a widget that cannot render logs an error there
   if (problems.length) throw new Error(`the browser reported errors:\n  ${problems.join('\n  ')}`);
-} catch (err) {
-  failure = err;
-}
-writeFileSync(join(ARTIFACTS, 'trace-console.log'), problems.map((p) => `${p}\n`).join(''));
-if (failure) {
-  console.error(`FAILED while ${step}: ${failure.message}`);
-  const path = join(ARTIFACTS, 'trace-failure.png');
-  await page.screenshot({ path }).catch(() => {});
-  console.error(`screenshot of the failing state: ${path}`);
-  await browser.close().catch(() => {});
-  process.exit(1);
-}
-log('PASS');
-await browser.close();
+}, {
+  browser, page, artifacts: ARTIFACTS, totalTimeout: TOTAL_TIMEOUT, failureShot: 'trace-failure.png', done: 'PASS',
+  record: () => writeFileSync(join(ARTIFACTS, 'trace-console.log'), problems.map((p) => `${p}\n`).join('')),
+});
