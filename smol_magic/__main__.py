@@ -43,7 +43,8 @@ def demo(output: Path, timeout: int) -> int:
 def _stream_text(nb, marker: str) -> str | None:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            for line in str(out.get("text", "")).splitlines():
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")  # a trace is a display
+            for line in str(text).splitlines():
                 if line.startswith(marker):
                     return line
     return None

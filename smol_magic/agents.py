@@ -25,7 +25,9 @@ from typing import Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
 
 from . import guard, namespace
 from .executor import ExecutionResult, Executor, LocalPythonExecutor, interruptible
-from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from .memory import (
+    ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict, alternate_roles,
+)
 from .models import BaseModel, Messages, ModelError, TokenUsage, describe_model
 from .tools import Tool, final_answer, render_tools
 
@@ -447,6 +449,7 @@ class MultiStepAgent:
 
     async def _generate(self, messages: Messages, stop: list[str] | None = None) -> tuple[str, TokenUsage]:
         """Stream the reply into the renderer; the event loop stays free while the model thinks."""
+        messages[:] = alternate_roles(messages)
         parts: list[str] = []
         usage = TokenUsage()
         async for delta in self.model.generate_stream(messages, stop_sequences=stop):
@@ -638,8 +641,8 @@ class CodeAgent(MultiStepAgent):
             run.undo.setdefault(name, _UNBOUND)
         for name, value in result.previous.items():
             run.undo.setdefault(name, value)
-        for name, value in copies.items():
-            if name in ns and name not in result.changes.get("rebound", []):
+        for name, value in copies.items():  # names the action read but did not change need no undo
+            if name in ns and ns[name] is not value and not _same(ns[name], value):
                 run.undo.setdefault(name, value)
         for name in result.changes.get("created", []) + result.changes.get("rebound", []):
             if name in ns:
@@ -695,6 +698,20 @@ def _copy(value: Any) -> Any:
     import copy as copy_module
 
     return copy_module.deepcopy(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal contents (for the undo log): pandas' equals, numpy's array_equal, else ==."""
+    try:
+        if hasattr(a, "equals") and type(a).__module__.startswith("pandas"):
+            return bool(a.equals(b))
+        if type(a).__module__.startswith("numpy"):
+            import numpy
+
+            return bool(numpy.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:

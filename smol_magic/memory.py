@@ -54,7 +54,9 @@ class PlanningStep(MemoryStep):
     duration: float = 0.0
 
     def to_messages(self) -> list[dict[str, str]]:
-        return [{"role": "assistant", "content": f"Plan:\n{self.plan}"}]
+        # The user turn after the plan: a request must not end with the model's own words.
+        return [{"role": "assistant", "content": f"Plan:\n{self.plan}"},
+                {"role": "user", "content": "Now carry out the plan, one step of code at a time."}]
 
 
 @dataclass
@@ -123,13 +125,14 @@ class AgentMemory:
             messages.extend(step.to_messages())  # type: ignore[attr-defined]
         return messages
 
+
     @property
     def action_steps(self) -> list[ActionStep]:
         return [s for s in self.steps if isinstance(s, ActionStep)]
 
     def return_full_code(self) -> str:
-        """All code that actually ran, in order: the run as one script."""
-        return "\n\n".join(s.code for s in self.action_steps if s.ran and s.code)
+        """All code that ran without error, in order: the run as one script that re-runs."""
+        return "\n\n".join(s.code for s in self.action_steps if s.ran and s.code and not s.error)
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(
@@ -165,3 +168,14 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return asdict(value)
     return repr(value)
+
+
+def alternate_roles(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Merge consecutive messages of one role: many chat templates require user/assistant turns to alternate."""
+    merged: list[dict[str, str]] = []
+    for message in messages:
+        if merged and merged[-1]["role"] == message["role"]:
+            merged[-1] = {"role": message["role"], "content": merged[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            merged.append(dict(message))
+    return merged

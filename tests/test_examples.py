@@ -82,8 +82,6 @@ def test_demo_runs_the_quickstart(demo):
     assert out.exists() and str(out) in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="smol_magic/__main__.py _stream_text reads only stream outputs; in a kernel "
-                   "the trace's '■ done ...' line is in a display_data's text/plain")
 def test_demo_prints_the_run_summary(demo):
     done, _ = demo
     assert "■ done · 3 steps" in done.stdout

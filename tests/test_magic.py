@@ -164,7 +164,7 @@ def test_timeout_flag_stops_a_runaway_action(ip):
 def test_imports_flag_authorizes_a_module(ip):
     ip.user_ns["m"] = m = ScriptedModel([fence("import uuid\nfinal_answer(len(str(uuid.uuid4())))"), "no uuid"] * 2)
     ip.run_cell("%%agent -m m --max-steps 1 -o out\nmake an id")
-    assert "import of 'uuid' is not authorized" in m.requests[1][-2]["content"]
+    assert "import of 'uuid' is not authorized" in m.requests[1][-1]["content"]  # with the last-step prompt
     ip.run_cell("%%agent -m m --imports uuid -o out --reset\nmake an id")
     assert ip.user_ns["out"] == 36
 

@@ -92,3 +92,13 @@ def test_output_flooding_is_capped_everywhere(ip):
     shown = "".join(o.get("text", "") for o in step.outputs)
     assert len(shown) < 250_000 and shown.endswith("THE END\n") and "characters not shown" in shown
     assert len(m.requests[1][-1]["content"]) < 12_000  # the observation keeps to its budget
+
+
+def test_undo_leaves_alone_what_the_run_only_read(ip, sales):
+    ip.user_ns["targets"] = {"a": 1}
+    ip.user_ns["m"] = ScriptedModel([fence("targets['a'] = 2\nn = len(sales)"), fence("final_answer(n)")])
+    ip.run_cell("%%agent -m m --approve never --allow mutate_data\nupdate the target")
+    ip.run_cell("sales['r2'] = 0")  # the user's own change after the run
+    ip.run_line_magic("agent", "undo")
+    assert ip.user_ns["targets"] == {"a": 1}
+    assert ip.user_ns["sales"] is sales and "r2" in sales.columns
