@@ -206,3 +206,26 @@ def test_loading_is_fast_and_does_not_import_litellm():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert float(out[0]) < 1.0
     assert out[1:] == ["False", "False"]
+
+
+def test_where_clicks_cannot_reach_the_kernel_it_says_so_once_and_runs_as_never(ip, capsys):
+    from smol_magic.ui.widgets import clicks_reach_kernel
+
+    class OldKernel:  # ipykernel < 7.4: no concurrent dispatch of comm messages during a cell
+        def dispatch_shell(self, msg):
+            pass
+
+    class NewKernel:
+        def dispatch_shell(self, msg, subshell_id=None, *, concurrent=False):
+            pass
+
+    assert not clicks_reach_kernel(type("Shell", (), {"kernel": OldKernel()})())
+    assert clicks_reach_kernel(type("Shell", (), {"kernel": NewKernel()})())
+    assert not clicks_reach_kernel(ip)  # a terminal shell has no kernel at all
+    ip.run_line_magic("config", 'AgentMagics.ui = "widgets"')
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)"), fence("final_answer(2)")])
+    ip.run_cell("%%agent -m m --approve every -o a\nt")
+    ip.run_cell("%%agent -m m --approve every -o b\nt")
+    out = capsys.readouterr().out
+    assert out.count("cannot receive clicks while a cell runs") == 1
+    assert ip.user_ns["a"] == 1 and ip.user_ns["b"] == 2
