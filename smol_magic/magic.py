@@ -242,7 +242,7 @@ class AgentMagics(Magics):
             model = RecordingModel(model, args.record)
         agent = self._prepare_agent(model, args)
         cell_id = self._cell_id()
-        trace, agent.approver = self._ui(args.approve or self.approve, interactive)
+        trace, agent.approver = self._ui(args.approve or self.approve, interactive, cell_id)
         cells = await self._cells_renderer(args.cells or self.cells, cell_id, interactive)
         agent.renderer = Tee(trace, cells) if cells else trace
         self.run_cells.append(cell_id)
@@ -258,8 +258,13 @@ class AgentMagics(Magics):
             pass
         return agent.runs[-1]
 
-    def _ui(self, mode: str, interactive: bool) -> tuple[Renderer, ModeApprover]:
-        """A fresh trace and approver per run: widgets in a kernel, text and a prompt in a terminal."""
+    def _ui(self, mode: str, interactive: bool, cell_id: str | None = None) -> tuple[Renderer, ModeApprover]:
+        """A fresh trace and approver per run: widgets in a kernel, text and a prompt in a terminal.
+
+        Notebook frontends (JupyterLab, Notebook 7, VS Code) send the cell's id with each
+        execution; headless runners (nbclient, papermill, nbconvert) do not, and nobody
+        could click there: an approval would only wait for the runner's timeout.
+        """
         in_kernel = getattr(self.shell, "kernel", None) is not None
         if self.ui == "widgets" or (self.ui == "auto" and in_kernel):
             from .ui.widgets import WidgetTrace, clicks_reach_kernel
@@ -275,6 +280,11 @@ class AgentMagics(Magics):
                 person = None
                 self._notice("sync", "smol-magic: run_cell_magic cannot wait for clicks; running as --approve "
                              "never. Use a %%agent cell for approval buttons.")
+            elif mode != "never" and in_kernel and cell_id is None:
+                person = None
+                self._notice("headless", "smol-magic: no notebook frontend sent this cell (a headless run?), so "
+                             "nothing can wait for a click: running as --approve never; actions the guard asks "
+                             "about are refused.")
             return trace, ModeApprover(mode, person)
         from .ui.terminal import TerminalApprover
 

@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -230,9 +231,19 @@ def running_kernel(load_extension: bool = True, timeout: float = 60):
         stop_kernel(km, kc)
 
 
-def send(kc, code: str, **kwargs: Any) -> str:
-    """Send an execute_request without waiting; returns its msg_id."""
-    return kc.execute(code, **kwargs)
+def send(kc, code: str, cell_id: str | None = None, **kwargs: Any) -> str:
+    """Send an execute_request without waiting; returns its msg_id.
+
+    With ``cell_id`` it carries the cell's id in its metadata, as JupyterLab, Notebook 7 and
+    VS Code send it: smol-magic then knows a person is at a notebook (headless runners send none).
+    """
+    if cell_id is None:
+        return kc.execute(code, **kwargs)
+    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True, **kwargs}
+    msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+    kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
 
 
 def send_comm(kc, comm_id: str, data: dict[str, Any]) -> str:
@@ -369,7 +380,7 @@ class LiveCell:
     def __init__(self, kc, code: str, **kwargs: Any):
         self.kc = kc
         self.started = time.monotonic()
-        self.watch = CellWatch(send(kc, code, **kwargs))
+        self.watch = CellWatch(send(kc, code, cell_id=f"cell-{uuid.uuid4()}", **kwargs))
         self.result: CellResult | None = None
         self.clicked: list[str] = []  # comm ids of the buttons clicked, in order
         self.cards_seen: set[str] = set()  # approval cards (Accordion comm ids) already returned by wait_for_card

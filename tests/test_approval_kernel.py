@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from kernel_helpers import WIDGET_VIEW, LiveCell, evaluate, html_text, interrupt, ok, py, scripted
+from kernel_helpers import WIDGET_VIEW, LiveCell, evaluate, html_text, interrupt, ok, py, run, scripted
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc, own_kernel
 
@@ -387,3 +387,19 @@ def test_headless_notebook_saves_the_trace_as_html_and_text(tmp_path):
         assert WIDGET_VIEW not in output.get("data", {}), output
         assert output.get("output_type") != "error", output
     assert saved.cells[3].outputs[0]["text"] == "res = 30\n"
+
+
+def test_a_headless_run_does_not_wait_for_a_click_nobody_can_give(kc, tmp_path):
+    """nbclient, papermill and nbconvert send no cell id: an approval would only wait for their timeout.
+
+    So the run behaves as --approve never: what the guard allows runs, what it asks about is refused.
+    """
+    target = tmp_path / "written.txt"
+    ok(kc, scripted("m", py(f"open({str(target)!r}, 'w').write('x')"), py("final_answer('went on')")))
+    started = time.monotonic()
+    result = run(kc, "%%agent -m m -o res --reset --approve every\nno one is watching", timeout=20)
+    assert result.status == "ok", result.text
+    assert time.monotonic() - started < 10
+    assert "no notebook frontend sent this cell" in result.text
+    assert not target.exists()  # the write needed a person: refused
+    assert evaluate(kc, "res") == "went on"
