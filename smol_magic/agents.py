@@ -642,8 +642,9 @@ class CodeAgent(MultiStepAgent):
         for name, value in result.previous.items():
             run.undo.setdefault(name, value)
         for name, value in copies.items():  # names the action read but did not change need no undo
-            if name in ns and ns[name] is not value and not _same(ns[name], value):
+            if name in ns and name not in result.changes.get("rebound", []) and not _same(ns[name], value):
                 run.undo.setdefault(name, value)
+                result.changes.setdefault("changed", []).append(name)  # in place: the model is told too
         for name in result.changes.get("created", []) + result.changes.get("rebound", []):
             if name in ns:
                 self.agent_made[name] = id(ns[name])

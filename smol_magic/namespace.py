@@ -726,7 +726,7 @@ def diff(before: Snapshot, after: Snapshot) -> dict[str, list[str]]:
 
 def format_diff(changes: Mapping[str, list[str]], ns: Mapping[str, Any], max_lines: int = DIFF_MAX_LINES) -> str:
     """One line per created, rebound or deleted variable, with its headline."""
-    names = [(kind, name) for kind in ("created", "rebound", "deleted") for name in changes.get(kind, [])]
+    names = [(kind, name) for kind in ("created", "rebound", "changed", "deleted") for name in changes.get(kind, [])]
     lines = []
     for kind, name in names[:max_lines]:
         if kind != "deleted" and name in ns:

@@ -73,6 +73,8 @@ def test_undo_restores_bindings_and_in_place_changes(ip, sales, capsys):
     ])
     ip.run_cell("%%agent -m m --approve never --allow mutate_data\nmess it up")
     assert ip.user_ns["keep"] == "rebound" and ip.user_ns["sales"]["revenue"].tolist() == [0, 0]
+    step = ip.magics_manager.registry["AgentMagics"].current.memory.action_steps[0]
+    assert "changed sales: DataFrame 2 x 2" in step.observation  # an in-place change is reported too
     capsys.readouterr()
     ip.run_line_magic("agent", "undo")
     out = capsys.readouterr().out
