@@ -13,15 +13,13 @@ import ast
 import builtins
 import json
 import types
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .agents import RunResult
 from .memory import ActionStep, FinalAnswerStep, PlanningStep
 from .ui.html import value_bundle
-
-if TYPE_CHECKING:
-    import nbformat
 
 FORMAT_VERSION = 1
 _BUILTINS = set(dir(builtins))
@@ -112,46 +110,57 @@ def run_notebook(
     namespace: Mapping[str, Any] | None = None,
     setup: Sequence[str] = (),
     model: dict[str, Any] | None = None,
-) -> nbformat.NotebookNode:
-    """Build the notebook of one run."""
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # slow to import: only when exporting
+) -> dict[str, Any]:
+    """Build the notebook of one run, as nbformat v4.5 JSON data.
 
+    Plain dicts, not nbformat's objects: importing nbformat (jsonschema) costs
+    about 2 s, which a user's first export should not pay. The tests validate
+    what this writes against nbformat's schema.
+    """
     namespace = namespace or {}
     actions = [s for s in run.steps if isinstance(s, ActionStep)]
     ran = [s.code for s in actions if s.ran and s.code and not s.error]
     needed = [n for n in read_names(ran) if n in run.variables_before]
-    nb = new_notebook()
-    nb.metadata["smol_magic"] = {
+    nb: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+    nb["metadata"]["smol_magic"] = {
         "format": FORMAT_VERSION, "task": run.task, "model": model or {"model_id": run.model_id},
         "started_at": run.started_at, "state": run.state, "duration": round(run.duration, 3),
         "token_usage": vars(run.token_usage), "steps": len(actions), "variables_read": needed,
     }
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     summary = f"`{run.model_id}` · {run.started_at} · {len(actions)} steps · {run.state}"
-    nb.cells.append(new_markdown_cell(
+    cells = nb["cells"]
+    cells.append(new_markdown_cell(
         f"# Agent run\n\n**Task:** {run.task}\n\n{summary}\n\n"
         "*Exported by smol-magic: the code cells are the agent's actions, with the outputs they produced. "
         "Run them top to bottom to reproduce the analysis without the agent.*"
     ))
     if setup:
-        nb.cells.append(new_markdown_cell("## Setup\n\nThe cells of the original notebook that made the variables "
+        cells.append(new_markdown_cell("## Setup\n\nThe cells of the original notebook that made the variables "
                                           "the run started from:"))
-        nb.cells.extend(new_code_cell(source) for source in setup)
-    nb.cells.append(new_code_cell(_requirements(needed, namespace), metadata={"smol_magic": {"role": "requirements"}}))
+        cells.extend(new_code_cell(source) for source in setup)
+    cells.append(new_code_cell(_requirements(needed, namespace), metadata={"smol_magic": {"role": "requirements"}}))
     for step in run.steps:
         if isinstance(step, PlanningStep):
-            nb.cells.append(new_markdown_cell(f"**Plan**\n\n{step.plan}"))
+            cells.append(new_markdown_cell(f"**Plan**\n\n{step.plan}"))
         elif isinstance(step, ActionStep):
-            nb.cells.extend(_action_cells(step))
+            cells.extend(_action_cells(step))
         elif isinstance(step, FinalAnswerStep):
-            nb.cells.append(new_markdown_cell(f"**Final answer:** {_answer_text(step.output)}"))
+            cells.append(new_markdown_cell(f"**Final answer:** {_answer_text(step.output)}"))
     return nb
 
 
-def _action_cells(step: ActionStep) -> list[nbformat.NotebookNode]:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell
+def new_markdown_cell(source: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"cell_type": "markdown", "id": uuid.uuid4().hex[:12], "metadata": metadata or {}, "source": source}
 
+
+def new_code_cell(source: str, metadata: dict[str, Any] | None = None,
+                  outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"cell_type": "code", "id": uuid.uuid4().hex[:12], "metadata": metadata or {}, "source": source,
+            "execution_count": None, "outputs": json_outputs(outputs or [])}
+
+
+def _action_cells(step: ActionStep) -> list[dict[str, Any]]:
     meta = {
         "step": step.step_number, "approval": step.approval, "edited": step.proposed_code is not None,
         "verdict": {"decision": step.verdict.decision, "reasons": step.verdict.reasons},
@@ -172,8 +181,7 @@ def _action_cells(step: ActionStep) -> list[nbformat.NotebookNode]:
         note = f"> Step {step.step_number} failed, so it is not a code cell:\n\n```python\n{step.code}\n```\n\n"
         note += "```\n" + step.error.strip() + "\n```"
         return [new_markdown_cell(title + "\n\n" + note, metadata={"smol_magic": meta})]
-    cell = new_code_cell(step.code, metadata={"smol_magic": meta, "tags": ["smol-magic"]})
-    cell.outputs = [nbformat.from_dict(o) for o in cell_outputs(step)]
+    cell = new_code_cell(step.code, metadata={"smol_magic": meta, "tags": ["smol-magic"]}, outputs=cell_outputs(step))
     return [new_markdown_cell(title), cell]
 
 
@@ -184,12 +192,9 @@ def _answer_text(value: Any) -> str:
     return f"\n\n```\n{text}\n```"
 
 
-def write_notebook(nb: nbformat.NotebookNode, path: str | Path) -> Path:
-    import nbformat
-
+def write_notebook(nb: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
-    nbformat.validate(nb)
-    path.write_text(nbformat.writes(nb))
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
@@ -199,9 +204,9 @@ def run_script(run: RunResult, namespace: Mapping[str, Any] | None = None, setup
     header = "\n".join(f"# {line}" for line in f"Agent run: {run.task}".splitlines())
     header += f"\n# {run.model_id} · {run.started_at} · exported by smol-magic\n"
     blocks = []
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            blocks.append("\n".join(_script_line(line) for line in cell.source.splitlines()))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            blocks.append("\n".join(_script_line(line) for line in cell["source"].splitlines()))
     return header + "\n\n" + "\n\n".join(blocks) + "\n"
 
 

@@ -181,6 +181,7 @@ def test_agent_export_with_setup_from_the_notebook_history(ip, tmp_path, capsys)
     ip.run_line_magic("agent", f"export {tmp_path / 'run.ipynb'} --with-setup")
     assert "exported run 1 (5 steps, with 3 setup cells)" in capsys.readouterr().out
     nb = nbformat.read(tmp_path / "run.ipynb", as_version=4)
+    nbformat.validate(nb)  # written as plain JSON (no nbformat import at export): it must still be valid
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     assert sources[:3] == ["import pandas as pd", "raw = pd.DataFrame({'region': ['a', 'b', 'c'], 'revenue': [3, 9, 4]})",
                            "sales = raw.copy()"]
