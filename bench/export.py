@@ -123,7 +123,7 @@ def main() -> int:
         if name in measures:
             verdict = "   ok" if statistics.median(times) <= TARGET_MS else "   OVER TARGET"
         print(f"{name:<20} {statistics.median(times):>10.1f} {min(times):>9.1f}{size}{verdict}")
-    print(f"{'.ipynb, cold':<20} {cold_ms:>10.1f} {'':>9}   first export of a fresh process, "
+    print(f"{'.ipynb, cold':<20} {cold_ms:>10.1f} {'':>9}   first export of a fresh process "
           f"(the export imports no nbformat){'' if cold_ms <= TARGET_MS else ' (over the target)'}")
     worst = max(statistics.median(t) for t in measures.values())
     return 0 if worst <= TARGET_MS else 1
