@@ -280,17 +280,17 @@ class KernelExecutor:
         if cell_result is not None and cell_result.error_before_exec is not None:
             exc = cell_result.error_before_exec
             result.error = "".join(traceback.format_exception_only(type(exc), exc))
-        result.outputs = _cell_outputs(stdout.getvalue(), stderr.getvalue(),
-                                       [(o.data, o.metadata) for o in captured.outputs])
-        _finish(result, before, self.namespace, hidden)
+        _finish(result, stdout, stderr, [(o.data, o.metadata) for o in captured.outputs], before, self.namespace,
+                hidden)
         return result
 
 
-def _finish(result: ExecutionResult, before: namespace.Snapshot, ns: Mapping[str, Any], hidden: Any) -> None:
-    """What changed, what it replaced, and outputs made inert before they reach a browser."""
+def _finish(result: ExecutionResult, stdout: CappedText, stderr: CappedText, displays: list[tuple[dict, dict]],
+            before: namespace.Snapshot, ns: Mapping[str, Any], hidden: Any) -> None:
+    """What the action showed (made inert before it reaches a browser), what changed, what it replaced."""
     result.changes = namespace.diff(before, namespace.snapshot(ns, hidden))
     result.previous = {n: before[n] for n in result.changes["rebound"] + result.changes["deleted"]}
-    result.outputs = guard.sanitize_outputs(result.outputs)
+    result.outputs = guard.sanitize_outputs(_cell_outputs(stdout.getvalue(), stderr.getvalue(), displays))
     result.output = output_text(result.outputs)
 
 
@@ -334,6 +334,5 @@ class LocalPythonExecutor:
         except BaseException as exc:  # everything the action does wrong is an observation
             _classify(result, exc, exc.__traceback__, skip_frames=1)
         result.duration = time.perf_counter() - start
-        result.outputs = _cell_outputs(stdout.getvalue(), stderr.getvalue(), displays)
-        _finish(result, before, self.namespace, self.hidden())
+        _finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
         return result

@@ -167,15 +167,13 @@ class AgentMagics(Magics):
 
     def _setup_cells(self, run: RunResult) -> list[str]:
         """The user's own cells (from this kernel's history) that made what the run read."""
-        from .notebook import read_names, setup_sources
+        from .notebook import setup_sources, variables_read
 
         agent_code = {s.code for r in self.current.runs for s in r.action_steps if s.code}
         history = self.shell.history_manager
         cells = [(raw, parsed) for raw, parsed in zip(history.input_hist_raw, history.input_hist_parsed)
                  if not raw.lstrip().startswith(("%%agent", "%agent"))]
-        needed = [n for n in read_names([s.code for s in run.action_steps if s.ran and s.code])
-                  if n in run.variables_before]
-        return setup_sources(cells, needed, skip=agent_code)
+        return setup_sources(cells, variables_read(run), skip=agent_code)
 
     def _undo(self, args: Any) -> None:
         number = self._pick_run(args)
@@ -270,22 +268,22 @@ class AgentMagics(Magics):
             from .ui.widgets import WidgetTrace, clicks_reach_kernel
 
             trace = WidgetTrace(approve_mode=mode)
-            person = trace
-            if mode != "never" and not clicks_reach_kernel(self.shell):
-                person = None
-                self._notice("old-kernel", "smol-magic: this kernel cannot receive clicks while a cell runs "
-                             "(ipykernel older than 7.4), so nothing waits for approval: running as --approve never. "
-                             "Upgrade ipykernel for the approval buttons.")
-            elif mode != "never" and not interactive:
-                person = None
-                self._notice("sync", "smol-magic: run_cell_magic cannot wait for clicks; running as --approve "
-                             "never. Use a %%agent cell for approval buttons.")
-            elif mode != "never" and in_kernel and cell_id is None:
-                person = None
-                self._notice("headless", "smol-magic: no notebook frontend sent this cell (a headless run?), so "
-                             "nothing can wait for a click: running as --approve never; actions the guard asks "
-                             "about are refused.")
-            return trace, ModeApprover(mode, person)
+            if mode == "never":
+                return trace, ModeApprover(mode)
+            if not clicks_reach_kernel(self.shell):
+                why = ("old-kernel", "this kernel cannot receive clicks while a cell runs (ipykernel older than "
+                       "7.4), so nothing waits for approval: running as --approve never. Upgrade ipykernel for "
+                       "the approval buttons.")
+            elif not interactive:
+                why = ("sync", "run_cell_magic cannot wait for clicks; running as --approve never. Use a %%agent "
+                       "cell for approval buttons.")
+            elif in_kernel and cell_id is None:
+                why = ("headless", "no notebook frontend sent this cell (a headless run?), so nothing can wait for "
+                       "a click: running as --approve never; actions the guard asks about are refused.")
+            else:
+                return trace, ModeApprover(mode, trace)
+            self._notice(why[0], f"smol-magic: {why[1]}")
+            return trace, ModeApprover(mode)
         from .ui.terminal import TerminalApprover
 
         person = TerminalApprover(mode) if sys.stdin is not None and sys.stdin.isatty() else None

@@ -89,6 +89,11 @@ class ActionStep(MemoryStep):
     def ran(self) -> bool:
         return self.approval in ("auto", "run", "edit")
 
+    @property
+    def succeeded(self) -> bool:
+        """Ran to the end without error: part of the run as a script that re-runs."""
+        return self.ran and bool(self.code) and not self.error
+
     def to_messages(self) -> list[dict[str, str]]:
         # An empty assistant turn (interrupted before the reply) is rejected by some providers.
         messages = [{"role": "assistant", "content": self.model_output}] if self.model_output else []
@@ -132,7 +137,7 @@ class AgentMemory:
 
     def return_full_code(self) -> str:
         """All code that ran without error, in order: the run as one script that re-runs."""
-        return "\n\n".join(s.code for s in self.action_steps if s.ran and s.code and not s.error)
+        return "\n\n".join(s.code for s in self.action_steps if s.succeeded)
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(

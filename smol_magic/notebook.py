@@ -82,6 +82,11 @@ def setup_sources(history: Sequence[tuple[str, str]], needed: Sequence[str], ski
     return list(reversed(chosen))
 
 
+def variables_read(run: RunResult) -> list[str]:
+    """The user's variables the run's code read: what its export needs before it re-runs."""
+    return [n for n in read_names([s.code for s in run.action_steps if s.succeeded]) if n in run.variables_before]
+
+
 def _requirements(names: list[str], namespace: Mapping[str, Any]) -> str:
     """The export's first code cell: imports for modules the run used, a check for everything else."""
     imports = []
@@ -118,9 +123,8 @@ def run_notebook(
     what this writes against nbformat's schema.
     """
     namespace = namespace or {}
-    actions = [s for s in run.steps if isinstance(s, ActionStep)]
-    ran = [s.code for s in actions if s.ran and s.code and not s.error]
-    needed = [n for n in read_names(ran) if n in run.variables_before]
+    actions = run.action_steps
+    needed = variables_read(run)
     nb: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
     nb["metadata"]["smol_magic"] = {
         "format": FORMAT_VERSION, "task": run.task, "model": model or {"model_id": run.model_id},

@@ -56,7 +56,6 @@ class _Card:
         self.parts: dict[str, str] = {}
         self.title = title
         self.text = ""
-        self.outputs: w.Output | None = None
         self.has_code = False
 
     def set(self, **parts: str) -> None:
@@ -142,7 +141,7 @@ class WidgetTrace(Renderer):
         card = self.card or self._new_card("")
         card.has_code = True
         card.set(stream="", reasoning=h.text_html(step.reasoning) if step.reasoning else "",
-                 code=h.code_html(step.code or "") + h.verdict_html(step.verdict))
+                 code=_code_and_verdict(step))
         card.set_title(f"Step {step.step_number} · {step.verdict.decision}")
         self._schedule()
 
@@ -150,7 +149,7 @@ class WidgetTrace(Renderer):
         self._plain.action_started(step)
         if self.card is not None:
             if step.proposed_code is not None:  # a person edited it: show what runs
-                self.card.set(code=h.code_html(step.code or "") + h.verdict_html(step.verdict))
+                self.card.set(code=_code_and_verdict(step))
             self.card.set_title(f"Step {step.step_number} · running…")
         self._set_status(f"running step {step.step_number}")
         self._flush()  # the code blocks the event loop while it runs: show it first
@@ -173,9 +172,9 @@ class WidgetTrace(Renderer):
             rich = [o for o in step.outputs if o.get("output_type") != "stream"]
             card.set(printed="".join(h.output_html(o) for o in printed))
             if rich:
-                card.outputs = w.Output(layout=self._layout)
-                card.outputs.outputs = tuple(rich)
-                card.add_widget(card.outputs)
+                outputs = w.Output(layout=self._layout)
+                outputs.outputs = tuple(rich)
+                card.add_widget(outputs)
             details = [h.text_html(step.error, colour="#c62828")] if step.error else []
             if step.observation:
                 details.append(h.details_html("observation sent to the model", h.text_html(step.observation)))
@@ -316,6 +315,10 @@ class WidgetTrace(Renderer):
 
     def _show_text(self, output: dict[str, Any]) -> None:
         self._text.write(output_text([output]) + "\n")
+
+
+def _code_and_verdict(step: ActionStep) -> str:
+    return h.code_html(step.code or "") + h.verdict_html(step.verdict)
 
 
 def _chosen(decision: Decision) -> str:
