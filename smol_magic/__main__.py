@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -16,15 +17,29 @@ def examples_dir() -> Path:
     raise SystemExit("smol-magic: the example notebooks are missing from this installation")
 
 
+DEMO_NEEDS = ("pandas", "matplotlib")  # what the quickstart notebook itself imports
+
+
 def demo(output: Path, timeout: int) -> int:
+    missing = [name for name in DEMO_NEEDS if not _installed(name)]
+    if missing:
+        print(f"smol-magic demo: the quickstart needs {' and '.join(missing)}: "
+              "pip install 'smol-magic[demo]' (or pip install -e '.[demo]' in a checkout)", file=sys.stderr)
+        return 2
     import nbclient
     import nbformat
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
 
     source = examples_dir() / "quickstart.ipynb"
     nb = nbformat.read(source, as_version=4)
     print(f"smol-magic demo: running {source.name} in a fresh kernel (scripted model, no network)...")
+    # IPC: the kernel talks over local sockets, so it has nothing to say about unencrypted TCP.
+    sockets = tempfile.TemporaryDirectory(prefix="smol_magic_demo_")
+    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets.name) / "kernel"))
     client = nbclient.NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}, km=km
     )
     try:
         client.execute()
@@ -33,11 +48,23 @@ def demo(output: Path, timeout: int) -> int:
         return 1
     finally:
         nbformat.write(nb, output)
+        if km.has_kernel:  # nbclient leaves a kernel manager it was given running
+            asyncio.run(km.shutdown_kernel())
+        sockets.cleanup()
     answer = _stream_text(nb, "fastest growing region:")
     steps = _stream_text(nb, "■ ")
     print(steps or "", answer or "", sep="\n")
     print(f"executed notebook written to {output.resolve()}")
     return 0
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # in sys.modules as None: blocked
+        return False
 
 
 def _stream_text(nb, marker: str) -> str | None:

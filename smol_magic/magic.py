@@ -290,7 +290,7 @@ class AgentMagics(Magics):
         if mode != "never" and person is None:
             self._notice("no-tty", "smol-magic: no one can be asked for approval here (no terminal): running as "
                          "--approve never; actions the guard asks about are refused.")
-        return TextRenderer(), ModeApprover(mode, person)
+        return TextRenderer(show_error=False), ModeApprover(mode, person)  # the UsageError says it
 
     def _cell_id(self) -> str | None:
         """The executing %%agent cell's id, which JupyterLab sends with each execute_request."""

@@ -130,6 +130,31 @@ def _is_malformed(exc: BaseException) -> bool:
     return any(isinstance(e, json.JSONDecodeError) for e in _chain(exc))
 
 
+_CONFIG_ERROR = re.compile(r"api[_ ]?key|credential|unauthori[sz]ed|authenticat|permission denied", re.I)
+
+
+def _is_config_error(exc: BaseException) -> bool:
+    """Authentication and configuration errors: retrying cannot fix them (some clients call them 500s)."""
+    status = _status(exc)
+    if status in (400, 401, 403, 404):
+        return True
+    return any(_CONFIG_ERROR.search(str(e)) for e in _chain(exc))
+
+
+def _transient_in_chain(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """429, 5xx, timeouts and refused connections, wherever the client library wrapped them.
+
+    huggingface_hub 2.x (httpx) and litellm wrap the socket error several times:
+    the outermost exception alone does not say what happened.
+    """
+    if _is_config_error(exc):
+        return False
+    status = _status(exc)
+    if status is not None:
+        return status == 429 or status >= 500
+    return any(isinstance(e, kinds) for e in _chain(exc))
+
+
 def _status(exc: BaseException) -> int | None:
     for e in _chain(exc):
         status = getattr(e, "status_code", None)
@@ -325,6 +350,7 @@ class LiteLLMModel(BaseModel):
         super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
+        self._credentials_checked = False
 
     def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool) -> dict[str, Any]:
         # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
@@ -356,11 +382,32 @@ class LiteLLMModel(BaseModel):
             litellm.Timeout,
             litellm.APIConnectionError,
         )
-        status = getattr(exc, "status_code", None)
-        return isinstance(exc, transient) or (isinstance(status, int) and (status == 429 or status >= 500))
+        return _transient_in_chain(exc, transient)
+
+    def _check_credentials(self) -> None:
+        """A missing API key is configuration, not a passing fault: say which variable to set, at once.
+
+        Checked once, before the first request, with litellm's own table of the
+        variables each provider reads (``*_API_BASE`` entries are left out: those
+        providers have a default address, e.g. Ollama on localhost).
+        """
+        if self._credentials_checked or self.api_key:
+            return
+        try:
+            missing = _litellm().validate_environment(model=self.model_id, api_base=self.api_base)["missing_keys"]
+        except Exception:  # an unknown provider: let the request say what is wrong
+            missing = []
+        missing = [name for name in missing if not name.endswith("_API_BASE")]
+        if missing:
+            raise ModelError(
+                f"{self.model_id}: no API key: set {' or '.join(missing)} in the environment "
+                f"(or pass api_key=... to {type(self).__name__})"
+            )
+        self._credentials_checked = True
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
         litellm = _litellm()
+        self._check_credentials()
 
         async def call():
             return await litellm.acompletion(**self._params(messages, stop_sequences, stream=False))
@@ -376,6 +423,7 @@ class LiteLLMModel(BaseModel):
         self, messages: Messages, stop_sequences: list[str] | None = None
     ) -> AsyncIterator[StreamDelta]:
         litellm = _litellm()
+        self._check_credentials()
 
         async def call():
             return await litellm.acompletion(**self._params(messages, stop_sequences, stream=True))
@@ -426,10 +474,7 @@ class InferenceClientModel(BaseModel):
         import httpx  # a huggingface_hub dependency; its transport errors are timeouts / refused connections
         from huggingface_hub.errors import InferenceTimeoutError
 
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if isinstance(status, int):
-            return status == 429 or status >= 500
-        return isinstance(
+        return _transient_in_chain(
             exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, InferenceTimeoutError, httpx.TransportError)
         )
 

@@ -87,6 +87,20 @@ def test_demo_prints_the_run_summary(demo):
     assert "■ done · 3 steps" in done.stdout
 
 
+def test_demo_shows_no_kernel_warnings(demo):
+    done, _ = demo
+    assert "WARNING" not in done.stderr and "without encryption" not in done.stdout + done.stderr, done.stderr
+
+
+def test_demo_says_what_to_install_when_pandas_is_missing(tmp_path):
+    blocked = "import sys; sys.modules['pandas'] = None; from smol_magic.__main__ import main; sys.exit(main(['demo']))"
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("smol-magic demo: the quickstart needs pandas: pip install 'smol-magic[demo]' "
+                                   "(or pip install -e '.[demo]' in a checkout)")
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
 def execute_in_place(paths: list[Path]) -> None:
     """Re-execute notebooks as they are committed: outputs, no widget state, no timings."""
     import time

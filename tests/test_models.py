@@ -244,3 +244,32 @@ def test_scripted_model_streams_its_reply_as_one_delta():
 
     assert [d.content for d in deltas] == ["Thought: done"]
     assert deltas[0].token_usage is not None
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])
+def test_missing_api_key_fails_at_once_and_names_the_variable(
+    srv: OpenAIServer, monkeypatch: pytest.MonkeyPatch, streaming: bool
+):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    srv.push_reply("must not be reached")
+    model = LiteLLMModel("openai/gpt-4o-mini", api_base=srv.base_url, max_retries=3)
+
+    with pytest.raises(ModelError) as info:
+        call(model, streaming)
+
+    assert str(info.value) == (
+        "openai/gpt-4o-mini: no API key: set OPENAI_API_KEY in the environment (or pass api_key=... to LiteLLMModel)"
+    )
+    assert srv.requests == [], "a configuration error is not a request, let alone four"
+
+
+def test_error_mentioning_credentials_is_not_retried(srv: OpenAIServer):
+    # Some providers (and litellm's wrapping of the openai client) report a missing key as a 500.
+    srv.push_status(500, "Missing credentials. Please pass an `api_key`")
+    srv.push_reply("must not be reached")
+    model = litellm_client(srv, max_retries=3)
+
+    with pytest.raises(ModelError, match="Missing credentials"):
+        generate(model)
+
+    assert len(srv.requests) == 1

@@ -39,8 +39,11 @@ class TextRenderer(Renderer):
         write: Callable[[str], Any] | None = None,
         show: Callable[[dict[str, Any]], None] | None = None,
         show_observation: bool = True,
+        show_error: bool = True,
     ):
+        # show_error=False where the caller raises the run's error itself (the magic): say it once.
         self._write = write
+        self.show_error = show_error
         self.show = show or _default_show
         self.show_observation = show_observation
         self.model_id = ""
@@ -95,6 +98,6 @@ class TextRenderer(Renderer):
         actions = len(result.action_steps)
         tokens = f"{result.token_usage.input_tokens} tokens in, {result.token_usage.output_tokens} out"
         line = f"■ {result.state} · {actions} step{'s' if actions != 1 else ''} · {result.duration:.1f} s · {tokens}"
-        if result.error:
+        if result.error and self.show_error:
             line += f" · {result.error}"
         self.write(line)
