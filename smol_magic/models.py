@@ -9,10 +9,12 @@ a model thinks. ``litellm`` and ``huggingface_hub`` are imported lazily:
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
@@ -83,24 +85,59 @@ class BaseModel:
         response = await self.generate(messages, stop_sequences)
         yield StreamDelta(response.content, response.token_usage)
 
-    async def _with_retries(self, call: Callable[[], Any], is_transient: Callable[[BaseException], bool]) -> Any:
-        """Retry transient failures (429, 5xx, timeouts) with exponential backoff and jitter.
+    async def _with_retries(self, call: Callable[[float], Any], is_transient: Callable[[BaseException], bool]) -> Any:
+        """Retry transient failures (429, 5xx, timeouts) with backoff, all within ``self.timeout`` seconds.
 
-        Whatever finally fails becomes a one-line ``ModelError`` naming the model:
-        the user should read "HTTP 500: ...", not a litellm/httpx traceback.
+        ``call(remaining)`` gets the seconds left, for the client's own timeout. A
+        server's ``Retry-After`` is honoured when it fits in the time left. Whatever
+        finally fails becomes a one-line ``ModelError`` naming the model: the user
+        should read "HTTP 500: ...", not a litellm/httpx traceback.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         for attempt in range(self.max_retries + 1):
+            remaining = deadline - loop.time()
             try:
-                return await call()
+                return await asyncio.wait_for(call(remaining), max(remaining, 0.001))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and deadline - loop.time() <= 0.01:
+                    raise ModelError(self._timed_out(attempt + 1)) from exc
                 transient = is_transient(exc) and not _is_malformed(exc)
                 if attempt >= self.max_retries or not transient:
                     tail = f" (gave up after {attempt + 1} attempts)" if transient and attempt else ""
                     raise ModelError(f"{self.model_id}: {_describe(exc)}{tail}") from exc
                 delay = self.retry_base_delay * (2**attempt) * (1 + random.random() / 4)
+                asked = _retry_after(exc)
+                if asked is not None:
+                    delay = asked
+                if delay >= deadline - loop.time():
+                    why = f"the server asked to retry in {asked:g} s" if asked is not None else "no time left to retry"
+                    raise ModelError(
+                        f"{self.model_id}: {_describe(exc)}; {why}, past the model timeout ({self.timeout:g} s). "
+                        "Try again later, or raise the timeout (--model-timeout)"
+                    ) from exc
                 await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _timed_out(self, attempts: int) -> str:
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        return (f"{self.model_id}: no reply within {self.timeout:g} s{tries}: the server may be down or overloaded. "
+                "Check it, or raise the timeout (--model-timeout)")
+
+    async def _bounded(self, stream: AsyncIterator[Any], deadline: float) -> AsyncIterator[Any]:
+        """A stream that stalls past the model timeout ends with a clear error instead of waiting forever."""
+        loop = asyncio.get_running_loop()
+        iterator = stream.__aiter__()
+        while True:
+            try:
+                item = await asyncio.wait_for(iterator.__anext__(), max(deadline - loop.time(), 0.001))
+            except StopAsyncIteration:
+                return
+            except (asyncio.TimeoutError, TimeoutError):
+                raise ModelError(self._timed_out(1) + " (the reply stopped mid-stream)") from None
+            yield item
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_id!r})"
@@ -162,6 +199,24 @@ def _status(exc: BaseException) -> int | None:
             status = getattr(getattr(e, "response", None), "status_code", None)
         if isinstance(status, int):
             return status
+    return None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date), if it said."""
+    for e in _chain(exc):
+        headers = getattr(getattr(e, "response", None), "headers", None) or getattr(e, "headers", None)
+        value = headers.get("retry-after") if hasattr(headers, "get") else None
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, when.timestamp() - time.time())
     return None
 
 
@@ -352,12 +407,13 @@ class LiteLLMModel(BaseModel):
         self.api_key = api_key
         self._credentials_checked = False
 
-    def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool) -> dict[str, Any]:
+    def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool,
+                timeout: float) -> dict[str, Any]:
         # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
         params: dict[str, Any] = dict(
             model=self.model_id,
             messages=[dict(m) for m in messages],
-            timeout=self.timeout,
+            timeout=timeout,
             num_retries=0,
             **self.kwargs,
         )
@@ -409,8 +465,8 @@ class LiteLLMModel(BaseModel):
         litellm = _litellm()
         self._check_credentials()
 
-        async def call():
-            return await litellm.acompletion(**self._params(messages, stop_sequences, stream=False))
+        async def call(remaining: float):
+            return await litellm.acompletion(**self._params(messages, stop_sequences, False, remaining))
 
         response = await self._with_retries(call, self._is_transient)
         try:
@@ -425,12 +481,13 @@ class LiteLLMModel(BaseModel):
         litellm = _litellm()
         self._check_credentials()
 
-        async def call():
-            return await litellm.acompletion(**self._params(messages, stop_sequences, stream=True))
+        async def call(remaining: float):
+            return await litellm.acompletion(**self._params(messages, stop_sequences, True, remaining))
 
+        deadline = asyncio.get_running_loop().time() + self.timeout
         stream = await self._with_retries(call, self._is_transient)
         try:
-            async for delta in _deltas(self.model_id, stream):
+            async for delta in _deltas(self.model_id, self._bounded(stream, deadline)):
                 yield delta
         finally:
             aclose = getattr(stream, "aclose", None)  # release the HTTP connection on early exit / Interrupt
@@ -481,7 +538,7 @@ class InferenceClientModel(BaseModel):
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
         client = self._client()
 
-        async def call():
+        async def call(remaining: float):
             return await client.chat_completion(
                 messages, model=self.model_id, stop=stop_sequences, **self.kwargs
             )
@@ -502,7 +559,7 @@ class InferenceClientModel(BaseModel):
     ) -> AsyncIterator[StreamDelta]:
         client = self._client()
 
-        async def call():
+        async def call(remaining: float):
             return await client.chat_completion(
                 messages,
                 model=self.model_id,
@@ -513,8 +570,9 @@ class InferenceClientModel(BaseModel):
             )
 
         try:
+            deadline = asyncio.get_running_loop().time() + self.timeout
             stream = await self._with_retries(call, self._is_transient)
-            async for delta in _deltas(self.model_id, stream):
+            async for delta in _deltas(self.model_id, self._bounded(stream, deadline)):
                 yield delta
         finally:
             await _close(client)
@@ -536,6 +594,8 @@ async def _deltas(model_id: str, stream: AsyncIterator[Any]) -> AsyncIterator[St
             if text or usage:
                 received = True
                 yield StreamDelta(text, _usage(usage) if usage else None)
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"{model_id}: stream failed: {_describe(exc)}") from exc
     if not received:

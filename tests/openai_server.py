@@ -21,7 +21,7 @@ import pytest
 
 @dataclass
 class Behaviour:
-    kind: str  # "reply" | "stream" | "status" | "malformed"
+    kind: str  # "reply" | "stream" | "status" | "malformed" | "hang"
     text: str = ""
     pieces: list[str] = field(default_factory=list)
     usage: tuple[int, int] | None = None
@@ -34,6 +34,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: Any  # parsed JSON, or the raw text if it was not JSON
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class OpenAIServer:
@@ -45,6 +46,7 @@ class OpenAIServer:
         self.requests: list[Request] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._released = threading.Event()  # hung requests end when the server stops
 
     # -- scripting ---------------------------------------------------------
 
@@ -67,6 +69,11 @@ class OpenAIServer:
     ) -> "OpenAIServer":
         """Answer with an HTTP error status and an OpenAI-style JSON error body."""
         self._push(Behaviour("status", text=message, status=status, headers=dict(headers or {})))
+        return self
+
+    def push_hang(self) -> "OpenAIServer":
+        """Accept the request and never answer (until the server stops): a hung model server."""
+        self._push(Behaviour("hang"))
         return self
 
     def push_malformed(self, body: str = "<html>upstream proxy error: this is not JSON") -> "OpenAIServer":
@@ -110,6 +117,7 @@ class OpenAIServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -159,6 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model") or "unknown"
         if b.kind == "status":
             return self._error(b.status, b.text, b.headers)
+        if b.kind == "hang":
+            self.server_state._released.wait()
+            return None
         if b.kind == "malformed":
             return self._send(200, b.text.encode(), "application/json")
         if b.kind == "stream" or (b.kind == "reply" and body.get("stream")):

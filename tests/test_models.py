@@ -273,3 +273,40 @@ def test_error_mentioning_credentials_is_not_retried(srv: OpenAIServer):
         generate(model)
 
     assert len(srv.requests) == 1
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])
+def test_hung_server_ends_at_the_model_timeout_with_a_clear_error(make: MakeModel, srv: OpenAIServer, streaming):
+    srv.push_hang().push_hang().push_hang().push_hang()
+    model = make(srv, max_retries=3, timeout=1.0)
+
+    with pytest.raises(ModelError) as info:
+        call(model, streaming)
+
+    assert str(info.value).startswith(f"{model.model_id}: no reply within 1 s")
+    assert "--model-timeout" in str(info.value)
+    assert len(srv.requests) == 1, "the time was spent on one hung request: no retry fits in the bound"
+
+
+def test_retry_after_is_honoured(make: MakeModel, srv: OpenAIServer):
+    srv.push_status(429, "slow down", headers={"Retry-After": "1"})
+    srv.push_reply("hello")
+    model = make(srv, max_retries=3, timeout=30.0)
+
+    assert generate(model).content == "hello"
+
+    first, second = srv.requests
+    assert second.at - first.at >= 0.95, "retried before the second the server asked for"
+
+
+def test_retry_after_past_the_timeout_gives_up_at_once(make: MakeModel, srv: OpenAIServer):
+    srv.push_status(503, "maintenance", headers={"Retry-After": "20"})
+    srv.push_reply("must not be reached")
+    model = make(srv, max_retries=3, timeout=5.0)
+
+    with pytest.raises(ModelError) as info:
+        generate(model)
+
+    message = str(info.value)
+    assert "HTTP 503: maintenance" in message and "asked to retry in 20 s" in message, message
+    assert len(srv.requests) == 1
