@@ -52,3 +52,34 @@ def test_ci_runs_readmes_commands_in_a_fresh_venv():
     ci = (root / ".ci" / "run").read_text()
     assert tests in ci.splitlines()
     assert ci.index('python3 -m venv "$venv"') < ci.index('source "$venv/bin/activate"') < ci.index(tests)
+
+
+def test_terminal_ipython_waits_for_the_task_lines_of_a_cell_magic(tmp_path):
+    """Typed at IPython's prompt, `%%agent -m m` + Enter waits for the task, ended by a blank line."""
+    import subprocess
+    import sys
+
+    reply = "Thought: count.\\n```python\\nfinal_answer(42)\\n```"
+    typed = "\n".join([
+        "%load_ext smol_magic",
+        "from smol_magic import ScriptedModel",
+        f'm = ScriptedModel(["{reply}"])',
+        "%%agent -m m -o out --approve never",
+        "Count the words",
+        "of this two-line task.",
+        "",
+        "",  # --simple-prompt ends any cell magic (%%capture too) at the second blank line
+        'print("answer:", out, "| both lines sent:", "two-line task" in m.requests[0][-1]["content"])',
+        "",
+    ])
+    done = subprocess.run([sys.executable, "-m", "IPython", "--simple-prompt", "--no-banner", "--colors=NoColor"],
+                          input=typed, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "UsageError" not in done.stdout + done.stderr, done.stdout
+    assert "answer: 42 | both lines sent: True" in done.stdout, done.stdout
+
+
+def test_kernel_is_complete_request_treats_agent_cells_like_cell_magics(ip):
+    check = ip.input_transformer_manager.check_complete
+    assert check("%%agent -m m\n")[0] == "incomplete"
+    assert check("%%agent -m m\nsummarise {df}\n")[0] == "incomplete"
+    assert check("%%agent -m m\nsummarise {df}\n\n")[0] == "complete"
