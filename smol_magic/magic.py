@@ -440,7 +440,7 @@ def rewrite_agent_cell(lines: list[str]) -> list[str]:
 # IPython's check_complete (the terminal's "is this cell finished?", and the kernel's
 # is_complete_request) skips transformers with side effects: it then sees a "%%" cell
 # and, as for every cell magic, waits for the task lines and a blank line.
-rewrite_agent_cell.has_side_effects = True  # type: ignore[attr-defined]  # type: ignore[attr-defined]
+rewrite_agent_cell.has_side_effects = True  # type: ignore[attr-defined]
 
 
 def load_ipython_extension(shell: Any) -> None:
