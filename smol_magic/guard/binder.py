@@ -6,9 +6,6 @@ import ast
 from dataclasses import dataclass, field
 
 
-# -- the checker ----------------------------------------------------------------------------------
-
-
 @dataclass
 class _Scope:
     kind: str  # module | function | class | comprehension
@@ -119,7 +116,10 @@ class _Binder:
 
 
 class Scopes:
-    """Scope queries of the checker: where a store binds, what a name is bound to here. A part of the checker (``checker._Guard``)."""
+    """Scope queries of the checker: where a store binds, what a name is bound to here.
+
+    A part of the checker (``checker._Guard``).
+    """
 
     # -- scopes ------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class Scopes:
                 return True
         return False
 
-    # -- resolution -------------------------------------------------------------
+    # -- what a name is bound to here ------------------------------------------
 
     def code_bindings(self, name: str) -> list[tuple] | None:
         """What ``name`` is bound to by the code, in the scope being checked (None: not bound by the code)."""

@@ -8,7 +8,10 @@ import types
 
 from .nodes import _MISSING, _callee_name
 from .refs import _Ref, _origin, _str_attr
-from .rules import FILE_MODULES, FORBIDDEN_ATTRS, FORBIDDEN_BUILTINS, IPYTHON_NAMES, NETWORK_MODULES, PROCESS_CALLS, SAFE_DUNDERS, UNPICKLE_MODULES, WRITERS, _ACTIVE_CONTENT, _CALL_NAMES, _CLASS_NAME_ATTRS, _under
+from .rules import (
+    FILE_MODULES, FORBIDDEN_ATTRS, FORBIDDEN_BUILTINS, IPYTHON_NAMES, NETWORK_MODULES, PROCESS_CALLS,
+    SAFE_DUNDERS, UNPICKLE_MODULES, WRITERS, _ACTIVE_CONTENT, _CALL_NAMES, _CLASS_NAME_ATTRS, _under,
+)
 
 
 def _format_fields(text: str) -> list[list[str] | None]:

@@ -8,7 +8,10 @@ import types
 from typing import Any
 
 from .nodes import _MISSING, _chain_root, _inplace, _kw
-from .rules import ARG_MUTATORS, _ALL_MUT, _DEQUE_MUT, _DICT_MUT, _ESTIMATOR_MUT, _GENERIC_MUT, _LIST_MUT, _NUMPY_MUT, _PANDAS_MUT, _SET_MUT
+from .rules import (
+    ARG_MUTATORS, _ALL_MUT, _DEQUE_MUT, _DICT_MUT, _ESTIMATOR_MUT, _GENERIC_MUT, _LIST_MUT, _NUMPY_MUT,
+    _PANDAS_MUT, _SET_MUT,
+)
 
 
 # Data the user may keep in plain sight: a loop reusing ``i`` is fine.
@@ -112,7 +115,10 @@ def undoable(value: Any) -> tuple[bool, str]:
 
 
 class DataRules:
-    """The user's data: which names are protected, and stores and mutations that reach them. A part of the checker (``checker._Guard``)."""
+    """The user's data: which names are protected, and stores and mutations that reach them.
+
+    A part of the checker (``checker._Guard``).
+    """
 
     # -- data protection ------------------------------------------------------------------------
 

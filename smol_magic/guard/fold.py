@@ -23,7 +23,10 @@ def _product(parts: list[set]) -> set | None:
 
 
 class Folding:
-    """Constant folding over the AST: strings, collections and paths the code can produce. A part of the checker (``checker._Guard``)."""
+    """Constant folding over the AST: strings, collections and paths the code can produce.
+
+    A part of the checker (``checker._Guard``).
+    """
 
     def values(self, node: ast.AST, depth: int = 0) -> set | None:
         """Constant folding: the set of values an expression can have, or None."""

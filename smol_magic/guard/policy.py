@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Container, Iterable, Mapping
 
 from ..memory import Verdict
+from ..safety.redact import redact_secrets
 from .rules import CAPABILITIES, DEFAULT_AUTHORIZED_IMPORTS, module_forbidden
 
 
@@ -134,6 +135,8 @@ class GuardVerdict(Verdict):
 def _verdict(findings: list[Finding], policy: Policy) -> GuardVerdict:
     unique: dict[str, Finding] = {}
     for f in findings:
+        # a message may quote a value the guard read from the namespace (a path, a URL): no secrets in it
+        f.message = redact_secrets(f.message)
         if f.decision == "ask" and f.capability and policy.granted(f.capability):
             f.granted = True
         unique.setdefault(f.text, f)

@@ -128,7 +128,10 @@ def _is_submodule(module: str, name: str, mod: Any = None) -> bool:
 
 
 class Resolution:
-    """Resolution of names and attribute chains to modules and live objects (cached per node). A part of the checker (``checker._Guard``)."""
+    """Resolution of names and attribute chains to modules and live objects (cached per node).
+
+    A part of the checker (``checker._Guard``).
+    """
 
     def ref(self, node: ast.AST, depth: int = 0) -> _Ref | None:
         """What a Name/Attribute chain denotes when it is a module or an object reached through modules."""

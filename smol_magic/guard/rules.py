@@ -270,7 +270,7 @@ def module_forbidden(module: str) -> bool:
     return any(module == s or module.startswith(s + ".") for s in FORBIDDEN_SUBMODULES)
 
 
-# -- helpers ---------------------------------------------------------------------------------
+# -- names the rules share ------------------------------------------------------------------
 
 
 _OP_CAP = {"write": "write_files", "delete": "delete_files"}
