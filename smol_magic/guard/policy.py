@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Container, Iterable, Mapping
 
 from ..memory import Verdict
-from ..safety.redact import redact_secrets
+from ..safety.redact import redact_all
 from .rules import CAPABILITIES, DEFAULT_AUTHORIZED_IMPORTS, module_forbidden
 
 
@@ -133,10 +133,11 @@ class GuardVerdict(Verdict):
 
 
 def _verdict(findings: list[Finding], policy: Policy) -> GuardVerdict:
+    # a message may quote a value the guard read from the namespace (a path, a URL): no secrets in it
+    for f, message in zip(findings, redact_all([f.message for f in findings])):
+        f.message = message
     unique: dict[str, Finding] = {}
     for f in findings:
-        # a message may quote a value the guard read from the namespace (a path, a URL): no secrets in it
-        f.message = redact_secrets(f.message)
         if f.decision == "ask" and f.capability and policy.granted(f.capability):
             f.granted = True
         unique.setdefault(f.text, f)
