@@ -7,6 +7,7 @@ that their effects do not happen.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smol_magic import guard
+from smol_magic import CodeAgent, ScriptedModel, guard
 from smol_magic.guard import GuardContext, Policy, check
 from smol_magic.memory import ActionStep, AgentMemory, Verdict
 
@@ -498,6 +499,31 @@ def test_authorized_imports_are_data():
     assert check("import numpy.f2py", Policy(authorized_imports=["numpy.*"])).decision == "deny"
 
 
+ABSENT = "smol_magic_absent_pkg_4e1d"  # certainly not installed
+
+
+def test_an_authorized_module_that_is_not_installed_is_not_called_forbidden():
+    # `from scipy import signal` without scipy was refused as "a module that is not allowed ... never allowed"
+    assert importlib.util.find_spec(ABSENT) is None
+    policy = Policy(authorized_imports=[f"{ABSENT}.*"])
+    for code in (f"from {ABSENT} import signal", f"import {ABSENT}\n{ABSENT}.signal.find_peaks([1, 3, 1])",
+                 f"from {ABSENT}.stats import inspect"):
+        verdict = check(code, policy)
+        assert verdict.decision == "allow", (code, verdict.reasons)
+    # an installed package that does not hold such a module is still refused
+    verdict = check("from pandas import signal", Policy())
+    assert verdict.decision == "deny" and "looks like a module" in reasons(verdict)
+
+
+def test_an_authorized_module_that_is_not_installed_runs_and_says_so():
+    model = ScriptedModel([f"```python\nfrom {ABSENT} import signal\n```", "```python\nfinal_answer('ok')\n```"])
+    agent = CodeAgent(model=model, policy=Policy(authorized_imports=[f"{ABSENT}.*"]))
+    assert agent.run("Find the peaks.") == "ok"
+    observation = model.requests[1][-1]["content"]
+    assert f"ModuleNotFoundError: No module named '{ABSENT}'" in observation
+    assert "not allowed" not in observation
+
+
 def test_default_imports_are_the_documented_list():
     assert {"math", "statistics", "datetime", "re", "json", "collections", "itertools", "functools", "random",
             "string", "decimal", "fractions", "dataclasses", "typing", "textwrap", "io", "pandas", "numpy", "scipy",
@@ -754,10 +780,14 @@ def test_long_lists_of_findings_are_cut():
 
 
 def test_pathological_code_is_refused_not_crashed():
-    deep = "x = " + "(" * 200 + "1" + ")" * 200
-    assert check(deep).decision in ("allow", "deny")
+    deep = "x = " + "(" * 200 + "1" + ")" * 200  # parentheses nest nothing: plain code
+    assert (check(deep).decision, check(deep).reasons) == ("allow", [])
     nested = "\n".join("    " * i + "if x:" for i in range(100)) + "\n" + "    " * 100 + "pass"
-    assert check(nested).decision in ("allow", "deny")
+    assert check(nested).decision == "deny" and "does not parse" in check(nested).reasons[0]
+    long_sum = "x = " + "+".join(["a"] * 20000)  # Python's own parser gives up
+    assert check(long_sum).decision == "deny" and "cannot be parsed" in check(long_sum).reasons[0]
+    deep_ifs = "x = " + "1 if y else " * 900 + "2"  # parses, but too deep for the guard's walk
+    assert check(deep_ifs).decision == "deny" and "nested too deeply" in check(deep_ifs).reasons[0]
     assert "null bytes" in check("x = '\0'").reasons[0]
     assert check("").decision == "allow"
 
@@ -794,6 +824,39 @@ def test_sanitize_html_keeps_tables_and_drops_active_content():
                                            "<meta", "<form", "<base", "@import", "srcdoc")), (bad, clean)
 
 
+def test_sanitized_matplotlib_svg_still_displays():
+    import xml.etree.ElementTree as ET
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from smol_magic.ui.html import output_html
+
+    fig = Figure(figsize=(3, 2))
+    ax = fig.subplots()
+    ax.plot([1, 2, 3], [1, 4, 9], label="growth")
+    ax.fill_between([1, 2], [0, 1])
+    ax.set_title("Revenue by region")
+    ax.legend()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as <text>, as well as paths
+        fig.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    clean = guard.sanitize_html(svg)
+    # an <img> or a notebook renders it as XML: it must parse, namespaces and all
+    root = ET.fromstring(clean)
+    ns = "{http://www.w3.org/2000/svg}"
+    for tag in ("path", "use", "clipPath", "text", "g"):
+        assert len(root.findall(f".//{ns}{tag}")) == svg.count(f"<{tag} ") + svg.count(f"<{tag}>"), tag
+    assert "Revenue by region" in clean and 'clip-path="url(#' in clean and 'viewBox="' in clean
+    assert clean.count('xlink:href="#') == svg.count('xlink:href="#') > 0
+    bundle = {"output_type": "display_data", "data": {"image/svg+xml": svg.replace("<svg ", "<svg onload=\"x()\" ", 1)}}
+    shown = output_html(bundle)
+    assert "onload" not in shown and shown.count("<path") == svg.count("<path")
+    assert output_html({"output_type": "display_data", "data": {"text/html": "<b>hi</b><script>x()</script>"}}) == \
+        '<div style="overflow:auto"><b>hi</b></div>'
+
+
 def test_sanitize_outputs_drops_javascript_bundles():
     outputs = [
         {"output_type": "display_data", "data": {"application/javascript": "alert(1)"}, "metadata": {}},
@@ -817,14 +880,27 @@ def test_redact_secrets():
 
 
 def test_findings_do_not_echo_secrets(monkeypatch):
+    # the guard quotes the paths and URLs it works out, here from the user's variables: the secret
+    # a user copied from the environment into a variable is read by the guard, and must not be echoed
     monkeypatch.setenv("OPENAI_API_KEY", "sk-canary-in-env")
-    verdict = check("import os\nprint(os.environ['OPENAI_API_KEY'])")
-    assert "sk-canary-in-env" not in json.dumps(verdict.reasons)
+    context = GuardContext(namespace={"key": "sk-canary-in-env", "url": "https://x.example/?t=sk-canary-in-env"})
+    for code in ("open(key, 'w').write('x')", "import pandas as pd\npd.read_csv(url)",
+                 "import pandas as pd\npd.read_csv(f'/etc/{key}')"):
+        verdict = check(code, Policy(), context)
+        assert verdict.decision == "ask" and "[redacted secret]" in reasons(verdict), (code, verdict.reasons)
+        assert "sk-canary-in-env" not in json.dumps(verdict.reasons)
+        assert all("sk-canary-in-env" not in f.message for f in verdict.findings)
 
 
 def test_check_accepts_the_same_code_twice_and_is_pure():
-    code = "import pandas as pd\ndf.to_csv('x.csv')"
-    first, second = check(code), check(code)
-    assert first.reasons == second.reasons
+    code = ("import pandas as pd\ndf.to_csv('x.csv')\nname = 'a' + 'b'\nrows = [p for p in ['x.csv', 'y.csv']]\n"
+            "def f(frame, col='c'):\n    frame[col] = 1\n    return getattr(frame, name)\nf(df)")
+    context = GuardContext(namespace={"df": pd.DataFrame({"a": [1]})})
+    first, second = check(code, context=context), check(code, context=context)
+    assert first.decision == "ask" and first.reasons == second.reasons
     tree = ast.parse(code)
-    assert ast.dump(tree) == ast.dump(ast.parse(code))
+    before = ast.dump(tree, include_attributes=True)
+    given = check(code, context=context, tree=tree)  # the caller's tree: judged, not changed
+    assert ast.dump(tree, include_attributes=True) == before
+    assert given.reasons == first.reasons
+    assert check("x = 1", tree=ast.parse("import os")).decision == "deny"  # the tree is what is judged

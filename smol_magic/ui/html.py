@@ -13,6 +13,7 @@ from typing import Any
 
 from ..executor import json_safe
 from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from ..safety.sanitize import sanitize_html
 
 VERDICT_COLOURS = {"allow": "#2e7d32", "ask": "#b26a00", "deny": "#c62828"}
 APPROVAL_LABELS = {
@@ -99,9 +100,9 @@ def output_html(output: dict[str, Any]) -> str:
     if "image/png" in data:
         return f'<img src="data:image/png;base64,{data["image/png"]}" style="max-width:100%"/>'
     if "image/svg+xml" in data:
-        return data["image/svg+xml"] if "<script" not in data["image/svg+xml"] else text_html("[svg]")
-    if "text/html" in data and "<script" not in data["text/html"].lower():
-        return f'<div style="overflow:auto">{data["text/html"]}</div>'
+        return sanitize_html(data["image/svg+xml"])
+    if "text/html" in data:
+        return f'<div style="overflow:auto">{sanitize_html(data["text/html"])}</div>'
     if "text/markdown" in data:
         return text_html(data["text/markdown"])
     return text_html(data.get("text/plain", ""))

@@ -1,0 +1,1 @@
+"""What wraps execution: output sanitising (``sanitize``) and secret redaction (``redact``)."""
