@@ -94,11 +94,11 @@ def _token_kind(token: Any) -> str | None:
 
 
 def token_style(kind: str) -> str:
-    """A token's colour: JupyterLab's, mixed 70/30 with the code's text colour so that every token
-    reads at 4.5:1 or more on the editor background in the Light and Dark themes (JupyterLab's dark
-    comment colour alone is 3.5:1)."""
+    """A token's colour: JupyterLab's, mixed 60/40 with the code's text colour so that every token
+    reads at 4.5:1 or more on the editor background in the Light and Dark themes (alone, JupyterLab's
+    dark comment colour is 3.5:1 and its light atom colour, True/None, 2.8:1)."""
     light = TOKENS[kind][0]
-    style = (f"color:color-mix(in srgb,var(--jp-mirror-editor-{kind}-color,var(--smx-{kind},{light})) 70%,"
+    style = (f"color:color-mix(in srgb,var(--jp-mirror-editor-{kind}-color,var(--smx-{kind},{light})) 60%,"
              "currentColor)")
     if kind in ("keyword", "operator"):
         style += ";font-weight:bold"
@@ -236,7 +236,7 @@ def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int 
 
 def step_block(summary: str, body: str, open_: bool) -> str:
     """A step: one line (its summary) when closed, in the text colour so it reads on any theme."""
-    return (f'<div style="{BOX}"><details{" open" if open_ else ""}>'
+    return (f'<div class="smol-magic-step" style="{BOX}"><details{" open" if open_ else ""}>'
             f'<summary style="cursor:pointer;font-size:13px;color:{colour("fg")}">{esc(summary)}</summary>'
             f"{body}</details></div>")
 
