@@ -80,8 +80,8 @@ def test_trace_reads_well_in_the_theme_and_is_short(tmp_path, theme):
             f"  {m['ratio']:.2f}:1 {m['text']!r} {m['colour']} on {m['background']}" for m in bad)
 
     # The header: the task as typed ({topic} not expanded), cut at a word, whole in the tooltip.
-    for where in ("liveTask", "static"):
-        task = seen[where] if where == "liveTask" else seen["static"]["task"]
+    for where in ("liveTask", "staticTask"):
+        task = seen[where]
         shown, full = task["text"], task["title"]
         assert full == TASK, f"{where}: the header's full task is {full!r}"
         assert shown.startswith("For {topic}:") and shown.endswith("…"), f"{where}: header shows {shown!r}"
@@ -92,6 +92,7 @@ def test_trace_reads_well_in_the_theme_and_is_short(tmp_path, theme):
     # Edit mode: a monospace editor the extension can upgrade, and a button that says what it does.
     editor = seen["editor"]
     assert editor["value"] == STEP_1
+    assert editor["marked"], "the edit box has no smol-magic-edit class: the labextension cannot upgrade it"
     assert editor["font"] == editor["codeFont"] or "monospace" in editor["font"], editor
     assert seen["runLabel"] == "Run edited code"
 

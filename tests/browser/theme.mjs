@@ -86,6 +86,12 @@ function measure(on, rootSelector, selector) {
   }, [rootSelector, selector]);
 }
 
+/** In the page: the header's task, as shown (its first bold text) and in full (its tooltip). */
+const taskShown = (trace) => {
+  const el = trace.querySelector('.smol-magic-task') || trace.querySelector('b');
+  return { text: el?.textContent ?? null, title: el?.getAttribute('title') ?? null };
+};
+
 // Code: every token span, and the code block itself (names and punctuation are its own text).
 const CODE = 'pre.smol-magic-code, pre.smol-magic-code span, pre:has(> span[style*="color"]), pre:has(> span[style*="color"]) span';
 // What a person reads to follow the run: the task, the step headers, the notes.
@@ -103,24 +109,24 @@ async function main() {
 
   setStep('waiting for the approval card of step 1');
   await button('Run').waitFor();
-  report.seen.liveTask = await live.locator('.smol-magic-task').evaluate((el) => ({
-    text: el.textContent, title: el.getAttribute('title') }));
   report.contrast.liveCode = await measure(page, '.jupyter-widgets.smol-magic-trace', CODE);
   report.contrast.liveHeaders = await measure(page, '.jupyter-widgets.smol-magic-trace', HEADERS_LIVE);
   await live.scrollIntoViewIfNeeded();
   await shot(`theme-${SHOTS}-live.png`);
+  report.seen.liveTask = await live.evaluate(taskShown);
 
   setStep('editing step 1');
   await button('Edit').click();
-  const editor = live.locator('.smol-magic-edit textarea');
+  const editor = live.locator('textarea');
   await editor.waitFor({ state: 'visible' });
-  await button('Run edited code').waitFor();
   report.seen.editor = await editor.evaluate((el) => ({
-    font: getComputedStyle(el).fontFamily, value: el.value,
+    font: getComputedStyle(el).fontFamily, value: el.value, marked: !!el.closest('.smol-magic-edit'),
     codeFont: getComputedStyle(document.body).getPropertyValue('--jp-code-font-family').trim() }));
-  report.seen.runLabel = (await button('Run edited code').innerText()).trim();
+  // The button that runs the action (not "Run all"): what does it say now?
+  const runNow = live.locator('button:not([disabled])').filter({ hasText: /^\s*Run(?! all)/ }).first();
+  report.seen.runLabel = (await runNow.innerText()).trim();
   await shot(`theme-${SHOTS}-edit.png`);
-  await button('Run edited code').click();
+  await runNow.click();
 
   for (const n of [2, 3]) {
     setStep(`approving step ${n}`);
@@ -142,9 +148,8 @@ async function main() {
       summaryHeight: d.querySelector('summary').getBoundingClientRect().height,
       lineHeight: parseFloat(getComputedStyle(d.querySelector('summary')).lineHeight) || 20 })),
     height: el.getBoundingClientRect().height,
-    task: { text: el.querySelector('.smol-magic-task').textContent,
-      title: el.querySelector('.smol-magic-task').getAttribute('title') },
   }));
+  report.seen.staticTask = await staticTrace.evaluate(taskShown);
   report.seen.cells = await page.evaluate(() => window.jupyterapp.shell.currentWidget.content.widgets.map((w) => ({
     source: w.model.sharedModel.getSource(), generated: w.node.classList.contains('jp-smol-magic-generated'),
     outputText: (w.node.querySelector('.jp-OutputArea')?.innerText ?? '').replace(/\u00a0/g, ' ') })));
