@@ -56,7 +56,7 @@ def strong(name: str) -> str:
 def scheme_style() -> str:
     """Where no --jp-* variables exist, follow the reader's light or dark preference (GitHub, nbconvert)."""
     dark = [f"--smx-{name}:{values[2]}" for name, values in PALETTE.items()]
-    dark += [f"--smx-{name}:{values[1]}" for name, values in TOKENS.items()]
+    dark += [f"--smx-tok-{name}:{values[1]}" for name, values in TOKENS.items()]
     return ("<style>@media (prefers-color-scheme: dark){.smol-magic-trace{" + ";".join(dark) + "}}</style>")
 
 
@@ -98,7 +98,7 @@ def token_style(kind: str) -> str:
     reads at 4.5:1 or more on the editor background in the Light and Dark themes (alone, JupyterLab's
     dark comment colour is 3.5:1 and its light atom colour, True/None, 2.8:1)."""
     light = TOKENS[kind][0]
-    style = (f"color:color-mix(in srgb,var(--jp-mirror-editor-{kind}-color,var(--smx-{kind},{light})) 60%,"
+    style = (f"color:color-mix(in srgb,var(--jp-mirror-editor-{kind}-color,var(--smx-tok-{kind},{light})) 60%,"
              "currentColor)")
     if kind in ("keyword", "operator"):
         style += ";font-weight:bold"
