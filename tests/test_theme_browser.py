@@ -93,7 +93,10 @@ def test_trace_reads_well_in_the_theme_and_is_short(tmp_path, theme):
     editor = seen["editor"]
     assert editor["value"] == STEP_1
     assert editor["marked"], "the edit box has no smol-magic-edit class: the labextension cannot upgrade it"
-    assert editor["font"] == editor["codeFont"] or "monospace" in editor["font"], editor
+    def norm(font: str) -> str:
+        return font.replace('"', "'").replace(" ", "")
+
+    assert editor["codeFont"] and norm(editor["font"]) == norm(editor["codeFont"]), editor  # JupyterLab's code font
     assert seen["runLabel"] == "Run edited code"
 
     # Finished steps are one line each, the newest open; the static trace is short.

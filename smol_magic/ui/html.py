@@ -265,7 +265,7 @@ def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in
     more = (details_html("full task", text_html(full)) if expandable and title != full else "")
     status_colour = strong(STATE_COLOURS.get(status, "info"))
     return (
-        f'<div style="font-family:var(--jp-ui-font-family,sans-serif);color:{colour("fg")}">'
+        f'<div style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.4;color:{colour("fg")}">'
         f'<span style="{MUTED};font-size:11px">agent</span> '
         f'<b class="smol-magic-task" title="{esc(full)}">{esc(title)}</b><br>'
         f'<span style="{MUTED}">{esc(model_id)} · '
