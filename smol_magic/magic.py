@@ -216,7 +216,7 @@ class AgentMagics(Magics):
             raise UsageError(
                 f"unexpected text on the %%agent line: {' '.join(args.words)!r}; put the task in the cell body"
             )
-        task = cell.strip()
+        task = typed = cell.strip()
         if not task:
             raise UsageError("write the task in the cell, below the %%agent line")
         if args.out is not None and not args.out.isidentifier():
@@ -241,19 +241,23 @@ class AgentMagics(Magics):
         agent = self._prepare_agent(model, args)
         cell_id = self._cell_id()
         trace, agent.approver = self._ui(args.approve or self.approve, interactive, cell_id)
+        trace.typed_task = typed  # the header shows the task as typed, not its {var} expansion
         cells = await self._cells_renderer(args.cells or self.cells, cell_id, interactive)
+        if cells is not None:  # the trace refers to inserted cells instead of repeating their outputs
+            self.writer.on_inserted = getattr(trace, "cell_inserted", None)
         agent.renderer = Tee(trace, cells) if cells else trace
         self.run_cells.append(cell_id)
-        result = await self._run(agent, task, args)
+        result = await self._run(agent, task, args, settle=cells is not None)
         if result.state == "failed":
             raise UsageError(f"the agent run failed: {result.error}")
         if args.out and result.state in ("done", "max_steps"):
             self.shell.user_ns[args.out] = result.output
         return result
 
-    async def _run(self, agent: CodeAgent, task: str, args: Any) -> RunResult:
+    async def _run(self, agent: CodeAgent, task: str, args: Any, settle: bool = False) -> RunResult:
         async for _ in agent.stream_steps(task, reset=args.reset, max_steps=args.max_steps or self.max_steps):
-            pass
+            if settle:  # the step's cell, if sent, is answered before the next step (and the trace knows)
+                await self.writer.settle()
         return agent.runs[-1]
 
     def _ui(self, mode: str, interactive: bool, cell_id: str | None = None) -> tuple[Renderer, ModeApprover]:

@@ -15,7 +15,7 @@ import json
 import types
 import uuid
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .agents import RunResult
 from .memory import ActionStep, FinalAnswerStep, PlanningStep
@@ -247,6 +247,8 @@ class CellWriter:
         self.agent_cell_id: str | None = None
         self.run_id = ""
         self.pending: list[dict[str, Any]] = []
+        self.unanswered: set[int] = set()  # steps sent this run whose insert the extension has not answered
+        self.on_inserted: Callable[[int, str], None] | None = None  # told (step, cell id) per inserted cell
 
     async def connect(self, timeout: float = 2.0) -> bool:
         """Open a fresh comm for this run and wait for the extension's hello.
@@ -281,11 +283,17 @@ class CellWriter:
         data = msg.get("content", {}).get("data", {})
         if data.get("type") == "hello":
             hello.append(data)
-        else:
-            self.replies.append(data)
+            return
+        self.replies.append(data)
+        step = data.get("step")
+        if data.get("type") in ("inserted", "error") and step in self.unanswered:
+            self.unanswered.discard(step)
+            if data["type"] == "inserted" and self.on_inserted is not None:
+                self.on_inserted(step, data.get("cell_id", ""))
 
     def begin_run(self, agent_cell_id: str | None, run_id: str) -> None:
         self.agent_cell_id, self.run_id, self.pending = agent_cell_id, run_id, []
+        self.unanswered, self.on_inserted = set(), None
         if self.comm is not None and agent_cell_id:
             self.comm.send({"type": "begin_run", "agent_cell_id": agent_cell_id, "run_id": run_id})
 
@@ -309,7 +317,18 @@ class CellWriter:
             return
         for message in self.pending:
             self.comm.send(message)
+            self.unanswered.add(message["step"])
         self.pending = []
+
+    async def settle(self, timeout: float = 2.0) -> None:
+        """Wait (briefly) until the extension has answered every cell sent: the trace then knows which
+        steps' outputs are in cells before it is frozen into the static trace."""
+        import asyncio
+
+        waited = 0.0
+        while self.unanswered and self.comm is not None and waited < timeout:
+            await asyncio.sleep(0.01)
+            waited += 0.01
 
 
 def json_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

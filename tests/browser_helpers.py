@@ -69,9 +69,11 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def jupyter_lab(tmp_path: Path, notebook: str, write: Callable[[Path], None], server: str = "jupyterlab"):
+def jupyter_lab(tmp_path: Path, notebook: str, write: Callable[[Path], None], server: str = "jupyterlab",
+                extra_settings: dict[str, dict] | None = None):
     """A JupyterLab (``server="notebook"``: a Notebook 7) on a free loopback port, serving a directory
-    with one notebook in it, which ``write(path)`` writes.
+    with one notebook in it, which ``write(path)`` writes. ``extra_settings`` are user settings by plugin,
+    e.g. ``{"@jupyterlab/apputils-extension/themes": {"theme": "JupyterLab Dark"}}``.
 
     The context value has ``url``, ``notebook``, ``root`` (the served directory) and ``log``.
     """
@@ -82,6 +84,10 @@ def jupyter_lab(tmp_path: Path, notebook: str, write: Callable[[Path], None], se
     settings.mkdir(parents=True)
     # No "news" toast over the screenshots; user settings and workspaces of this machine stay out.
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    for plugin, values in (extra_settings or {}).items():
+        path = tmp_path / "lab-settings" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     env = {
         **kernel_env(),  # no SMOL_MAGIC_MODEL: the notebooks choose their own models
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),

@@ -192,9 +192,13 @@ def test_edit_runs_the_edited_code_and_tells_the_model(kc, cell, tmp_path):
     assert editor.get("value") == proposed  # the editor starts from the model's code ...
     layout = live.watch.widgets[editor["layout"].removeprefix("IPY_MODEL_")]["state"]
     assert layout.get("display") == "none"  # ... and is hidden until Edit
+    assert "smol-magic-edit" in editor.get("_dom_classes", []), "the labextension cannot find the editor to upgrade"
+    assert live.watch.widgets[run_button]["state"]["description"] == "Run"
 
     live.click(live.watch.enabled_button("Edit"))
     live.wait_until(lambda: layout.get("display") != "none", what="the editor to open")
+    live.wait_until(lambda: live.watch.widgets[run_button]["state"]["description"] == "Run edited code",
+                    what="the Run button to say it runs the edited code")
     live.set_value(editor_id, mine)
     sent = live.click(run_button)
     assert_prompt(stamp(tmp_path, "edited", timeout=5), sent)

@@ -3,46 +3,137 @@
 The static trace is what a saved notebook keeps once the widget is gone, so it
 must stand alone: inline styles, ``<details>`` for what is collapsed, images
 inlined, no scripts.
+
+Colours: every colour is a JupyterLab CSS variable (``--jp-*``), so the trace
+follows the Light and Dark themes. Where no ``--jp-*`` variables exist (GitHub,
+other viewers), each falls back to a ``--smx-*`` variable set by the static
+trace's ``<style>`` for the reader's ``prefers-color-scheme``, and, where even
+that style is stripped, to a light-theme colour written inline.
 """
 
 from __future__ import annotations
 
 import functools
 import html
-from typing import Any
+from typing import Any, Collection
 
 from ..executor import json_safe
 from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
 from ..safety.sanitize import sanitize_html
 
-VERDICT_COLOURS = {"allow": "#2e7d32", "ask": "#b26a00", "deny": "#c62828"}
+# name -> (JupyterLab variable, light fallback, dark fallback for prefers-color-scheme where no --jp-* exist)
+PALETTE = {
+    "fg": ("--jp-content-font-color1", "#212121", "#e6e6e6"),
+    "muted": ("--jp-content-font-color2", "#5c5c5c", "#b3b3b3"),
+    "border": ("--jp-border-color2", "#dddddd", "#4a4a4a"),
+    "bg": ("--jp-layout-color0", "transparent", "#1e1e1e"),
+    "code-bg": ("--jp-cell-editor-background", "#f5f5f5", "#2b2b2b"),
+    "error": ("--jp-error-color1", "#c62828", "#ff6e6e"),
+    "warn": ("--jp-warn-color0", "#b26a00", "#ffb74d"),
+    "ok": ("--jp-success-color1", "#2e7d32", "#81c784"),
+    "info": ("--jp-brand-color1", "#1565c0", "#64b5f6"),
+}
+# Python token colours: JupyterLab's editor variables (--jp-mirror-editor-*), light and dark fallbacks.
+TOKENS = {
+    "keyword": ("#008000", "#4caf50"), "atom": ("#8888ff", "#64b5f6"), "number": ("#008800", "#66bb6a"),
+    "def": ("#0000ff", "#1e88e5"), "builtin": ("#008000", "#43a047"), "string": ("#ba2121", "#ff7070"),
+    "comment": ("#408080", "#408080"), "operator": ("#7800c2", "#d48fff"), "meta": ("#aa22ff", "#aa22ff"),
+    "error": ("#ff0000", "#ff0000"),
+}
+
+
+def colour(name: str) -> str:
+    """A palette colour as CSS: the theme's variable, else the scheme's, else the light one."""
+    variable, light, _ = PALETTE[name]
+    return f"var({variable},var(--smx-{name},{light}))"
+
+
+def strong(name: str) -> str:
+    """A status colour pulled 25% towards the text colour: JupyterLab's own warn/error/success colours
+    fall below 4.5:1 on some backgrounds (orange on white); mixed, they stay recognisable and readable."""
+    return f"color-mix(in srgb,{colour(name)} 75%,{colour('fg')})"
+
+
+def scheme_style() -> str:
+    """Where no --jp-* variables exist, follow the reader's light or dark preference (GitHub, nbconvert)."""
+    dark = [f"--smx-{name}:{values[2]}" for name, values in PALETTE.items()]
+    dark += [f"--smx-tok-{name}:{values[1]}" for name, values in TOKENS.items()]
+    return ("<style>@media (prefers-color-scheme: dark){.smol-magic-trace{" + ";".join(dark) + "}}</style>")
+
+
+VERDICT_COLOURS = {"allow": "ok", "ask": "warn", "deny": "error"}
 APPROVAL_LABELS = {
     "auto": "ran", "run": "ran (approved)", "edit": "ran (edited by you)", "skip": "skipped by you",
     "refused": "refused (needed approval)", "denied": "refused by the guard", "stop": "stopped",
 }
-STATE_COLOURS = {"waiting for you": "#b26a00", "done": "#2e7d32", "max_steps": "#b26a00", "stopped": "#555", "interrupted": "#c62828",
-                 "failed": "#c62828"}
+STATE_COLOURS = {"waiting for you": "warn", "done": "ok", "max_steps": "warn", "stopped": "muted",
+                 "interrupted": "error", "failed": "error"}
 
-BOX = "border:1px solid #ddd;border-radius:6px;padding:6px 10px;margin:4px 0;font-family:var(--jp-ui-font-family,sans-serif)"
+BOX = (f"border:1px solid {colour('border')};border-radius:6px;padding:6px 10px;margin:4px 0;"
+       f"font-family:var(--jp-ui-font-family,sans-serif);color:{colour('fg')}")
 PRE = "white-space:pre-wrap;margin:4px 0;font-size:12px;font-family:var(--jp-code-font-family,monospace)"
+MUTED = f"font-size:12px;color:{colour('muted')}"
 
 
 def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _token_kind(token: Any) -> str | None:
+    """Which of JupyterLab's editor colours a pygments token takes (as CodeMirror colours Python)."""
+    from pygments import token as t
+
+    for kind, types in (
+        ("comment", (t.Comment,)), ("string", (t.String,)), ("number", (t.Number,)),
+        ("atom", (t.Keyword.Constant,)), ("keyword", (t.Keyword, t.Operator.Word)),
+        ("builtin", (t.Name.Builtin,)), ("meta", (t.Name.Decorator,)),
+        ("def", (t.Name.Function, t.Name.Class)), ("operator", (t.Operator,)), ("error", (t.Error,)),
+    ):
+        if any(token in kind_type for kind_type in types):
+            return kind
+    return None
+
+
+def token_style(kind: str) -> str:
+    """A token's colour: JupyterLab's, mixed 60/40 with the code's text colour so that every token
+    reads at 4.5:1 or more on the editor background in the Light and Dark themes (alone, JupyterLab's
+    dark comment colour is 3.5:1 and its light atom colour, True/None, 2.8:1)."""
+    light = TOKENS[kind][0]
+    style = (f"color:color-mix(in srgb,var(--jp-mirror-editor-{kind}-color,var(--smx-tok-{kind},{light})) 60%,"
+             "currentColor)")
+    if kind in ("keyword", "operator"):
+        style += ";font-weight:bold"
+    elif kind == "comment":
+        style += ";font-style:italic"
+    return style
+
+
 @functools.lru_cache(maxsize=256)  # the live card and the static trace highlight the same code
 def code_html(code: str) -> str:
-    """Syntax-highlighted code with inline styles (no stylesheet needed)."""
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
+    """Syntax-highlighted code with inline styles (no stylesheet needed), in the theme's editor colours."""
+    from pygments import lex
     from pygments.lexers import PythonLexer
 
-    body = highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nowrap=True, style="default"))
-    return f'<pre style="{PRE};background:#f7f7f7;padding:6px;border-radius:4px">{body}</pre>'
+    parts: list[str] = []
+    run_kind, run_text = None, ""
+    for token, text in lex(code, PythonLexer(stripnl=False, ensurenl=False)):
+        kind = _token_kind(token) if text.strip() else run_kind  # spaces join the run they are in
+        if kind != run_kind and run_text:
+            parts.append(_span(run_kind, run_text))
+            run_text = ""
+        run_kind, run_text = kind, run_text + text
+    if run_text:
+        parts.append(_span(run_kind, run_text))
+    return (f'<pre class="smol-magic-code" style="{PRE};color:{colour("fg")};background:{colour("code-bg")};'
+            f'padding:6px;border-radius:4px">{"".join(parts)}</pre>')
+
+
+def _span(kind: str | None, text: str) -> str:
+    return esc(text) if kind is None else f'<span style="{token_style(kind)}">{esc(text)}</span>'
 
 
 def text_html(text: str, colour: str | None = None) -> str:
+    """Preformatted text; ``colour`` is any CSS colour (see ``strong``)."""
     style = PRE + (f";color:{colour}" if colour else "")
     return f'<pre style="{style}">{esc(text)}</pre>'
 
@@ -52,22 +143,22 @@ def guard_off(verdict: Verdict) -> bool:
 
 
 def verdict_html(verdict: Verdict) -> str:
-    colour = VERDICT_COLOURS["deny"] if guard_off(verdict) else VERDICT_COLOURS.get(verdict.decision, "#555")
+    kind = VERDICT_COLOURS["deny"] if guard_off(verdict) else VERDICT_COLOURS.get(verdict.decision, "muted")
     label = "guard OFF: nothing was checked" if guard_off(verdict) else f"guard: {verdict.decision}"
-    badge = (f'<span style="background:{colour};color:white;border-radius:3px;padding:0 5px;'
+    badge = (f'<span style="border:1px solid {colour(kind)};color:{strong(kind)};border-radius:3px;padding:0 5px;'
              f'font-size:11px">{esc(label)}</span>')
     reasons = "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons)
     return badge + (f'<ul style="margin:2px 0 2px 18px;font-size:12px">{reasons}</ul>' if reasons else "")
 
 
 def details_html(summary: str, body: str, open_: bool = False) -> str:
-    return (f'<details{" open" if open_ else ""}><summary style="cursor:pointer;font-size:12px;color:#555">'
+    return (f'<details{" open" if open_ else ""}><summary style="cursor:pointer;{MUTED}">'
             f"{esc(summary)}</summary>{body}</details>")
 
 
 def messages_html(messages: list[dict[str, str]]) -> str:
     parts = [
-        f'<div style="font-size:11px;color:#777;margin-top:4px">{esc(m.get("role", "?"))}</div>'
+        f'<div style="{MUTED};font-size:11px;margin-top:4px">{esc(m.get("role", "?"))}</div>'
         + text_html(m.get("content") or "")
         for m in messages
     ]
@@ -82,7 +173,7 @@ def model_view_html(step: ActionStep, shown: int = 0) -> str:
     """
     parsed = step.proposed_code or step.code
     earlier = min(shown, len(step.model_input_messages))
-    note = (f'<div style="font-size:11px;color:#777">… {earlier} earlier messages, as in the steps above</div>'
+    note = (f'<div style="{MUTED};font-size:11px">… {earlier} earlier messages, as in the steps above</div>'
             if earlier else "")
     body = (
         "<b>Messages sent</b>" + note + messages_html(step.model_input_messages[earlier:])
@@ -95,7 +186,7 @@ def model_view_html(step: ActionStep, shown: int = 0) -> str:
 def output_html(output: dict[str, Any]) -> str:
     """One nbformat output, as a cell would show it; scripts and widgets become their text."""
     if output.get("output_type") == "stream":
-        return text_html(output.get("text", ""), colour="#c62828" if output.get("name") == "stderr" else None)
+        return text_html(output.get("text", ""), colour=strong("error") if output.get("name") == "stderr" else None)
     data = output.get("data", {})
     if "image/png" in data:
         return f'<img src="data:image/png;base64,{data["image/png"]}" style="max-width:100%"/>'
@@ -114,7 +205,14 @@ def step_summary(step: ActionStep) -> str:
     return f"Step {step.step_number} · {label} · {step.duration:.2f} s · {tokens} tokens"
 
 
-def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int = 0) -> str:
+def in_cell_html(step_number: int) -> str:
+    """Where an action's outputs are when its cell was inserted: there, not repeated in the trace."""
+    return (f'<div class="smol-magic-in-cell" style="{MUTED}">outputs: in the cell below, '
+            f"marked “agent · step {step_number}”</div>")
+
+
+def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int = 0, in_cell: bool = False) -> str:
+    """One action's details; ``in_cell`` when its outputs are in an inserted cell (then only a reference)."""
     parts = []
     if step.reasoning:
         parts.append(text_html(step.reasoning))
@@ -123,65 +221,95 @@ def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int 
     if step.code:
         parts.append(code_html(step.code))
         parts.append(verdict_html(step.verdict))
-    if include_outputs:
+    if in_cell and step.outputs:
+        parts.append(in_cell_html(step.step_number))
+    elif include_outputs:
         parts.extend(output_html(o) for o in step.outputs)
     if step.error:
-        parts.append(text_html(step.error, colour="#c62828"))
+        parts.append(text_html(step.error, colour=strong("error")))
     if step.changes_text:
-        parts.append(f'<div style="font-size:12px;color:#555">Variables changed:</div>{text_html(step.changes_text)}')
+        parts.append(f'<div style="{MUTED}">Variables changed:</div>{text_html(step.changes_text)}')
     if step.observation:
         parts.append(details_html("observation sent to the model", text_html(step.observation)))
     parts.append(model_view_html(step, shown))
     return "".join(parts)
 
 
-def step_html(step: MemoryStep, open_: bool = False, shown: int = 0) -> str:
+def step_block(summary: str, body: str, open_: bool) -> str:
+    """A step: one line (its summary) when closed, in the text colour so it reads on any theme."""
+    return (f'<div class="smol-magic-step" style="{BOX}"><details{" open" if open_ else ""}>'
+            f'<summary style="cursor:pointer;font-size:13px;color:{colour("fg")}">{esc(summary)}</summary>'
+            f"{body}</details></div>")
+
+
+def step_html(step: MemoryStep, open_: bool = False, shown: int = 0, in_cell: bool = False) -> str:
     if isinstance(step, ActionStep):
-        body = action_body_html(step, shown=shown)
-        return f'<div style="{BOX}">' + details_html(step_summary(step), body, open_) + "</div>"
+        return step_block(step_summary(step), action_body_html(step, shown=shown, in_cell=in_cell), open_)
     if isinstance(step, PlanningStep):
-        return f'<div style="{BOX}">' + details_html("Plan", text_html(step.plan), open_) + "</div>"
+        return step_block("Plan", text_html(step.plan), open_)
     if isinstance(step, FinalAnswerStep):
         return final_html(step.output)
     return ""
 
 
 def final_html(value: Any) -> str:
-    return (f'<div style="{BOX};border-color:#2e7d32"><b>Final answer</b>'
+    return (f'<div style="{BOX};border-color:{colour("ok")}"><b>Final answer</b>'
             f"{output_html(value_bundle(value))}</div>")
 
 
-def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in: int, tokens_out: int) -> str:
-    colour = STATE_COLOURS.get(status, "#1565c0")
+def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in: int, tokens_out: int,
+                expandable: bool = False) -> str:
+    """The run's first line: the task as the user typed it (shortened at a word, whole in the tooltip),
+    the model and the status. ``expandable`` adds the whole task under a "full task" toggle when shortened."""
+    title = task_title(task)
+    full = task.strip()
+    more = (details_html("full task", text_html(full)) if expandable and title != full else "")
+    status_colour = strong(STATE_COLOURS.get(status, "info"))
     return (
-        f'<div style="font-family:var(--jp-ui-font-family,sans-serif)"><span style="font-size:11px;color:#777">agent</span> <b>{esc(task_title(task))}</b><br>'
-        f'<span style="font-size:12px;color:#555">{esc(model_id)} · '
-        f'<span class="smol-status" style="color:{colour}">{esc(status)}</span> · {elapsed:.1f} s · '
-        f"{tokens_in} tokens in, {tokens_out} out</span></div>"
+        f'<div style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.4;color:{colour("fg")}">'
+        f'<span style="{MUTED};font-size:11px">agent</span> '
+        f'<b class="smol-magic-task" title="{esc(full)}">{esc(title)}</b><br>'
+        f'<span style="{MUTED}">{esc(model_id)} · '
+        f'<span class="smol-status" style="color:{status_colour}">{esc(status)}</span> · {elapsed:.1f} s · '
+        f"{tokens_in} tokens in, {tokens_out} out</span>{more}</div>"
     )
 
 
 def task_title(task: str, limit: int = 100) -> str:
-    first = task.strip().splitlines()[0] if task.strip() else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    """The task's first line, cut at a word boundary to at most ``limit`` characters; "…" if anything is left out."""
+    text = task.strip()
+    first = text.splitlines()[0].strip() if text else ""
+    if len(first) <= limit:
+        return first + (" …" if first != text else "")
+    cut = first[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:  # a word boundary not too far back; else (one long word) cut inside it
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "…"
 
 
 def run_html(task: str, model_id: str, steps: list[MemoryStep], state: str, duration: float,
-             tokens_in: int, tokens_out: int, error: str | None = None) -> str:
-    """The whole finished run, static: what a reopened notebook, GitHub and nbconvert show."""
-    body = [header_html(task, model_id, state, duration, tokens_in, tokens_out)]
+             tokens_in: int, tokens_out: int, error: str | None = None, in_cells: Collection[int] = ()) -> str:
+    """The whole finished run, static: what a reopened notebook, GitHub and nbconvert show.
+
+    Each step is one line, the newest open; ``in_cells`` are the steps whose outputs are in inserted cells.
+    """
+    body = [scheme_style(), header_html(task, model_id, state, duration, tokens_in, tokens_out, expandable=True)]
     shown = 0
+    shown_steps = [s for s in steps if isinstance(s, (ActionStep, PlanningStep))]
+    newest = shown_steps[-1] if shown_steps else None
     for step in steps:
         if not isinstance(step, TaskStep):
-            body.append(step_html(step, open_=True, shown=shown))
+            in_cell = isinstance(step, ActionStep) and step.step_number in in_cells
+            body.append(step_html(step, open_=step is newest, shown=shown, in_cell=in_cell))
         if isinstance(step, ActionStep):
             shown = len(step.model_input_messages)
     actions = sum(isinstance(s, ActionStep) for s in steps)
     summary = f"{state} · {actions} step{'s' if actions != 1 else ''} · {duration:.1f} s · {tokens_in + tokens_out} tokens"
     if error:
         summary += f" · {error}"
-    body.append(f'<div style="font-size:12px;color:#555">{esc(summary)}</div>')
-    return f'<div class="smol-magic-trace" style="{BOX}">' + "".join(body) + "</div>"
+    body.append(f'<div style="{MUTED}">{esc(summary)}</div>')
+    return (f'<div class="smol-magic-trace" style="{BOX};background:{colour("bg")}">' + "".join(body) + "</div>")
 
 
 def value_bundle(value: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..agents import MultiStepAgent, Renderer, RunResult
 from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
-from .html import value_bundle
+from .html import task_title, value_bundle
 
 RULE = "─" * 60
 
@@ -47,6 +47,7 @@ class TextRenderer(Renderer):
         self.show = show or _default_show
         self.show_observation = show_observation
         self.model_id = ""
+        self.typed_task: str | None = None  # the task as the user typed it, before {var} expansion
 
     def write(self, text: str) -> None:
         if self._write is not None:
@@ -57,8 +58,7 @@ class TextRenderer(Renderer):
 
     def run_started(self, agent: MultiStepAgent, task: str) -> None:
         self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
-        first = task.strip().splitlines()[0] if task.strip() else ""
-        self.write(f"▶ agent · {self.model_id} · {first[:80]}")
+        self.write(f"▶ agent · {self.model_id} · {task_title(self.typed_task or task, 80)}")
 
     def action_ready(self, step: ActionStep) -> None:
         self.write(f"{RULE}\nstep {step.step_number}")

@@ -25,6 +25,10 @@ from . import html as h
 from .text import TextRenderer
 
 STREAM_INTERVAL = 0.05  # seconds between streamed-reply updates: one comm message each
+# The edit box is a monospace textarea (ipywidgets has no font setting for it); the labextension, where
+# present, upgrades a textarea with this class to a CodeMirror editor.
+EDIT_STYLE = ("<style>.smol-magic-edit textarea{font-family:var(--jp-code-font-family,monospace);"
+              "font-size:var(--jp-code-font-size,13px);line-height:var(--jp-code-line-height,1.3)}</style>")
 
 
 def clicks_reach_kernel(shell: Any) -> bool:
@@ -53,6 +57,8 @@ class _Card:
         self.html = w.HTML(layout=layout, style=style)
         self.box = w.Accordion(children=[self.html], titles=(title,), selected_index=0, layout=layout)
         self.body: w.VBox | None = None  # made only when the card needs more than its HTML
+        self.outputs: w.Output | None = None  # the step's rich outputs, until its inserted cell holds them
+        self.had_outputs = False
         self.parts: dict[str, str] = {}
         self.title = title
         self.text = ""
@@ -98,6 +104,9 @@ class WidgetTrace(Renderer):
         self.card: _Card | None = None
         self.agent: MultiStepAgent | None = None
         self.task = ""
+        self.typed_task: str | None = None  # the task as the user typed it, before {var} expansion
+        self.in_cells: dict[int, str] = {}  # step number -> id of the inserted cell that holds its outputs
+        self._step_cards: dict[int, _Card] = {}
         self.model_id = ""
         self.status = "starting"
         self.started = time.perf_counter()
@@ -116,9 +125,10 @@ class WidgetTrace(Renderer):
     # -- Renderer -----------------------------------------------------------
 
     def run_started(self, agent: MultiStepAgent, task: str) -> None:
-        self.agent, self.task = agent, task
+        self.agent, self.task = agent, self.typed_task or task
         self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
         self.started = time.perf_counter()
+        self._plain.typed_task = self.typed_task
         self._plain.run_started(agent, task)
         self._set_status("thinking")
         self._handle = display(self.root, display_id=True)
@@ -170,12 +180,17 @@ class WidgetTrace(Renderer):
             # Printed text goes in the card's HTML; only rich outputs need an Output widget.
             printed = [o for o in step.outputs if o.get("output_type") == "stream"]
             rich = [o for o in step.outputs if o.get("output_type") != "stream"]
-            card.set(printed="".join(h.output_html(o) for o in printed))
-            if rich:
-                outputs = w.Output(layout=self._layout)
-                outputs.outputs = tuple(rich)
-                card.add_widget(outputs)
-            details = [h.text_html(step.error, colour="#c62828")] if step.error else []
+            self._step_cards[step.step_number] = card
+            card.had_outputs = bool(step.outputs)
+            if step.step_number in self.in_cells:  # its cell is in the notebook already (cells at the end: later)
+                card.set(printed=h.in_cell_html(step.step_number) if step.outputs else "")
+            else:
+                card.set(printed="".join(h.output_html(o) for o in printed))
+                if rich:
+                    card.outputs = w.Output(layout=self._layout)
+                    card.outputs.outputs = tuple(rich)
+                    card.add_widget(card.outputs)
+            details = [h.text_html(step.error, colour=h.strong("error"))] if step.error else []
             if step.observation:
                 details.append(h.details_html("observation sent to the model", h.text_html(step.observation)))
             details.append(h.model_view_html(step, self.messages_shown))
@@ -198,12 +213,26 @@ class WidgetTrace(Renderer):
         self.stop_button.disabled = True
         static = {
             "text/html": h.run_html(self.task, self.model_id, result.steps, result.state, result.duration,
-                                    result.token_usage.input_tokens, result.token_usage.output_tokens, result.error),
+                                    result.token_usage.input_tokens, result.token_usage.output_tokens, result.error,
+                                    in_cells=self.in_cells),
             "text/plain": self._text.getvalue(),
         }
         if self._handle is not None:
             self._handle.update(static, raw=True)
             _close_tree(self.root)  # the static trace replaced it: free the comms
+
+    def cell_inserted(self, step_number: int, cell_id: str) -> None:
+        """The cells renderer put this step's action in the notebook: its outputs are shown there, not twice."""
+        self.in_cells[step_number] = cell_id
+        card = self._step_cards.get(step_number)
+        if card is None:
+            return  # the step has not finished yet: step_finished shows the reference
+        card.set(printed=h.in_cell_html(step_number) if card.had_outputs else "")
+        if card.outputs is not None and card.body is not None:
+            card.body.children = tuple(c for c in card.body.children if c is not card.outputs)
+            card.outputs.close()
+            card.outputs = None
+        card.push()
 
     # -- Approver -------------------------------------------------------------
 
@@ -213,6 +242,7 @@ class WidgetTrace(Renderer):
         # Each card resolves only its own future: a late click on an older card approves nothing.
         future = self.pending = asyncio.get_running_loop().create_future()
         editor = w.Textarea(value=step.code or "", layout=w.Layout(width="100%", height="140px", display="none"))
+        editor.add_class("smol-magic-edit")  # monospace here; the labextension makes it a CodeMirror editor
         reason = w.Text(placeholder="reason to skip (optional)", layout=w.Layout(width="260px"))
         buttons = {
             "run": w.Button(description="Run", button_style="success", icon="play"),
@@ -235,6 +265,8 @@ class WidgetTrace(Renderer):
         def on_edit(_: Any) -> None:
             editor.layout.display = None
             buttons["edit"].disabled = True
+            buttons["run"].description = "Run edited code"
+            buttons["run"].layout.width = "150px"
 
         buttons["run"].on_click(lambda _: decide(Decision("run", code=code_to_run(), by_person=True)))
         buttons["run_all"].on_click(
@@ -242,7 +274,8 @@ class WidgetTrace(Renderer):
         buttons["edit"].on_click(on_edit)
         buttons["skip"].on_click(lambda _: decide(Decision("skip", reason=reason.value.strip(), by_person=True)))
         buttons["stop"].on_click(lambda _: decide(Decision("stop", by_person=True)))
-        why = w.HTML(f'<b style="color:#b26a00">Waiting for you.</b> {h.esc(approval_reason(step, self.approve_mode))}')
+        why = w.HTML(f'{EDIT_STYLE}<b style="color:{h.strong("warn")}">Waiting for you.</b> '
+                     f'{h.esc(approval_reason(step, self.approve_mode))}')
         self.approval_box = w.VBox([why, w.HBox(list(buttons.values()) + [reason]), editor])
         card.add_widget(self.approval_box)
         self.controls = {**buttons, "editor": editor, "reason": reason}
@@ -283,7 +316,7 @@ class WidgetTrace(Renderer):
         for control in self.controls.values():
             control.disabled = True
         if self.controls and self.approval_box is not None:
-            self.approval_box.children = [w.HTML(f'<span style="font-size:12px;color:#555">{h.esc(note)}</span>')]
+            self.approval_box.children = [w.HTML(f'<span style="{h.MUTED}">{h.esc(note)}</span>')]
         self.controls, self.approval_box = {}, None
 
     def _set_status(self, status: str) -> None:

@@ -95,12 +95,22 @@ async function main() {
   await expectText(staticTrace.locator('.smol-status').first(), 'done', 'the static trace header');
   await expectText(staticTrace, 'Final answer', 'the static trace');
   await expectText(staticTrace, EXPECT.finalAnswer, 'the final answer');
-  await expectText(staticTrace, EXPECT.step1Code, "step 1's code");
-  await expectText(staticTrace, EXPECT.step1Output, "step 1's output");
-  await expectText(staticTrace, EXPECT.step2Code, "step 2's code");
+  await expectText(staticTrace, EXPECT.step2Code, "step 2's code"); // the newest step is open
   await expectText(staticTrace, 'Step 1 · ran (approved)', "step 1's summary");
   await expectText(staticTrace, 'Step 2 · ran (approved)', "step 2's summary");
+  // Step 1 is one line until opened; its output is in its inserted cell, and the trace says so.
+  const shownBefore = await staticTrace.innerText();
+  if (shownBefore.includes(EXPECT.step1Code)) throw new Error(`step 1 is not collapsed:\n${shownBefore}`);
+  await staticTrace.locator('summary').filter({ hasText: 'Step 1 · ran (approved)' }).click();
+  await expectText(staticTrace, EXPECT.step1Code, "step 1's code, opened");
   await expectText(staticTrace, 'created answer_table', "step 1's changes");
+  await expectText(staticTrace, 'outputs: in the cell below, marked “agent · step 1”', "step 1's outputs reference");
+  const shownOpen = await staticTrace.innerText();
+  if (shownOpen.includes(EXPECT.step1Output)) {
+    throw new Error(`the static trace repeats step 1's output, which its inserted cell shows:\n${shownOpen}`);
+  }
+  await expectText(cellWith(EXPECT.step1Code).locator('.jp-OutputArea-output'), EXPECT.step1Output,
+    "step 1's inserted cell");
   const highlighted = await staticTrace.locator('pre span[style*="color"]').count();
   if (highlighted === 0) throw new Error('the code in the static trace is not syntax-highlighted');
   await staticTrace.scrollIntoViewIfNeeded();
