@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from smol_magic import namespace  # noqa: E402
+from smol_magic.context import namespace  # noqa: E402
 
 REPEATS = 15
 BIG_ROWS = 10_000_000

@@ -53,10 +53,12 @@ TARGET_CLICK_MS = 150.0
 
 SETUP = """
 import time, statistics
-from smol_magic.agents import CodeAgent, Renderer, ModeApprover
-from smol_magic.executor import KernelExecutor
-from smol_magic.models import ScriptedModel
-from smol_magic.ui.widgets import WidgetTrace
+from smol_magic.core.agents import CodeAgent
+from smol_magic.core.approval import ModeApprover
+from smol_magic.core.events import Renderer
+from smol_magic.jupyter.kernel_executor import KernelExecutor
+from smol_magic.core.models import ScriptedModel
+from smol_magic.jupyter.widgets import WidgetTrace
 
 def _replies(n):
     return ["```python\\nx_%d = %d\\n```" % (i, i) for i in range(n)] + ["```python\\nfinal_answer(1)\\n```"]
@@ -160,7 +162,7 @@ def measure_clicks(kc, folder: Path) -> list[float]:
         "def mark(name):\n"
         f"    with open(_os.path.join({str(folder)!r}, name), 'w') as f:\n"
         "        f.write(repr(_time.time()))\n"
-        "from smol_magic.models import ScriptedModel\n"
+        "from smol_magic.core.models import ScriptedModel\n"
         f"clicker = ScriptedModel({replies!r})\n"
     )
     assert run(kc, setup).status == "ok"

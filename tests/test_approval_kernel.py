@@ -172,7 +172,7 @@ def test_skip_with_a_reason_never_runs_and_tells_the_model(kc, cell, tmp_path):
     assert told["role"] == "user"
     assert "skipped" in told["content"] and "not on the production data" in told["content"], told["content"]
     assert "skipped by you" in html_text(result.trace_html)  # the static trace says so too
-    assert evaluate(kc, f"[s.approval for s in {MAGICS}.current.memory.steps if hasattr(s, 'approval')]") == [
+    assert evaluate(kc, f"[str(s.approval) for s in {MAGICS}.current.memory.steps if hasattr(s, 'approval')]") == [
         "skip", "run"]
 
 
@@ -205,7 +205,7 @@ def test_edit_runs_the_edited_code_and_tells_the_model(kc, cell, tmp_path):
     assert stamp(tmp_path, "proposed") is None, "the model's code ran instead of the edit"
     assert evaluate(kc, "(edited, res)") == ("by the person", "by the person")
     step = f"{MAGICS}.current.memory.steps[1]"
-    assert evaluate(kc, f"({step}.proposed_code, {step}.code, {step}.approval)") == (proposed, mine, "edit")
+    assert evaluate(kc, f"({step}.proposed_code, {step}.code, str({step}.approval))") == (proposed, mine, "edit")
     told = evaluate(kc, "m.requests[1][-1]['content']")
     assert "edited your code" in told and mine in told, told
     assert mine in evaluate(kc, "list(In)") and proposed not in evaluate(kc, "list(In)")  # history has the edit
@@ -231,7 +231,7 @@ def test_stop_while_waiting_ends_the_run_cleanly_and_keeps_memory(kc, cell, tmp_
     assert_clean_end(result)
     assert result.elapsed < 5
     assert_trace_replaced_widget(result, "stopped")
-    assert evaluate(kc, f"{MAGICS}.current.runs[-1].state") == "stopped"
+    assert evaluate(kc, f"str({MAGICS}.current.runs[-1].state)") == "stopped"
     assert stamp(tmp_path, "never", timeout=0.2) is None
     assert evaluate(kc, "'stopped_var' in globals() or 'res' in globals()") is False
     assert evaluate(kc, "len(m.requests)") == 1  # the model was not asked again

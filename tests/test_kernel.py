@@ -134,7 +134,7 @@ def test_timeout_stops_a_busy_action_and_the_run_continues(own_kernel):
 
 SLOW_MODEL = """\
 import asyncio
-from smol_magic.models import BaseModel, ModelResponse
+from smol_magic.core.models import BaseModel, ModelResponse
 
 class SlowModel(BaseModel):
     model_id = "slow-thinker"

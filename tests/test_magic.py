@@ -79,7 +79,7 @@ def test_model_from_config_and_environment(ip, monkeypatch):
     assert ip.user_ns["out"] == "cfg"
     monkeypatch.setenv("SMOL_MAGIC_MODEL", "openai/gpt-4o-mini")
     ip.config.pop("AgentMagics")
-    from smol_magic.magic import AgentMagics
+    from smol_magic.jupyter.magic import AgentMagics
 
     assert AgentMagics(shell=ip).model == "openai/gpt-4o-mini"
 
@@ -209,7 +209,7 @@ def test_loading_is_fast_and_does_not_import_litellm():
 
 
 def test_where_clicks_cannot_reach_the_kernel_it_says_so_once_and_runs_as_never(ip, capsys):
-    from smol_magic.ui.widgets import clicks_reach_kernel
+    from smol_magic.jupyter.widgets import clicks_reach_kernel
 
     class OldKernel:  # ipykernel < 7.4: no concurrent dispatch of comm messages during a cell
         def dispatch_shell(self, msg):

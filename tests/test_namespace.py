@@ -16,8 +16,8 @@ import pytest
 from smol_magic.guard import Policy
 
 from smol_magic import CodeAgent, ScriptedModel, describe
-from smol_magic import namespace as nsmod
-from smol_magic.namespace import diff, format_diff, headline, interpolate, snapshot, summarize, user_variables
+from smol_magic.context import namespace as nsmod
+from smol_magic.context.namespace import diff, format_diff, headline, interpolate, snapshot, summarize, user_variables
 
 
 def fence(code: str) -> str:

@@ -11,8 +11,8 @@ import functools
 import html
 from typing import Any
 
-from ..executor import json_safe
-from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from ..core.outputs import json_safe
 
 VERDICT_COLOURS = {"allow": "#2e7d32", "ask": "#b26a00", "deny": "#c62828"}
 APPROVAL_LABELS = {
@@ -47,7 +47,7 @@ def text_html(text: str, colour: str | None = None) -> str:
 
 
 def guard_off(verdict: Verdict) -> bool:
-    return any("guard is off" in r for r in verdict.reasons)
+    return verdict.guard_off
 
 
 def verdict_html(verdict: Verdict) -> str:

@@ -19,13 +19,18 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Enum, Float, Integer, List, Unicode, default
 
-from . import guard, namespace
-from .agents import CodeAgent, ModeApprover, Renderer, RunResult, Tee, run_blocking
-from .executor import KernelExecutor
-from .memory import ActionStep, MemoryStep
-from .models import Model, ModelError, RecordingModel, ReplayModel, model_from_spec
-from .notebook import CellWriter
-from .ui import TextRenderer
+from .. import guard
+from ..context import namespace
+from ..core.agents import CodeAgent
+from ..core.approval import ModeApprover
+from ..core.blocking import run_blocking
+from ..core.events import Renderer, Tee
+from ..core.memory import RunResult
+from ..core.models import Model, ModelError, model_from_spec
+from ..export.replay import RecordingModel, ReplayModel
+from ..ui.text import TextRenderer
+from .cells import CellsRenderer, CellWriter
+from .kernel_executor import KernelExecutor
 
 SUBCOMMANDS = {
     "reset": "forget the conversation (the next %%agent starts afresh)",
@@ -167,7 +172,7 @@ class AgentMagics(Magics):
 
     def _setup_cells(self, run: RunResult) -> list[str]:
         """The user's own cells (from this kernel's history) that made what the run read."""
-        from .notebook import setup_sources, variables_read
+        from ..export.notebook import setup_sources, variables_read
 
         agent_code = {s.code for r in self.current.runs for s in r.action_steps if s.code}
         history = self.shell.history_manager
@@ -265,7 +270,7 @@ class AgentMagics(Magics):
         """
         in_kernel = getattr(self.shell, "kernel", None) is not None
         if self.ui == "widgets" or (self.ui == "auto" and in_kernel):
-            from .ui.widgets import WidgetTrace, clicks_reach_kernel
+            from .widgets import WidgetTrace, clicks_reach_kernel
 
             trace = WidgetTrace(approve_mode=mode)
             if mode == "never":
@@ -284,7 +289,7 @@ class AgentMagics(Magics):
                 return trace, ModeApprover(mode, trace)
             self._notice(why[0], f"smol-magic: {why[1]}")
             return trace, ModeApprover(mode)
-        from .ui.terminal import TerminalApprover
+        from .terminal import TerminalApprover
 
         person = TerminalApprover(mode) if sys.stdin is not None and sys.stdin.isatty() else None
         if mode != "never" and person is None:
@@ -302,7 +307,7 @@ class AgentMagics(Magics):
 
     async def _cells_renderer(self, mode: str, cell_id: str | None, interactive: bool) -> Renderer | None:
         """The agent's actions as real cells below its %%agent cell, through the labextension."""
-        from .ui.widgets import clicks_reach_kernel
+        from .widgets import clicks_reach_kernel
 
         if mode == "off" or cell_id is None or not interactive or not clicks_reach_kernel(self.shell):
             return None
@@ -363,24 +368,6 @@ def _names(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
-class CellsRenderer(Renderer):
-    """Sends each action that ran to the notebook as a cell: as it finishes, or all at the end."""
-
-    def __init__(self, writer: CellWriter, live: bool):
-        self.writer, self.live = writer, live
-        self.model_id = ""
-
-    def run_started(self, agent: Any, task: str) -> None:
-        self.model_id = getattr(agent.model, "model_id", "")
-
-    def step_finished(self, step: MemoryStep) -> None:
-        if isinstance(step, ActionStep):
-            self.writer.add(step, self.model_id, live=self.live)
-
-    def run_finished(self, result: RunResult) -> None:
-        self.writer.flush()
-
-
 class _Interrupted(Exception):
     """KeyboardInterrupt, carried out of the run's Task as an ordinary exception."""
 
@@ -427,7 +414,7 @@ def rewrite_agent_cell(lines: list[str]) -> list[str]:
         return lines
     first = lines[0]
     words = first.split()
-    module = "__import__('smol_magic.magic', fromlist=['_'])"
+    module = "__import__('smol_magic.jupyter.magic', fromlist=['_'])"
     if words[:1] == ["%%agent"]:  # leaves %%agent? (help) and other magics alone
         line = first.strip()[len("%%agent"):].strip()
         cell = "".join(lines[1:])

@@ -1,0 +1,1 @@
+"""What wraps the execution of an action: undo (snapshots), output sanitising, secret redaction."""
