@@ -10,8 +10,8 @@ While the agent cell waits for a click, the shell channel is busy: no other
 cell can run. So the scripted actions call ``mark(name)``, a function defined
 in the kernel that writes ``time.time()`` to a file in the test's tmp dir: the
 test sees from outside whether (and when) an action ran. The first statement
-of an action is its ``mark``, so the file's timestamp minus the time the click
-was sent is the click-to-action latency (target <= 0.15 s, kernel side).
+of an action is its ``mark``; how long a click takes to reach the action is a
+figure printed by ``bench/ui.py``, not a test assertion.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from kernel_helpers import WIDGET_VIEW, LiveCell, evaluate, html_text, interrupt
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc, own_kernel
 
-LATENCY_TARGET = 0.15  # seconds from sending the Run click to the action's first statement
 HEADER_TOOLTIP = "End the run after this step"
 MAGICS = "get_ipython().magics_manager.registry['AgentMagics']"
 
@@ -52,10 +51,9 @@ def stamp(folder: Path, name: str, timeout: float = 0.0) -> float | None:
 
 
 def assert_prompt(started: float | None, sent: float) -> None:
-    """The action started, and soon after the click was sent."""
+    """The action started, after the click was sent (not before: it waited for the click)."""
     assert started is not None, "the action did not run after the click"
-    latency = started - sent
-    assert latency <= LATENCY_TARGET, f"the action started {latency * 1000:.0f} ms after the click"
+    assert started >= sent, "the action ran before the click"
 
 
 def assert_trace_replaced_widget(result, state: str) -> None:
@@ -320,8 +318,7 @@ def test_interrupt_while_an_approved_action_runs(own_kernel, tmp_path):
 
     live = LiveCell(kc, "%%agent -m m -o res --approve every\nspin")
     sent = live.click(live.wait_for_card())
-    assert_prompt(stamp(tmp_path, "spin", timeout=5), sent)
-    time.sleep(0.5)
+    assert_prompt(stamp(tmp_path, "spin", timeout=5), sent)  # the busy action is running: interrupt it
     result = interrupt(km, lambda: live.finish(timeout=5), within=2.0)
 
     assert_trace_replaced_widget(result, "interrupted")

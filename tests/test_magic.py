@@ -197,15 +197,15 @@ def test_tools_do_not_linger_in_the_users_namespace(ip):
     assert ip.user_ns["final_answer"] == "my own variable"
 
 
-def test_loading_is_fast_and_does_not_import_litellm():
+def test_loading_does_not_import_the_model_clients():
+    """Loading stays light (its time is printed by bench/ui.py): litellm and huggingface_hub load on first use."""
     code = (
-        "import sys, time\nfrom IPython.core.interactiveshell import InteractiveShell\n"
-        "ip = InteractiveShell.instance()\nt = time.perf_counter()\nip.run_line_magic('load_ext', 'smol_magic')\n"
-        "print(time.perf_counter() - t, 'litellm' in sys.modules, 'huggingface_hub' in sys.modules)"
+        "import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\nip.run_line_magic('load_ext', 'smol_magic')\n"
+        "print('agent' in ip.magics_manager.magics['cell'], 'litellm' in sys.modules, 'huggingface_hub' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert float(out[0]) < 1.0
-    assert out[1:] == ["False", "False"]
+    assert out == ["True", "False", "False"]
 
 
 def test_where_clicks_cannot_reach_the_kernel_it_says_so_once_and_runs_as_never(ip, capsys):

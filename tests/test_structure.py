@@ -10,14 +10,13 @@ IPython for a display inside a function, when it is already running.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import smol_magic
-
-PACKAGE = Path(smol_magic.__file__).parent
+PACKAGE = Path(importlib.util.find_spec("smol_magic").origin).parent  # found, not imported: a cycle must not hide
 JUPYTER = {"IPython", "ipykernel", "ipywidgets", "jupyter_client", "nbformat", "nbclient", "comm", "traitlets"}
 PLAIN = ("core", "guard", "safety", "context")  # may not import Jupyter at all, nor the edges
 EDGES = ("export", "ui", "jupyter")

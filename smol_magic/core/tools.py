@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import docstring_parser
-from pydantic import ConfigDict, TypeAdapter, ValidationError
-from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 # JSON-schema-like type names (as smolagents uses) and the Python types they accept.
 _PY_TYPES: dict[str, tuple[type, ...] | None] = {
@@ -143,8 +142,14 @@ _FROM_JSON = {"string": "string", "integer": "integer", "number": "number", "boo
               "array": "array", "object": "object", "null": "null"}
 
 
-def _adapter(hint: Any) -> TypeAdapter:
-    """pydantic's view of a type hint; classes pydantic does not know are checked with ``isinstance``."""
+def _adapter(hint: Any) -> "TypeAdapter":
+    """pydantic's view of a type hint; classes pydantic does not know are checked with ``isinstance``.
+
+    pydantic is imported on the first ``@tool``, not with the package: ``%load_ext`` stays fast.
+    """
+    from pydantic import ConfigDict, TypeAdapter
+    from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
     try:
         return TypeAdapter(hint)
     except (PydanticSchemaGenerationError, PydanticUserError):
@@ -186,6 +191,8 @@ class _FunctionTool(Tool):
     def __init__(self, fn: Callable[..., Any]):
         self._fn = fn
         self.name = fn.__name__
+        import docstring_parser
+
         doc = docstring_parser.parse(fn.__doc__ or "", style=docstring_parser.DocstringStyle.GOOGLE)
         description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p).strip()
         arg_docs = {p.arg_name: " ".join((p.description or "").split()) for p in doc.params}
@@ -193,7 +200,7 @@ class _FunctionTool(Tool):
             raise ToolDefinitionError(f"@tool {self.name}: add a docstring that says what the tool does")
         hints = typing.get_type_hints(fn, include_extras=True)
         inputs: dict[str, dict[str, Any]] = {}
-        self._adapters: dict[str, TypeAdapter] = {}
+        self._adapters: dict[str, "TypeAdapter"] = {}
         for pname, param in inspect.signature(fn).parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise ToolDefinitionError(f"@tool {self.name}: *args/**kwargs are not supported; name each parameter")
@@ -223,6 +230,8 @@ class _FunctionTool(Tool):
 
     def _check_argument(self, key: str, value: Any) -> str | None:
         """Validated against the type hint's schema, strictly: ``"3"`` is not an ``int``, ``True`` neither."""
+        from pydantic import ValidationError
+
         adapter = self._adapters.get(key)
         if adapter is None:
             return None
