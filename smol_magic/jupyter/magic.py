@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import textwrap
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -46,7 +47,7 @@ class AgentMagics(Magics):
     ).tag(config=True)
     max_steps = Integer(20, help="Most actions per run.").tag(config=True)
     approve = Enum(
-        list(APPROVE_MODES), ApproveMode.RISKY, help="Which actions wait for a person's click."
+        [str(mode) for mode in APPROVE_MODES], str(ApproveMode.RISKY), help="Which actions wait for a person's click."
     ).tag(config=True)
     timeout = Float(60.0, help="Seconds an action may run before it is stopped.").tag(config=True)
     authorized_imports = List(Unicode(), help="Modules the agent may import, besides the defaults.").tag(
@@ -302,6 +303,11 @@ class AgentMagics(Magics):
         agent.max_observation_chars = self.max_observation_chars
         agent.namespace_budget = self.namespace_budget
         return agent
+
+
+# %%agent? lists the subcommands too, each with its own flags.
+AgentMagics.agent.__doc__ = (AgentMagics.agent.__doc__ or "") + "\n\nSubcommands:\n" + textwrap.indent(
+    commands.listing(), "  ")
 
 
 def _names(text: str | None) -> list[str]:
