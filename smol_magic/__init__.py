@@ -4,9 +4,16 @@
 plain Python: ``CodeAgent(model=ScriptedModel([...])).run("task")``.
 """
 
+import sys
 from typing import Any
 
-from .context.namespace import describe
+from .core import memory as _memory
+
+# Until the guard imports ``smol_magic.core.memory`` itself: its ``from .memory import Verdict``
+# (and tests/test_guard.py) still find the moved module under its old name.
+sys.modules.setdefault(f"{__name__}.memory", _memory)
+
+from .context.namespace import describe  # noqa: E402
 from .core.agents import CodeAgent, MultiStepAgent
 from .core.approval import AutoApprover, Decision
 from .core.events import Renderer
