@@ -42,9 +42,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
-from smol_magic.agents import CodeAgent  # noqa: E402
-from smol_magic.executor import KernelExecutor, LocalPythonExecutor  # noqa: E402
-from smol_magic.models import ScriptedModel  # noqa: E402
+from smol_magic.core.agents import CodeAgent  # noqa: E402
+from smol_magic.core.execution import LocalPythonExecutor
+from smol_magic.jupyter.kernel_executor import KernelExecutor  # noqa: E402
+from smol_magic.core.models import ScriptedModel  # noqa: E402
 
 REPEATS = 5
 SMOL_REPEATS = 1

@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from smol_magic import CodeAgent, LocalPythonExecutor, ScriptedModel  # noqa: E402
-from smol_magic import notebook  # noqa: E402
+from smol_magic.export import notebook  # noqa: E402
 
 TARGET_MS = 200.0
 STEPS = 100

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,14 +50,17 @@ STEPS = 50
 REPEATS = 5
 CLICK_STEPS = 12
 TARGET_OVERHEAD_MS = 5.0
+TARGET_LOAD_MS = 300  # %load_ext smol_magic
 TARGET_CLICK_MS = 150.0
 
 SETUP = """
 import time, statistics
-from smol_magic.agents import CodeAgent, Renderer, ModeApprover
-from smol_magic.executor import KernelExecutor
-from smol_magic.models import ScriptedModel
-from smol_magic.ui.widgets import WidgetTrace
+from smol_magic.core.agents import CodeAgent
+from smol_magic.core.approval import ModeApprover
+from smol_magic.core.events import Renderer
+from smol_magic.jupyter.kernel_executor import KernelExecutor
+from smol_magic.core.models import ScriptedModel
+from smol_magic.jupyter.widgets import WidgetTrace
 
 def _replies(n):
     return ["```python\\nx_%d = %d\\n```" % (i, i) for i in range(n)] + ["```python\\nfinal_answer(1)\\n```"]
@@ -160,7 +164,7 @@ def measure_clicks(kc, folder: Path) -> list[float]:
         "def mark(name):\n"
         f"    with open(_os.path.join({str(folder)!r}, name), 'w') as f:\n"
         "        f.write(repr(_time.time()))\n"
-        "from smol_magic.models import ScriptedModel\n"
+        "from smol_magic.core.models import ScriptedModel\n"
         f"clicker = ScriptedModel({replies!r})\n"
     )
     assert run(kc, setup).status == "ok"
@@ -220,7 +224,22 @@ def main() -> int:
         print(f"    all: {', '.join(f'{t:.1f}' for t in latencies)}")
     finally:
         stop_kernel(km, kc)
-    return 0 if overhead <= TARGET_OVERHEAD_MS and median <= TARGET_CLICK_MS else 1
+    loads = [measure_load_ext() for _ in range(5)]
+    load = statistics.median(loads)
+    print()
+    print(f"(c) %load_ext smol_magic in a fresh IPython process: median {load:6.1f} ms of {len(loads)} "
+          f"(all: {', '.join(f'{t:.1f}' for t in loads)})   target <= {TARGET_LOAD_MS:g} ms: "
+          f"{verdict(load, TARGET_LOAD_MS)}")
+    return 0 if overhead <= TARGET_OVERHEAD_MS and median <= TARGET_CLICK_MS and load <= TARGET_LOAD_MS else 1
+
+
+def measure_load_ext() -> float:
+    """Milliseconds ``%load_ext smol_magic`` takes in a new process (IPython already imported)."""
+    code = ("import time\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+            "ip = InteractiveShell.instance()\nt = time.perf_counter()\nip.run_line_magic('load_ext', 'smol_magic')\n"
+            "print((time.perf_counter() - t) * 1e3)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
 
 
 if __name__ == "__main__":

@@ -4,13 +4,22 @@
 plain Python: ``CodeAgent(model=ScriptedModel([...])).run("task")``.
 """
 
-from .agents import AutoApprover, CodeAgent, Decision, MultiStepAgent, Renderer, RunResult
-from .executor import ExecutionResult, KernelExecutor, LocalPythonExecutor
+from typing import Any
+
+from .context.namespace import describe
+from .core.agents import CodeAgent, MultiStepAgent
+from .core.approval import AutoApprover, Decision
+from .core.events import Renderer
+from .core.execution import ExecutionResult, LocalPythonExecutor
+from .core.memory import (
+    ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
+)
+from .core.models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
+from .core.tools import Tool, ToolDefinitionError, final_answer, tool
+from .export.notebook import export_run
 from .guard import Policy
-from .memory import ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
-from .models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
-from .namespace import describe
-from .tools import Tool, ToolDefinitionError, final_answer, tool
+
+MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself does not import the exports
 
 __version__ = "0.1.0"
 
@@ -23,18 +32,27 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``KernelExecutor`` needs IPython: imported on first use, so ``import smol_magic`` does not."""
+    if name == "KernelExecutor":
+        from .jupyter.kernel_executor import KernelExecutor
+
+        return KernelExecutor
+    raise AttributeError(f"module 'smol_magic' has no attribute {name!r}")
+
+
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     """Where the prebuilt JupyterLab extension lives (for ``jupyter labextension develop``)."""
     return [{"src": "labextension", "dest": "smol-magic-labextension"}]
 
 
 def load_ipython_extension(ipython) -> None:
-    from .magic import load_ipython_extension as load
+    from .jupyter.magic import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
-    from .magic import unload_ipython_extension as unload
+    from .jupyter.magic import unload_ipython_extension as unload
 
     unload(ipython)

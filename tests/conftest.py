@@ -15,7 +15,7 @@ def ip(monkeypatch):
     shell.run_line_magic("load_ext", "smol_magic")
     magics = shell.magics_manager.registry["AgentMagics"]
     magics.current = None
-    for name in ("model", "max_steps", "approve", "timeout", "authorized_imports", "max_observation_chars"):
+    for name in magics.trait_names(config=True):  # every setting: ui="widgets" must not leak into the next test
         setattr(magics, name, magics.trait_defaults(name))
     magics._notices.clear()
     yield shell

@@ -359,7 +359,7 @@ def py(code: str, thought: str = "") -> str:
 
 def scripted(name: str, *replies: str) -> str:
     """Kernel code binding ``name`` to a ScriptedModel with these raw replies."""
-    return f"from smol_magic.models import ScriptedModel\n{name} = ScriptedModel({list(replies)!r})"
+    return f"from smol_magic.core.models import ScriptedModel\n{name} = ScriptedModel({list(replies)!r})"
 
 
 def evaluate(kc, expr: str, timeout: float = 15) -> Any:

@@ -11,7 +11,8 @@ from smol_magic import (
     ActionStep, AgentMemory, CodeAgent, FinalAnswerStep, ModelError, PlanningStep, ScriptedModel,
     TaskStep, tool,
 )
-from smol_magic.agents import NO_CODE_ERROR, parse_code, truncate
+from smol_magic.core.agents import NO_CODE_ERROR, parse_code
+from smol_magic.core.text import truncate
 
 
 def fence(code: str, thought: str = "Thought: next step.") -> str:

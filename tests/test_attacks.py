@@ -28,7 +28,8 @@ import pandas as pd
 import pytest
 
 from smol_magic import CodeAgent, ScriptedModel, guard
-from smol_magic.executor import KernelExecutor, LocalPythonExecutor
+from smol_magic.core.execution import LocalPythonExecutor
+from smol_magic.jupyter.kernel_executor import KernelExecutor
 
 matplotlib.use("Agg")
 
@@ -217,12 +218,12 @@ ATTACKS = [
       "print(fmt.format(pd.io.common.get_handle))", "deny", "canary"),
     # -- frames, tracebacks, generators, inspect, sys._getframe ---------------------------------------------
     A("traceback frame walk", "try:\n    1/0\nexcept Exception as e:\n    fr = e.__traceback__.tb_frame.f_back\n"
-      "fr.f_globals['sys'].modules['os'].system({CMD!r})", "deny", "marker"),
-    A("generator frame walk", "def g():\n    yield it.gi_frame.f_back.f_back.f_globals['sys'].modules['os']"
+      "fr.f_globals['__builtins__']['__import__']('os').system({CMD!r})", "deny", "marker"),
+    A("generator frame walk", "def g():\n    yield it.gi_frame.f_back.f_back.f_globals['__builtins__']['__import__']('os')"
       ".system({CMD!r})\nit = g()\nnext(it)", "deny", "marker", reason="gi_frame"),
-    A("inspect.currentframe", "import inspect\ninspect.currentframe().f_back.f_globals['sys'].modules['os']"
+    A("inspect.currentframe", "import inspect\ninspect.currentframe().f_back.f_globals['__builtins__']['__import__']('os')"
       ".system({CMD!r})", "deny", "marker"),
-    A("sys._getframe", "import sys\nsys._getframe(1).f_globals['sys'].modules['os'].system({CMD!r})", "deny",
+    A("sys._getframe", "import sys\nsys._getframe(1).f_globals['__builtins__']['__import__']('os').system({CMD!r})", "deny",
       "marker"),
     A("gc.get_objects", "import gc\n[o for o in gc.get_objects() if isinstance(o, dict) and o.get('__name__') == 'os']"
       "[0]['system']({CMD!r})", "deny", "marker"),

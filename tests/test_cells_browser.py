@@ -82,9 +82,12 @@ def check_generated(cell: dict, *, step: int, source: str, run_id: str) -> None:
     assert cell["source"] == source, where
     assert cell["execution_count"] is None, f"{where} has an execution count: it was run, not inserted"
     assert cell["prompt"].strip() in ("[ ]:", "[ ]", ""), f"{where}: prompt {cell['prompt']!r}"
-    assert cell["metadata"]["smol_magic"] == {
+    meta = cell["metadata"]["smol_magic"]  # the exported cell's schema, plus where it came from
+    assert {k: meta.get(k) for k in ("agent_cell", "run_id", "step", "source", "model", "approval",
+                                      "approved_by_person", "edited")} == {
         "agent_cell": AGENT_CELL, "run_id": run_id, "step": step, "source": source, "model": "scripted",
         "approval": "auto", "approved_by_person": False, "edited": False}, where
+    assert meta["verdict"] == {"decision": "allow", "reasons": []} and "token_usage" in meta, where
     assert cell["metadata"]["tags"] == ["smol-magic"], where
     assert cell["marked"], f"{where} has no jp-smol-magic-generated class"
     assert cell["badge"] == f'"agent · step {step}"', f"{where}: badge {cell['badge']}"

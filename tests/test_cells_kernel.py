@@ -75,8 +75,12 @@ def test_each_action_that_ran_is_sent_as_a_cell_below_the_agent_cell(kernel):
     assert [m["source"] for m in inserts] == ["first = 1\nprint('first', first)", "final_answer(first + 1)"]
     assert all(m["agent_cell_id"] == "cell-agent-1" for m in inserts)
     assert inserts[0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "first 1\n"}]
-    assert inserts[0]["metadata"] == {"run_id": "run-1", "step": 1, "model": "scripted", "approval": "auto",
-                                      "approved_by_person": False, "edited": False}
+    meta = inserts[0]["metadata"]
+    # the same metadata.smol_magic schema as an exported notebook's cell, plus the run and the model
+    assert {k: meta[k] for k in ("run_id", "step", "model", "approval", "approved_by_person", "edited")} == {
+        "run_id": "run-1", "step": 1, "model": "scripted", "approval": "auto", "approved_by_person": False,
+        "edited": False}
+    assert meta["verdict"] == {"decision": "allow", "reasons": []} and meta["token_usage"]["input_tokens"] > 0
     assert inserts[1]["outputs"][0]["data"]["text/plain"] == "2"  # the final answer, as the cell shows it re-run
     assert evaluate(kernel, "out") == 2
 

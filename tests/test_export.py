@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from smol_magic import CodeAgent, ModelError, ScriptedModel
-from smol_magic.models import RecordingModel, ReplayModel
-from smol_magic.notebook import read_names, setup_sources
+from smol_magic.export.replay import RecordingModel, ReplayModel
+from smol_magic.core.names import read_names
+from smol_magic.export.notebook import setup_sources
 
 SETUP = "import pandas as pd\nsales = pd.DataFrame({'region': ['a', 'b', 'c'], 'revenue': [3, 9, 4]})"
 

@@ -20,7 +20,7 @@ import pytest
 
 from smol_magic import CodeAgent, ScriptedModel, guard
 from smol_magic.guard import GuardContext, Policy, check
-from smol_magic.memory import ActionStep, AgentMemory, Verdict
+from smol_magic.core.memory import ActionStep, AgentMemory, Verdict
 
 
 def reasons(verdict) -> str:

@@ -82,14 +82,30 @@ def test_second_agent_cell_continues_the_conversation_and_reset_starts_afresh(kc
 # -- 3. Interrupt during a busy action ----------------------------------------------
 
 
-def test_interrupt_during_busy_action_stops_the_run_and_keeps_the_kernel(own_kernel):
+def started_marker(kc, folder):
+    """A function ``started()`` in the kernel that leaves a file: the test waits for it, not for a guess."""
+    path = folder / "started"
+    ok(kc, f"def started():\n    open({str(path)!r}, 'w').close()")
+    return path
+
+
+def wait_for_file(path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
+def test_interrupt_during_busy_action_stops_the_run_and_keeps_the_kernel(own_kernel, tmp_path):
     km, kc = own_kernel
     ok(kc, "keep = {'a': [1, 2, 3]}")
-    ok(kc, scripted("spin", py("n = 0\nwhile True:\n    n += 1", "spin"), py("final_answer('should not run')")))
+    marker = started_marker(kc, tmp_path)
+    ok(kc, scripted("spin", py("started()\nn = 0\nwhile True:\n    n += 1", "spin"),
+                    py("final_answer('should not run')")))
 
     msg_id = send(kc, "%%agent -m spin -o res\nspin forever")
-    seen = wait_for_output(kc, msg_id, "while True")  # the live trace shows the action: it is about to run
-    time.sleep(1.0)
+    seen = wait_for_output(kc, msg_id, "while True")  # the live trace shows the action
+    wait_for_file(marker)  # the action is running
     interrupt(km, lambda: collect(kc, msg_id, timeout=10, prior=seen), within=2.0)
 
     # The run ended: the model was not asked for another step, and no answer was stored.
@@ -134,12 +150,13 @@ def test_timeout_stops_a_busy_action_and_the_run_continues(own_kernel):
 
 SLOW_MODEL = """\
 import asyncio
-from smol_magic.models import BaseModel, ModelResponse
+from smol_magic.core.models import BaseModel, ModelResponse
 
 class SlowModel(BaseModel):
     model_id = "slow-thinker"
 
     async def generate(self, messages, stop_sequences=None):
+        started()
         await asyncio.sleep(30)
         return ModelResponse("```python\\nfinal_answer('too late')\\n```")
 
@@ -148,13 +165,14 @@ keep = [4, 5, 6]
 """
 
 
-def test_interrupt_while_the_model_thinks_ends_the_cell_at_once(own_kernel):
+def test_interrupt_while_the_model_thinks_ends_the_cell_at_once(own_kernel, tmp_path):
     km, kc = own_kernel
+    marker = started_marker(kc, tmp_path)
     ok(kc, SLOW_MODEL)
 
     msg_id = send(kc, "%%agent -m thinker -o res\nthink hard")
-    seen = wait_for_output(kc, msg_id, "slow-thinker")  # the live trace is up: the model is being asked
-    time.sleep(1.0)
+    seen = wait_for_output(kc, msg_id, "slow-thinker")  # the live trace is up
+    wait_for_file(marker)  # the model is being asked
     try:
         result = interrupt(km, lambda: collect(kc, msg_id, timeout=4, prior=seen), within=2.0)
     except TimeoutError:

@@ -13,7 +13,7 @@ from typing import Callable
 import pytest
 from openai_server import OpenAIServer
 
-from smol_magic.models import (
+from smol_magic.core.models import (
     BaseModel,
     InferenceClientModel,
     LiteLLMModel,

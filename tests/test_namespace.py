@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import types
 
 import dask.array as da
@@ -16,8 +15,8 @@ import pytest
 from smol_magic.guard import Policy
 
 from smol_magic import CodeAgent, ScriptedModel, describe
-from smol_magic import namespace as nsmod
-from smol_magic.namespace import diff, format_diff, headline, interpolate, snapshot, summarize, user_variables
+from smol_magic.context import namespace as nsmod
+from smol_magic.context.namespace import diff, format_diff, headline, interpolate, snapshot, summarize, user_variables
 
 
 def fence(code: str) -> str:
@@ -150,10 +149,25 @@ def test_containers_are_sampled_not_repr_d():
     text = headline([NoRepr(range(10)), pd.DataFrame({"a": range(10)}), "x" * 10_000])
     assert text.startswith("list of 3: [<NoRepr of 10>, <DataFrame 10 x 1 (a: int64)>, 'xxxxxxxxxx")
     assert text.endswith("...]") and len(text) < 120
-    big = set(range(1_000_000))
-    start = time.perf_counter()
-    assert headline(big) == "set of 1,000,000: {0, 1, 2, 3, 4, ...}"
-    assert time.perf_counter() - start < 0.02  # no repr (~170 ms here) and no sort of the set
+    assert headline(set(range(1_000_000))) == "set of 1,000,000: {0, 1, 2, 3, 4, ...}"
+
+    class Unordered:  # the set is sampled in its own order: never sorted, never repr'd whole
+        def __init__(self, n):
+            self.n = n
+
+        def __lt__(self, other):
+            raise AssertionError("the set was sorted")
+
+        def __repr__(self):
+            return f"U{self.n}"
+
+    class NoReprSet(set):
+        def __repr__(self):
+            raise AssertionError("the set was repr'd whole")
+
+    text = headline(NoReprSet(Unordered(i) for i in range(1000)))
+    assert text.startswith("NoReprSet of 1,000: {U") or text.startswith("set of 1,000: {U"), text
+    assert text.endswith(", ...}") and text.count("U") == 5
 
 
 def test_functions_and_classes_show_signature_and_first_doc_line():
@@ -411,19 +425,13 @@ def test_details_go_to_the_top_ranked_when_the_budget_is_tight():
 
 def test_a_thousand_variables_are_summarised_quickly():
     ns = {f"v{i}": i for i in range(1000)}
-    summarize(ns)
-    start = time.perf_counter()
-    text = summarize(ns)
-    assert time.perf_counter() - start < 0.1
-    assert "more variables" in text
+    text = summarize(ns)  # how long it takes: bench/namespace.py
+    assert "more variables" in text and len(text) <= 4 * 1500 + 200
 
 
 def test_summary_of_a_huge_frame_does_not_depend_on_its_rows():
     big = pd.DataFrame({"a": np.zeros(2_000_000), "b": np.arange(2_000_000)})
-    summarize({"big": big})
-    start = time.perf_counter()
-    text = summarize({"big": big})
-    assert time.perf_counter() - start < 0.05
+    text = summarize({"big": big})  # that its time does not grow with the rows: bench/namespace.py
     assert "nulls" not in text  # 4M cells: over NULL_COUNT_MAX_CELLS
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from smol_magic import CodeAgent, ScriptedModel
-from smol_magic.agents import ModeApprover
-from smol_magic.ui.terminal import PROMPT, TerminalApprover
+from smol_magic.core.approval import ModeApprover
+from smol_magic.jupyter.terminal import PROMPT, TerminalApprover
 
 
 def fence(code: str) -> str:

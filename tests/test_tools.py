@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from smol_magic import Tool, ToolDefinitionError, final_answer, tool
-from smol_magic.tools import FinalAnswerSignal
+from smol_magic.core.tools import FinalAnswerSignal
 
 
 def test_tool_schema_from_signature_and_google_docstring():
@@ -28,16 +30,79 @@ def test_tool_schema_from_signature_and_google_docstring():
 
     assert convert.name == "convert"
     assert convert.description == "Convert an amount of money.\n\nUses today's rate."
-    assert convert.inputs == {
-        "amount": {"type": "number", "description": "how much money"},
-        "currency": {"type": "string", "description": "the target currency code.", "nullable": True},
-        "rates": {"type": ["object", "null"], "description": "optional rates table", "nullable": True},
+    assert {k: (v["type"], v["description"], v.get("default", "-"), v.get("nullable", False))
+            for k, v in convert.inputs.items()} == {
+        "amount": ("number", "how much money", "-", False),
+        "currency": ("string", "the target currency code.", "EUR", False),
+        "rates": (["object", "null"], "optional rates table", None, True),
     }
     assert convert.output_type == "number"
     assert convert.signature() == (
-        "convert(amount: float, currency: str = None, rates: dict | None = None) -> float"
+        "convert(amount: float, currency: str = 'EUR', rates: dict | None = None) -> float"
     )
-    assert convert(2) == 2 and convert(2.5, currency="USD") == 2.5
+    assert convert(2) == 2 and convert(2.5, currency="USD") == 2.5 and convert(1, rates=None) == 1
+    # A default is not an invitation to pass None: the model is told 'EUR', and None is refused.
+    with pytest.raises(TypeError, match=r"argument 'currency' must be str, got NoneType. Call it as convert\("):
+        convert(2, currency=None)
+
+
+def test_literal_parameter_is_shown_and_enforced():
+    @tool
+    def fx(amount: float, currency: Literal["EUR", "USD"] = "EUR") -> float:
+        """Convert money.
+
+        Args:
+            amount: how much
+            currency: the target currency
+        """
+        return amount
+
+    assert fx.inputs["currency"]["schema"] == {"enum": ["EUR", "USD"], "type": "string"}
+    assert fx.inputs["currency"]["type"] == "string"
+    assert "currency: Literal['EUR', 'USD'] = 'EUR'" in fx.to_prompt()
+    assert fx(1, "USD") == 1
+    with pytest.raises(TypeError, match=r"argument 'currency' must be Literal\['EUR', 'USD'\], got str "
+                                        r"\(Input should be 'EUR' or 'USD'\)\. Call it as fx\("):
+        fx(1, "GBP")
+
+
+def test_list_of_int_parameter_keeps_its_item_type():
+    @tool
+    def total(values: list[int], scale: int = 1) -> int:
+        """Add integers.
+
+        Args:
+            values: the numbers to add
+            scale: multiply the sum by this
+        """
+        return sum(values) * scale
+
+    assert total.inputs["values"]["schema"] == {"items": {"type": "integer"}, "type": "array"}
+    assert total.signature() == "total(values: list[int], scale: int = 1) -> int"
+    assert total([1, 2, 3], scale=2) == 12
+    with pytest.raises(TypeError, match=r"argument 'values' must be list\[int\], got list \(item 1: "):
+        total([1, "2"])
+
+
+def test_prompt_shows_real_defaults():
+    @tool
+    def search(query: str, limit: int = 10, exact: bool = False, lang: str | None = None) -> list[str]:
+        """Search the catalogue.
+
+        Args:
+            query: what to look for
+            limit: most results
+            exact: match the whole phrase
+            lang: a language code, or None for all
+        """
+        return [query][:limit]
+
+    assert search.signature() == (
+        "search(query: str, limit: int = 10, exact: bool = False, lang: str | None = None) -> list[str]"
+    )
+    assert search.inputs["lang"]["nullable"] and not search.inputs["limit"].get("nullable")
+    with pytest.raises(TypeError, match="argument 'limit' must be int, got NoneType"):
+        search("x", limit=None)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from smol_magic import ScriptedModel
+from smol_magic import CodeAgent, ScriptedModel
 
 
 def fence(code: str) -> str:
@@ -104,3 +104,16 @@ def test_undo_leaves_alone_what_the_run_only_read(ip, sales):
     ip.run_line_magic("agent", "undo")
     assert ip.user_ns["targets"] == {"a": 1}
     assert ip.user_ns["sales"] is sales and "r2" in sales.columns
+
+
+def test_undo_copies_exactly_what_the_guard_context_says_it_can_restore():
+    """Undo and the guard share one predicate (GuardContext.can_undo): no copy of what the guard calls irreversible."""
+    from smol_magic import guard
+    from smol_magic.safety import undo
+
+    ns = {"kept": [1, 2], "opaque": [3], "mine": [4]}
+    context = guard.GuardContext(namespace=ns, can_undo=lambda value: (value != [3], "not copyable"))
+    copies = undo.snapshots("kept.append(0)\nopaque.append(0)\nmine.append(0)", ns, {"mine"}, context)
+    assert copies == {"kept": [1, 2]} and copies["kept"] is not ns["kept"]
+    agent = CodeAgent(model=ScriptedModel([]))
+    assert agent.guard_context().can_undo is undo.can_undo

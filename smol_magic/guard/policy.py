@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Container, Iterable, Mapping
 
-from ..memory import Verdict
+from ..core.memory import Verdict
 from ..safety.redact import redact_all
 from .rules import CAPABILITIES, DEFAULT_AUTHORIZED_IMPORTS, module_forbidden
 

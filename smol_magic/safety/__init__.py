@@ -1,1 +1,1 @@
-"""What wraps execution: output sanitising (``sanitize``) and secret redaction (``redact``)."""
+"""What wraps the execution of an action: undo (snapshots), output sanitising, secret redaction."""

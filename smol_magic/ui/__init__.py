@@ -1,4 +1,4 @@
-"""How a run is shown to people: live widgets in a notebook, plain text elsewhere."""
+"""How a run is shown to people, without Jupyter: static HTML and plain text (the live widgets are in ``jupyter/``)."""
 
 from .text import TextRenderer
 

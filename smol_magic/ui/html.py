@@ -17,8 +17,8 @@ import functools
 import html
 from typing import Any, Collection
 
-from ..executor import json_safe
-from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from ..core.outputs import json_safe
 from ..safety.sanitize import sanitize_html
 
 # name -> (JupyterLab variable, light fallback, dark fallback for prefers-color-scheme where no --jp-* exist)
@@ -139,7 +139,7 @@ def text_html(text: str, colour: str | None = None) -> str:
 
 
 def guard_off(verdict: Verdict) -> bool:
-    return any("guard is off" in r for r in verdict.reasons)
+    return verdict.guard_off
 
 
 def verdict_html(verdict: Verdict) -> str:

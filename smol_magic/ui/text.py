@@ -11,8 +11,9 @@ import sys
 import textwrap
 from typing import Any, Callable
 
-from ..agents import MultiStepAgent, Renderer, RunResult
-from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
+from ..core.agents import MultiStepAgent
+from ..core.events import Renderer
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult
 from .html import task_title, value_bundle
 
 RULE = "─" * 60
@@ -66,7 +67,7 @@ class TextRenderer(Renderer):
             self.write(textwrap.indent(step.reasoning.strip(), "  "))
         if step.code:
             self.write(textwrap.indent(step.code, "  │ "))
-        if step.verdict.decision != "allow" or any("guard is off" in r for r in step.verdict.reasons):
+        if step.verdict.decision != Ruling.ALLOW or step.verdict.guard_off:
             self.write(f"  guard: {step.verdict.decision.upper()}")
             for reason in step.verdict.reasons:
                 self.write(f"    - {reason}")

@@ -18,11 +18,13 @@ import ipywidgets as w
 from ipywidgets.widgets.widget_string import HTMLStyle
 from IPython.display import display
 
-from ..agents import Decision, MultiStepAgent, Renderer, RunResult, approval_reason
-from ..executor import output_text
-from ..memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep
-from . import html as h
-from .text import TextRenderer
+from ..core.agents import MultiStepAgent
+from ..core.approval import Decision, approval_reason
+from ..core.events import Renderer
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, RunResult
+from ..core.outputs import output_text
+from ..ui import html as h
+from ..ui.text import TextRenderer
 
 STREAM_INTERVAL = 0.05  # seconds between streamed-reply updates: one comm message each
 # The edit box is a monospace textarea (ipywidgets has no font setting for it); the labextension, where

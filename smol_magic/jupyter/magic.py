@@ -12,30 +12,29 @@ import asyncio
 import contextlib
 import os
 import sys
+import textwrap
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Enum, Float, Integer, List, Unicode, default
+from traitlets import Enum, Float, Integer, List, TraitError, Unicode, default, validate
 
-from . import guard, namespace
-from .agents import CodeAgent, ModeApprover, Renderer, RunResult, Tee, run_blocking
-from .executor import KernelExecutor
-from .memory import ActionStep, MemoryStep
-from .models import Model, ModelError, RecordingModel, ReplayModel, model_from_spec
-from .notebook import CellWriter
-from .ui import TextRenderer
+from .. import guard
+from ..context import namespace
+from ..core.agents import CodeAgent
+from ..core.approval import APPROVE_MODES, ApproveMode, ModeApprover
+from ..core.blocking import run_blocking
+from ..core.events import Renderer, Tee
+from ..core.memory import RunResult, RunState
+from ..core.models import Model, ModelError, model_from_spec
+from ..export.replay import RecordingModel, ReplayModel
+from ..ui.text import TextRenderer
+from . import commands
+from .cells import CellsRenderer, CellWriter
+from .kernel_executor import KernelExecutor
 
-SUBCOMMANDS = {
-    "reset": "forget the conversation (the next %%agent starts afresh)",
-    "code": "print all the code the agent ran in this conversation, as one script",
-    "memory": "print the conversation's memory as JSON",
-    "status": "show the model, settings and the runs so far",
-    "export": "export PATH.ipynb|PATH.py [--run N] [--with-setup]: a run as a notebook or script that re-executes",
-    "cells": "insert the last run's actions as notebook cells (needs the JupyterLab extension)",
-    "undo": "put back every variable the last run created, rebound, deleted or changed in place",
-}
+MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0}  # validated settings
 
 
 @magics_class
@@ -48,7 +47,7 @@ class AgentMagics(Magics):
     ).tag(config=True)
     max_steps = Integer(20, help="Most actions per run.").tag(config=True)
     approve = Enum(
-        ["every", "risky", "never"], "risky", help="Which actions wait for a person's click."
+        [str(mode) for mode in APPROVE_MODES], str(ApproveMode.RISKY), help="Which actions wait for a person's click."
     ).tag(config=True)
     timeout = Float(60.0, help="Seconds an action may run before it is stopped.").tag(config=True)
     authorized_imports = List(Unicode(), help="Modules the agent may import, besides the defaults.").tag(
@@ -71,6 +70,29 @@ class AgentMagics(Magics):
     cells = Enum(["live", "end", "off"], "live",
                  help="Insert the agent's actions as notebook cells: as they run, at the end, or not.").tag(config=True)
 
+    @validate(*MINIMUM)
+    def _at_least(self, proposal: Any) -> int:
+        trait, value = proposal["trait"], proposal["value"]
+        if value < MINIMUM[trait.name]:
+            raise TraitError(f"AgentMagics.{trait.name} must be at least {MINIMUM[trait.name]}, not {value}: "
+                             f"%config AgentMagics.{trait.name} = {trait.default_value}")
+        return value
+
+    @validate("timeout")
+    def _positive(self, proposal: Any) -> float:
+        if not proposal["value"] > 0:
+            raise TraitError(f"AgentMagics.timeout must be a positive number of seconds, not {proposal['value']}: "
+                             "%config AgentMagics.timeout = 60")
+        return proposal["value"]
+
+    @validate("allow")
+    def _known_capabilities(self, proposal: Any) -> list[str]:
+        unknown = [c for c in proposal["value"] if c not in guard.CAPABILITIES]
+        if unknown:
+            raise TraitError(f"AgentMagics.allow: unknown capability {', '.join(map(repr, unknown))}; "
+                             f"use some of {', '.join(guard.CAPABILITIES)}")
+        return proposal["value"]
+
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         self.current: CodeAgent | None = None
@@ -81,7 +103,7 @@ class AgentMagics(Magics):
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, or a variable holding a Model")
     @argument("--max-steps", type=int, help="most actions in this run (default: AgentMagics.max_steps)")
-    @argument("--approve", choices=["every", "risky", "never"], help="which actions wait for a click")
+    @argument("--approve", choices=list(APPROVE_MODES), help="which actions wait for a click")
     @argument("-o", "--out", metavar="VAR", help="store the final answer in this variable")
     @argument("--reset", action="store_true", help="start a new conversation instead of continuing")
     @argument("--timeout", type=float, help="seconds an action may run (default 60)")
@@ -95,10 +117,6 @@ class AgentMagics(Magics):
               help="insert each action as a notebook cell below this one: as it runs (live, default), at the end, or not")
     @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
     @argument("--replay", metavar="FILE", help="answer from FILE instead of the model; stops if the run diverges")
-    @argument("--run", type=int, metavar="N", help="with %%agent export: which run (1 = first; default: the last)")
-    @argument("--with-setup", action="store_true",
-              help="with %%agent export: copy the notebook cells that made the variables the run read")
-    @argument("words", nargs="*", help="with %%agent (no cell): " + " | ".join(SUBCOMMANDS))
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
         """Run a code-writing agent on this notebook's variables.
@@ -120,102 +138,30 @@ class AgentMagics(Magics):
         return run_blocking(self.run_async(line, cell, interactive=False))
 
     def _subcommand(self, line: str) -> None:
-        args = self._parse(line)
-        word = args.words[0] if args.words else ""
-        if word not in SUBCOMMANDS:
-            listing = "; ".join(f"%agent {k}: {v}" for k, v in SUBCOMMANDS.items())
-            raise UsageError(f"%agent takes a subcommand ({listing}); to run a task, use the %%agent cell magic")
-        if word in ("export", "cells", "undo"):
-            return getattr(self, f"_{word}")(args)
-        if len(args.words) > 1:
-            raise UsageError(f"%agent {word} takes no arguments")
-        if word == "reset":
-            if self.current is not None:
-                self.current.memory.reset()
-            print("smol-magic: conversation reset")
-        elif word == "code":
-            print(self.current.memory.return_full_code() if self.current else "")
-        elif word == "memory":
-            print(self.current.memory.to_json(indent=1) if self.current else "{}")
-        elif word == "status":
-            steps = len(self.current.memory.steps) if self.current else 0
-            print(
-                f"model: {self.model or '(none)'} · approve: {self.approve} · max_steps: {self.max_steps} "
-                f"· timeout: {self.timeout:g} s · memory: {steps} steps"
-            )
-            for number, run in enumerate(self.current.runs if self.current else [], 1):
-                print(f"run {number}: {run.state} · {len(run.action_steps)} steps · {run.model_id} · {run.task[:60]!r}")
-
-    def _pick_run(self, args: Any) -> int:
-        runs = self.current.runs if self.current else []
-        if not runs:
-            raise UsageError("no agent run yet in this notebook: run a %%agent cell first")
-        number = args.run if args.run is not None else len(runs)
-        if not 1 <= number <= len(runs):
-            raise UsageError(f"--run must be between 1 and {len(runs)} (the runs of this notebook)")
-        return number
-
-    def _export(self, args: Any) -> None:
-        if len(args.words) != 2 or not args.words[1].endswith((".ipynb", ".py")):
-            raise UsageError("usage: %agent export PATH.ipynb|PATH.py [--run N] [--with-setup]")
-        number = self._pick_run(args)
-        run = self.current.runs[number - 1]
-        setup = self._setup_cells(run) if args.with_setup else []
-        path = self.current.to_notebook(args.words[1], run=number - 1, with_setup=setup)
-        extra = f", with {len(setup)} setup cells" if args.with_setup else ""
-        print(f"smol-magic: exported run {number} ({len(run.action_steps)} steps{extra}) to {path}")
-
-    def _setup_cells(self, run: RunResult) -> list[str]:
-        """The user's own cells (from this kernel's history) that made what the run read."""
-        from .notebook import setup_sources, variables_read
-
-        agent_code = {s.code for r in self.current.runs for s in r.action_steps if s.code}
-        history = self.shell.history_manager
-        cells = [(raw, parsed) for raw, parsed in zip(history.input_hist_raw, history.input_hist_parsed)
-                 if not raw.lstrip().startswith(("%%agent", "%agent"))]
-        return setup_sources(cells, variables_read(run), skip=agent_code)
-
-    def _undo(self, args: Any) -> None:
-        number = self._pick_run(args)
-        done = self.current.undo(number - 1)
-        if not done["removed"] and not done["restored"]:
-            print(f"smol-magic: run {number} changed no variables (or was already undone)")
-            return
-        parts = [f"{k}: {', '.join(v)}" for k, v in done.items() if v]
-        print(f"smol-magic: undid run {number} · " + " · ".join(parts))
+        """``%agent <subcommand> ...``: each subcommand parses its own flags (see ``commands``)."""
+        command, args = commands.parse(line)
+        command.run(self, args)
 
     async def cells_async(self, line: str) -> None:
         """``%agent cells`` as a cell of its own: it can wait for the extension's hello."""
-        args = self._parse(line)
-        if self._cell_id() is not None and self.writer.available is not False:
+        command, args = commands.parse(line)
+        if command is commands.cells and self._cell_id() is not None and self.writer.available is not False:
             await self.writer.connect()
-        self._cells(args)
-
-    def _cells(self, args: Any) -> None:
-        number = self._pick_run(args)
-        run = self.current.runs[number - 1]
-        cell_id = self.run_cells[number - 1] if number - 1 < len(self.run_cells) else None
-        if not self.writer.available or cell_id is None:
-            raise UsageError("no notebook extension answered in this session (VS Code, Colab, classic Notebook "
-                             "or headless?): use %agent export instead")
-        self.writer.begin_run(cell_id, f"run-{number}")
-        for step in run.action_steps:
-            self.writer.add(step, run.model_id)
-        print(f"smol-magic: inserted the cells of run {number}")
+        command.run(self, args)
 
     def _parse(self, line: str) -> Any:
         try:
             return parse_argstring(self.agent, line)
         except UsageError as exc:
-            raise UsageError(f"{exc} (see %%agent? for the flags)") from None
+            text = str(exc)
+            extra = text.partition("unrecognized arguments: ")[2]
+            if extra and not any(word.startswith("-") for word in extra.split()):
+                text = f"unexpected text on the %%agent line: {extra!r}; put the task in the cell body"
+            raise UsageError(f"{text} (see %%agent? for the flags)") from None
 
     async def run_async(self, line: str, cell: str, interactive: bool = True) -> RunResult:
         """The body of a ``%%agent`` cell; ``interactive`` when it runs as an async cell that can await clicks."""
         args = self._parse(line)
-        if args.words:
-            raise UsageError(
-                f"unexpected text on the %%agent line: {' '.join(args.words)!r}; put the task in the cell body"
-            )
         task = typed = cell.strip()
         if not task:
             raise UsageError("write the task in the cell, below the %%agent line")
@@ -248,9 +194,9 @@ class AgentMagics(Magics):
         agent.renderer = Tee(trace, cells) if cells else trace
         self.run_cells.append(cell_id)
         result = await self._run(agent, task, args, settle=cells is not None)
-        if result.state == "failed":
+        if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
-        if args.out and result.state in ("done", "max_steps"):
+        if args.out and result.state in (RunState.DONE, RunState.MAX_STEPS):
             self.shell.user_ns[args.out] = result.output
         return result
 
@@ -269,10 +215,10 @@ class AgentMagics(Magics):
         """
         in_kernel = getattr(self.shell, "kernel", None) is not None
         if self.ui == "widgets" or (self.ui == "auto" and in_kernel):
-            from .ui.widgets import WidgetTrace, clicks_reach_kernel
+            from .widgets import WidgetTrace, clicks_reach_kernel
 
             trace = WidgetTrace(approve_mode=mode)
-            if mode == "never":
+            if mode == ApproveMode.NEVER:
                 return trace, ModeApprover(mode)
             if not clicks_reach_kernel(self.shell):
                 why = ("old-kernel", "this kernel cannot receive clicks while a cell runs (ipykernel older than "
@@ -288,10 +234,10 @@ class AgentMagics(Magics):
                 return trace, ModeApprover(mode, trace)
             self._notice(why[0], f"smol-magic: {why[1]}")
             return trace, ModeApprover(mode)
-        from .ui.terminal import TerminalApprover
+        from .terminal import TerminalApprover
 
         person = TerminalApprover(mode) if sys.stdin is not None and sys.stdin.isatty() else None
-        if mode != "never" and person is None:
+        if mode != ApproveMode.NEVER and person is None:
             self._notice("no-tty", "smol-magic: no one can be asked for approval here (no terminal): running as "
                          "--approve never; actions the guard asks about are refused.")
         return TextRenderer(show_error=False), ModeApprover(mode, person)  # the UsageError says it
@@ -306,7 +252,7 @@ class AgentMagics(Magics):
 
     async def _cells_renderer(self, mode: str, cell_id: str | None, interactive: bool) -> Renderer | None:
         """The agent's actions as real cells below its %%agent cell, through the labextension."""
-        from .ui.widgets import clicks_reach_kernel
+        from .widgets import clicks_reach_kernel
 
         if mode == "off" or cell_id is None or not interactive or not clicks_reach_kernel(self.shell):
             return None
@@ -363,26 +309,13 @@ class AgentMagics(Magics):
         return agent
 
 
+# %%agent? lists the subcommands too, each with its own flags.
+AgentMagics.agent.__doc__ = (AgentMagics.agent.__doc__ or "") + "\n\nSubcommands:\n" + textwrap.indent(
+    commands.listing(), "  ")
+
+
 def _names(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
-
-
-class CellsRenderer(Renderer):
-    """Sends each action that ran to the notebook as a cell: as it finishes, or all at the end."""
-
-    def __init__(self, writer: CellWriter, live: bool):
-        self.writer, self.live = writer, live
-        self.model_id = ""
-
-    def run_started(self, agent: Any, task: str) -> None:
-        self.model_id = getattr(agent.model, "model_id", "")
-
-    def step_finished(self, step: MemoryStep) -> None:
-        if isinstance(step, ActionStep):
-            self.writer.add(step, self.model_id, live=self.live)
-
-    def run_finished(self, result: RunResult) -> None:
-        self.writer.flush()
 
 
 class _Interrupted(Exception):
@@ -431,7 +364,7 @@ def rewrite_agent_cell(lines: list[str]) -> list[str]:
         return lines
     first = lines[0]
     words = first.split()
-    module = "__import__('smol_magic.magic', fromlist=['_'])"
+    module = "__import__('smol_magic.jupyter.magic', fromlist=['_'])"
     if words[:1] == ["%%agent"]:  # leaves %%agent? (help) and other magics alone
         line = first.strip()[len("%%agent"):].strip()
         cell = "".join(lines[1:])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..agents import Decision, approval_reason
-from ..memory import ActionStep
+from ..core.approval import Decision, approval_reason
+from ..core.memory import ActionStep
 
 PROMPT = "[r]un / [e]dit / [s]kip / s[t]op / run [a]ll? "
 

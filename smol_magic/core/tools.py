@@ -2,17 +2,20 @@
 
 A tool is a plain callable in the agent's namespace. Its schema is shown to
 the model as a Python signature with a docstring, which is what a code-writing
-model reads best. Wrong arguments raise a ``TypeError`` whose message repeats
-the signature, so the model can correct itself from the observation.
+model reads best. ``@tool`` builds the schema with pydantic (``TypeAdapter``'s
+JSON schema of each type hint) and ``docstring_parser``; calls are validated
+against it, and wrong arguments raise a ``TypeError`` whose message repeats the
+signature, so the model can correct itself from the observation.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
-import types
 import typing
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 # JSON-schema-like type names (as smolagents uses) and the Python types they accept.
 _PY_TYPES: dict[str, tuple[type, ...] | None] = {
@@ -77,16 +80,20 @@ class Tool:
         except TypeError as exc:
             raise TypeError(f"{exc}. Call it as {self.signature()}") from None
         for key, value in bound.arguments.items():
-            spec = self.inputs.get(key)
-            if spec is None or (value is None and spec.get("nullable")):
-                continue
-            accepted = [t for name in _types(spec["type"]) if (t := _PY_TYPES.get(name)) is not None]
-            if len(accepted) == len(_types(spec["type"])) and not any(_isinstance(value, t) for t in accepted):
-                raise TypeError(
-                    f"{self.name}() argument {key!r} must be {_py_hint(spec['type'])}, got {type(value).__name__}. "
-                    f"Call it as {self.signature()}"
-                )
+            problem = self._check_argument(key, value)
+            if problem:
+                raise TypeError(f"{self.name}() argument {key!r} {problem}. Call it as {self.signature()}")
         return bound
+
+    def _check_argument(self, key: str, value: Any) -> str | None:
+        """Why ``value`` does not fit input ``key`` (None when it fits)."""
+        spec = self.inputs.get(key)
+        if spec is None or (value is None and spec.get("nullable")):
+            return None
+        accepted = [t for name in _types(spec["type"]) if (t := _PY_TYPES.get(name)) is not None]
+        if len(accepted) == len(_types(spec["type"])) and not any(_isinstance(value, t) for t in accepted):
+            return f"must be {_py_hint(spec['type'])}, got {type(value).__name__}"
+        return None
 
     def _call_signature(self) -> inspect.Signature:
         return inspect.signature(self.forward)
@@ -95,10 +102,14 @@ class Tool:
         """The tool as a Python signature, which code-writing models read best."""
         params = []
         for key, spec in self.inputs.items():
-            hint = _py_hint(spec["type"])
-            default = " = None" if spec.get("nullable") else ""
+            hint = spec.get("annotation") or _py_hint(spec["type"])
+            if "default" in spec:
+                default = f" = {spec['default']!r}"
+            else:
+                default = " = None" if spec.get("nullable") else ""
             params.append(f"{key}: {hint}{default}")
-        return f"{self.name}({', '.join(params)}) -> {_py_hint(self.output_type)}"
+        returns = getattr(self, "output_annotation", None) or _py_hint(self.output_type)
+        return f"{self.name}({', '.join(params)}) -> {returns}"
 
     def to_prompt(self) -> str:
         """The tool as the model sees it: a signature and a docstring."""
@@ -127,77 +138,113 @@ def _isinstance(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not isinstance(value, bool)
 
 
-def _schema_type(hint: Any) -> str | list[str]:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        names = [_schema_type(a) for a in typing.get_args(hint)]
-        flat = [n for name in names for n in _types(name)]
-        return flat[0] if len(flat) == 1 else flat
-    if origin is not None:
-        hint = origin
+_FROM_JSON = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
+              "array": "array", "object": "object", "null": "null"}
+
+
+def _adapter(hint: Any) -> "TypeAdapter":
+    """pydantic's view of a type hint; classes pydantic does not know are checked with ``isinstance``.
+
+    pydantic is imported on the first ``@tool``, not with the package: ``%load_ext`` stays fast.
+    """
+    from pydantic import ConfigDict, TypeAdapter
+    from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
+    try:
+        return TypeAdapter(hint)
+    except (PydanticSchemaGenerationError, PydanticUserError):
+        return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def json_schema(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a type hint (``{}``, anything, when it has none: a DataFrame, a model)."""
     if hint is Any or hint is inspect.Parameter.empty:
-        return "any"
-    return _FROM_PY.get(hint, "any")
+        return {}
+    try:
+        return _adapter(hint).json_schema()
+    except Exception:  # noqa: BLE001 - no JSON form (an arbitrary class): shown by its annotation only
+        return {}
 
 
-_ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters)\s*:\s*$", re.M)
-_SECTION = re.compile(r"^\s*(Returns|Return|Raises|Yields|Examples?|Notes?)\s*:\s*$", re.M)
+def _schema_type(schema: dict[str, Any]) -> str | list[str]:
+    """The smolagents-style type name(s) of a JSON schema."""
+    if "type" in schema:
+        return _FROM_JSON.get(schema["type"], "any")
+    if "enum" in schema:  # Literal of mixed types
+        names = list(dict.fromkeys(_FROM_PY.get(type(v), "any") for v in schema["enum"]))
+        return names[0] if len(names) == 1 else names
+    if "anyOf" in schema:
+        flat = [n for option in schema["anyOf"] for n in _types(_schema_type(option))]
+        flat = list(dict.fromkeys(flat))
+        return "any" if "any" in flat else flat[0] if len(flat) == 1 else flat
+    return "any"
 
 
-def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into (description, {arg: description})."""
-    doc = inspect.cleandoc(doc or "")
-    header = _ARGS_HEADER.search(doc)
-    if not header:
-        return doc.strip(), {}
-    description = doc[: header.start()].strip()
-    rest = doc[header.end():]
-    end = _SECTION.search(rest)
-    block = rest[: end.start()] if end else rest
-    args: dict[str, str] = {}
-    current = None
-    for line in block.splitlines():
-        m = re.match(r"^\s*(\w+)\s*(\([^)]*\))?\s*:\s*(.*)$", line)
-        if m and (not current or len(line) - len(line.lstrip()) <= _indent_of(block)):
-            current = m.group(1)
-            args[current] = m.group(3).strip()
-        elif current and line.strip():
-            args[current] = (args[current] + " " + line.strip()).strip()
-    return description, args
-
-
-def _indent_of(block: str) -> int:
-    indents = [len(line) - len(line.lstrip()) for line in block.splitlines() if line.strip()]
-    return min(indents) if indents else 0
+def _annotation(hint: Any) -> str:
+    """A type hint as the model reads it in the signature: ``list[int]``, ``Literal['EUR', 'USD']``."""
+    if hint is inspect.Parameter.empty:
+        return "Any"
+    return inspect.formatannotation(hint).replace("typing.", "")
 
 
 class _FunctionTool(Tool):
     def __init__(self, fn: Callable[..., Any]):
         self._fn = fn
         self.name = fn.__name__
-        description, arg_docs = _parse_docstring(fn.__doc__ or "")
+        import docstring_parser
+
+        doc = docstring_parser.parse(fn.__doc__ or "", style=docstring_parser.DocstringStyle.GOOGLE)
+        description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p).strip()
+        arg_docs = {p.arg_name: " ".join((p.description or "").split()) for p in doc.params}
         if not description:
             raise ToolDefinitionError(f"@tool {self.name}: add a docstring that says what the tool does")
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
         inputs: dict[str, dict[str, Any]] = {}
+        self._adapters: dict[str, "TypeAdapter"] = {}
         for pname, param in inspect.signature(fn).parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise ToolDefinitionError(f"@tool {self.name}: *args/**kwargs are not supported; name each parameter")
             if pname not in hints:
                 raise ToolDefinitionError(f"@tool {self.name}: parameter {pname!r} needs a type hint")
-            if pname not in arg_docs:
+            if not arg_docs.get(pname):
                 raise ToolDefinitionError(
                     f"@tool {self.name}: parameter {pname!r} is not documented; add it under 'Args:' in the docstring"
                 )
-            spec: dict[str, Any] = {"type": _schema_type(hints[pname]), "description": arg_docs[pname]}
+            schema = json_schema(hints[pname])
+            spec: dict[str, Any] = {"type": _schema_type(schema), "description": arg_docs[pname],
+                                    "annotation": _annotation(hints[pname]), "schema": schema}
             if param.default is not inspect.Parameter.empty:
+                spec["default"] = param.default
+            if "null" in _types(spec["type"]):
                 spec["nullable"] = True
             inputs[pname] = spec
+            if hints[pname] is not Any:
+                self._adapters[pname] = _adapter(hints[pname])
         self.description = description
         self.inputs = inputs
-        self.output_type = _schema_type(hints.get("return", Any)) if "return" in hints else "any"
+        returns = hints.get("return", Any)
+        self.output_type = _schema_type(json_schema(returns)) if "return" in hints else "any"
+        self.output_annotation = _annotation(returns) if "return" in hints else "Any"
         self.__doc__ = fn.__doc__
         super().__init__()
+
+    def _check_argument(self, key: str, value: Any) -> str | None:
+        """Validated against the type hint's schema, strictly: ``"3"`` is not an ``int``, ``True`` neither."""
+        from pydantic import ValidationError
+
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            return None
+        try:
+            adapter.validate_python(value, strict=True)
+        except ValidationError as exc:
+            spec = self.inputs[key]
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            said = first["msg"] if where or not first["msg"].startswith("Input should be a valid") else ""
+            detail = f" ({'item ' + where + ': ' if where else ''}{said})" if said else ""
+            return f"must be {spec['annotation']}, got {type(value).__name__}{detail}"
+        return None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self._fn(*args, **kwargs)

@@ -9,17 +9,63 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from .models import TokenUsage
+
+
+class Ruling(StrEnum):
+    """What the guard says about an action."""
+
+    ALLOW = "allow"
+    ASK = "ask"  # a person must approve it
+    DENY = "deny"  # never runs
+
+
+class Approval(StrEnum):
+    """How an action was decided: who let it run, or why it did not."""
+
+    NONE = ""  # not decided: no code, or the run ended first
+    AUTO = "auto"  # ran without asking anyone
+    RUN = "run"  # a person approved it
+    EDIT = "edit"  # a person edited it, then it ran
+    SKIP = "skip"  # a person skipped it
+    REFUSED = "refused"  # it needed a person and no one could be asked
+    DENIED = "denied"  # the guard refused it
+    STOP = "stop"  # the run was stopped before it ran
+
+
+RAN = (Approval.AUTO, Approval.RUN, Approval.EDIT)
+
+
+class RunState(StrEnum):
+    """How a run ended."""
+
+    DONE = "done"
+    MAX_STEPS = "max_steps"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
 
 
 @dataclass
 class Verdict:
     """The guard's judgement of one action."""
 
-    decision: str = "allow"  # allow | ask | deny
+    decision: Ruling = Ruling.ALLOW
     reasons: list[str] = field(default_factory=list)
+    guard_off: bool = False  # the guard was turned off (--no-guard): nothing was checked
+
+    def __post_init__(self) -> None:
+        self.decision = Ruling(self.decision)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Decision and reasons; ``guard_off`` only when set, so saved runs stay as they were."""
+        data: dict[str, Any] = {"decision": str(self.decision), "reasons": list(self.reasons)}
+        if self.guard_off:
+            data["guard_off"] = True
+        return data
 
 
 @dataclass
@@ -69,7 +115,7 @@ class ActionStep(MemoryStep):
     code: str | None = None  # the code that ran (after any edit by a person)
     proposed_code: str | None = None  # the code the model wrote, when a person edited it
     verdict: Verdict = field(default_factory=Verdict)
-    approval: str = ""  # auto | run | edit | skip | refused | denied
+    approval: Approval = Approval.NONE
     observation: str = ""  # exactly what the model is told
     error: str | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)  # nbformat outputs, as the user saw them
@@ -87,7 +133,7 @@ class ActionStep(MemoryStep):
 
     @property
     def ran(self) -> bool:
-        return self.approval in ("auto", "run", "edit")
+        return self.approval in RAN
 
     @property
     def succeeded(self) -> bool:
@@ -117,6 +163,27 @@ _STEP_TYPES: dict[str, type[MemoryStep]] = {
 
 
 @dataclass
+class RunResult:
+    """One run of a task: its steps, how it ended, and what undo needs."""
+
+    task: str = ""
+    model_id: str = ""
+    started_at: str = ""  # ISO date and time
+    variables_before: list[str] = field(default_factory=list)  # the user's variables when the run began
+    undo: dict[str, Any] = field(default_factory=dict)  # name -> its value before the run (for %agent undo)
+    output: Any = None
+    state: RunState = RunState.DONE
+    error: str | None = None
+    steps: list[MemoryStep] = field(default_factory=list)
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+    duration: float = 0.0
+
+    @property
+    def action_steps(self) -> list[ActionStep]:
+        return [s for s in self.steps if isinstance(s, ActionStep)]
+
+
+@dataclass
 class AgentMemory:
     system_prompt: str = ""
     steps: list[MemoryStep] = field(default_factory=list)
@@ -129,7 +196,6 @@ class AgentMemory:
         for step in self.steps:
             messages.extend(step.to_messages())  # type: ignore[attr-defined]
         return messages
-
 
     @property
     def action_steps(self) -> list[ActionStep]:
@@ -155,23 +221,32 @@ def step_from_dict(data: dict[str, Any]) -> MemoryStep:
     step_type = _STEP_TYPES[data.pop("kind")]
     names = {f.name for f in fields(step_type)}
     kwargs = {k: v for k, v in data.items() if k in names}
+    if "approval" in kwargs:
+        kwargs["approval"] = Approval(kwargs["approval"])
     if "token_usage" in kwargs and isinstance(kwargs["token_usage"], dict):
         kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
     if "verdict" in kwargs and isinstance(kwargs["verdict"], dict):
-        kwargs["verdict"] = Verdict(**kwargs["verdict"])
+        kwargs["verdict"] = Verdict(**{k: v for k, v in kwargs["verdict"].items() if k in _VERDICT_FIELDS})
     return step_type(**kwargs)
+
+
+_VERDICT_FIELDS = {f.name for f in fields(Verdict)}
 
 
 def _jsonable(value: Any) -> Any:
     """Keep JSON values as they are; dataclasses as dicts; anything else as its repr."""
+    if isinstance(value, StrEnum):
+        return str(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Verdict):
+        return value.to_dict()
     if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)
+        return _jsonable(asdict(value))
     return repr(value)
 
 

@@ -50,6 +50,9 @@ from collections.abc import Mapping, Sequence, Set
 from itertools import islice
 from typing import Any, Callable, Container, Iterable
 
+from ..core.text import clip
+from ..guard import IPYTHON_NAMES  # IPython's own names are never the user's data
+
 DEFAULT_BUDGET_TOKENS = 1500
 CHARS_PER_TOKEN = 4  # token estimate: characters / 4, close enough for English text and code
 HEADLINE_CHARS = 200
@@ -63,8 +66,6 @@ NULL_COUNT_MAX_CELLS = 1_000_000
 DIFF_MAX_LINES = 30
 SHORT_STR = 80
 
-# IPython's own names are never the user's data (names starting with _ are skipped too).
-_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _IDENT = re.compile(r"[^\W\d]\w*")
 
 # -- which variables ---------------------------------------------------------
@@ -80,7 +81,7 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     by_identity = isinstance(hidden, Mapping)
     out = {}
     for name, value in ns.items():
-        if name[:1] == "_" or name in _IPYTHON_NAMES:
+        if name[:1] == "_" or name in IPYTHON_NAMES:
             continue
         if name in hidden and (not by_identity or hidden[name] is value):  # type: ignore[index]
             continue
@@ -115,17 +116,17 @@ def _parts(value: Any) -> tuple[str, Callable[[], list[str]]]:
         text = str(fn(value))
     except Exception as exc:  # a user's summary must not break the prompt
         head, details = _builtin_parts(value)
-        return _clip(f"{head} (its registered describe failed: {type(exc).__name__})", HEADLINE_CHARS), details
+        return clip(f"{head} (its registered describe failed: {type(exc).__name__})", HEADLINE_CHARS), details
     lines = text.strip("\n").splitlines() or [type(value).__name__]
-    return _clip(lines[0], HEADLINE_CHARS), lambda: [_clip(line, COLUMNS_IN_DETAILS_CHARS) for line in lines[1:30]]
+    return clip(lines[0], HEADLINE_CHARS), lambda: [clip(line, COLUMNS_IN_DETAILS_CHARS) for line in lines[1:30]]
 
 
 def _builtin_parts(value: Any) -> tuple[str, Callable[[], list[str]]]:
     kind = _kind(type(value))
     if kind is None:
-        return _clip(_guarded(_plain_headline, value), HEADLINE_CHARS), list
+        return clip(_guarded(_plain_headline, value), HEADLINE_CHARS), list
     head_fn, details_fn = kind
-    head = _clip(_guarded(head_fn, value), HEADLINE_CHARS)
+    head = clip(_guarded(head_fn, value), HEADLINE_CHARS)
     if details_fn is None:
         return head, list
 
@@ -142,7 +143,7 @@ def _guarded(fn: Callable[[Any], str], value: Any) -> str:
     try:
         return fn(value)
     except Exception as exc:  # a broken object must not break the prompt
-        return f"{type(value).__name__} (could not summarise: {type(exc).__name__}: {_clip(str(exc), 60)})"
+        return f"{type(value).__name__} (could not summarise: {type(exc).__name__}: {clip(str(exc), 60)})"
 
 
 # Built-in summaries for library types, keyed by (top-level package, class name) and found
@@ -210,7 +211,7 @@ def _callable_headline(value: Any) -> str:
     kind = "class" if inspect.isclass(value) else "function"
     name = getattr(value, "__qualname__", None) or getattr(value, "__name__", "?")
     try:
-        sig = _clip(str(inspect.signature(value)), 120)
+        sig = clip(str(inspect.signature(value)), 120)
     except (TypeError, ValueError):
         sig = "(...)"
     doc = getattr(value, "__doc__", None)  # not inspect.getdoc: a class without a docstring would show object's
@@ -228,7 +229,7 @@ def _sample(value: Any) -> str:
         brackets = "()" if isinstance(value, tuple) else "{}" if isinstance(value, Set) else "[]"
     if len(value) > SAMPLE_VALUES:
         items.append("...")
-    return _clip(brackets[0] + ", ".join(items) + brackets[1], 120)
+    return clip(brackets[0] + ", ".join(items) + brackets[1], 120)
 
 
 def _peek(value: Any) -> str:
@@ -242,7 +243,7 @@ def _peek(value: Any) -> str:
     if isinstance(value, (list, tuple, set, frozenset, dict, deque)):
         return f"<{type(value).__name__} of {len(value)}>"
     if describe.dispatch(type(value)) is not _DEFAULT or _kind(type(value)) is not None:
-        return "<" + _clip(headline(value), 50) + ">"
+        return "<" + clip(headline(value), 50) + ">"
     return _repr(value, 30)
 
 
@@ -254,11 +255,7 @@ def _repr(value: Any, limit: int) -> str:
         text = repr(value)
     except Exception as exc:  # a broken __repr__ must not break the prompt
         text = f"<repr failed: {type(exc).__name__}>"
-    return _clip(text.replace("\n", " "), limit)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text.replace("\n", " "), limit)
 
 
 def _bytes(n: float) -> str:
@@ -313,7 +310,7 @@ def _cell(value: Any) -> str:
             text = str(value)
         except Exception:
             text = "?"
-    return _clip(text.replace("\n", " "), 24)
+    return clip(text.replace("\n", " "), 24)
 
 
 def _table(names: list[str], columns: list[list[Any]], index: list[Any] | None, more: int) -> list[str]:
@@ -328,12 +325,12 @@ def _table(names: list[str], columns: list[list[Any]], index: list[Any] | None, 
         cells.append([""] * (len(cells[0]) if cells else 0))
     widths = [max([len(h), *(len(c) for c in col)]) for h, col in zip(heads, cells)]
     rows = [heads] + [list(row) for row in zip(*cells)]
-    return [_clip("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), LINE_CHARS) for row in rows]
+    return [clip("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), LINE_CHARS) for row in rows]
 
 
 def _nulls(pairs: Iterable[tuple[Any, int]]) -> str:
     found = [f"{_name(label)} {int(n):,}" for label, n in pairs if n]
-    return "nulls: " + (_clip(", ".join(found), LINE_CHARS) if found else "none")
+    return "nulls: " + (clip(", ".join(found), LINE_CHARS) if found else "none")
 
 
 # -- pandas ------------------------------------------------------------------
@@ -392,7 +389,7 @@ def _pd_series_details(s: Any) -> list[str]:
         values = [f"{_cell(k)}: {_cell(v)}" for k, v in zip(head.index, head.tolist())]
     if values:
         label = "values" if len(s) <= SAMPLE_VALUES else f"first {len(values)} values"
-        lines.append(_clip(f"{label}: " + ", ".join(values), LINE_CHARS))
+        lines.append(clip(f"{label}: " + ", ".join(values), LINE_CHARS))
     return lines
 
 
@@ -417,20 +414,20 @@ def _np_array_details(a: Any) -> list[str]:
     if a.size <= SAMPLE_VALUES:
         return []
     values = ", ".join(_cell(v) for v in a.flat[:SAMPLE_VALUES].tolist())  # flat[:5]: no copy of the array
-    return [_clip(f"first values: {values}, ...", LINE_CHARS)]
+    return [clip(f"first values: {values}, ...", LINE_CHARS)]
 
 
 @_builtin("numpy.ndarray", details=_np_array_details)
 def _np_array(a: Any) -> str:
     text = f"{type(a).__name__} shape={a.shape} dtype={a.dtype} ({_bytes(a.nbytes)})"
     if a.size <= SAMPLE_VALUES:
-        text += f" = {_clip(str(a.tolist()), 80)}"
+        text += f" = {clip(str(a.tolist()), 80)}"
     return text
 
 
 @_builtin("numpy.generic")
 def _np_scalar(x: Any) -> str:
-    return f"{type(x).__name__} = {_clip(str(x), 80)}"
+    return f"{type(x).__name__} = {clip(str(x), 80)}"
 
 
 # -- polars ------------------------------------------------------------------
@@ -473,7 +470,7 @@ def _pl_lazy(lf: Any) -> str:
 
 def _pl_series_details(s: Any) -> list[str]:
     values = ", ".join(_cell(v) for v in s.head(SAMPLE_VALUES).to_list())
-    return [f"nulls: {s.null_count():,}", _clip(f"first values: {values}", LINE_CHARS)] if len(s) else []
+    return [f"nulls: {s.null_count():,}", clip(f"first values: {values}", LINE_CHARS)] if len(s) else []
 
 
 @_builtin("polars.Series", details=_pl_series_details)
@@ -508,7 +505,7 @@ def _pa_table(t: Any) -> str:
 
 def _pa_array_details(a: Any) -> list[str]:
     values = ", ".join(_cell(v) for v in a.slice(0, SAMPLE_VALUES).to_pylist())
-    return [f"nulls: {a.null_count:,}", _clip(f"first values: {values}", LINE_CHARS)] if len(a) else []
+    return [f"nulls: {a.null_count:,}", clip(f"first values: {values}", LINE_CHARS)] if len(a) else []
 
 
 @_builtin("pyarrow.Array", "pyarrow.ChunkedArray", details=_pa_array_details)

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import concurrent.futures
-import contextlib
-import contextvars
 import inspect
-import queue
 import re
-import threading
 import time
 from collections import ChainMap
 from datetime import datetime
-from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, ClassVar, Mapping, Protocol, Sequence
 
-from . import guard, namespace
-from .executor import ExecutionResult, Executor, LocalPythonExecutor, interruptible
+from .. import guard
+from ..context import namespace
+from ..safety import undo
+from .approval import Action, Approver, AutoApprover
+from .blocking import iterate_blocking, on_main_thread
+from .events import Renderer
+from .execution import ExecutionResult, Executor, LocalPythonExecutor
 from .memory import (
-    ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict, alternate_roles,
+    ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
+    TaskStep, Verdict, alternate_roles,
 )
 from .models import BaseModel, Messages, ModelError, TokenUsage, describe_model
+from .text import truncate
 from .tools import Tool, final_answer, render_tools
 
 SYSTEM_PROMPT = """\
@@ -77,130 +77,11 @@ Your reply had no Python code to run. Reply with a 'Thought:' and then one code 
 Call final_answer(value) in the code when you have the answer."""
 
 
-@dataclass
-class Decision:
-    """What a person (or the approval policy) decided about an action."""
+class RunExporter(Protocol):
+    """Writes a run as a notebook or script (``smol_magic.export.notebook.export_run``)."""
 
-    action: str  # run | skip | stop
-    code: str | None = None  # the code to run, when a person edited it
-    reason: str = ""
-    refused: bool = False  # skipped by policy because no person could be asked
-    by_person: bool = False  # a person clicked, rather than a policy deciding
-    run_all: bool = False  # approve this and every later action of the run
-
-
-APPROVE_MODES = ("every", "risky", "never")
-
-
-class Approver(Protocol):
-    async def approve(self, step: ActionStep) -> Decision: ...
-
-
-class AutoApprover:
-    """No person in the loop: run what the guard allows, refuse what it would ask about."""
-
-    async def approve(self, step: ActionStep) -> Decision:
-        if step.verdict.decision == "ask":
-            return Decision("skip", reason="it needs a person's approval and no one can be asked here", refused=True)
-        return Decision("run")
-
-
-class ModeApprover:
-    """Decides which actions go to a person: ``every``, only ``risky`` ones (guard says ask), or ``never``.
-
-    Make one per run: "Run all" approves the rest of the run, not the next one.
-    """
-
-    def __init__(self, mode: str, person: Approver | None = None):
-        if mode not in APPROVE_MODES:
-            raise ValueError(f"approval mode must be one of {', '.join(APPROVE_MODES)}, not {mode!r}")
-        self.mode = mode if person is not None else "never"
-        self.person = person
-        self.approve_all = False
-
-    def wants_person(self, step: ActionStep) -> bool:
-        if self.mode == "never" or self.approve_all:
-            return False
-        return self.mode == "every" or step.verdict.decision == "ask"
-
-    async def approve(self, step: ActionStep) -> Decision:
-        if self.approve_all and step.verdict.decision != "deny":
-            return Decision("run")
-        if not self.wants_person(step) or self.person is None:
-            return await AutoApprover().approve(step)
-        decision = await self.person.approve(step)
-        self.approve_all = self.approve_all or decision.run_all
-        return decision
-
-
-def approval_reason(step: ActionStep, mode: str) -> str:
-    """Why an action waits for a person, in words the approval card shows."""
-    if step.verdict.decision == "ask":
-        return "The guard wants your approval: " + "; ".join(step.verdict.reasons)
-    return "You asked to approve every action (--approve every)."
-
-
-class Renderer:
-    """Shows a run as it happens. Every hook is optional; the base class shows nothing."""
-
-    def run_started(self, agent: "MultiStepAgent", task: str) -> None: ...
-    def model_delta(self, text: str) -> None: ...
-    def step_started(self, step_number: int) -> None: ...
-    def action_ready(self, step: ActionStep) -> None: ...
-    def action_started(self, step: ActionStep) -> None: ...
-    def step_finished(self, step: MemoryStep) -> None: ...
-    def run_finished(self, result: "RunResult") -> None: ...
-
-
-class Tee(Renderer):
-    """Several renderers watching one run (the trace, the cell writer, ...)."""
-
-    def __init__(self, *renderers: Renderer):
-        self.renderers = renderers
-
-    def _each(self, hook: str, *args: Any) -> None:
-        for renderer in self.renderers:
-            getattr(renderer, hook)(*args)
-
-    def run_started(self, agent: "MultiStepAgent", task: str) -> None:
-        self._each("run_started", agent, task)
-
-    def model_delta(self, text: str) -> None:
-        self._each("model_delta", text)
-
-    def step_started(self, step_number: int) -> None:
-        self._each("step_started", step_number)
-
-    def action_ready(self, step: ActionStep) -> None:
-        self._each("action_ready", step)
-
-    def action_started(self, step: ActionStep) -> None:
-        self._each("action_started", step)
-
-    def step_finished(self, step: MemoryStep) -> None:
-        self._each("step_finished", step)
-
-    def run_finished(self, result: "RunResult") -> None:
-        self._each("run_finished", result)
-
-
-@dataclass
-class RunResult:
-    task: str = ""
-    model_id: str = ""
-    started_at: str = ""  # ISO date and time
-    variables_before: list[str] = field(default_factory=list)  # the user's variables when the run began
-    undo: dict[str, Any] = field(default_factory=dict)  # name -> its value before the run (for %agent undo)
-    output: Any = None
-    state: str = "done"  # done | max_steps | stopped | interrupted | failed
-    error: str | None = None
-    steps: list[MemoryStep] = field(default_factory=list)
-    token_usage: TokenUsage = field(default_factory=TokenUsage)
-    duration: float = 0.0
-
-    @property
-    def action_steps(self) -> list[ActionStep]:
-        return [s for s in self.steps if isinstance(s, ActionStep)]
+    def __call__(self, run: RunResult, path: str, namespace: Mapping[str, Any], with_setup: Sequence[str],
+                 model: dict[str, Any]) -> str: ...
 
 
 class AgentStopped(Exception):
@@ -234,16 +115,10 @@ def parse_code(text: str) -> tuple[str | None, str]:
     return None, stripped
 
 
-def truncate(text: str, limit: int) -> str:
-    """Keep the head and the tail: the end of a traceback or a printout matters most."""
-    if len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    tail = limit - head
-    return f"{text[:head]}\n... [{len(text) - limit} characters cut] ...\n{text[-tail:]}"
-
-
 class MultiStepAgent:
+    # Plugged in by smol_magic/__init__.py, so that the loop does not import the exports.
+    exporter: ClassVar[RunExporter | None] = None
+
     def __init__(
         self,
         tools: list[Tool] | None = None,
@@ -278,18 +153,13 @@ class MultiStepAgent:
 
     def to_notebook(self, path: str, run: int = -1, with_setup: Sequence[str] = ()) -> str:
         """Export a run (default: the last) as a notebook that re-executes; ``.py`` gives a script."""
-        from . import notebook  # nbformat stays out of the loop's imports
-
         if not self.runs:
             raise ValueError("nothing to export: this agent has not run yet")
-        result = self.runs[run]
+        exporter = type(self).exporter
+        if exporter is None:
+            raise RuntimeError("no exporter: import smol_magic (it plugs in smol_magic.export)")
         ns = getattr(getattr(self, "executor", None), "namespace", {})
-        if str(path).endswith(".py"):
-            Path(path).write_text(notebook.run_script(result, ns, with_setup))
-        else:
-            nb = notebook.run_notebook(result, ns, with_setup, describe_model(self.model))
-            notebook.write_notebook(nb, path)
-        return str(path)
+        return exporter(self.runs[run], str(path), ns, with_setup, describe_model(self.model))
 
     def interrupt(self) -> None:
         """Ask the run to stop after the current step (the Stop button)."""
@@ -304,7 +174,7 @@ class MultiStepAgent:
         stream: bool = False,
     ) -> Any:
         """Run a task to its final answer; with ``stream=True``, yield each step as it completes."""
-        steps = _iterate_blocking(self.stream_steps(task, reset, max_steps, additional_args))
+        steps = iterate_blocking(self.stream_steps(task, reset, max_steps, additional_args))
         if stream:
             return steps
         for _ in steps:
@@ -324,7 +194,7 @@ class MultiStepAgent:
 
     def _outcome(self) -> Any:
         run = self.runs[-1]
-        if run.state == "failed":
+        if run.state == RunState.FAILED:
             raise ModelError(run.error or "the run failed")
         return run.output
 
@@ -355,7 +225,7 @@ class MultiStepAgent:
             async for step in self._steps(run, max_steps or self.max_steps):
                 yield step
         except (KeyboardInterrupt, asyncio.CancelledError):
-            run.state, run.error = "interrupted", "interrupted by the user"
+            run.state, run.error = RunState.INTERRUPTED, "interrupted by the user"
             raise
         finally:
             run.duration = time.perf_counter() - started
@@ -370,7 +240,7 @@ class MultiStepAgent:
                 try:
                     plan = await self._planning_step(first=number == 1)
                 except ModelError as exc:
-                    run.state, run.error = "failed", str(exc)
+                    run.state, run.error = RunState.FAILED, str(exc)
                     return
                 self._keep(run, plan)
                 yield plan
@@ -379,10 +249,10 @@ class MultiStepAgent:
             try:
                 await self._action_step(step)
             except ModelError as exc:
-                run.state, run.error = "failed", str(exc)
+                run.state, run.error = RunState.FAILED, str(exc)
                 return
             except AgentStopped:
-                run.state = "stopped"
+                run.state = RunState.STOPPED
                 self._keep(run, step)
                 yield step
                 return
@@ -401,9 +271,9 @@ class MultiStepAgent:
                 yield final
                 return
             if self._stop_requested:
-                run.state = "stopped"
+                run.state = RunState.STOPPED
                 return
-        run.state = "max_steps"
+        run.state = RunState.MAX_STEPS
         try:
             answer = await self._final_answer_after_max_steps()
         except ModelError as exc:
@@ -462,12 +332,7 @@ class MultiStepAgent:
 
     async def _call_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""
-        calls = _MAIN_CALLS.get()
-        if calls is None or threading.current_thread() is threading.main_thread():
-            return fn()
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        calls.put(("call", (fn, future)))
-        return await asyncio.wrap_future(future)
+        return await on_main_thread(fn)
 
     def _variables(self) -> list[str]:
         executor = getattr(self, "executor", None)
@@ -545,7 +410,7 @@ class CodeAgent(MultiStepAgent):
         step.model_output = content
         code, step.reasoning = parse_code(content)
         if self._stop_requested:  # Stop was clicked while the model was thinking
-            step.code, step.approval = code, "stop"
+            step.code, step.approval = code, Approval.STOP
             step.observation = "The user stopped the run before this code ran."
             raise AgentStopped()
         if code is None:
@@ -555,17 +420,17 @@ class CodeAgent(MultiStepAgent):
         step.code = code
         step.verdict = self.check(code)
         self.renderer.action_ready(step)
-        if step.verdict.decision == "deny":
-            step.approval = "denied"
+        if step.verdict.decision == Ruling.DENY:
+            step.approval = Approval.DENIED
             step.observation = _refusal("The guard refused this code and it did not run", step.verdict)
             return
         decision = await self.approver.approve(step)
-        if decision.action == "stop":
-            step.approval = "stop"
+        if decision.action == Action.STOP:
+            step.approval = Approval.STOP
             step.observation = "The user stopped the run before this code ran."
             raise AgentStopped()
-        if decision.action == "skip":
-            step.approval = "refused" if decision.refused else "skip"
+        if decision.action == Action.SKIP:
+            step.approval = Approval.REFUSED if decision.refused else Approval.SKIP
             why = f": {decision.reason}" if decision.reason else ""
             step.observation = (
                 _refusal(f"This code was not run{why}", step.verdict)
@@ -575,13 +440,13 @@ class CodeAgent(MultiStepAgent):
         if decision.code is not None and decision.code != code:
             step.proposed_code, step.code = code, decision.code
             step.verdict = self.check(step.code)
-            if step.verdict.decision == "deny":
-                step.approval = "denied"
+            if step.verdict.decision == Ruling.DENY:
+                step.approval = Approval.DENIED
                 step.observation = _refusal("The user's edit was refused by the guard", step.verdict)
                 return
-            step.approval = "edit"
+            step.approval = Approval.EDIT
         else:
-            step.approval = "run" if decision.by_person else "auto"
+            step.approval = Approval.RUN if decision.by_person else Approval.AUTO
         self.renderer.action_started(step)
         copies = self._copies_for_undo(step)
         result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
@@ -593,7 +458,7 @@ class CodeAgent(MultiStepAgent):
     def _observe(self, step: ActionStep, result: ExecutionResult) -> None:
         step.outputs, step.changes = result.outputs, result.changes
         parts = []
-        if step.approval == "edit":
+        if step.approval == Approval.EDIT:
             parts.append("The user edited your code before running it; this is the code that ran:\n" + step.code)
         if result.output:
             parts.append(result.output)
@@ -616,35 +481,29 @@ class CodeAgent(MultiStepAgent):
 
     # -- the user's data ------------------------------------------------------
 
+    def guard_context(self) -> guard.GuardContext:
+        """The live state the guard judges against; undo's predicate tells it what undo can restore."""
+        ns = self.executor.namespace
+        return guard.GuardContext(namespace=ns, agent_names=_AgentMade(ns, self.agent_made),
+                                  protected=self.protected, hidden=self.executor.hidden(), can_undo=undo.can_undo)
+
     def check(self, code: str) -> guard.GuardVerdict:
         """The guard's verdict, judged against the live namespace."""
-        ns = self.executor.namespace
-        context = guard.GuardContext(namespace=ns, agent_names=_AgentMade(ns, self.agent_made),
-                                     protected=self.protected, hidden=self.executor.hidden())
-        return guard.check(code, self.policy, context)
+        verdict = guard.check(code, self.policy, self.guard_context())
+        verdict.guard_off = not self.policy.enabled
+        return verdict
 
     def _copies_for_undo(self, step: ActionStep) -> dict[str, Any]:
         """Copies of the user's objects an approved action changes in place, so undo can restore them."""
         findings = getattr(step.verdict, "findings", [])
         if not any(f.capability == "mutate_data" for f in findings):
             return {}
-        ns, copies = self.executor.namespace, {}
-        for name in notebook_names(step.code or ""):
-            if name in ns and name not in self.agent_made and guard.undoable(ns[name])[0]:
-                copies[name] = _copy(ns[name])
-        return copies
+        return undo.snapshots(step.code or "", self.executor.namespace, self.agent_made, self.guard_context())
 
     def _remember(self, step: ActionStep, result: ExecutionResult, copies: dict[str, Any]) -> None:
         """Keep what undo needs (the bindings before the run) and which names the agent made."""
         ns, run = self.executor.namespace, self.runs[-1]
-        for name in result.changes.get("created", []):
-            run.undo.setdefault(name, _UNBOUND)
-        for name, value in result.previous.items():
-            run.undo.setdefault(name, value)
-        for name, value in copies.items():  # names the action read but did not change need no undo
-            if name in ns and name not in result.changes.get("rebound", []) and not _same(ns[name], value):
-                run.undo.setdefault(name, value)
-                result.changes.setdefault("changed", []).append(name)  # in place: the model is told too
+        undo.record(run.undo, ns, result.changes, result.previous, copies)  # in place: the model is told too
         for name in result.changes.get("created", []) + result.changes.get("rebound", []):
             if name in ns:
                 self.agent_made[name] = id(ns[name])
@@ -655,21 +514,12 @@ class CodeAgent(MultiStepAgent):
         """Put back every binding a run created, rebound, deleted or changed in place (what a copy allows)."""
         if not self.runs:
             raise ValueError("nothing to undo: this agent has not run yet")
-        result, ns = self.runs[run], self.executor.namespace
-        done: dict[str, list[str]] = {"removed": [], "restored": []}
-        for name, value in result.undo.items():
-            if value is _UNBOUND:
-                if ns.pop(name, _UNBOUND) is not _UNBOUND:
-                    done["removed"].append(name)
-            else:
-                ns[name] = value
-                done["restored"].append(name)
+        result = self.runs[run]
+        done = undo.restore(result.undo, self.executor.namespace)
+        for name in result.undo:
             self.agent_made.pop(name, None)
         result.undo = {}
         return done
-
-
-_UNBOUND = object()  # in an undo log: the name did not exist before the run
 
 
 class _AgentMade:
@@ -683,36 +533,6 @@ class _AgentMade:
 
     def __contains__(self, name: object) -> bool:
         return name in self.made and name in self.ns and id(self.ns[name]) == self.made[name]
-
-
-def notebook_names(code: str) -> set[str]:
-    try:
-        return {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
-    except SyntaxError:
-        return set()
-
-
-def _copy(value: Any) -> Any:
-    copy = getattr(value, "copy", None)
-    if callable(copy) and type(value).__module__.split(".")[0] in ("pandas", "numpy"):
-        return copy(deep=True) if type(value).__module__.startswith("pandas") else copy()
-    import copy as copy_module
-
-    return copy_module.deepcopy(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal contents (for the undo log): pandas' equals, numpy's array_equal, else ==."""
-    try:
-        if hasattr(a, "equals") and type(a).__module__.startswith("pandas"):
-            return bool(a.equals(b))
-        if type(a).__module__.startswith("numpy"):
-            import numpy
-
-            return bool(numpy.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-        return bool(a == b)
-    except Exception:
-        return False
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:
@@ -731,91 +551,3 @@ def _call_callback(callback: Callable[..., Any], step: MemoryStep, agent: MultiS
         callback(step)
 
 
-# Set inside a worker thread's loop: where to send calls that must run on the main thread.
-_MAIN_CALLS: contextvars.ContextVar[queue.SimpleQueue | None] = contextvars.ContextVar("main_calls", default=None)
-
-
-def run_blocking(coro: Any) -> Any:
-    """Await a coroutine from synchronous code, even inside Jupyter's running loop."""
-
-    async def once() -> AsyncIterator[Any]:
-        yield await coro
-
-    steps = _iterate_blocking(once())
-    try:
-        return next(steps)
-    finally:
-        steps.close()
-
-
-def _iterate_blocking(steps: AsyncIterator[Any]) -> Iterator[Any]:
-    """Iterate an async step stream from synchronous code.
-
-    With no event loop running, drive it on a private loop. Inside Jupyter a
-    loop already runs in this thread, so the model is awaited on a worker
-    thread's loop while the code still runs here, on the main thread.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        loop = asyncio.new_event_loop()
-        try:
-            while True:
-                try:
-                    yield loop.run_until_complete(steps.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            loop.run_until_complete(steps.aclose())
-            loop.close()
-    else:
-        yield from _iterate_in_worker(steps)
-
-
-def _iterate_in_worker(steps: AsyncIterator[Any]) -> Iterator[Any]:
-    messages: queue.SimpleQueue = queue.SimpleQueue()
-    worker_loop: list[asyncio.AbstractEventLoop] = []
-    task: list[asyncio.Task] = []
-
-    async def pump() -> None:
-        task.append(asyncio.current_task())
-        _MAIN_CALLS.set(messages)
-        try:
-            async for step in steps:
-                messages.put(("step", step))
-            messages.put(("done", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
-            messages.put(("error", exc))
-
-    def work() -> None:
-        loop = asyncio.new_event_loop()
-        worker_loop.append(loop)
-        loop.run_until_complete(pump())
-        loop.close()
-
-    thread = threading.Thread(target=work, name="smol-magic-agent", daemon=True)
-    thread.start()
-    try:
-        with interruptible():
-            while True:
-                try:
-                    kind, payload = messages.get(timeout=0.05)
-                except queue.Empty:
-                    continue
-                if kind == "call":
-                    fn, future = payload
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # noqa: BLE001
-                        future.set_exception(exc)
-                elif kind == "step":
-                    yield payload
-                elif kind == "done":
-                    return
-                else:
-                    raise payload
-    except BaseException:
-        if worker_loop and task and not worker_loop[0].is_closed():
-            with contextlib.suppress(RuntimeError):  # the worker may have finished meanwhile
-                worker_loop[0].call_soon_threadsafe(task[0].cancel)
-        raise

@@ -10,53 +10,23 @@ that made them.
 from __future__ import annotations
 
 import ast
-import builtins
 import json
 import types
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from .agents import RunResult
-from .memory import ActionStep, FinalAnswerStep, PlanningStep
-from .ui.html import value_bundle
+from ..core.memory import ActionStep, Approval, FinalAnswerStep, PlanningStep, RunResult
+from ..core.names import bound_names, read_names
+from ..core.outputs import json_safe
+from ..ui.html import value_bundle
 
 FORMAT_VERSION = 1
-_BUILTINS = set(dir(builtins))
 NOTES = {
-    "skip": "skipped by the user", "refused": "refused: it needed a person's approval", "denied":
-    "refused by the guard", "stop": "not run: the user stopped the run",
+    Approval.SKIP: "skipped by the user", Approval.REFUSED: "refused: it needed a person's approval",
+    Approval.DENIED: "refused by the guard", Approval.STOP: "not run: the user stopped the run",
 }
-
-
-def read_names(codes: Sequence[str]) -> list[str]:
-    """Names the code reads before binding them itself: what it needs from the notebook, in order."""
-    bound: set[str] = set()
-    needed: list[str] = []
-    for code in codes:
-        try:
-            tree = ast.parse(code)
-        except SyntaxError:
-            continue
-        for statement in tree.body:
-            for node in ast.walk(statement):
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                    if node.id not in bound and node.id not in needed and node.id not in _BUILTINS:
-                        needed.append(node.id)
-            bound |= _bound_names(statement)
-    return needed
-
-
-def _bound_names(tree: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-    return names
+PERSON = (Approval.RUN, Approval.EDIT)  # a person approved the code that ran
 
 
 def setup_sources(history: Sequence[tuple[str, str]], needed: Sequence[str], skip: set[str]) -> list[str]:
@@ -74,11 +44,11 @@ def setup_sources(history: Sequence[tuple[str, str]], needed: Sequence[str], ski
             tree = ast.parse(parsed)
         except SyntaxError:
             continue
-        defines = _bound_names(tree) & wanted
+        defines = bound_names(tree) & wanted
         if defines:
             chosen.append(raw)
             wanted -= defines
-            wanted |= set(read_names([parsed])) - _bound_names(tree)
+            wanted |= set(read_names([parsed])) - bound_names(tree)
     return list(reversed(chosen))
 
 
@@ -128,7 +98,7 @@ def run_notebook(
     nb: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
     nb["metadata"]["smol_magic"] = {
         "format": FORMAT_VERSION, "task": run.task, "model": model or {"model_id": run.model_id},
-        "started_at": run.started_at, "state": run.state, "duration": round(run.duration, 3),
+        "started_at": run.started_at, "state": str(run.state), "duration": round(run.duration, 3),
         "token_usage": vars(run.token_usage), "steps": len(actions), "variables_read": needed,
     }
     nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -161,24 +131,18 @@ def new_markdown_cell(source: str, metadata: dict[str, Any] | None = None) -> di
 def new_code_cell(source: str, metadata: dict[str, Any] | None = None,
                   outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"cell_type": "code", "id": uuid.uuid4().hex[:12], "metadata": metadata or {}, "source": source,
-            "execution_count": None, "outputs": json_outputs(outputs or [])}
+            "execution_count": None, "outputs": json_safe(outputs or [])}
 
 
 def _action_cells(step: ActionStep) -> list[dict[str, Any]]:
-    meta = {
-        "step": step.step_number, "approval": step.approval, "edited": step.proposed_code is not None,
-        "verdict": {"decision": step.verdict.decision, "reasons": step.verdict.reasons},
-        "token_usage": vars(step.token_usage), "duration": round(step.duration, 3),
-    }
-    if step.proposed_code is not None:
-        meta["proposed_code"] = step.proposed_code
+    meta = cell_metadata(step)
     title = f"**Step {step.step_number}**" + (f" · {step.reasoning}" if step.reasoning else "")
     if not step.ran or step.code is None:
         why = NOTES.get(step.approval, "no code in the model's reply")
         note = f"> Step {step.step_number} did not run: {why}."
         if step.code:
             note += "\n\n```python\n" + step.code + "\n```"
-        if step.verdict.reasons and step.approval in ("denied", "refused"):
+        if step.verdict.reasons and step.approval in (Approval.DENIED, Approval.REFUSED):
             note += "\n\n" + "\n".join(f"- {r}" for r in step.verdict.reasons)
         return [new_markdown_cell(title + "\n\n" + note, metadata={"smol_magic": meta})]
     if step.error:
@@ -231,94 +195,17 @@ def cell_outputs(step: ActionStep) -> list[dict[str, Any]]:
     return outputs
 
 
-class CellWriter:
-    """Puts each action that ran into the notebook as a real code cell, through the labextension.
-
-    The kernel opens a ``smol_magic`` comm; the extension answers ``hello``.
-    Silence (VS Code, Colab, classic Notebook, headless) means no extension:
-    the writer says so once and does nothing after that.
-    """
-
-    def __init__(self, shell: Any):
-        self.shell = shell
-        self.comm: Any = None
-        self.available: bool | None = None  # unknown until the first run asks
-        self.replies: list[dict[str, Any]] = []
-        self.agent_cell_id: str | None = None
-        self.run_id = ""
-        self.pending: list[dict[str, Any]] = []
-        self.unanswered: set[int] = set()  # steps sent this run whose insert the extension has not answered
-        self.on_inserted: Callable[[int, str], None] | None = None  # told (step, cell id) per inserted cell
-
-    async def connect(self, timeout: float = 2.0) -> bool:
-        """Open a fresh comm for this run and wait for the extension's hello.
-
-        Fresh each run: after a page reload the frontend no longer knows an
-        older comm, and what is sent on it would be silently dropped.
-        """
-        if self.available is False:
-            return False
-        if self.comm is not None:
-            self.comm.close()
-            self.comm = None
-        import asyncio
-
-        from comm import create_comm
-
-        hello: list[dict[str, Any]] = []
-        closed: list[bool] = []
-        self.comm = create_comm(target_name="smol_magic", data={"version": 1})
-        self.comm.on_msg(lambda msg: self._on_msg(msg, hello))
-        self.comm.on_close(lambda msg: closed.append(True))
-        waited = 0.0
-        while not hello and not closed and waited < timeout:
-            await asyncio.sleep(0.05)
-            waited += 0.05
-        self.available = bool(hello)
-        if not self.available:
-            self.comm = None
-        return self.available
-
-    def _on_msg(self, msg: dict[str, Any], hello: list[dict[str, Any]]) -> None:
-        data = msg.get("content", {}).get("data", {})
-        if data.get("type") == "hello":
-            hello.append(data)
-            return
-        self.replies.append(data)
-        step = data.get("step")
-        if data.get("type") in ("inserted", "error") and step in self.unanswered:
-            self.unanswered.discard(step)
-            if data["type"] == "inserted" and self.on_inserted is not None:
-                self.on_inserted(step, data.get("cell_id", ""))
-
-    def begin_run(self, agent_cell_id: str | None, run_id: str) -> None:
-        self.agent_cell_id, self.run_id, self.pending = agent_cell_id, run_id, []
-        self.unanswered, self.on_inserted = set(), None
-        if self.comm is not None and agent_cell_id:
-            self.comm.send({"type": "begin_run", "agent_cell_id": agent_cell_id, "run_id": run_id})
-
-    def add(self, step: ActionStep, model_id: str, live: bool = True) -> None:
-        """Queue a cell for an action that ran; send it now when ``live``."""
-        if not step.ran or step.code is None:
-            return  # skipped or refused actions do not become cells
-        message = {
-            "type": "insert", "agent_cell_id": self.agent_cell_id, "run_id": self.run_id,
-            "step": step.step_number, "source": step.code, "outputs": json_outputs(cell_outputs(step)),
-            "metadata": {"run_id": self.run_id, "step": step.step_number, "model": model_id,
-                         "approval": step.approval, "approved_by_person": step.approval in ("run", "edit"),
-                         "edited": step.proposed_code is not None},
-        }
-        self.pending.append(message)
-        if live:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.comm is None or not self.agent_cell_id:
-            return
-        for message in self.pending:
-            self.comm.send(message)
-            self.unanswered.add(message["step"])
-        self.pending = []
+def cell_metadata(step: ActionStep, **extra: Any) -> dict[str, Any]:
+    """``metadata.smol_magic`` of an action's cell: one schema for exported and inserted cells."""
+    meta = {
+        "step": step.step_number, "approval": str(step.approval), "approved_by_person": step.approval in PERSON,
+        "edited": step.proposed_code is not None,
+        "verdict": {"decision": str(step.verdict.decision), "reasons": step.verdict.reasons},
+        "token_usage": vars(step.token_usage), "duration": round(step.duration, 3), **extra,
+    }
+    if step.proposed_code is not None:
+        meta["proposed_code"] = step.proposed_code
+    return meta
 
     async def settle(self, timeout: float = 2.0) -> None:
         """Wait (briefly) until the extension has answered every cell sent: the trace then knows which
@@ -331,5 +218,11 @@ class CellWriter:
             waited += 0.01
 
 
-def json_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return json.loads(json.dumps(outputs, default=str))
+def export_run(run: RunResult, path: str, namespace: Mapping[str, Any], with_setup: Sequence[str],
+               model: dict[str, Any]) -> str:
+    """Write one run to ``path``: a notebook, or a script when the path ends in ``.py``."""
+    if str(path).endswith(".py"):
+        Path(path).write_text(run_script(run, namespace, with_setup))
+    else:
+        write_notebook(run_notebook(run, namespace, with_setup, model), path)
+    return str(path)

@@ -1,10 +1,9 @@
-"""Run one approved action: natively, in the live namespace, with limits.
+"""Running one approved action: the ``Executor`` protocol and the plain-Python executor.
 
-``KernelExecutor`` runs code through IPython itself (``run_cell_async``), so
-the agent's code is in ``In``/``%history`` and its variables are the user's
-real objects. ``LocalPythonExecutor`` is the same contract on a plain dict,
-for agents used from ordinary Python. Both must be called on the main thread:
-timeouts use SIGALRM and Interrupt relies on SIGINT raising KeyboardInterrupt.
+``LocalPythonExecutor`` runs code with ``exec`` in a dict, for agents used from
+ordinary Python; ``smol_magic.jupyter.kernel_executor.KernelExecutor`` is the
+same contract on IPython's live namespace. Both must be called on the main
+thread: timeouts use SIGALRM and Interrupt relies on SIGINT raising KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -15,15 +14,15 @@ import io
 import linecache
 import re
 import signal
-import sys
 import threading
 import time
 import traceback
-from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
-from . import guard, namespace
+from .. import guard
+from ..context import namespace
+from .outputs import cell_outputs, output_text
 from .tools import FinalAnswerSignal
 
 
@@ -97,7 +96,7 @@ def time_limits(timeout: float | None) -> Iterator[None]:
             signal.signal(signal.SIGALRM, old_alarm)
 
 
-def _classify(result: ExecutionResult, exc: BaseException, tb: Any, skip_frames: int = 0) -> None:
+def classify(result: ExecutionResult, exc: BaseException, tb: Any, skip_frames: int = 0) -> None:
     if isinstance(exc, FinalAnswerSignal):
         result.is_final_answer, result.final_answer = True, exc.value
     elif isinstance(exc, ActionTimeout):
@@ -121,29 +120,6 @@ def format_error(etype: type, value: BaseException, tb: Any, skip_frames: int = 
     if len(frames) > max_frames:
         head += f"  ... {len(frames) - max_frames} earlier frames ...\n"
     return head + "".join(lines) + "".join(traceback.format_exception_only(etype, value))
-
-
-def _cell_outputs(stdout: str, stderr: str, displays: list[tuple[dict, dict]]) -> list[dict[str, Any]]:
-    """What the action showed, as nbformat v4 outputs (streams first: their interleaving is not kept)."""
-    outputs: list[dict[str, Any]] = [
-        {"output_type": "stream", "name": name, "text": text} for name, text in (("stdout", stdout), ("stderr", stderr))
-        if text
-    ]
-    outputs += [{"output_type": "display_data", "data": json_safe(data), "metadata": metadata or {}}
-                for data, metadata in displays]
-    return outputs
-
-
-def json_safe(data: dict[str, Any]) -> dict[str, Any]:
-    import json
-
-    return {k: v if isinstance(v, str) else json.loads(json.dumps(v, default=str)) for k, v in data.items()}
-
-
-def output_text(outputs: list[dict[str, Any]]) -> str:
-    """The text of cell outputs, as the model reads it."""
-    parts = [o["text"] if o["output_type"] == "stream" else o["data"].get("text/plain", "") for o in outputs]
-    return "\n".join(p.rstrip("\n") for p in parts if p and p.strip())
 
 
 _MISSING = object()
@@ -196,7 +172,7 @@ class CappedText(io.TextIOBase):
         return "".join(self.head) + cut + tail
 
 
-class _ToolBindings:
+class ToolBindings:
     """Puts tools into a namespace for a run and restores whatever they shadowed."""
 
     def __init__(self, ns: dict[str, Any]):
@@ -220,77 +196,12 @@ class _ToolBindings:
         self._saved.clear()
 
 
-class KernelExecutor:
-    """Runs actions in IPython's live ``user_ns`` through ``run_cell_async``."""
-
-    def __init__(self, shell: Any):
-        self.shell = shell
-        self.namespace = shell.user_ns
-        self._tools = _ToolBindings(self.namespace)
-
-    def send_tools(self, tools: dict[str, Any]) -> None:
-        self._tools.send(tools)
-        self.shell.user_ns_hidden.update(tools)
-
-    def restore(self) -> None:
-        for name in self._tools.tools:
-            self.shell.user_ns_hidden.pop(name, None)
-        self._tools.restore()
-
-    def hidden(self) -> Mapping[str, Any]:
-        # A view, not a copy: IPython adds an _iN name to user_ns_hidden for every cell.
-        return ChainMap(self.shell.user_ns_hidden, self._tools.tools)
-
-    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
-        from IPython.core.async_helpers import _pseudo_sync_runner
-        from IPython.utils.capture import capture_output
-
-        shell = self.shell
-        hidden = self.hidden()
-        before = namespace.snapshot(self.namespace, hidden)
-        caught: list[tuple[type, BaseException, Any]] = []
-        result = ExecutionResult()
-        saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
-        start = time.perf_counter()
-        stdout, stderr = CappedText(), CappedText()
-        with capture_output(stdout=False, stderr=False) as captured, \
-                contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            # Errors of the action become observations, not tracebacks in the agent cell;
-            # the last expression's value is captured like any display output.
-            shell.custom_exceptions = (BaseException,)
-            shell.CustomTB = lambda etype, value, tb, tb_offset=None: caught.append((etype, value, tb))
-            shell.display_trap.hook = sys.displayhook
-            cell_result = None
-            try:
-                with time_limits(timeout):
-                    cell_result = _pseudo_sync_runner(
-                        shell.run_cell_async(code, store_history=True, transformed_cell=code)
-                    )
-            except (KeyboardInterrupt, ActionTimeout) as exc:  # arrived outside the action's own frame
-                caught.append((type(exc), exc, exc.__traceback__))
-            finally:
-                shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook = saved
-            # run_cell_async fires pre_run_cell only; matplotlib's inline backend shows figures on post_execute.
-            shell.events.trigger("post_execute")
-            if cell_result is not None:
-                shell.events.trigger("post_run_cell", cell_result)
-        result.duration = time.perf_counter() - start
-        if caught:
-            _classify(result, caught[0][1], caught[0][2], skip_frames=1)
-        if cell_result is not None and cell_result.error_before_exec is not None:
-            exc = cell_result.error_before_exec
-            result.error = "".join(traceback.format_exception_only(type(exc), exc))
-        _finish(result, stdout, stderr, [(o.data, o.metadata) for o in captured.outputs], before, self.namespace,
-                hidden)
-        return result
-
-
-def _finish(result: ExecutionResult, stdout: CappedText, stderr: CappedText, displays: list[tuple[dict, dict]],
+def finish(result: ExecutionResult, stdout: CappedText, stderr: CappedText, displays: list[tuple[dict, dict]],
             before: namespace.Snapshot, ns: Mapping[str, Any], hidden: Any) -> None:
     """What the action showed (made inert before it reaches a browser), what changed, what it replaced."""
     result.changes = namespace.diff(before, namespace.snapshot(ns, hidden))
     result.previous = {n: before[n] for n in result.changes["rebound"] + result.changes["deleted"]}
-    result.outputs = guard.sanitize_outputs(_cell_outputs(stdout.getvalue(), stderr.getvalue(), displays))
+    result.outputs = guard.sanitize_outputs(cell_outputs(stdout.getvalue(), stderr.getvalue(), displays))
     result.output = output_text(result.outputs)
 
 
@@ -300,7 +211,7 @@ class LocalPythonExecutor:
     def __init__(self, ns: dict[str, Any] | None = None):
         self.namespace: dict[str, Any] = ns if ns is not None else {}
         self.namespace.setdefault("__name__", "__agent__")
-        self._tools = _ToolBindings(self.namespace)
+        self._tools = ToolBindings(self.namespace)
         self._count = 0
 
     def send_tools(self, tools: dict[str, Any]) -> None:
@@ -332,7 +243,7 @@ class LocalPythonExecutor:
                     if value is not None:
                         displays.append(({"text/plain": repr(value)}, {}))
         except BaseException as exc:  # everything the action does wrong is an observation
-            _classify(result, exc, exc.__traceback__, skip_frames=1)
+            classify(result, exc, exc.__traceback__, skip_frames=1)
         result.duration = time.perf_counter() - start
-        _finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
+        finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
         return result

@@ -1,0 +1,112 @@
+"""Driving the async loop from synchronous code, even inside Jupyter's running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import concurrent.futures
+import queue
+import threading
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from .execution import interruptible
+
+# Set inside a worker thread's loop: where to send calls that must run on the main thread.
+_MAIN_CALLS: contextvars.ContextVar[queue.SimpleQueue | None] = contextvars.ContextVar("main_calls", default=None)
+
+
+def run_blocking(coro: Any) -> Any:
+    """Await a coroutine from synchronous code, even inside Jupyter's running loop."""
+
+    async def once() -> AsyncIterator[Any]:
+        yield await coro
+
+    steps = iterate_blocking(once())
+    try:
+        return next(steps)
+    finally:
+        steps.close()
+
+
+async def on_main_thread(fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` on the main thread (where signals work), also from a worker thread's loop."""
+    calls = _MAIN_CALLS.get()
+    if calls is None or threading.current_thread() is threading.main_thread():
+        return fn()
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    calls.put(("call", (fn, future)))
+    return await asyncio.wrap_future(future)
+
+
+def iterate_blocking(steps: AsyncIterator[Any]) -> Iterator[Any]:
+    """Iterate an async step stream from synchronous code.
+
+    With no event loop running, drive it on a private loop. Inside Jupyter a
+    loop already runs in this thread, so the model is awaited on a worker
+    thread's loop while the code still runs here, on the main thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(steps.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run_until_complete(steps.aclose())
+            loop.close()
+    else:
+        yield from _iterate_in_worker(steps)
+
+
+def _iterate_in_worker(steps: AsyncIterator[Any]) -> Iterator[Any]:
+    messages: queue.SimpleQueue = queue.SimpleQueue()
+    worker_loop: list[asyncio.AbstractEventLoop] = []
+    task: list[asyncio.Task] = []
+
+    async def pump() -> None:
+        task.append(asyncio.current_task())
+        _MAIN_CALLS.set(messages)
+        try:
+            async for step in steps:
+                messages.put(("step", step))
+            messages.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+            messages.put(("error", exc))
+
+    def work() -> None:
+        loop = asyncio.new_event_loop()
+        worker_loop.append(loop)
+        loop.run_until_complete(pump())
+        loop.close()
+
+    thread = threading.Thread(target=work, name="smol-magic-agent", daemon=True)
+    thread.start()
+    try:
+        with interruptible():
+            while True:
+                try:
+                    kind, payload = messages.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if kind == "call":
+                    fn, future = payload
+                    try:
+                        future.set_result(fn())
+                    except BaseException as exc:  # noqa: BLE001
+                        future.set_exception(exc)
+                elif kind == "step":
+                    yield payload
+                elif kind == "done":
+                    return
+                else:
+                    raise payload
+    except BaseException:
+        if worker_loop and task and not worker_loop[0].is_closed():
+            with contextlib.suppress(RuntimeError):  # the worker may have finished meanwhile
+                worker_loop[0].call_soon_threadsafe(task[0].cancel)
+        raise

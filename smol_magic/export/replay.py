@@ -1,0 +1,102 @@
+"""Recorded model replies: ``RecordingModel`` writes them, ``ReplayModel`` answers from them offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ..core.models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage, short_error
+
+
+class RecordingModel(BaseModel):
+    """Wraps a model and writes every reply, with the request it answered, to a JSON-lines file.
+
+    The file is what ``ReplayModel`` answers from, so a notebook re-runs offline.
+    """
+
+    def __init__(self, inner: Any, path: str | os.PathLike):
+        self.inner = inner
+        self.model_id = getattr(inner, "model_id", type(inner).__name__)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"smol_magic_recording": 1, "model_id": self.model_id}) + "\n")
+
+    def _append(self, messages: Messages, content: str, usage: TokenUsage) -> None:
+        record = {"request": messages, "reply": content, "token_usage": usage.__dict__}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+        response = await self.inner.generate(messages, stop_sequences)
+        self._append(messages, response.content, response.token_usage)
+        return response
+
+    async def generate_stream(
+        self, messages: Messages, stop_sequences: list[str] | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        parts, usage = [], TokenUsage()
+        async for delta in self.inner.generate_stream(messages, stop_sequences):
+            parts.append(delta.content)
+            usage = delta.token_usage or usage
+            yield delta
+        self._append(messages, "".join(parts), usage)
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def _comparable(messages: Messages) -> list[tuple[str, str]]:
+    """Requests compared for replay: memory addresses in reprs differ from run to run."""
+    return [(m.get("role", ""), _ADDRESS.sub("0x…", m.get("content") or "")) for m in messages]
+
+
+class ReplayModel(BaseModel):
+    """Answers from a recording, in order; stops with a clear error if the run diverges from it."""
+
+    def __init__(self, path: str | os.PathLike, check_requests: bool = True):
+        self.path = Path(path)
+        try:
+            lines = self.path.read_text().splitlines()
+            header = json.loads(lines[0])
+            self.records = [json.loads(line) for line in lines[1:] if line.strip()]
+        except FileNotFoundError:
+            raise ModelError(f"no recording at {self.path}: make one with %%agent --record {self.path}") from None
+        except (ValueError, IndexError) as exc:
+            raise ModelError(f"{self.path} is not a smol-magic recording ({short_error(exc)})") from None
+        if not isinstance(header, dict) or "smol_magic_recording" not in header:
+            raise ModelError(f"{self.path} is not a smol-magic recording (no header line)")
+        self.model_id = f"replay:{header.get('model_id', '?')}"
+        self.check_requests = check_requests
+        self.position = 0
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+        if self.position >= len(self.records):
+            raise ModelError(
+                f"replay diverged: the run asked for reply {self.position + 1} but {self.path.name} holds "
+                f"{len(self.records)}; re-record with --record"
+            )
+        record = self.records[self.position]
+        if self.check_requests:
+            _check_same(self.position + 1, self.path.name, _comparable(record["request"]), _comparable(messages))
+        self.position += 1
+        return ModelResponse(record["reply"], TokenUsage(**record.get("token_usage", {})))
+
+
+def _check_same(number: int, name: str, recorded: list, now: list) -> None:
+    if recorded == now:
+        return
+    where = next((i for i, (a, b) in enumerate(zip(recorded, now)) if a != b), min(len(recorded), len(now)))
+    if where < min(len(recorded), len(now)):
+        was, is_ = recorded[where][1], now[where][1]
+        at = next((i for i, (a, b) in enumerate(zip(was, is_)) if a != b), min(len(was), len(is_)))
+        detail = (f"message {where + 1} ({now[where][0]}) differs: recorded {was[max(0, at - 30):at + 50]!r}, "
+                  f"now {is_[max(0, at - 30):at + 50]!r}")
+    else:
+        detail = f"the recorded request had {len(recorded)} messages, this one has {len(now)}"
+    raise ModelError(
+        f"replay diverged at reply {number} of {name}: {detail}. The notebook, its data or smol-magic "
+        "changed since the recording; re-record with --record"
+    )

@@ -1,0 +1,25 @@
+"""``%agent status``: the settings and the runs so far."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Parser
+
+HELP = "show the model, settings and the runs so far"
+
+
+def parser():
+    return Parser("status")
+
+
+def run(magics: Any, args: Any) -> None:
+    current = magics.current
+    steps = len(current.memory.steps) if current else 0
+    print(
+        f"model: {magics.model or '(none)'} · approve: {magics.approve} · max_steps: {magics.max_steps} "
+        f"· timeout: {magics.timeout:g} s · memory: {steps} steps"
+    )
+    for number, result in enumerate(current.runs if current else [], 1):
+        print(f"run {number}: {result.state} · {len(result.action_steps)} steps · {result.model_id} "
+              f"· {result.task[:60]!r}")
