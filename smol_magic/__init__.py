@@ -4,6 +4,8 @@
 plain Python: ``CodeAgent(model=ScriptedModel([...])).run("task")``.
 """
 
+from importlib import metadata as _metadata
+
 from .agents import AutoApprover, CodeAgent, Decision, MultiStepAgent, Renderer, RunResult
 from .executor import ExecutionResult, KernelExecutor, LocalPythonExecutor
 from .guard import Policy
@@ -12,7 +14,10 @@ from .models import InferenceClientModel, LiteLLMModel, Model, ModelError, Scrip
 from .namespace import describe
 from .tools import Tool, ToolDefinitionError, final_answer, tool
 
-__version__ = "0.1.0"
+try:  # one version, in labextension/package.json; the build writes it into the package metadata
+    __version__ = _metadata.version("smol-magic")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",

@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Enum, Float, Integer, List, Unicode, default
 
-from . import guard, namespace
+from . import guard, namespace, stale_cells
 from .agents import CodeAgent, ModeApprover, Renderer, RunResult, Tee, run_blocking
 from .executor import KernelExecutor
 from .memory import ActionStep, MemoryStep
@@ -311,6 +311,7 @@ class AgentMagics(Magics):
                          "as cells here; they are in the trace and in %agent export.")
             return None
         self.writer.begin_run(cell_id, f"run-{len(self.run_cells) + 1}")
+        await stale_cells.await_begun(self.shell, self.writer)  # queued runs of the removed cells become no-ops
         return CellsRenderer(self.writer, live=mode == "live")
 
     def _notice(self, key: str, text: str) -> None:
@@ -442,8 +443,10 @@ def load_ipython_extension(shell: Any) -> None:
     shell.register_magics(magics)
     if rewrite_agent_cell not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.append(rewrite_agent_cell)
+    stale_cells.install(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
     if rewrite_agent_cell in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(rewrite_agent_cell)
+    stale_cells.uninstall(shell)
