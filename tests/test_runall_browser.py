@@ -15,7 +15,8 @@ CodeMirror editor the extension puts in place of a ``smol-magic-edit`` textarea.
 - the previous run's cells were queued (requests were sent for them) and produced no output and
   no error: they did not run as ordinary code;
 - ``final_answer(n)`` run by hand shows ``n``;
-- the "agent · step N" badge covers no code line and reads well (contrast >= 4.5:1);
+- the "agent · step N" badge covers no code line and reads well (contrast >= 4.5:1), in JupyterLab
+  Light and JupyterLab Dark;
 - the editor shows the textarea's code with Python highlighting, and what is typed reaches the kernel.
 """
 
@@ -127,8 +128,9 @@ def test_run_all_three_times_and_restart_run_all(tmp_path):
     assert "3" in hand["outputText"]
 
     # The badge sits where it covers no code, and is readable.
-    assert len(report["badges"]) == 3
-    for badge in report["badges"]:
+    assert len(report["badges"]) == len(report["badgesDark"]) == 3
+    assert report["badges"][0]["background"] != report["badgesDark"][0]["background"], "the badge ignores the theme"
+    for badge in report["badges"] + report["badgesDark"]:
         box = badge["box"]
         assert box["bottom"] > box["top"] and box["right"] > box["left"], badge
         for line in badge["lines"]:

@@ -131,8 +131,8 @@ async function main() {
   report.byHandCell = handId;
   await shot('runall-by-hand.png');
 
-  // The badge: where it is drawn, against every code line of generated cells (in the light theme).
-  report.badges = await page.evaluate(() => {
+  // The badge: where it is drawn, against every code line of generated cells; light theme, then dark.
+  const badges = () => page.evaluate(() => {
     const out = [];
     for (const w of window.jupyterapp.shell.currentWidget.content.widgets) {
       if (!w.node.classList.contains('jp-smol-magic-generated')) continue;
@@ -150,6 +150,14 @@ async function main() {
     }
     return out;
   });
+  report.badges = await badges();
+  setStep('switching to JupyterLab Dark');
+  await page.evaluate(() => window.jupyterapp.commands.execute('apputils:change-theme', { theme: 'JupyterLab Dark' }));
+  await page.waitForFunction(() => document.body.dataset.jpThemeLight === 'false'
+    && document.body.dataset.jpThemeName === 'JupyterLab Dark');
+  await page.waitForTimeout(500);
+  report.badgesDark = await badges();
+  await shot('runall-dark.png');
 
   setStep('the edit textarea becomes a CodeMirror editor');
   await setPhase('edit');
