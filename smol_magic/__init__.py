@@ -4,6 +4,7 @@
 plain Python: ``CodeAgent(model=ScriptedModel([...])).run("task")``.
 """
 
+from importlib import metadata as _metadata
 from typing import Any
 
 from .context.namespace import describe
@@ -21,7 +22,10 @@ from .guard import Policy
 
 MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself does not import the exports
 
-__version__ = "0.1.0"
+try:  # one version, in labextension/package.json; the build writes it into the package metadata
+    __version__ = _metadata.version("smol-magic")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",

@@ -1,7 +1,8 @@
 """What the browser tests share: Chromium, node and playwright-core, a JupyterLab to serve a notebook, and
 running one of the browser scripts against it.
 
-Used by tests/test_browser.py (tests/browser/trace.mjs), tests/test_cells_browser.py (tests/browser/cells.mjs)
+Used by tests/test_browser.py (tests/browser/trace.mjs), tests/test_cells_browser.py (tests/browser/cells.mjs),
+tests/test_runall_browser.py (tests/browser/runall.mjs)
 and tests/test_labextension.py (labextension/ui-tests/insert-cells.mjs). The scripts share
 tests/browser/lib.mjs, which imports playwright-core from tests/browser/node_modules.
 

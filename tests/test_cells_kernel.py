@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import queue
 import time
+from datetime import datetime, timezone
 
 import pytest
 
-from kernel_helpers import evaluate, run, send_comm, start_kernel, stop_kernel
+from kernel_helpers import collect, evaluate, run, send_comm, start_kernel, stop_kernel
 
 MODEL = '''from smol_magic import ScriptedModel
 m = ScriptedModel([
@@ -38,8 +39,12 @@ def execute_in_cell(kc, code: str, cell_id: str) -> str:
     return msg["header"]["msg_id"]
 
 
-def play_frontend(kc, msg_id: str, answer: bool = True, timeout: float = 30, printed: list | None = None) -> list[dict]:
-    """Read the cell's iopub messages; answer the smol_magic comm like the extension; return what it sent."""
+def play_frontend(kc, msg_id: str, answer: bool = True, timeout: float = 30, printed: list | None = None,
+                  removed: list[str] = ()) -> list[dict]:
+    """Read the cell's iopub messages; answer the smol_magic comm like the extension; return what it sent.
+
+    ``begin_run`` is answered with ``begun``, saying that the cells ``removed`` were removed just now.
+    """
     received, comm_id = [], None
     printed = [] if printed is None else printed
     deadline = time.monotonic() + timeout
@@ -55,6 +60,11 @@ def play_frontend(kc, msg_id: str, answer: bool = True, timeout: float = 30, pri
                 send_comm(kc, comm_id, {"type": "hello", "version": 1, "frontend": "test"})
         elif msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm_id:
             received.append(content["data"])
+            if answer and content["data"].get("type") == "begin_run":
+                send_comm(kc, comm_id, {
+                    "type": "begun", "run_id": content["data"]["run_id"], "agent_cell_id": content["data"]["agent_cell_id"],
+                    "removed": len(removed), "kept": 0, "removed_ids": list(removed),
+                    "at": datetime.now(timezone.utc).isoformat()})
         elif msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
             printed.append(content["text"])
         elif msg["msg_type"] == "error" and msg["parent_header"].get("msg_id") == msg_id:
@@ -119,3 +129,24 @@ def test_without_an_extension_the_run_completes_and_says_so_once(kernel):
     assert second.status == "ok" and "no notebook extension" not in second.stdout
     assert time.monotonic() - started < 2  # no second wait for a frontend that is not there
     assert evaluate(kernel, "out2") == 2
+
+
+def test_queued_runs_of_removed_cells_are_no_ops_and_later_runs_are_not(kernel):
+    """Run All again: the previous run's cells are queued behind the agent cell, which removes them."""
+    run(kernel, MODEL)
+    agent = execute_in_cell(kernel, "%%agent -m m -o out --approve never\ncount", "agent-cell")
+    # Queued before the agent cell's run removed them, as Run All sends them (the old step 3 and step 1).
+    stale_answer = execute_in_cell(kernel, "final_answer(first + 1)", "old-step-3")
+    stale_print = execute_in_cell(kernel, "print('old step 1 ran again')", "old-step-1")
+    user = execute_in_cell(kernel, "print('user cell sees', out)", "user-cell")
+    play_frontend(kernel, agent, removed=["old-step-3", "old-step-1"])
+    for msg_id in (stale_answer, stale_print):
+        result = collect(kernel, msg_id)
+        assert result.status == "ok" and result.outputs == [], result.outputs
+    after = collect(kernel, user)
+    assert after.status == "ok" and after.stdout == "user cell sees 2\n"
+    # Sent after the removal (a person ran it on purpose): it runs; final_answer(x) shows x.
+    by_hand = collect(kernel, execute_in_cell(kernel, "final_answer(first + 40)", "old-step-3"))
+    assert by_hand.status == "ok" and by_hand.text.strip() == "41", by_hand.text
+    # The notebook's final_answer is not among the variables the model is told about.
+    assert evaluate(kernel, "'final_answer' in get_ipython().user_ns_hidden") is True

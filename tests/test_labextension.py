@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -123,6 +124,18 @@ def check_generated(cell: dict, *, step: int, source: str, outputs: list, run_id
     assert cell["badge"] == f'"agent · step {step}"', cell["badge"]
 
 
+def without_time(replies: list[dict]) -> list[dict]:
+    """The replies, with each ``begun``'s ``at`` (the browser's time of the removal) checked and left out."""
+    out = []
+    for reply in replies:
+        if reply.get("type") == "begun":
+            reply = dict(reply)
+            at = datetime.fromisoformat(reply.pop("at"))
+            assert abs((datetime.now(timezone.utc) - at).total_seconds()) < 600, at
+        out.append(reply)
+    return out
+
+
 def printed_json(cell: dict):
     return json.loads(cell["outputText"].strip().splitlines()[-1])
 
@@ -158,9 +171,9 @@ def test_kernel_comm_inserts_cells(tmp_path, frontend):
     assert not any(c["marked"] for c in cells[3:])
     seen = printed_json(cells[3])
     assert seen["cell_id"] == AGENT_CELL  # JupyterLab sends the cell id with the execute_request
-    assert seen["replies"] == [
+    assert without_time(seen["replies"]) == [
         {"type": "hello", "version": 1, "frontend": frontend},
-        {"type": "begun", "run_id": "r1", "agent_cell_id": AGENT_CELL, "removed": 0, "kept": 0},
+        {"type": "begun", "run_id": "r1", "agent_cell_id": AGENT_CELL, "removed": 0, "kept": 0, "removed_ids": []},
         {"type": "inserted", "step": 1, "cell_id": cells[1]["id"]},
         {"type": "inserted", "step": 2, "cell_id": cells[2]["id"]},
     ]
@@ -186,8 +199,9 @@ def test_kernel_comm_inserts_cells(tmp_path, frontend):
     assert "smol_magic" not in cells[2]["metadata"] and "smol-magic" not in cells[2]["metadata"].get("tags", [])
     assert not cells[2]["marked"] and cells[2]["badge"] in ("none", "normal")
     assert cells[2]["outputs"] == STEP_2_OUTPUTS  # kept as it was
-    assert printed_json(cells[5]) == [
+    assert without_time(printed_json(cells[5])) == [
         {"type": "hello", "version": 1, "frontend": frontend},
-        {"type": "begun", "run_id": "r2", "agent_cell_id": AGENT_CELL, "removed": 1, "kept": 1},
+        {"type": "begun", "run_id": "r2", "agent_cell_id": AGENT_CELL, "removed": 1, "kept": 1,
+         "removed_ids": [report["phases"]["inserted"][1]["id"]]},
         {"type": "inserted", "step": 1, "cell_id": cells[1]["id"]},
     ]

@@ -11,12 +11,20 @@
  * PROTOCOL (version 1), kernel -> frontend / frontend -> kernel:
  *   comm open, data {version: 1}      -> {type: "hello", version: 1, frontend: "jupyterlab" | "notebook7"}
  *   {type: "begin_run", agent_cell_id, run_id}
- *                                     -> {type: "begun", run_id, agent_cell_id, removed, kept}
+ *                                     -> {type: "begun", run_id, agent_cell_id, removed, kept,
+ *                                         removed_ids, at}   (at: this browser's ISO time of the removal;
+ *                                         the kernel skips the removed cells' execute_requests sent
+ *                                         before it, which Run All had already queued)
  *                                        or {type: "error", run_id, message}
  *   {type: "insert", agent_cell_id, run_id, step, source, outputs, metadata}
  *                                     -> {type: "inserted", step, cell_id}
  *                                        or {type: "error", step, message}
  *   anything else                     -> {type: "error", message}
+ *
+ * Edit mode of the trace's approval card: a textarea with the CSS class `smol-magic-edit` (on the
+ * textarea or on the ipywidgets Textarea around it) gets a CodeMirror editor with Python
+ * highlighting in its place; every edit is written back into the textarea with an `input` event,
+ * so the widget's model (and the kernel) sees it as typed text.
  *
  * Only the client whose request was being handled when the kernel opened the comm (the
  * comm_open's parent_header.session) answers; other clients of the same kernel (a second
@@ -24,6 +32,7 @@
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Cell, ICellModel, ICodeCellModel } from '@jupyterlab/cells';
+import { CodeEditor, IEditorServices } from '@jupyterlab/codeeditor';
 import { IConsoleTracker } from '@jupyterlab/console';
 import * as nbformat from '@jupyterlab/nbformat';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -40,6 +49,11 @@ export const TAG = 'smol-magic';
 /** CSS class of a generated cell's node. */
 export const GENERATED_CLASS = 'jp-smol-magic-generated';
 
+/** CSS class the trace sets on its edit textarea (or the Textarea widget around it). */
+export const EDIT_CLASS = 'smol-magic-edit';
+/** CSS class of the CodeMirror editor put in that textarea's place. */
+export const EDITOR_CLASS = 'jp-smol-magic-editor';
+
 /** What `metadata.smol_magic` holds on a generated cell (plus whatever the kernel sent). */
 export interface IGeneratedInfo {
   agent_cell: string;
@@ -49,7 +63,7 @@ export interface IGeneratedInfo {
   [key: string]: unknown;
 }
 
-type Reply = { [key: string]: string | number | boolean | null | undefined };
+type Reply = { [key: string]: string | number | boolean | string[] | null | undefined };
 
 /** The smol-magic metadata of a cell, if it is a generated cell. */
 export function generatedInfo(cell: ICellModel): IGeneratedInfo | null {
@@ -113,13 +127,84 @@ function cleanOutputs(outputs: unknown): nbformat.IOutput[] {
   );
 }
 
+/**
+ * Puts a CodeMirror editor (Python) in place of every `smol-magic-edit` textarea on the page, now
+ * and as widgets render. The textarea stays in the DOM, hidden, as the widget's own view of the
+ * value: edits go into it with an `input` and a `change` event (what ipywidgets listens to), and
+ * a value the kernel sets later is taken over by the editor.
+ */
+function watchEditTextareas(services: IEditorServices): void {
+  const mounted = new Map<HTMLTextAreaElement, { editor: CodeEditor.IEditor; model: CodeEditor.Model; synced: string }>();
+
+  const mount = (area: HTMLTextAreaElement) => {
+    const host = document.createElement('div');
+    host.className = EDITOR_CLASS;
+    area.insertAdjacentElement('afterend', host);
+    area.style.display = 'none';
+    const model = new CodeEditor.Model({ mimeType: 'text/x-python' });
+    model.sharedModel.setSource(area.value);
+    const editor = services.factoryService.newInlineEditor({ host, model });
+    const entry = { editor, model, synced: area.value };
+    mounted.set(area, entry);
+    model.sharedModel.changed.connect(() => {
+      const value = model.sharedModel.getSource();
+      if (value !== area.value) {
+        area.value = value;
+        entry.synced = value;
+        area.dispatchEvent(new Event('input', { bubbles: true }));
+        area.dispatchEvent(new Event('change', { bubbles: true }));
+      }
+    });
+  };
+
+  const scan = () => {
+    for (const [area, entry] of mounted) {
+      if (!area.isConnected) {
+        entry.editor.dispose();
+        entry.model.dispose();
+        mounted.delete(area);
+      } else if (area.value !== entry.synced) {
+        entry.synced = area.value; // set by the kernel: show it
+        entry.model.sharedModel.setSource(area.value);
+      }
+    }
+    const found = document.querySelectorAll<HTMLTextAreaElement>(`textarea.${EDIT_CLASS}, .${EDIT_CLASS} textarea`);
+    for (const area of Array.from(found)) {
+      if (!mounted.has(area)) {
+        mount(area);
+      }
+    }
+  };
+
+  let queued = false;
+  const observer = new MutationObserver(() => {
+    if (!queued) {
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        scan();
+      });
+    }
+  });
+  observer.observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ['style', 'class'] });
+  scan();
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'smol-magic-labextension:plugin',
   description: "Puts the code actions of smol-magic's %%agent cells into the notebook as real cells.",
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [IConsoleTracker],
-  activate: (app: JupyterFrontEnd, notebooks: INotebookTracker, consoles: IConsoleTracker | null) => {
+  optional: [IConsoleTracker, IEditorServices],
+  activate: (
+    app: JupyterFrontEnd,
+    notebooks: INotebookTracker,
+    consoles: IConsoleTracker | null,
+    editorServices: IEditorServices | null
+  ) => {
+    if (editorServices) {
+      watchEditTextareas(editorServices);
+    }
     const frontend = /notebook/i.test(app.name) ? 'notebook7' : 'jupyterlab';
     const registered = new WeakSet<Kernel.IKernelConnection>();
     const pending = new WeakSet<NotebookPanel>();
@@ -169,7 +254,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     /** begin_run: drop the cells earlier runs made for this agent cell; keep edited ones, unmarked. */
     const beginRun = (model: INotebookModel, agentCellId: string) => {
-      let removed = 0;
       let kept = 0;
       const doomed: number[] = [];
       const cells = model.cells;
@@ -186,13 +270,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
           kept++;
         }
       }
+      const removedIds = doomed.map(i => cells.get(i).id);
       model.sharedModel.transact(() => {
         for (const i of doomed.reverse()) {
           model.sharedModel.deleteCell(i);
-          removed++;
         }
       });
-      return { removed, kept };
+      return { removedIds, kept };
     };
 
     /** insert: a code cell after the agent cell and the cells this run already put there. */
@@ -249,8 +333,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       try {
         if (type === 'begin_run') {
-          const { removed, kept } = beginRun(model, agentCellId);
-          reply({ type: 'begun', run_id: data.run_id, agent_cell_id: agentCellId, removed, kept });
+          const { removedIds, kept } = beginRun(model, agentCellId);
+          reply({
+            type: 'begun',
+            run_id: data.run_id,
+            agent_cell_id: agentCellId,
+            removed: removedIds.length,
+            kept,
+            removed_ids: removedIds,
+            at: new Date().toISOString()
+          });
         } else {
           const cellId = insert(model, agentIndex, data);
           reply({ type: 'inserted', step: data.step, cell_id: cellId });

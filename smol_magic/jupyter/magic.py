@@ -30,7 +30,7 @@ from ..core.memory import RunResult, RunState
 from ..core.models import Model, ModelError, model_from_spec
 from ..export.replay import RecordingModel, ReplayModel
 from ..ui.text import TextRenderer
-from . import commands
+from . import commands, stale_cells
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 
@@ -261,6 +261,7 @@ class AgentMagics(Magics):
                          "as cells here; they are in the trace and in %agent export.")
             return None
         self.writer.begin_run(cell_id, f"run-{len(self.run_cells) + 1}")
+        await stale_cells.await_begun(self.shell, self.writer)  # queued runs of the removed cells become no-ops
         return CellsRenderer(self.writer, live=mode == "live")
 
     def _notice(self, key: str, text: str) -> None:
@@ -385,8 +386,10 @@ def load_ipython_extension(shell: Any) -> None:
     shell.register_magics(magics)
     if rewrite_agent_cell not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.append(rewrite_agent_cell)
+    stale_cells.install(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
     if rewrite_agent_cell in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(rewrite_agent_cell)
+    stale_cells.uninstall(shell)
