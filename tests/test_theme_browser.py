@@ -67,7 +67,7 @@ def test_trace_reads_well_in_the_theme_and_is_short(tmp_path, theme):
 
     # Contrast: code and headers, live, static in JupyterLab, and the static HTML on bare pages.
     lines = []
-    for group in ("liveCode", "liveHeaders", "staticCode", "staticHeaders", "bareLightCode", "bareDarkCode"):
+    for group in ("liveCode", "liveHeaders", "editorCode", "staticCode", "staticHeaders", "bareLightCode", "bareDarkCode"):
         measured = contrast[group]
         assert measured, f"nothing measured in {group}: the trace's code or headers were not found"
         worst = min(measured, key=lambda m: m["ratio"])
@@ -93,6 +93,8 @@ def test_trace_reads_well_in_the_theme_and_is_short(tmp_path, theme):
     editor = seen["editor"]
     assert editor["value"] == STEP_1
     assert editor["marked"], "the edit box has no smol-magic-edit class: the labextension cannot upgrade it"
+    assert editor["upgraded"] and editor["shown"].strip() == STEP_1.strip(), editor  # CodeMirror shows the code
+    assert editor["highlighted"] > 0, "the editor does not highlight Python"
     def norm(font: str) -> str:
         return font.replace('"', "'").replace(" ", "")
 

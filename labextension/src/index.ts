@@ -127,6 +127,27 @@ function cleanOutputs(outputs: unknown): nbformat.IOutput[] {
   );
 }
 
+/** JupyterLab's syntax colours (CodeMirror reads them from these variables). */
+const TOKEN_VARIABLES = [
+  'keyword', 'atom', 'number', 'def', 'variable', 'variable-2', 'variable-3', 'punctuation', 'property',
+  'operator', 'comment', 'string', 'string-2', 'meta', 'qualifier', 'builtin', 'bracket', 'tag', 'attribute'
+].map(name => `--jp-mirror-editor-${name}-color`);
+
+/**
+ * Some of the theme's syntax colours fall below WCAG AA (4.5:1) on the editor's background (the dark
+ * theme's comments, the light theme's atoms): in the edit box, as in the trace, each is mixed 60/40
+ * with the text colour, so it stays recognisable and becomes readable.
+ */
+function readableTokens(host: HTMLElement): void {
+  const theme = getComputedStyle(document.body);
+  for (const name of TOKEN_VARIABLES) {
+    const value = theme.getPropertyValue(name).trim();
+    if (value) {
+      host.style.setProperty(name, `color-mix(in srgb, ${value} 60%, var(--jp-content-font-color1))`);
+    }
+  }
+}
+
 /**
  * Puts a CodeMirror editor (Python) in place of every `smol-magic-edit` textarea on the page, now
  * and as widgets render. The textarea stays in the DOM, hidden, as the widget's own view of the
@@ -139,6 +160,7 @@ function watchEditTextareas(services: IEditorServices): void {
   const mount = (area: HTMLTextAreaElement) => {
     const host = document.createElement('div');
     host.className = EDITOR_CLASS;
+    readableTokens(host);
     area.insertAdjacentElement('afterend', host);
     area.style.display = 'none';
     const model = new CodeEditor.Model({ mimeType: 'text/x-python' });

@@ -117,11 +117,23 @@ async function main() {
 
   setStep('editing step 1');
   await button('Edit').click();
+  // The labextension puts a CodeMirror editor in place of the edit box (the textarea stays, hidden,
+  // as the widget's model); the text a person edits is the editor's.
   const editor = live.locator('textarea');
-  await editor.waitFor({ state: 'visible' });
-  report.seen.editor = await editor.evaluate((el) => ({
-    font: getComputedStyle(el).fontFamily, value: el.value, marked: !!el.closest('.smol-magic-edit'),
-    codeFont: getComputedStyle(document.body).getPropertyValue('--jp-code-font-family').trim() }));
+  await editor.waitFor({ state: 'attached' });
+  const codemirror = live.locator('.cm-editor .cm-content');
+  await codemirror.waitFor({ state: 'visible' });
+  report.seen.editor = await editor.evaluate((el) => {
+    const cm = el.parentElement.closest('.smol-magic-edit, .widget-textarea')?.parentElement
+      ?.querySelector('.cm-editor .cm-content') ?? document.querySelector('.smol-magic-trace .cm-editor .cm-content');
+    return {
+      font: getComputedStyle(cm ?? el).fontFamily, value: el.value, marked: !!el.closest('.smol-magic-edit'),
+      upgraded: !!cm, shown: cm ? cm.innerText.replace(/\u200b/g, '') : null,
+      highlighted: cm ? cm.querySelectorAll('span[class]').length : 0,
+      codeFont: getComputedStyle(document.body).getPropertyValue('--jp-code-font-family').trim(),
+    };
+  });
+  report.contrast.editorCode = await measure(page, '.jupyter-widgets.smol-magic-trace', '.cm-content .cm-line, .cm-content .cm-line span');
   // The button that runs the action (not "Run all"): what does it say now?
   const runNow = live.locator('button:not([disabled])').filter({ hasText: /^\s*Run(?! all)/ }).first();
   report.seen.runLabel = (await runNow.innerText()).trim();
