@@ -18,11 +18,12 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Mapping, Protocol, Se
 
 from .. import guard
 from ..context import namespace
-from ..safety import undo
+from ..safety import undo, watch
 from .approval import Action, Approver, AutoApprover
 from .blocking import iterate_blocking, on_main_thread
 from .events import Renderer
 from .execution import ExecutionResult, Executor, LocalPythonExecutor
+from .names import used_names
 from .memory import (
     ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
     TaskStep, Verdict, alternate_roles,
@@ -384,6 +385,8 @@ class CodeAgent(MultiStepAgent):
         self.protected: set[str] = set()  # names a person must approve changing (--protect)
         self.agent_made: dict[str, int] = {}  # names agent runs bound -> id of what they bound
         self.namespace_budget = namespace_budget  # tokens (chars / 4) for the variables section of the prompt
+        self.can_undo: undo.CanUndo = undo.can_undo  # what undo may keep a copy of (the cap is injectable here)
+        self.watch_limits = watch.Limits()  # bounds of the data check around each action
 
     def system_prompt(self) -> str:
         extra = f"\nAdditional instructions:\n{self.instructions.strip()}\n" if self.instructions else ""
@@ -449,9 +452,13 @@ class CodeAgent(MultiStepAgent):
             step.approval = Approval.RUN if decision.by_person else Approval.AUTO
         self.renderer.action_started(step)
         copies = self._copies_for_undo(step)
+        watched = self._watch(step)
         result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
+        refused = self._check_data(step, result, watched, copies)
         self._remember(step, result, copies)
         self._observe(step, result)
+        if refused:
+            self._tell_refused(step, refused)
         if result.interrupted:
             raise KeyboardInterrupt
 
@@ -485,7 +492,7 @@ class CodeAgent(MultiStepAgent):
         """The live state the guard judges against; undo's predicate tells it what undo can restore."""
         ns = self.executor.namespace
         return guard.GuardContext(namespace=ns, agent_names=_AgentMade(ns, self.agent_made),
-                                  protected=self.protected, hidden=self.executor.hidden(), can_undo=undo.can_undo)
+                                  protected=self.protected, hidden=self.executor.hidden(), can_undo=self.can_undo)
 
     def check(self, code: str) -> guard.GuardVerdict:
         """The guard's verdict, judged against the live namespace."""
@@ -500,6 +507,69 @@ class CodeAgent(MultiStepAgent):
             return {}
         return undo.snapshots(step.code or "", self.executor.namespace, self.agent_made, self.guard_context())
 
+    def _watch(self, step: ActionStep) -> watch.Watch:
+        """Snapshot the user's data this action can reach, by identity (aliases, containers, closures)."""
+        context = self.guard_context()
+        ns = self.executor.namespace
+        variables = {name: value for name, value in namespace.user_variables(ns, context.hidden).items()
+                     if guard.users_data(name, context)[0]}
+        variables.update({name: ns[name] for name in self.protected if name in ns})
+        return watch.watch(used_names(step.code or ""), ns, variables, self.watch_limits)
+
+    def _check_data(self, step: ActionStep, result: ExecutionResult, watched: watch.Watch,
+                    copies: dict[str, Any]) -> list[tuple[watch.Watched, bool]]:
+        """After an action: put back what it changed of the user's data without approval; keep approved changes for undo.
+
+        Approved: a person's click (Run, Edit, Run all), the guard off, or ``mutate_data`` granted
+        (not for names protected with --protect). Returns what was refused, each with whether it was put back.
+        """
+        by_person = step.approval in (Approval.RUN, Approval.EDIT) or not self.policy.enabled
+        granted = self.policy.granted("mutate_data")
+        run, refused = self.runs[-1], []
+        changed = result.changes.setdefault("changed", [])
+        for item in watched.changed():
+            if by_person or (granted and item.owner not in self.protected):
+                if item.path not in changed and item.path not in result.changes.get("rebound", []):
+                    changed.append(item.path)
+                if item.path == item.owner and item.owner in copies:
+                    continue  # undo keeps the guard's copy of it (undo.record)
+                ok, why = self.can_undo(item.value) if item.restorable else (False, "it is too big to check a copy")
+                if ok:
+                    run.undo_in_place.setdefault(id(item.value), item)
+                else:
+                    run.not_undoable.setdefault(item.path, why)
+                continue
+            put_back = watched.put_back(item)
+            refused.append((item, put_back))
+            if not put_back:
+                run.not_undoable.setdefault(item.path, "changed without approval, and it could not be put back")
+                if item.path not in changed:
+                    changed.append(item.path)
+        return refused
+
+    def _tell_refused(self, step: ActionStep, refused: list[tuple[watch.Watched, bool]]) -> None:
+        """Tell the model (observation) and the user (the step's error in the trace) what was refused."""
+        def name(item: watch.Watched) -> str:
+            via = f", reached through {item.via!r}" if item.via != item.path else ""
+            return f"{item.path} ({type(item.value).__name__}{via})"
+
+        back = [name(item) for item, ok in refused if ok]
+        lost = [name(item) for item, ok in refused if not ok]
+        lines, error = [], []
+        if back:
+            lines.append("Refused: this action changed the user's data without their approval, so that change was "
+                         f"put back: {', '.join(back)} is as it was before this step. The rest of the action stands.")
+            error.append("changed the user's data without approval; put back: "
+                         + ", ".join(item.path for item, ok in refused if ok))
+        if lost:
+            lines.append(f"This action changed the user's data without their approval and it could NOT be put back: "
+                         f"{', '.join(lost)}. Tell the user in your answer.")
+            error.append(f"changed the user's data without approval; NOT put back: {', '.join(lost)}")
+        lines.append("Do not change the user's variables through other names. Work on a copy under a new name "
+                     "(e.g. df_2 = df.copy()), or change the variable by its own name so the user can approve it.")
+        step.observation = guard.redact_secrets(step.observation + "\n" + "\n".join(lines))
+        step.error = "\n".join(filter(None, [step.error, *error]))
+
     def _remember(self, step: ActionStep, result: ExecutionResult, copies: dict[str, Any]) -> None:
         """Keep what undo needs (the bindings before the run) and which names the agent made."""
         ns, run = self.executor.namespace, self.runs[-1]
@@ -511,14 +581,19 @@ class CodeAgent(MultiStepAgent):
             self.agent_made.pop(name, None)
 
     def undo(self, run: int = -1) -> dict[str, list[str]]:
-        """Put back every binding a run created, rebound, deleted or changed in place (what a copy allows)."""
+        """Put back every binding a run created, rebound, deleted or changed in place (what a copy allows).
+
+        Returns the names ``removed`` and ``restored``, and under ``not restored`` what the run
+        changed that undo cannot put back, with why (e.g. a frame over the undo cap).
+        """
         if not self.runs:
             raise ValueError("nothing to undo: this agent has not run yet")
         result = self.runs[run]
-        done = undo.restore(result.undo, self.executor.namespace)
+        done = undo.restore(result.undo, self.executor.namespace, result.undo_in_place.values())
         for name in result.undo:
             self.agent_made.pop(name, None)
-        result.undo = {}
+        result.undo, result.undo_in_place = {}, {}
+        done["not restored"] = [f"{path} ({why})" for path, why in result.not_undoable.items()]
         return done
 
 

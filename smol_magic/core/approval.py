@@ -79,7 +79,7 @@ class ModeApprover:
 
     async def approve(self, step: ActionStep) -> Decision:
         if self.approve_all and step.verdict.decision != Ruling.DENY:
-            return Decision(Action.RUN)
+            return Decision(Action.RUN, by_person=True)  # "Run all": a person approved the rest of the run
         if not self.wants_person(step) or self.person is None:
             return await AutoApprover().approve(step)
         decision = await self.person.approve(step)

@@ -171,6 +171,8 @@ class RunResult:
     started_at: str = ""  # ISO date and time
     variables_before: list[str] = field(default_factory=list)  # the user's variables when the run began
     undo: dict[str, Any] = field(default_factory=dict)  # name -> its value before the run (for %agent undo)
+    undo_in_place: dict[int, Any] = field(default_factory=dict)  # id -> snapshot of an approved in-place change
+    not_undoable: dict[str, str] = field(default_factory=dict)  # what the run changed that undo cannot restore: why
     output: Any = None
     state: RunState = RunState.DONE
     error: str | None = None

@@ -29,7 +29,7 @@ re-exported here for older imports.
 from ..safety.redact import redact_secrets
 from ..safety.sanitize import sanitize_bundle, sanitize_html, sanitize_outputs
 from .checker import check
-from .data import SHORT_STRING, UNDO_MAX_BYTES, undoable
+from .data import SHORT_STRING, UNDO_MAX_BYTES, undoable, users_data
 from .policy import Finding, GuardContext, GuardVerdict, Policy
 from .rules import (
     ALLOWED_UNDER_FORBIDDEN, AMBIGUOUS_MODULE_ATTRS, ARG_MUTATORS, CAPABILITIES, DANGEROUS_FUNCTION_MODULES,
@@ -42,7 +42,7 @@ from .rules import (
 __all__ = [
     # the public API
     "CAPABILITIES", "DEFAULT_AUTHORIZED_IMPORTS", "Finding", "GuardContext", "GuardVerdict", "Policy",
-    "check", "redact_secrets", "sanitize_html", "sanitize_outputs", "undoable",
+    "check", "redact_secrets", "sanitize_html", "sanitize_outputs", "undoable", "users_data",
     # re-exported for older imports (``guard.X``)
     "ALLOWED_UNDER_FORBIDDEN", "AMBIGUOUS_MODULE_ATTRS", "ARG_MUTATORS", "DANGEROUS_FUNCTION_MODULES", "DB_WRITERS",
     "FILE_MODULES", "FORBIDDEN_ATTRS", "FORBIDDEN_BUILTINS", "FORBIDDEN_MODULES", "FORBIDDEN_SUBMODULES",

@@ -85,10 +85,11 @@ def _mutators_for(value: Any, root_value: Any) -> set[str]:
     return _GENERIC_MUT
 
 
-def undoable(value: Any) -> tuple[bool, str]:
+def undoable(value: Any, max_bytes: int | None = None) -> tuple[bool, str]:
     """Can an undo restore ``value`` after an in-place change, from a copy taken before the action?
 
-    Yes for DataFrames, Series, arrays and built-in containers up to ``UNDO_MAX_BYTES``; no for
+    Yes for DataFrames, Series, arrays and built-in containers up to ``max_bytes`` (default
+    ``UNDO_MAX_BYTES``); no for
     other objects (the guard cannot tell whether a copy would be faithful: models, figures,
     connections, files). The undo system should use the same predicate (``GuardContext.can_undo``).
     """
@@ -107,11 +108,34 @@ def undoable(value: Any) -> tuple[bool, str]:
         size = None
     if size is None:
         return False, f"a {type(value).__name__} is not copied for undo"
-    if size > UNDO_MAX_BYTES:
-        return False, f"it is too big to copy ({size // 2**20} MB)"
+    limit = UNDO_MAX_BYTES if max_bytes is None else max_bytes
+    if size > limit:
+        return False, f"it is too big to copy ({_size(size)}; undo copies up to {_size(limit)})"
     if module.startswith("numpy") and getattr(value, "base", None) is not None:
         return False, "it is a view into another array"
     return True, ""
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**20:,} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def users_data(name: str, context: Any) -> tuple[bool, str]:
+    """Is ``name`` the user's data in ``context`` (a ``GuardContext``)? With a short description (why).
+
+    The guard asks before code rebinds or changes such a name; the data watch
+    (``smol_magic.safety.watch``) checks after an action that none of it changed unapproved.
+    """
+    value = context.namespace.get(name, _MISSING)
+    if name in context.protected:
+        return True, "protected with --protect" + (f"; {_describe(value)}" if value is not _MISSING else "")
+    if value is _MISSING or name in context.agent_names or name.startswith("_"):
+        return False, ""
+    if name in context.hidden:
+        return False, ""
+    if _free_value(value):
+        return False, ""
+    return True, _describe(value)
 
 
 class DataRules:
@@ -132,19 +156,7 @@ class DataRules:
         return result
 
     def _protected(self, name: str) -> tuple[bool, str]:
-        ctx = self.context
-        if ctx is None:
-            return False, ""
-        value = ctx.namespace.get(name, _MISSING)
-        if name in ctx.protected:
-            return True, "protected with --protect" + (f"; {_describe(value)}" if value is not _MISSING else "")
-        if value is _MISSING or name in ctx.agent_names or name.startswith("_"):
-            return False, ""
-        if name in ctx.hidden:
-            return False, ""
-        if _free_value(value):
-            return False, ""
-        return True, _describe(value)
+        return users_data(name, self.context) if self.context is not None else (False, "")
 
     def store_name(self, node: ast.AST, name: str, target: ast.AST | None, delete: bool = False) -> None:
         """``name`` is bound (or deleted) by the code."""

@@ -8,19 +8,20 @@ and the snapshots here are taken for exactly the values it accepts.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Container, Mapping, MutableMapping
+from typing import Any, Callable, Container, Iterable, Mapping, MutableMapping
 
 from .. import guard
 from ..core.names import used_names
+from . import watch
 
 UNBOUND = object()  # in an undo log: the name did not exist before the run
 
 CanUndo = Callable[[Any], tuple[bool, str]]
 
 
-def can_undo(value: Any) -> tuple[bool, str]:
-    """Whether undo can restore ``value`` after an in-place change (and why not)."""
-    return guard.undoable(value)
+def can_undo(value: Any, max_bytes: int | None = None) -> tuple[bool, str]:
+    """Whether undo can restore ``value`` after an in-place change (and why not); ``max_bytes``: the cap."""
+    return guard.undoable(value, max_bytes)
 
 
 def snapshots(code: str, ns: Mapping[str, Any], agent_made: Container[str],
@@ -47,9 +48,15 @@ def record(log: dict[str, Any], ns: Mapping[str, Any], changes: dict[str, list[s
             changes.setdefault("changed", []).append(name)
 
 
-def restore(log: Mapping[str, Any], ns: MutableMapping[str, Any]) -> dict[str, list[str]]:
-    """Put back every binding in ``log``: remove what the run created, restore the rest."""
-    done: dict[str, list[str]] = {"removed": [], "restored": []}
+def restore(log: Mapping[str, Any], ns: MutableMapping[str, Any],
+            in_place: Iterable[Any] = ()) -> dict[str, list[str]]:
+    """Put back every binding in ``log`` (remove what the run created, restore the rest), then
+    every object in ``in_place`` (``watch.Watched`` snapshots of approved in-place changes)."""
+    done: dict[str, list[str]] = {"removed": [], "restored": [], "not restored": []}
+    for item in in_place:
+        ok = watch.Watch().put_back(item)
+        (done["restored"] if ok else done["not restored"]).append(
+            item.path if ok else f"{item.path} (its copy could not be put back)")
     for name, value in log.items():
         if value is UNBOUND:
             if ns.pop(name, UNBOUND) is not UNBOUND:

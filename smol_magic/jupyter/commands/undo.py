@@ -18,8 +18,12 @@ def parser():
 def run(magics: Any, args: Any) -> None:
     number = pick_run(magics, args.run)
     done = magics.current.undo(number - 1)
-    if not done["removed"] and not done["restored"]:
+    lost = done.pop("not restored", [])
+    if done["removed"] or done["restored"]:
+        parts = [f"{k}: {', '.join(v)}" for k, v in done.items() if v]
+        print(f"smol-magic: undid run {number} · " + " · ".join(parts))
+    elif not lost:
         print(f"smol-magic: run {number} changed no variables (or was already undone)")
-        return
-    parts = [f"{k}: {', '.join(v)}" for k, v in done.items() if v]
-    print(f"smol-magic: undid run {number} · " + " · ".join(parts))
+    if lost:  # never a word of success for what stays changed
+        print(f"smol-magic: undo could not restore what run {number} changed in place, which stays changed: "
+              + "; ".join(lost))
