@@ -142,13 +142,23 @@ def guard_off(verdict: Verdict) -> bool:
     return verdict.guard_off
 
 
+UNDO_WARNING = "undo cannot restore"
+
+
+def undo_warnings(verdict: Verdict) -> list[str]:
+    """The guard's reasons that say undo cannot restore what the action changes: shown even when it is allowed."""
+    return [r for r in verdict.reasons if UNDO_WARNING in r]
+
+
 def verdict_html(verdict: Verdict) -> str:
     kind = VERDICT_COLOURS["deny"] if guard_off(verdict) else VERDICT_COLOURS.get(verdict.decision, "muted")
     label = "guard OFF: nothing was checked" if guard_off(verdict) else f"guard: {verdict.decision}"
     badge = (f'<span style="border:1px solid {colour(kind)};color:{strong(kind)};border-radius:3px;padding:0 5px;'
              f'font-size:11px">{esc(label)}</span>')
     reasons = "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons)
-    return badge + (f'<ul style="margin:2px 0 2px 18px;font-size:12px">{reasons}</ul>' if reasons else "")
+    warning = "".join(f'<div class="smol-magic-undo-warning" style="font-size:12px;color:{strong("error")}">'
+                      f"⚠ {esc(w)}</div>" for w in undo_warnings(verdict))
+    return badge + (f'<ul style="margin:2px 0 2px 18px;font-size:12px">{reasons}</ul>' if reasons else "") + warning
 
 
 def details_html(summary: str, body: str, open_: bool = False) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from ..core.agents import MultiStepAgent
 from ..core.events import Renderer
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult
-from .html import task_title, value_bundle
+from .html import task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
 
@@ -71,6 +71,10 @@ class TextRenderer(Renderer):
             self.write(f"  guard: {step.verdict.decision.upper()}")
             for reason in step.verdict.reasons:
                 self.write(f"    - {reason}")
+        elif undo_warnings(step.verdict):  # allowed (--allow mutate_data), and still worth a word before it runs
+            self.write("  ⚠ undo cannot restore what this step changes:")
+            for warning in undo_warnings(step.verdict):
+                self.write(f"    - {warning}")
 
     def action_started(self, step: ActionStep) -> None:
         if step.proposed_code is not None and step.code:
