@@ -45,9 +45,10 @@ class Limits:
     """Bounds on the work done around one action (injectable for tests)."""
 
     max_objects: int = 20_000  # objects visited by each walk; past it, every piece of the user's data is watched
-    max_items: int = 10_000  # elements of one container that the walks enter
-    copy_bytes: int = 64 * 2**20  # arrays copied per action (and frames, without copy-on-write)
-    hash_bytes: int = 2**30  # array bytes fingerprinted per action beyond the copies
+    max_items: int = 2_000  # elements of one container that the walks enter
+    max_watched: int = 200  # objects snapshotted per action (a frame's shallow copy costs ~0.1 ms)
+    copy_bytes: int = 32 * 2**20  # arrays copied per action (and frames, without copy-on-write)
+    hash_bytes: int = 512 * 2**20  # array bytes fingerprinted per action beyond the copies
 
 
 class Kind(StrEnum):
@@ -104,15 +105,26 @@ class Watch:
 # -- which objects are the user's data ---------------------------------------------------------
 
 
+_KINDS: dict[type, Kind | None] = {}
+
+
 def _kind(value: Any) -> Kind | None:
-    module = type(value).__module__ or ""
-    if module.startswith("pandas") and hasattr(value, "_mgr") and hasattr(value, "equals"):
-        return Kind.FRAME
-    if module.startswith("numpy") and type(value).__name__ == "ndarray":
-        return Kind.ARRAY
-    if isinstance(value, _CONTAINERS):
-        return Kind.CONTAINER
-    return None
+    cls = type(value)
+    try:
+        return _KINDS[cls]
+    except KeyError:
+        pass
+    module = cls.__module__ or ""
+    if module.startswith("pandas") and hasattr(cls, "_update_inplace") and hasattr(cls, "equals"):
+        kind: Kind | None = Kind.FRAME
+    elif module.startswith("numpy") and cls.__name__ == "ndarray":
+        kind = Kind.ARRAY
+    elif issubclass(cls, _CONTAINERS):
+        kind = Kind.CONTAINER
+    else:
+        kind = None
+    _KINDS[cls] = kind
+    return kind
 
 
 def _elements(value: Any, limit: int) -> Iterable[tuple[str, Any]]:
@@ -287,8 +299,11 @@ def watch(code_names: Iterable[str], ns: Mapping[str, Any], variables: Mapping[s
         reached = {key: "(the whole namespace)" for key in targets}
     result = Watch()
     budget = {"copy": limits.copy_bytes, "hash": limits.hash_bytes}
-    for key, via in reached.items():
+    for n, (key, via) in enumerate(reached.items()):
         path, owner, value = targets[key]
+        if n >= limits.max_watched:
+            result.unchecked.append(path)
+            continue
         item = Watched(path, owner, via, value, _kind(value))
         try:
             ok = _snapshot(item, budget)
