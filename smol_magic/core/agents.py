@@ -509,11 +509,14 @@ class CodeAgent(MultiStepAgent):
 
     def _watch(self, step: ActionStep) -> watch.Watch:
         """Snapshot the user's data this action can reach, by identity (aliases, containers, closures)."""
-        context = self.guard_context()
         ns = self.executor.namespace
-        variables = {name: value for name, value in namespace.user_variables(ns, context.hidden).items()
+
+        def variables() -> dict[str, Any]:  # only asked for when the action reaches something data-like
+            context = self.guard_context()
+            found = {name: value for name, value in namespace.user_variables(ns, context.hidden).items()
                      if guard.users_data(name, context)[0]}
-        variables.update({name: ns[name] for name in self.protected if name in ns})
+            return found | {name: ns[name] for name in self.protected if name in ns}
+
         return watch.watch(used_names(step.code or ""), ns, variables, self.watch_limits)
 
     def _check_data(self, step: ActionStep, result: ExecutionResult, watched: watch.Watch,
@@ -526,14 +529,15 @@ class CodeAgent(MultiStepAgent):
         by_person = step.approval in (Approval.RUN, Approval.EDIT) or not self.policy.enabled
         granted = self.policy.granted("mutate_data")
         run, refused = self.runs[-1], []
-        changed = result.changes.setdefault("changed", [])
+        changed = result.changes.get("changed", [])
         for item in watched.changed():
             if by_person or (granted and item.owner not in self.protected):
+                if item.path == item.owner and item.owner in copies:
+                    continue  # undo keeps the guard's copy of it, and says it changed (undo.record)
                 if item.path not in changed and item.path not in result.changes.get("rebound", []):
                     changed.append(item.path)
-                if item.path == item.owner and item.owner in copies:
-                    continue  # undo keeps the guard's copy of it (undo.record)
-                ok, why = self.can_undo(item.value) if item.restorable else (False, "it is too big to check a copy")
+                ok, why = self.can_undo(item.value) if item.restorable else (
+                    False, "it was too big to copy before the action")
                 if ok:
                     run.undo_in_place.setdefault(id(item.value), item)
                 else:
@@ -545,6 +549,8 @@ class CodeAgent(MultiStepAgent):
                 run.not_undoable.setdefault(item.path, "changed without approval, and it could not be put back")
                 if item.path not in changed:
                     changed.append(item.path)
+        if changed:
+            result.changes["changed"] = changed
         return refused
 
     def _tell_refused(self, step: ActionStep, refused: list[tuple[watch.Watched, bool]]) -> None:

@@ -31,7 +31,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 _CONTAINERS = (list, dict, set, deque, bytearray)
 _PASS_THROUGH = (tuple, frozenset)  # immutable: not watched, but what they hold is reachable
@@ -225,9 +225,8 @@ def _filled(cell: types.CellType) -> bool:
     return True
 
 
-def reach(names: Iterable[str], ns: Mapping[str, Any], targets: Mapping[int, Any],
-          limits: Limits) -> dict[int, str] | None:
-    """id -> the read name it was reached through, for the targets reachable from ``names``.
+def reach(names: Iterable[str], ns: Mapping[str, Any], limits: Limits) -> dict[int, str] | None:
+    """id -> the read name it was reached through, for the data-like objects reachable from ``names``.
 
     None when the walk cannot be bounded (a name that hands out the whole namespace,
     or more objects than ``limits.max_objects``): then everything counts as reachable.
@@ -246,7 +245,7 @@ def reach(names: Iterable[str], ns: Mapping[str, Any], targets: Mapping[int, Any
             seen.add(id(value))
             if len(seen) > limits.max_objects:
                 return None
-            if id(value) in targets:
+            if _kind(value) is not None:
                 found.setdefault(id(value), name)
             try:
                 todo.extend(_neighbours(value, ns, limits))
@@ -289,15 +288,20 @@ def _nbytes(value: Any) -> int:
         return 0
 
 
-def watch(code_names: Iterable[str], ns: Mapping[str, Any], variables: Mapping[str, Any],
-          limits: Limits | None = None) -> Watch:
-    """Snapshot the user's data (``variables``: name -> value) that an action reading ``code_names`` can reach."""
+def watch(code_names: Iterable[str], ns: Mapping[str, Any],
+          variables: Mapping[str, Any] | Callable[[], Mapping[str, Any]], limits: Limits | None = None) -> Watch:
+    """Snapshot the user's data (``variables``: name -> value, or a function that gives them) that an
+    action reading ``code_names`` can reach. An action that reaches nothing data-like costs one short walk."""
     limits = limits or Limits()
-    targets = user_data(variables, limits)
-    reached = reach(code_names, ns, targets, limits) if targets else {}
-    if reached is None:
-        reached = {key: "(the whole namespace)" for key in targets}
     result = Watch()
+    reachable = reach(code_names, ns, limits)
+    if not reachable and reachable is not None:
+        return result
+    targets = user_data(variables() if callable(variables) else variables, limits)
+    if reachable is None:
+        reached = {key: "(the whole namespace)" for key in targets}
+    else:
+        reached = {key: via for key, via in reachable.items() if key in targets}
     budget = {"copy": limits.copy_bytes, "hash": limits.hash_bytes}
     for n, (key, via) in enumerate(reached.items()):
         path, owner, value = targets[key]
