@@ -185,3 +185,31 @@ def test_in_a_real_kernel_an_alias_change_is_put_back_and_undo_stays_truthful(kc
     said = ok(kc, "%agent undo").stdout
     assert "removed: d" in said and "restored: df" not in said
     assert evaluate(kc, "df['a'].tolist()") == [1, 2]
+
+
+def test_in_a_real_kernel_every_rendering_warns_before_an_over_cap_change(kc):
+    """The widget card (live), the static HTML trace and its text/plain, then undo's message."""
+    ok(kc, "import functools, numpy as np, pandas as pd\nfrom smol_magic.safety import undo\n"
+           "big = pd.DataFrame({'a': np.arange(1000), 'b': 1.0})\n"
+           "get_ipython().magics_manager.registry['AgentMagics'].current.can_undo = "
+           "functools.partial(undo.can_undo, max_bytes=1000)")
+    ok(kc, scripted("m", py("big['a'] = 0"), py("final_answer('done')")))
+    result = ok(kc, "%%agent -m m --approve never --allow mutate_data\nzero big")
+    assert evaluate(kc, "int(big['a'].sum())") == 0  # approved: it ran
+    widgets = " ".join(str(w["state"].get("value", "")) for w in result.watch.widgets.values())
+    assert "smol-magic-undo-warning" in widgets  # the live card, before the step ran
+    assert "smol-magic-undo-warning" in result.trace_html
+    assert "⚠ undo cannot restore what this step changes" in result.trace  # text/plain: terminals, saved files
+    said = ok(kc, "%agent undo").stdout
+    assert "changed no variables" not in said and "undo could not restore" in said and "big" in said
+
+
+def test_in_plain_python_too():
+    """The check is in the agent loop, not in Jupyter: a CodeAgent on a plain dict namespace."""
+    from smol_magic.core.execution import LocalPythonExecutor
+
+    frame = original()
+    model = ScriptedModel([fence("d = df"), fence("d['x'] = 0"), fence("final_answer(1)")])
+    agent = CodeAgent(model=model, executor=LocalPythonExecutor({"df": frame}))
+    agent.run("work on df")
+    assert frame.equals(original()) and "put back: df" in observation(model, 2)
