@@ -599,7 +599,7 @@ class CodeAgent(MultiStepAgent):
         for name in result.undo:
             self.agent_made.pop(name, None)
         result.undo, result.undo_in_place = {}, {}
-        done["not restored"] = [f"{path} ({why})" for path, why in result.not_undoable.items()]
+        done["not restored"] += [f"{path} ({why})" for path, why in result.not_undoable.items()]
         return done
 
 

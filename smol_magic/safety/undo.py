@@ -50,8 +50,9 @@ def record(log: dict[str, Any], ns: Mapping[str, Any], changes: dict[str, list[s
 
 def restore(log: Mapping[str, Any], ns: MutableMapping[str, Any],
             in_place: Iterable[Any] = ()) -> dict[str, list[str]]:
-    """Put back every binding in ``log`` (remove what the run created, restore the rest), then
-    every object in ``in_place`` (``watch.Watched`` snapshots of approved in-place changes)."""
+    """Put back every object in ``in_place`` (``watch.Watched`` snapshots of approved in-place
+    changes, restored in the object itself so every alias sees it), then every binding in ``log``
+    (remove what the run created, restore the rest). Says only what it did."""
     done: dict[str, list[str]] = {"removed": [], "restored": [], "not restored": []}
     for item in in_place:
         ok = watch.Watch().put_back(item)
@@ -63,7 +64,8 @@ def restore(log: Mapping[str, Any], ns: MutableMapping[str, Any],
                 done["removed"].append(name)
         else:
             ns[name] = value
-            done["restored"].append(name)
+            if name not in done["restored"]:
+                done["restored"].append(name)
     return done
 
 
