@@ -213,3 +213,11 @@ def test_in_plain_python_too():
     agent = CodeAgent(model=model, executor=LocalPythonExecutor({"df": frame}))
     agent.run("work on df")
     assert frame.equals(original()) and "put back: df" in observation(model, 2)
+
+
+def test_data_held_by_an_object_of_the_notebooks_own_class_is_watched(ip):
+    ip.run_cell("import pandas as pd\nclass Project:\n    pass\nproject = Project()\n"
+                "project.data = pd.DataFrame({'a': [1, 2], 'b': [3, 4]})")
+    frame = ip.user_ns["project"].data
+    model = agent_run(ip, ["t = project.data", "t['x'] = 0"])
+    assert frame.equals(original()) and "put back: project.data" in observation(model, 2)

@@ -47,6 +47,7 @@ class Limits:
     max_objects: int = 20_000  # objects visited by each walk; past it, every piece of the user's data is watched
     max_items: int = 2_000  # elements of one container that the walks enter
     max_watched: int = 200  # objects snapshotted per action (a frame's shallow copy costs ~0.1 ms)
+    max_container: int = 100_000  # a longer list/dict/set is not snapshotted (unchecked)
     copy_bytes: int = 32 * 2**20  # arrays copied per action (and frames, without copy-on-write)
     hash_bytes: int = 512 * 2**20  # array bytes fingerprinted per action beyond the copies
 
@@ -145,8 +146,17 @@ def _elements(value: Any, limit: int) -> Iterable[tuple[str, Any]]:
     return out
 
 
-def user_data(variables: Mapping[str, Any], limits: Limits) -> dict[int, tuple[str, str, Any]]:
-    """id -> (path, owner, object) for the user's data: the variables, what their containers hold, array bases."""
+def _own_object(value: Any, module: str | None) -> bool:
+    """An instance of a class defined in the notebook (or a SimpleNamespace): its attributes are entered."""
+    return isinstance(value, types.SimpleNamespace) or (
+        module is not None and type(value).__module__ == module and hasattr(value, "__dict__")
+        and not isinstance(value, type))
+
+
+def user_data(variables: Mapping[str, Any], limits: Limits,
+              module: str | None = None) -> dict[int, tuple[str, str, Any]]:
+    """id -> (path, owner, object) for the user's data: the variables, what their containers hold, array
+    bases, and the attributes of objects of the notebook's own classes (``module``: the namespace's ``__name__``)."""
     found: dict[int, tuple[str, str, Any]] = {}
     todo: deque[tuple[str, str, Any, int]] = deque((name, name, value, 0) for name, value in variables.items())
     visited = 0
@@ -162,10 +172,16 @@ def user_data(variables: Mapping[str, Any], limits: Limits) -> dict[int, tuple[s
             base = value.base
             if base is not None and _kind(base) is Kind.ARRAY:
                 todo.append((f"{path} (the array it views)", owner, base, depth + 1))
-        elif depth < 3 and (kind is Kind.CONTAINER or isinstance(value, _PASS_THROUGH)):
+        elif depth >= 3:
+            continue
+        elif kind is Kind.CONTAINER or isinstance(value, _PASS_THROUGH):
             for label, element in _elements(value, limits.max_items):
-                if _kind(element) is not None or isinstance(element, _PASS_THROUGH):
+                if _kind(element) is not None or isinstance(element, _PASS_THROUGH) or _own_object(element, module):
                     todo.append((path + label, owner, element, depth + 1))
+        elif _own_object(value, module):
+            for attr, element in list(vars(value).items())[:limits.max_items]:
+                if _kind(element) is not None or isinstance(element, _PASS_THROUGH):
+                    todo.append((f"{path}.{attr}", owner, element, depth + 1))
     return found
 
 
@@ -297,12 +313,12 @@ def watch(code_names: Iterable[str], ns: Mapping[str, Any],
     reachable = reach(code_names, ns, limits)
     if not reachable and reachable is not None:
         return result
-    targets = user_data(variables() if callable(variables) else variables, limits)
+    targets = user_data(variables() if callable(variables) else variables, limits, ns.get("__name__"))
     if reachable is None:
         reached = {key: "(the whole namespace)" for key in targets}
     else:
         reached = {key: via for key, via in reachable.items() if key in targets}
-    budget = {"copy": limits.copy_bytes, "hash": limits.hash_bytes}
+    budget = {"copy": limits.copy_bytes, "hash": limits.hash_bytes, "container": limits.max_container}
     for n, (key, via) in enumerate(reached.items()):
         path, owner, value = targets[key]
         if n >= limits.max_watched:
@@ -341,6 +357,8 @@ def _snapshot(item: Watched, budget: dict[str, int]) -> bool:
             budget["hash"] -= size
             item.print, item.restorable = (shape, zlib.crc32(memoryview(value).cast("B"))), False
             return True
+        return False
+    if len(value) > budget["container"]:
         return False
     if isinstance(value, dict):
         item.saved = list(value.items())
