@@ -294,6 +294,17 @@ def _frame_meta(value: Any) -> tuple:
     return names, dict(value.attrs)
 
 
+def _same_meta(a: tuple, b: tuple) -> bool:
+    """Names equal, and the same attrs (by identity: an attr may be an array, whose == is not a bool)."""
+    (names_a, attrs_a), (names_b, attrs_b) = a, b
+    if attrs_a.keys() != attrs_b.keys() or any(attrs_a[k] is not attrs_b[k] for k in attrs_a):
+        return False
+    try:
+        return bool(names_a == names_b)
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _nbytes(value: Any) -> int:
     try:
         if _kind(value) is Kind.FRAME:
@@ -373,7 +384,7 @@ def _changed(item: Watched) -> bool:
     value = item.value
     if item.kind is Kind.FRAME:
         identity, meta = item.print
-        if _frame_meta(value) != meta:
+        if not _same_meta(_frame_meta(value), meta):
             return True
         now = _frame_identity(value)
         if now[0] is identity[0] and len(now[1]) == len(identity[1]) and all(
