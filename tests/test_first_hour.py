@@ -83,3 +83,42 @@ def test_kernel_is_complete_request_treats_agent_cells_like_cell_magics(ip):
     assert check("%%agent -m m\n")[0] == "incomplete"
     assert check("%%agent -m m\nsummarise {df}\n")[0] == "incomplete"
     assert check("%%agent -m m\nsummarise {df}\n\n")[0] == "complete"
+
+
+def fence(code: str) -> str:
+    return f"Thought: next.\n```python\n{code}\n```"
+
+
+def test_status_names_the_model_the_last_run_used(ip, capsys):
+    from smol_magic import ScriptedModel
+
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)")], model_id="scripted-demo")
+    ip.run_cell("%%agent -m m\ntask")
+    capsys.readouterr()
+    ip.run_line_magic("agent", "status")
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("model: (none configured), last run: scripted-demo · approve: risky"), first
+
+
+def test_undo_takes_back_the_out_variable_too(ip, capsys):
+    from smol_magic import ScriptedModel
+
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(41 + 1)")])
+    ip.user_ns["kept"] = "the user's"
+    ip.run_cell("%%agent -m m -o n\ntask")
+    assert ip.user_ns["n"] == 42
+    capsys.readouterr()
+    ip.run_line_magic("agent", "undo")
+    assert capsys.readouterr().out.strip() == "smol-magic: undid run 1 · removed: n"
+    assert "n" not in ip.user_ns and ip.user_ns["kept"] == "the user's"
+
+
+def test_undo_puts_back_an_out_variable_that_existed(ip, capsys):
+    from smol_magic import ScriptedModel
+
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer('new')")])
+    ip.user_ns["answer"] = "old"
+    ip.run_cell("%%agent -m m -o answer\ntask")
+    assert ip.user_ns["answer"] == "new"
+    ip.run_line_magic("agent", "undo")
+    assert ip.user_ns["answer"] == "old"

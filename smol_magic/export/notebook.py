@@ -207,16 +207,6 @@ def cell_metadata(step: ActionStep, **extra: Any) -> dict[str, Any]:
         meta["proposed_code"] = step.proposed_code
     return meta
 
-    async def settle(self, timeout: float = 2.0) -> None:
-        """Wait (briefly) until the extension has answered every cell sent: the trace then knows which
-        steps' outputs are in cells before it is frozen into the static trace."""
-        import asyncio
-
-        waited = 0.0
-        while self.unanswered and self.comm is not None and waited < timeout:
-            await asyncio.sleep(0.01)
-            waited += 0.01
-
 
 def export_run(run: RunResult, path: str, namespace: Mapping[str, Any], with_setup: Sequence[str],
                model: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
 from ..core.models import Model, ModelError, model_from_spec
 from ..export.replay import RecordingModel, ReplayModel
+from ..safety import undo
 from ..ui.text import TextRenderer
 from . import commands, stale_cells
 from .cells import CellsRenderer, CellWriter
@@ -197,6 +198,8 @@ class AgentMagics(Magics):
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
         if args.out and result.state in (RunState.DONE, RunState.MAX_STEPS):
+            # -o is part of the run: undo removes (or puts back) what it bound
+            result.undo.setdefault(args.out, self.shell.user_ns.get(args.out, undo.UNBOUND))
             self.shell.user_ns[args.out] = result.output
         return result
 

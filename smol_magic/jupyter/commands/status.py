@@ -16,8 +16,12 @@ def parser():
 def run(magics: Any, args: Any) -> None:
     current = magics.current
     steps = len(current.memory.steps) if current else 0
+    last = current.runs[-1].model_id if current and current.runs else ""
+    model = magics.model or "(none configured)"
+    if last and last != magics.model:
+        model += f", last run: {last}"
     print(
-        f"model: {magics.model or '(none)'} · approve: {magics.approve} · max_steps: {magics.max_steps} "
+        f"model: {model} · approve: {magics.approve} · max_steps: {magics.max_steps} "
         f"· timeout: {magics.timeout:g} s · memory: {steps} steps"
     )
     for number, result in enumerate(current.runs if current else [], 1):
