@@ -87,7 +87,7 @@ class TaskStep(MemoryStep):
     context: str = ""  # what the model is told besides the task (the notebook's variables)
 
     def to_messages(self) -> list[dict[str, str]]:
-        text = f"New task:\n{elide(self.task, RESENT_CHARS, 'of the task not repeated here')}"
+        text = f"New task:\n{elide(self.task, RESENT_CHARS, 'of the task left out: too long to send')}"
         if self.context:
             text += f"\n\n{self.context}"
         return [{"role": "user", "content": text}]
@@ -144,7 +144,7 @@ class ActionStep(MemoryStep):
 
     def to_messages(self) -> list[dict[str, str]]:
         # An empty assistant turn (interrupted before the reply) is rejected by some providers.
-        reply = elide(self.model_output, RESENT_CHARS, "of this reply not repeated here")
+        reply = elide(self.model_output, RESENT_CHARS, "of your reply left out: too long to send again")
         messages = [{"role": "assistant", "content": reply}] if reply else []
         if self.observation:
             messages.append({"role": "user", "content": f"Observation:\n{self.observation}"})
