@@ -33,7 +33,7 @@ def shown_text(text: str) -> str:
     A 2 MB reply would otherwise be sent to the browser with every streamed update and saved
     in the notebook; the agent's memory keeps it whole.
     """
-    return elide(redact_secrets(text), SHOWN_CHARS, NOT_SHOWN)
+    return redact_secrets(elide(text, SHOWN_CHARS, NOT_SHOWN))  # cut first: the scan then reads 20 KB, not 2 MB
 
 # name -> (JupyterLab variable, light fallback, dark fallback for prefers-color-scheme where no --jp-* exist)
 PALETTE = {
