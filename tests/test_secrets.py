@@ -10,6 +10,7 @@ the static trace (HTML and text) a notebook saves.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -55,6 +56,8 @@ def everything_kept(ip, model: ScriptedModel, record=None) -> dict[str, str]:
     }
     if record is not None:
         kept["record"] = record.read_text()
+        for suffix in (".ipynb", ".py"):  # %agent export
+            kept[f"export {suffix}"] = Path(agent.to_notebook(str(record.with_suffix(suffix)))).read_text()
     return kept
 
 
