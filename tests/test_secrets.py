@@ -180,3 +180,17 @@ def test_a_long_secret_in_a_long_text_is_found_everywhere():
     out = redact.Secrets([secret]).redact(text)
     assert not leaks(secret, out)
     assert out.count("[redacted secret]") == 2
+
+
+def test_a_variable_holding_an_env_secret_is_summarised_without_its_value(ip, monkeypatch):
+    """The key has no known prefix and the name says nothing: it is a secret because the environment says so."""
+    plain_key = "qzvkpwltrybmxcjhfgdsaeuo"
+    assert not redact.looks_like_secret("conf", plain_key)
+    monkeypatch.setenv("SERVICE_TOKEN", plain_key)
+    ip.user_ns["conf"] = plain_key
+    ip.user_ns["m"] = model = ScriptedModel([fence("final_answer(1)")])
+    ip.run_cell("%%agent -m m\nUse {conf}.")
+    first = model.requests[0][-1]["content"]
+    assert f"`conf` (str, {len(plain_key)} characters (looks like a secret: value not shown))" in first
+    assert f"- conf: str, {len(plain_key)} characters (looks like a secret: value not shown)" in first
+    assert not leaks(plain_key, json.dumps(model.requests))

@@ -114,7 +114,7 @@ def named_headline(name: str, value: Any) -> str:
 
 
 def _named_parts(name: str, value: Any) -> tuple[str, Callable[[], list[str]]]:
-    if redact.looks_like_secret(name, value):
+    if redact.looks_like_secret(name, value) or redact.is_secret(value):
         return f"{type(value).__name__}, {len(value)} characters (looks like a secret: value not shown)", list
     return _parts(value)
 

@@ -373,7 +373,8 @@ class MultiStepAgent:
         """Register the credentials among the user's variables (all, or these), so they are redacted."""
         executor = getattr(self, "executor", None)
         if executor is not None:
-            redact.register(redact.find_secrets(executor.namespace, names))
+            variables = namespace.user_variables(executor.namespace, executor.hidden())
+            redact.register(redact.find_secrets(variables, names))
 
     async def _call_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""

@@ -40,15 +40,18 @@ _KNOWN_PREFIX = re.compile(
     r"npm_|pypi-|SG\.|dapi|shpat_|r8_|gsk_|pplx-|fw_|nvapi-|tvly-)"
 )
 _CONTAINER_ITEMS = 200  # items looked at in a dict or list
-_FRAME_CELLS = 20_000  # cells looked at in a DataFrame's text columns
+_FRAME_CELLS = 20_000  # cells looked at in the text columns of all the frames, per search
+
+
+_SPACE = re.compile(r"\s")
 
 
 def looks_like_secret(name: str, value: Any) -> bool:
     """A user's value that is a credential: by its name (``token``, ``api_key``) or by its look (``sk-...``)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not WINDOW <= len(value) <= MAX_SECRET_CHARS:
         return False
     text = value.strip()
-    if not WINDOW <= len(text) <= MAX_SECRET_CHARS or any(c.isspace() for c in text):
+    if len(text) < WINDOW or _SPACE.search(text):
         return False
     name = str(name)
     if _KNOWN_PREFIX.match(text) and len(text) >= 16:
@@ -76,6 +79,11 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return found
 
 
+def is_secret(value: Any) -> bool:
+    """``value`` is one of the secrets known now (an environment key, a registered credential)."""
+    return isinstance(value, str) and len(value) >= WINDOW and value.strip() in current().values
+
+
 def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> list[str]:
     """The credential-looking values among the user's variables (``names``, or all of ``ns``).
 
@@ -84,17 +92,18 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> l
     key or column name.
     """
     found: list[str] = []
+    budget = [_FRAME_CELLS]  # cells of frames looked at, for all the frames together
     for name in (ns if names is None else names):
         if str(name)[:1] == "_" or name not in ns:
             continue
         try:
-            _collect(str(name), ns[name], found, depth=2)
+            _collect(str(name), ns[name], found, 2, budget)
         except Exception:  # a strange object must not break a run
             continue
     return found
 
 
-def _collect(name: str, value: Any, found: list[str], depth: int) -> None:
+def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
     if isinstance(value, str):
         if looks_like_secret(name, value):
             found.append(value.strip())
@@ -110,28 +119,27 @@ def _collect(name: str, value: Any, found: list[str], depth: int) -> None:
         for i, (key, item) in enumerate(value.items()):
             if i >= _CONTAINER_ITEMS:
                 break
-            _collect(str(key) if _credential_name(str(key)) else name, item, found, depth - 1)
+            _collect(str(key) if _credential_name(str(key)) else name, item, found, depth - 1, budget)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for i, item in enumerate(value):
             if i >= _CONTAINER_ITEMS:
                 break
-            _collect(name, item, found, depth - 1)
+            _collect(name, item, found, depth - 1, budget)
     elif type(value).__module__.startswith("pandas") and type(value).__name__ in ("DataFrame", "Series"):
-        _collect_frame(name, value, found)
+        _collect_frame(name, value, found, budget)
 
 
-def _collect_frame(name: str, value: Any, found: list[str]) -> None:
+def _collect_frame(name: str, value: Any, found: list[str], budget: list[int]) -> None:
     frame = value.to_frame() if type(value).__name__ == "Series" else value
-    budget = _FRAME_CELLS
     for column in frame.columns[:200]:
-        if budget <= 0:
+        if budget[0] <= 0:
             return
         series = frame[column]
         if getattr(series, "ndim", 1) != 1 or str(series.dtype) not in ("object", "string", "str"):
             continue
         label = str(column) if _credential_name(str(column)) else name
-        cells = series.iloc[:budget]
-        budget -= len(cells)
+        cells = series.iloc[:budget[0]]
+        budget[0] -= len(cells)
         for cell in cells:
             if isinstance(cell, str) and looks_like_secret(label, cell):
                 found.append(cell.strip())
