@@ -194,3 +194,13 @@ def test_a_variable_holding_an_env_secret_is_summarised_without_its_value(ip, mo
     assert f"`conf` (str, {len(plain_key)} characters (looks like a secret: value not shown))" in first
     assert f"- conf: str, {len(plain_key)} characters (looks like a secret: value not shown)" in first
     assert not leaks(plain_key, json.dumps(model.requests))
+
+
+def test_a_secret_passed_as_an_additional_arg_is_redacted_in_a_plain_python_run():
+    from smol_magic import CodeAgent
+
+    model = ScriptedModel([fence("print(api_key)"), fence("final_answer('done')")])
+    agent = CodeAgent(model=model)
+    assert agent.run("log in", additional_args={"api_key": USER_CANARY}) == "done"
+    assert not leaks(USER_CANARY, json.dumps(model.requests) + agent.memory.to_json())
+    assert "- api_key: str, 43 characters (looks like a secret" in model.requests[0][-1]["content"]

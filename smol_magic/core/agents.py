@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-import os
 import re
 import time
 from collections import ChainMap
@@ -235,6 +234,7 @@ class MultiStepAgent:
         if reset:
             self.memory.reset()
         self._find_secrets()
+        redact.register(redact.find_secrets(additional_args or {}))
         self.memory.system_prompt = redact.redact_secrets(self.system_prompt())
         self._stop_requested = False
         run = RunResult(
