@@ -152,3 +152,19 @@ def test_a_2mb_reply_does_not_flood_the_frontend(kc):
     assert traffic < 1_000_000, f"{traffic:,} bytes sent to the frontend for a {len(thought):,}-character reply"
     assert len(result.trace_html) < 250_000
     assert "characters not shown here; the whole text: %agent memory" in result.trace_html
+
+
+def test_a_1mb_task_does_not_flood_the_frontend(kc):
+    """The header (tooltip and "full task"), "what the model saw" and the saved trace show the task in part."""
+    ok(kc, "%reset -f")
+    ok(kc, scripted("m", py("final_answer('short')")))
+    task = "Summarise these notes:\n" + "".join(f"note {i}: revenue went up\n" for i in range(45_000))
+    live = LiveCell(kc, f"%%agent -m m --reset --cells off\n{task}")
+    result = live.finish()
+    assert result.status == "ok", result.text
+    ours = [m for m in result.iopub if m["msg_type"] != "execute_input"]  # the kernel echoes the cell itself
+    traffic = sum(len(json.dumps(m["content"])) for m in ours)
+    assert traffic < 1_000_000, f"{traffic:,} bytes sent to the frontend for a {len(task):,}-character task"
+    assert len(result.trace_html) < 250_000
+    assert "characters not shown here; the whole text: %agent memory" in result.trace_html
+    assert "note 44999" in result.trace_html  # head and tail

@@ -25,6 +25,7 @@ from ..safety.sanitize import sanitize_html
 
 # Where the whole of a text cut short in the trace can be read.
 NOT_SHOWN = "not shown here; the whole text: %agent memory"
+TITLE_CHARS = 2_000  # the header's tooltip: re-sent with every status change of the live trace
 
 
 def shown_text(text: str) -> str:
@@ -284,7 +285,7 @@ def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in
     return (
         f'<div style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.4;color:{colour("fg")}">'
         f'<span style="{MUTED};font-size:11px">agent</span> '
-        f'<b class="smol-magic-task" title="{esc(full)}">{esc(title)}</b><br>'
+        f'<b class="smol-magic-task" title="{esc(elide(full, TITLE_CHARS, NOT_SHOWN))}">{esc(title)}</b><br>'
         f'<span style="{MUTED}">{esc(model_id)} · '
         f'<span class="smol-status" style="color:{status_colour}">{esc(status)}</span> · {elapsed:.1f} s · '
         f"{tokens_in} tokens in, {tokens_out} out</span>{more}</div>"
