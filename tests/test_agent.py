@@ -31,7 +31,7 @@ def last_user_message(model: ScriptedModel, request: int) -> str:
         ("```\nx = 1\n```", "x = 1"),
         ("Thought: tags\n<code>\nx = 1\n</code>", "x = 1"),
         ("x = 1\nprint(x)", "x = 1\nprint(x)"),
-        ("```python\na = 1\n```\nthen\n```python\nb = 2\n```", "a = 1\n\nb = 2"),
+        ("```python\na = 1\n```\nthen\n```python\nb = 2\n```", "a = 1"),  # only the first block runs
         ("Thought: cut by a stop sequence\n```python\nx = 1\n", "x = 1"),
     ],
 )

@@ -34,6 +34,7 @@ from smol_magic.jupyter.kernel_executor import KernelExecutor
 matplotlib.use("Agg")
 
 CANARY = "sk-canary-" + uuid.uuid4().hex
+OUTSIDE_MARK = "outside-notes-" + uuid.uuid4().hex[:8]  # not part of a secret: redaction must not hide it
 INITIAL_ENV_ENTRY = Path("/proc/self/environ").read_bytes().split(b"\0")[0].decode(errors="replace")
 
 
@@ -73,7 +74,7 @@ def world(tmp_path, monkeypatch):
     (home / ".netrc").write_text(f"machine api.example.com login me password {CANARY}\n")
     (home / ".aws" / "credentials").write_text(f"[default]\naws_secret_access_key = {CANARY}\n")
     (work / ".env").write_text(f"OPENAI_API_KEY={CANARY}\n")
-    (outside / "notes.txt").write_text(f"outside-token-{CANARY[-8:]}\n")
+    (outside / "notes.txt").write_text(f"{OUTSIDE_MARK}\n")
     (work / "sales.csv").write_text("region,month,revenue\nnorth,1,10\nnorth,2,14\nsouth,1,20\nsouth,2,21\n")
     (work / "victim.txt").write_text("keep me\n")
     (work / "victim_dir").mkdir()
@@ -139,7 +140,7 @@ def effects(world: World, model: ScriptedModel, agent: CodeAgent) -> dict[str, b
         "marker": world.marker.exists() or any(world.work.glob("marker*")),
         "canary": CANARY in text,
         "environ": INITIAL_ENV_ENTRY in text,
-        "outside": f"outside-token-{CANARY[-8:]}" in text,
+        "outside": OUTSIDE_MARK in text,
         "victim": not (world.work / "victim.txt").exists() or not (world.work / "victim_dir").exists(),
         "network": bool(world.hits),
         "active": any(s in outputs for s in ("javascript", "<script", "onerror", "onload=", "<iframe")),

@@ -8,10 +8,11 @@ the live widgets and the static trace from the cell's iopub messages, as a front
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
-from kernel_helpers import LiveCell, html_text, ok, py, scripted
+from kernel_helpers import LiveCell, evaluate, html_text, ok, py, scripted
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc
 
@@ -115,3 +116,55 @@ def test_the_header_shows_the_task_as_typed_cut_at_a_word(kc):
     kept = first_line.split(" · ", 2)[2].removesuffix("…")
     assert task.startswith(kept) and not task[len(kept)].isalnum(), f"text trace cut mid-word: {first_line!r}"
     assert "north-western" not in first_line
+
+
+TOKEN = "tok9Vq3Lm8Xz2Rb7Wn4Kc1Pd6Hf5Gs0Jt8Yu3Ea7Io2"
+
+
+def test_a_token_reaches_neither_the_trace_nor_the_widgets_nor_the_record(kc, tmp_path):
+    """What the kernel sends the frontend (live widgets, the saved trace) and the --record file: no part of it."""
+    ok(kc, "%reset -f")
+    ok(kc, f"token = {TOKEN!r}")
+    ok(kc, scripted("m", py("print('token:', token[:20]); print(token[20:])"), py("n = int(token)"),
+                    py("final_answer(token)")))
+    record = tmp_path / "run.jsonl"
+    live = LiveCell(kc, f"%%agent -m m -o answer --reset --cells off --record {record}\nLog in with `token`.")
+    result = live.finish()
+    assert result.status == "ok", result.text
+    sent = json.dumps([m["content"] for m in result.iopub]) + record.read_text()
+    windows = {TOKEN[i:i + 8] for i in range(len(TOKEN) - 7)}
+    assert not [w for w in windows if w in sent]
+    assert "[redacted secret]" in result.trace_html and "invalid literal for int()" in result.trace_html
+    assert evaluate(kc, "answer == token")  # the user's own answer is the real value
+
+
+def test_a_2mb_reply_does_not_flood_the_frontend(kc):
+    """Streamed, shown in the card, in "what the model saw", in the saved trace: each time in part."""
+    ok(kc, "%reset -f")
+    thought = "Thought: " + "".join(f"line {i} of a very long thought\n" for i in range(70_000))
+    ok(kc, "from smol_magic.core.models import ScriptedModel\n"
+           f"m = ScriptedModel(['Thought: ' + ''.join(f'line {{i}} of a very long thought\\n' for i in range(70_000))"
+           f" + {py('x = 1')!r}, {py('final_answer(x)')!r}])")
+    live = LiveCell(kc, "%%agent -m m --reset --cells off\nthink hard")
+    result = live.finish()
+    assert result.status == "ok", result.text
+    traffic = sum(len(json.dumps(m["content"])) for m in result.iopub)
+    assert traffic < 1_000_000, f"{traffic:,} bytes sent to the frontend for a {len(thought):,}-character reply"
+    assert len(result.trace_html) < 250_000
+    assert "characters not shown here; the whole text: %agent memory" in result.trace_html
+
+
+def test_a_1mb_task_does_not_flood_the_frontend(kc):
+    """The header (tooltip and "full task"), "what the model saw" and the saved trace show the task in part."""
+    ok(kc, "%reset -f")
+    ok(kc, scripted("m", py("final_answer('short')")))
+    task = "Summarise these notes:\n" + "".join(f"note {i}: revenue went up\n" for i in range(45_000))
+    live = LiveCell(kc, f"%%agent -m m --reset --cells off\n{task}")
+    result = live.finish()
+    assert result.status == "ok", result.text
+    ours = [m for m in result.iopub if m["msg_type"] != "execute_input"]  # the kernel echoes the cell itself
+    traffic = sum(len(json.dumps(m["content"])) for m in ours)
+    assert traffic < 1_000_000, f"{traffic:,} bytes sent to the frontend for a {len(task):,}-character task"
+    assert len(result.trace_html) < 250_000
+    assert "characters not shown here; the whole text: %agent memory" in result.trace_html
+    assert "note 44999" in result.trace_html  # head and tail

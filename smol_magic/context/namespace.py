@@ -52,6 +52,7 @@ from typing import Any, Callable, Container, Iterable
 
 from ..core.text import clip
 from ..guard import IPYTHON_NAMES  # IPython's own names are never the user's data
+from ..safety import redact
 
 DEFAULT_BUDGET_TOKENS = 1500
 CHARS_PER_TOKEN = 4  # token estimate: characters / 4, close enough for English text and code
@@ -105,6 +106,17 @@ _DEFAULT = describe.dispatch(object)
 def headline(value: Any) -> str:
     """The one-line summary of ``value`` (cheap: details such as sample rows are not built)."""
     return _parts(value)[0]
+
+
+def named_headline(name: str, value: Any) -> str:
+    """``headline``, except for a credential (``token = "..."``): its type and length, never its value."""
+    return _named_parts(name, value)[0]
+
+
+def _named_parts(name: str, value: Any) -> tuple[str, Callable[[], list[str]]]:
+    if redact.looks_like_secret(name, value) or redact.is_secret(value):
+        return f"{type(value).__name__}, {len(value)} characters (looks like a secret: value not shown)", list
+    return _parts(value)
 
 
 def _parts(value: Any) -> tuple[str, Callable[[], list[str]]]:
@@ -609,7 +621,7 @@ def summarize(
 
     entries: list[list[Any]] = []  # [text, detail function]
     for name in ranked:
-        head, details = _parts(variables[name])
+        head, details = _named_parts(name, variables[name])
         line = f"- {name}: {head}"
         if len(line) + 1 > room:
             break
@@ -694,7 +706,7 @@ def interpolate(task: str, ns: Mapping[str, Any]) -> tuple[str, list[str]]:
             if name not in unknown:
                 unknown.append(name)
             return match.group(0)
-        return f"`{name}` ({headline(ns[name])})"
+        return f"`{name}` ({named_headline(name, ns[name])})"
 
     return _BRACES.sub(replace, task), unknown
 
@@ -727,7 +739,7 @@ def format_diff(changes: Mapping[str, list[str]], ns: Mapping[str, Any], max_lin
     lines = []
     for kind, name in names[:max_lines]:
         if kind != "deleted" and name in ns:
-            lines.append(f"{kind} {name}: {headline(ns[name])}")
+            lines.append(f"{kind} {name}: {named_headline(name, ns[name])}")
         else:
             lines.append(f"{kind} {name}")
     if len(names) > max_lines:

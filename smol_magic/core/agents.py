@@ -13,12 +13,13 @@ import inspect
 import re
 import time
 from collections import ChainMap
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, AsyncIterator, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from .. import guard
 from ..context import namespace
-from ..safety import undo, watch
+from ..safety import redact, undo, watch
 from .approval import Action, Approver, AutoApprover
 from .blocking import iterate_blocking, on_main_thread
 from .events import Renderer
@@ -29,7 +30,7 @@ from .memory import (
     TaskStep, Verdict, alternate_roles,
 )
 from .models import BaseModel, Messages, ModelError, TokenUsage, describe_model
-from .text import truncate
+from .text import SHOWN_CHARS, truncate
 from .tools import Tool, final_answer, render_tools
 
 SYSTEM_PROMPT = """\
@@ -93,27 +94,51 @@ _FENCE = re.compile(r"```[ \t]*(?:python|py|ipython|python3)?[ \t]*\n(.*?)(?:```
 _CODE_TAG = re.compile(r"<code>(.*?)(?:</code>|\Z)", re.S)
 
 
-def parse_code(text: str) -> tuple[str | None, str]:
+@dataclass
+class ParsedReply:
+    """A model reply split into the code that runs and the rest."""
+
+    code: str | None  # the first code block, or the whole reply if it is code
+    reasoning: str  # the reply without that block (later blocks stay in it, as text)
+    skipped: int = 0  # later code blocks, which do not run
+
+
+def parse_reply(text: str) -> ParsedReply:
     """Find the code in a model reply: ```python fences, <code> tags, or the whole reply if it is code.
 
-    Returns (code or None, the reply without its code). A reply that is a
-    single bare word or constant is prose, not code, even though it parses.
+    Only the first block runs: a reply may add a block it calls an example, an
+    alternative or what not to do, and joining them would run that too. A reply
+    that is a single bare word or constant is prose, not code, even though it parses.
     """
     for pattern in (_FENCE, _CODE_TAG):
-        blocks = [b.strip("\n") for b in pattern.findall(text) if b.strip()]
-        if blocks:
-            reasoning = pattern.sub("", text).strip()
-            return "\n\n".join(blocks), reasoning
+        matches = [m for m in pattern.finditer(text) if m.group(1).strip()]
+        if matches:
+            first = matches[0]
+            reasoning = (text[:first.start()] + text[first.end():]).strip()
+            return ParsedReply(first.group(1).strip("\n"), reasoning, len(matches) - 1)
     stripped = text.strip()
     if stripped:
         try:
             body = ast.parse(stripped).body
         except SyntaxError:
-            return None, stripped
+            return ParsedReply(None, stripped)
         trivial = len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, (ast.Name, ast.Constant))
         if body and not trivial:
-            return stripped, ""
-    return None, stripped
+            return ParsedReply(stripped, "")
+    return ParsedReply(None, stripped)
+
+
+def parse_code(text: str) -> tuple[str | None, str]:
+    """(the code that runs or None, the reply without it): see ``parse_reply``."""
+    parsed = parse_reply(text)
+    return parsed.code, parsed.reasoning
+
+
+def skipped_note(skipped: int) -> str:
+    """What the model is told when its reply held more than one code block."""
+    blocks = "1 more code block" if skipped == 1 else f"{skipped} more code blocks"
+    return (f"Note: your reply had {blocks} after the first; only the first block ran, the others did not. "
+            "Put all the code of a step in one block.")
 
 
 class MultiStepAgent:
@@ -149,6 +174,7 @@ class MultiStepAgent:
         self.memory = AgentMemory()
         self.runs: list[RunResult] = []
         self._stop_requested = False
+        self._skipped_blocks = 0  # code blocks after the first in the last reply (they do not run)
 
     # -- public API ---------------------------------------------------------
 
@@ -208,10 +234,12 @@ class MultiStepAgent:
     ) -> AsyncIterator[MemoryStep]:
         if reset:
             self.memory.reset()
-        self.memory.system_prompt = self.system_prompt()
+        self._find_secrets()
+        redact.register(redact.find_secrets(additional_args or {}))
+        self.memory.system_prompt = redact.redact_secrets(self.system_prompt())
         self._stop_requested = False
         run = RunResult(
-            task=task, model_id=getattr(self.model, "model_id", type(self.model).__name__),
+            task=redact.redact_secrets(task), model_id=getattr(self.model, "model_id", type(self.model).__name__),
             started_at=datetime.now().isoformat(timespec="seconds"),
             variables_before=self._variables(),
         )
@@ -220,7 +248,8 @@ class MultiStepAgent:
         self.renderer.run_started(self, task)
         await self._call_executor(lambda: self.executor.send_tools({**self.tools, **(additional_args or {})}))
         try:
-            task_step = TaskStep(task=task, context=self.task_context(task, additional_args))
+            task_step = TaskStep(task=redact.redact_secrets(task),
+                                 context=redact.redact_secrets(self.task_context(task, additional_args)))
             self._keep(run, task_step)
             yield task_step
             async for step in self._steps(run, max_steps or self.max_steps):
@@ -319,17 +348,34 @@ class MultiStepAgent:
         return reasoning or content.strip()
 
     async def _generate(self, messages: Messages, stop: list[str] | None = None) -> tuple[str, TokenUsage]:
-        """Stream the reply into the renderer; the event loop stays free while the model thinks."""
-        messages[:] = alternate_roles(messages)
+        """Stream the reply into the renderer; the event loop stays free while the model thinks.
+
+        Every message is redacted here, the last gate before the model (and a --record file):
+        whatever a step kept, no run of 8 characters of a secret leaves. The renderer is
+        sent the first ``SHOWN_CHARS`` of the reply: a 2 MB reply must not flood the trace.
+        """
+        secrets = redact.current()
+        messages[:] = [{**m, "content": secrets.redact(m.get("content") or "")} for m in alternate_roles(messages)]
         parts: list[str] = []
         usage = TokenUsage()
+        streamed = 0
         async for delta in self.model.generate_stream(messages, stop_sequences=stop):
             if delta.content:
                 parts.append(delta.content)
-                self.renderer.model_delta(delta.content)
+                if streamed < SHOWN_CHARS:
+                    shown = delta.content[:SHOWN_CHARS - streamed]
+                    streamed += len(shown)
+                    self.renderer.model_delta(shown if streamed < SHOWN_CHARS else shown + "\n… (the reply goes on)")
             if delta.token_usage is not None:
                 usage = delta.token_usage
-        return "".join(parts), usage
+        return secrets.redact("".join(parts)), usage
+
+    def _find_secrets(self, names: Sequence[str] | None = None) -> None:
+        """Register the credentials among the user's variables (all, or these), so they are redacted."""
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            variables = namespace.user_variables(executor.namespace, executor.hidden())
+            redact.register(redact.find_secrets(variables, names))
 
     async def _call_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""
@@ -402,16 +448,18 @@ class CodeAgent(MultiStepAgent):
         if additional_args:
             parts.append(
                 "You have been given these additional variables:\n"
-                + "\n".join(f"- {k}: {namespace.headline(v)}" for k, v in additional_args.items())
+                + "\n".join(f"- {k}: {namespace.named_headline(k, v)}" for k, v in additional_args.items())
             )
-        return guard.redact_secrets("\n\n".join(p for p in parts if p))
+        return "\n\n".join(p for p in parts if p)
 
     async def _action_step(self, step: ActionStep) -> None:
         messages = self.memory.to_messages()
         step.model_input_messages = messages
         content, step.token_usage = await self._generate(messages, stop=["Observation:", "Calling tools:"])
         step.model_output = content
-        code, step.reasoning = parse_code(content)
+        parsed = parse_reply(content)
+        code, step.reasoning = parsed.code, parsed.reasoning
+        self._skipped_blocks = parsed.skipped
         if self._stop_requested:  # Stop was clicked while the model was thinking
             step.code, step.approval = code, Approval.STOP
             step.observation = "The user stopped the run before this code ran."
@@ -456,6 +504,7 @@ class CodeAgent(MultiStepAgent):
         result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
         refused = self._check_data(step, result, watched, copies)
         self._remember(step, result, copies)
+        self._find_secrets([n for kind in ("created", "rebound") for n in result.changes.get(kind, [])])
         self._observe(step, result)
         if refused:
             self._tell_refused(step, refused)
@@ -463,15 +512,18 @@ class CodeAgent(MultiStepAgent):
             raise KeyboardInterrupt
 
     def _observe(self, step: ActionStep, result: ExecutionResult) -> None:
-        step.outputs, step.changes = result.outputs, result.changes
+        secrets = redact.current()
+        step.outputs, step.changes = secrets.redact_data(result.outputs), result.changes
         parts = []
+        if self._skipped_blocks:
+            parts.append(skipped_note(self._skipped_blocks))
         if step.approval == Approval.EDIT:
             parts.append("The user edited your code before running it; this is the code that ran:\n" + step.code)
         if result.output:
             parts.append(result.output)
         if result.error:
-            step.error = result.error
-            parts.append(result.error)
+            step.error = secrets.redact(result.error)
+            parts.append(step.error)
         if result.timed_out:
             parts.append(f"The action was stopped after {self.timeout:g} s. Make it faster or smaller.")
         if result.is_final_answer:
@@ -481,10 +533,10 @@ class CodeAgent(MultiStepAgent):
             parts.append("(the code ran and printed nothing)")
         observation = truncate("\n".join(parts), self.max_observation_chars)
         # The namespace diff always ends the observation, outside the truncation: it is short and bounded.
-        step.changes_text = namespace.format_diff(result.changes, self.executor.namespace)
+        step.changes_text = secrets.redact(namespace.format_diff(result.changes, self.executor.namespace))
         if step.changes_text:
             observation += "\nVariables changed:\n" + step.changes_text
-        step.observation = guard.redact_secrets(observation)
+        step.observation = secrets.redact(observation)
 
     # -- the user's data ------------------------------------------------------
 

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from ..safety.redact import redact_data
 from .models import TokenUsage
+from .text import RESENT_CHARS, elide
 
 
 class Ruling(StrEnum):
@@ -85,7 +87,7 @@ class TaskStep(MemoryStep):
     context: str = ""  # what the model is told besides the task (the notebook's variables)
 
     def to_messages(self) -> list[dict[str, str]]:
-        text = f"New task:\n{self.task}"
+        text = f"New task:\n{elide(self.task, RESENT_CHARS, 'of the task left out: too long to send')}"
         if self.context:
             text += f"\n\n{self.context}"
         return [{"role": "user", "content": text}]
@@ -142,7 +144,8 @@ class ActionStep(MemoryStep):
 
     def to_messages(self) -> list[dict[str, str]]:
         # An empty assistant turn (interrupted before the reply) is rejected by some providers.
-        messages = [{"role": "assistant", "content": self.model_output}] if self.model_output else []
+        reply = elide(self.model_output, RESENT_CHARS, "of your reply left out: too long to send again")
+        messages = [{"role": "assistant", "content": reply}] if reply else []
         if self.observation:
             messages.append({"role": "user", "content": f"Observation:\n{self.observation}"})
         return messages
@@ -208,9 +211,9 @@ class AgentMemory:
         return "\n\n".join(s.code for s in self.action_steps if s.succeeded)
 
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(
-            {"system_prompt": self.system_prompt, "steps": [s.to_dict() for s in self.steps]}, **kwargs
-        )
+        """The memory as JSON, secret values redacted (a final answer may be the user's token)."""
+        data = {"system_prompt": self.system_prompt, "steps": [s.to_dict() for s in self.steps]}
+        return json.dumps(redact_data(data), **kwargs)
 
     @classmethod
     def from_json(cls, text: str) -> "AgentMemory":

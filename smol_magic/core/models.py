@@ -237,8 +237,21 @@ def _server_message(exc: BaseException) -> str | None:
     return None
 
 
+_CONTEXT_FULL = re.compile(r"context.{0,10}(?:length|window)|maximum context|too many tokens|prompt is too long", re.I)
+
+
+def _is_context_full(exc: BaseException) -> bool:
+    """The request is longer than the model's context window (litellm's ContextWindowExceededError, HTTP 400 ...)."""
+    return any(type(e).__name__ == "ContextWindowExceededError" or _CONTEXT_FULL.search(str(e)) for e in _chain(exc))
+
+
 def _describe(exc: BaseException) -> str:
     """One short line for the user: "HTTP 429: rate limited", "malformed response ...", or the error."""
+    if _is_context_full(exc):
+        status = _status(exc)
+        said = _clip(_server_message(exc) or str(exc), 120)
+        return (f"the conversation no longer fits the model's context window ({'HTTP %d: ' % status if status else ''}"
+                f"{said}); start a new one with %%agent --reset")
     if _is_malformed(exc):
         decode_error = next(e for e in _chain(exc) if isinstance(e, json.JSONDecodeError))
         return f"malformed response from server (not JSON: {_clip(str(decode_error), 120)})"

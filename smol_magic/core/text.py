@@ -15,3 +15,16 @@ def truncate(text: str, limit: int) -> str:
     head = limit * 2 // 3
     tail = limit - head
     return f"{text[:head]}\n... [{len(text) - limit} characters cut] ...\n{text[-tail:]}"
+
+
+SHOWN_CHARS = 20_000  # the longest text a trace shows (a model's reply, a task, a printout)
+RESENT_CHARS = 20_000  # the longest reply or task sent again to the model with each later request
+
+
+def elide(text: str, limit: int, note: str = "not shown") -> str:
+    """Head and tail of ``text`` within ``limit`` characters, saying how many characters were left out."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}\n… [{len(text) - limit:,} characters {note}] …\n{text[-tail:]}"

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 from ..core.memory import ActionStep, Approval, FinalAnswerStep, PlanningStep, RunResult
 from ..core.names import bound_names, read_names
 from ..core.outputs import json_safe
+from ..safety.redact import redact_data
 from ..ui.html import value_bundle
 
 FORMAT_VERSION = 1
@@ -121,7 +122,7 @@ def run_notebook(
             cells.extend(_action_cells(step))
         elif isinstance(step, FinalAnswerStep):
             cells.append(new_markdown_cell(f"**Final answer:** {_answer_text(step.output)}"))
-    return nb
+    return redact_data(nb)  # a final answer may be the user's token: no 8 characters of a secret in an export
 
 
 def new_markdown_cell(source: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:

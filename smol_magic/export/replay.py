@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from ..safety.redact import redact_data
 from ..core.models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage, short_error
 
 
@@ -25,7 +26,7 @@ class RecordingModel(BaseModel):
         self.path.write_text(json.dumps({"smol_magic_recording": 1, "model_id": self.model_id}) + "\n")
 
     def _append(self, messages: Messages, content: str, usage: TokenUsage) -> None:
-        record = {"request": messages, "reply": content, "token_usage": usage.__dict__}
+        record = redact_data({"request": messages, "reply": content, "token_usage": usage.__dict__})
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -1,44 +1,285 @@
-"""Secret redaction: values of secret-looking environment variables never reach the model."""
+"""Secret redaction: no run of 8 characters of a secret value reaches the model, a record or a trace.
+
+What counts as a secret: the values of secret-looking environment variables
+(``*KEY*``, ``*TOKEN*`` ...), and the user's values that look like credentials
+(a known key prefix such as ``sk-`` or ``hf_``, a name such as ``token`` or
+``password``, or a long high-entropy string), found in the namespace by
+``find_secrets`` and registered for the life of the process.
+
+Redaction is by content, not by exact match: pandas shortens a cell, a
+traceback quotes part of a line, code prints a key in two halves. Any run of
+``WINDOW`` characters of a secret is replaced, wherever it appears (see
+``Secrets`` for how a long text is scanned quickly).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from typing import Mapping
+import threading
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+WINDOW = 8  # characters of a secret that may not appear together
+MARK = "[redacted secret]"
+MAX_SECRET_CHARS = 20_000  # longer strings are data, not credentials
+_ANCHOR = WINDOW // 2
+_CHUNK = re.compile(r".{%d}" % _ANCHOR, re.S)  # a text's chunks at multiples of _ANCHOR
 
 # Environment variable names that hold credentials.
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE|SESSION|COOKIE", re.I)
-_SECRET_CACHE: dict[tuple, re.Pattern | None] = {}
+# Variable (or dict key, or column) names that say "this is a credential", whatever the value looks like.
+_STRONG_NAME = re.compile(r"token|secret|passw|pwd|api_?key|apikey|access_?key|private_?key|credential|bearer|auth",
+                          re.I)
+# Weaker names ("key", "creds"): the value must look like a credential too (not "revenue").
+_WEAK_NAME = re.compile(r"(?:^|_)(?:key|keys|creds?|pass)(?:$|_)|(?<=[a-z])(?:Key|Creds?)$")
+# Prefixes of well-known credentials: OpenAI/Anthropic, Hugging Face, GitHub, GitLab, Slack, AWS, Google, JWT ...
+_KNOWN_PREFIX = re.compile(
+    r"^(?:sk-|sk_|rk_|pk_live|hf_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|glpat-|xox[abpr]-|AKIA|ASIA|AIza|eyJ|"
+    r"npm_|pypi-|SG\.|dapi|shpat_|r8_|gsk_|pplx-|fw_|nvapi-|tvly-)"
+)
+_CONTAINER_ITEMS = 200  # items looked at in a dict or list
+_FRAME_CELLS = 20_000  # cells looked at in the text columns of all the frames, per search
+
+
+_SPACE = re.compile(r"\s")
+
+
+def looks_like_secret(name: str, value: Any) -> bool:
+    """A user's value that is a credential: by its name (``token``, ``api_key``) or by its look (``sk-...``)."""
+    if not isinstance(value, str) or not WINDOW <= len(value) <= MAX_SECRET_CHARS:
+        return False
+    text = value.strip()
+    if len(text) < WINDOW or _SPACE.search(text):
+        return False
+    name = str(name)
+    if _KNOWN_PREFIX.match(text) and len(text) >= 16:
+        return True
+    if _STRONG_NAME.search(name):
+        return not _pathlike(text)
+    classes = _classes(text)
+    if _weak_name(name):
+        return len(text) >= 12 and classes >= 2 and not _pathlike(text)
+    return len(text) >= 20 and classes >= 3 and _entropy(text) >= 4.0 and not _pathlike(text)
+
+
+def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of secret-looking environment variables (long enough, not paths), and key-looking values."""
+    env = os.environ if environ is None else environ
+    found = []
+    for key, value in env.items():
+        if not isinstance(value, str):
+            continue
+        text = value.strip()
+        if _SECRET_ENV.search(key) and len(text) >= WINDOW and not _pathlike(text) and " " not in text:
+            found.append(text)
+        elif _KNOWN_PREFIX.match(text) and looks_like_secret("", text):
+            found.append(text)
+    return found
+
+
+def is_secret(value: Any) -> bool:
+    """``value`` is one of the secrets known now (an environment key, a registered credential)."""
+    return isinstance(value, str) and len(value) >= WINDOW and value.strip() in current().values
+
+
+def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> list[str]:
+    """The credential-looking values among the user's variables (``names``, or all of ``ns``).
+
+    Strings, and strings one level inside dicts, lists and pandas frames (bounded:
+    a frame's text columns up to ``_FRAME_CELLS`` cells), judged by their own name,
+    key or column name.
+    """
+    found: list[str] = []
+    budget = [_FRAME_CELLS]  # cells of frames looked at, for all the frames together
+    for name in (ns if names is None else names):
+        if str(name)[:1] == "_" or name not in ns:
+            continue
+        try:
+            _collect(str(name), ns[name], found, 2, budget)
+        except Exception:  # a strange object must not break a run
+            continue
+    return found
+
+
+def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
+    if isinstance(value, str):
+        if looks_like_secret(name, value):
+            found.append(value.strip())
+        return
+    if isinstance(value, bytes) and len(value) <= MAX_SECRET_CHARS:
+        text = value.decode("ascii", "ignore")
+        if looks_like_secret(name, text):
+            found.append(text.strip())
+        return
+    if depth <= 0:
+        return
+    if isinstance(value, Mapping):
+        for i, (key, item) in enumerate(value.items()):
+            if i >= _CONTAINER_ITEMS:
+                break
+            _collect(str(key) if _credential_name(str(key)) else name, item, found, depth - 1, budget)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for i, item in enumerate(value):
+            if i >= _CONTAINER_ITEMS:
+                break
+            _collect(name, item, found, depth - 1, budget)
+    elif type(value).__module__.startswith("pandas") and type(value).__name__ in ("DataFrame", "Series"):
+        _collect_frame(name, value, found, budget)
+
+
+def _collect_frame(name: str, value: Any, found: list[str], budget: list[int]) -> None:
+    frame = value.to_frame() if type(value).__name__ == "Series" else value
+    for column in frame.columns[:200]:
+        if budget[0] <= 0:
+            return
+        series = frame[column]
+        if getattr(series, "ndim", 1) != 1 or str(series.dtype) not in ("object", "string", "str"):
+            continue
+        label = str(column) if _credential_name(str(column)) else name
+        cells = series.iloc[:budget[0]]
+        budget[0] -= len(cells)
+        for cell in cells:
+            if isinstance(cell, str) and looks_like_secret(label, cell):
+                found.append(cell.strip())
+
+
+def _weak_name(name: str) -> bool:
+    return bool(_WEAK_NAME.search(name) or _WEAK_NAME.search(name.lower()))
+
+
+def _credential_name(name: str) -> bool:
+    return bool(_STRONG_NAME.search(name)) or _weak_name(name)
+
+
+def _pathlike(text: str) -> bool:
+    return text.startswith(("/", "~", "./", "../")) or "://" in text or ":/" in text
+
+
+def _classes(text: str) -> int:
+    return sum((any(c.islower() for c in text), any(c.isupper() for c in text), any(c.isdigit() for c in text)))
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+class Secrets:
+    """A set of secret values, ready to scan text for any ``WINDOW``-character run of one of them.
+
+    A run of ``WINDOW`` characters of a secret in a text covers one of the text's 4-character chunks
+    at a multiple of 4; so the text's chunks (cut by one regex, at C speed) are intersected with the
+    set of every 4-character piece of every secret, and only the hits are looked at closely. A text
+    with no secret in it costs one ``findall`` and one set intersection, whatever the secrets' sizes.
+    """
+
+    def __init__(self, values: Iterable[str] = ()):
+        self.values = frozenset(v for v in values if isinstance(v, str) and len(v) >= WINDOW)
+        self._windows: set[str] = set()
+        self._pieces: set[str] = set()
+        for value in self.values:
+            self._windows.update(value[i:i + WINDOW] for i in range(len(value) - WINDOW + 1))
+            self._pieces.update(value[i:i + _ANCHOR] for i in range(len(value) - _ANCHOR + 1))
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """The merged (start, end) spans of ``text`` covered by windows of a secret."""
+        hits = self._pieces.intersection(_CHUNK.findall(text))
+        if not hits:
+            return []
+        windows, starts = self._windows, set()
+        for piece in hits:
+            at = text.find(piece)
+            while at != -1:
+                if at % _ANCHOR == 0:
+                    for start in range(max(0, at - WINDOW + _ANCHOR), at + 1):
+                        if start not in starts and text[start:start + WINDOW] in windows:
+                            starts.add(start)
+                at = text.find(piece, at + 1)
+        spans: list[tuple[int, int]] = []
+        for start in sorted(starts):
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], start + WINDOW)
+            else:
+                spans.append((start, start + WINDOW))
+        return spans
+
+    def redact(self, text: str) -> str:
+        if not self._pieces or not isinstance(text, str) or len(text) < WINDOW:
+            return text
+        spans = self.spans(text)
+        if not spans:
+            return text
+        parts, last = [], 0
+        for start, end in spans:
+            parts += [text[last:start], MARK]
+            last = end
+        parts.append(text[last:])
+        return "".join(parts)
+
+    def redact_data(self, data: Any) -> Any:
+        """``redact`` on every string in JSON-like data (dicts, lists), keys included."""
+        if isinstance(data, str):
+            return self.redact(data)
+        if isinstance(data, dict):
+            return {self.redact(k) if isinstance(k, str) else k: self.redact_data(v) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.redact_data(v) for v in data]
+        return data
+
+
+# -- the process's secrets: the environment's, and those found in the user's variables ----------------
+
+_REGISTERED: set[str] = set()
+_LOCK = threading.Lock()
+_CACHE: dict[frozenset, Secrets] = {}
+
+
+def register(values: Iterable[str]) -> None:
+    """Remember secret values found in the user's variables: they are redacted from now on."""
+    new = {v for v in values if isinstance(v, str) and len(v) >= WINDOW}
+    with _LOCK:
+        _REGISTERED.update(new)
+
+
+def current(environ: Mapping[str, str] | None = None) -> Secrets:
+    """The secrets to redact now: the environment's (read again: it can change) and the registered ones."""
+    key = frozenset(env_secrets(environ)) | frozenset(_REGISTERED)
+    with _LOCK:
+        secrets = _CACHE.get(key)
+        if secrets is None:
+            secrets = Secrets(key)
+            _CACHE.clear()
+            _CACHE[key] = secrets
+    return secrets
 
 
 def redact_secrets(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Replace the values of secret-looking environment variables (``*KEY*``, ``*TOKEN*`` ...) in ``text``.
+    """Replace every run of ``WINDOW`` characters of a secret in ``text`` with ``[redacted secret]``.
 
-    Defence in depth for everything sent to the model (observations, variable summaries): the
-    guard stops agent code from reading the environment; this catches a secret that reached an
-    output some other way (a variable the user made from it, a library's error message).
+    Defence in depth for everything sent to the model or kept (observations, variable summaries,
+    records, traces): the guard stops agent code from reading the environment; this catches a
+    secret that reached an output some other way (a variable the user made from it, a library's
+    error message, a shortened DataFrame cell).
     """
     if not text:
         return text
-    pattern = _secrets_pattern(environ)
-    return pattern.sub("[redacted secret]", text) if pattern is not None else text
+    return current(environ).redact(text)
 
 
 def redact_all(texts: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """``redact_secrets`` for many texts, reading the environment once."""
-    pattern = _secrets_pattern(environ) if texts else None
-    return [pattern.sub("[redacted secret]", t) for t in texts] if pattern is not None else list(texts)
+    if not texts:
+        return list(texts)
+    secrets = current(environ)
+    return [secrets.redact(t) for t in texts]
 
 
-def _secrets_pattern(environ: Mapping[str, str] | None) -> re.Pattern | None:
-    env = os.environ if environ is None else environ
-    secrets = tuple(sorted({v for k, v in env.items() if _SECRET_ENV.search(k) and isinstance(v, str) and len(v) >= 8},
-                           key=len, reverse=True))
-    if not secrets:
-        return None
-    pattern = _SECRET_CACHE.get(secrets)
-    if pattern is None:
-        pattern = re.compile("|".join(re.escape(s) for s in secrets))
-        _SECRET_CACHE.clear()
-        _SECRET_CACHE[secrets] = pattern
-    return pattern
+def redact_data(data: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """``redact_secrets`` on every string of JSON-like data (a record, an nbformat output, a message list)."""
+    return current(environ).redact_data(data)

@@ -19,7 +19,22 @@ from typing import Any, Collection
 
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
 from ..core.outputs import json_safe
+from ..core.text import SHOWN_CHARS, elide
+from ..safety.redact import redact_data, redact_secrets
 from ..safety.sanitize import sanitize_html
+
+# Where the whole of a text cut short in the trace can be read.
+NOT_SHOWN = "not shown here; the whole text: %agent memory"
+TITLE_CHARS = 2_000  # the header's tooltip: re-sent with every status change of the live trace
+
+
+def shown_text(text: str) -> str:
+    """Text as a trace may show it: secrets redacted, at most ``SHOWN_CHARS`` (head and tail, the cut counted).
+
+    A 2 MB reply would otherwise be sent to the browser with every streamed update and saved
+    in the notebook; the agent's memory keeps it whole.
+    """
+    return redact_secrets(elide(text, SHOWN_CHARS, NOT_SHOWN))  # cut first: the scan then reads 20 KB, not 2 MB
 
 # name -> (JupyterLab variable, light fallback, dark fallback for prefers-color-scheme where no --jp-* exist)
 PALETTE = {
@@ -114,6 +129,7 @@ def code_html(code: str) -> str:
     from pygments import lex
     from pygments.lexers import PythonLexer
 
+    code = shown_text(code)
     parts: list[str] = []
     run_kind, run_text = None, ""
     for token, text in lex(code, PythonLexer(stripnl=False, ensurenl=False)):
@@ -135,7 +151,7 @@ def _span(kind: str | None, text: str) -> str:
 def text_html(text: str, colour: str | None = None) -> str:
     """Preformatted text; ``colour`` is any CSS colour (see ``strong``)."""
     style = PRE + (f";color:{colour}" if colour else "")
-    return f'<pre style="{style}">{esc(text)}</pre>'
+    return f'<pre style="{style}">{esc(shown_text(text))}</pre>'
 
 
 def guard_off(verdict: Verdict) -> bool:
@@ -195,6 +211,7 @@ def model_view_html(step: ActionStep, shown: int = 0) -> str:
 
 def output_html(output: dict[str, Any]) -> str:
     """One nbformat output, as a cell would show it; scripts and widgets become their text."""
+    output = redact_data(output)
     if output.get("output_type") == "stream":
         return text_html(output.get("text", ""), colour=strong("error") if output.get("name") == "stderr" else None)
     data = output.get("data", {})
@@ -271,14 +288,14 @@ def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in
                 expandable: bool = False) -> str:
     """The run's first line: the task as the user typed it (shortened at a word, whole in the tooltip),
     the model and the status. ``expandable`` adds the whole task under a "full task" toggle when shortened."""
-    title = task_title(task)
-    full = task.strip()
+    full = shown_text(task.strip())
+    title = task_title(full)
     more = (details_html("full task", text_html(full)) if expandable and title != full else "")
     status_colour = strong(STATE_COLOURS.get(status, "info"))
     return (
         f'<div style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.4;color:{colour("fg")}">'
         f'<span style="{MUTED};font-size:11px">agent</span> '
-        f'<b class="smol-magic-task" title="{esc(full)}">{esc(title)}</b><br>'
+        f'<b class="smol-magic-task" title="{esc(elide(full, TITLE_CHARS, NOT_SHOWN))}">{esc(title)}</b><br>'
         f'<span style="{MUTED}">{esc(model_id)} · '
         f'<span class="smol-status" style="color:{status_colour}">{esc(status)}</span> · {elapsed:.1f} s · '
         f"{tokens_in} tokens in, {tokens_out} out</span>{more}</div>"
@@ -330,7 +347,7 @@ def value_bundle(value: Any) -> dict[str, Any]:
         shell = get_ipython()
         if shell is not None:
             data, metadata = shell.display_formatter.format(value)
-            return {"output_type": "display_data", "data": json_safe(data), "metadata": metadata}
+            return {"output_type": "display_data", "data": redact_data(json_safe(data)), "metadata": metadata}
     except Exception:
         pass
-    return {"output_type": "display_data", "data": {"text/plain": repr(value)}, "metadata": {}}
+    return {"output_type": "display_data", "data": {"text/plain": redact_secrets(repr(value))}, "metadata": {}}

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from ..core.agents import MultiStepAgent
 from ..core.events import Renderer
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult
-from .html import task_title, undo_warnings, value_bundle
+from .html import shown_text, task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
 
@@ -51,6 +51,7 @@ class TextRenderer(Renderer):
         self.typed_task: str | None = None  # the task as the user typed it, before {var} expansion
 
     def write(self, text: str) -> None:
+        text = shown_text(text)  # secrets redacted, a 2 MB reply shown as its head and tail
         if self._write is not None:
             self._write(text + "\n")
         else:
