@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 import traceback
+import warnings
 from collections import ChainMap
 from typing import Any, Mapping
 
@@ -18,7 +19,8 @@ from IPython.core.async_helpers import _pseudo_sync_runner
 from IPython.utils.capture import capture_output
 
 from ..context import namespace
-from ..core.execution import ActionTimeout, CappedText, ExecutionResult, ToolBindings, classify, finish, time_limits
+from ..core.execution import CappedText, ExecutionResult, ToolBindings, classify, exit_error, finish
+from ..core.stopping import Stop, stoppable
 
 
 class KernelExecutor:
@@ -51,6 +53,9 @@ class KernelExecutor:
         saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
         start = time.perf_counter()
         stdout, stderr = CappedText(), CappedText()
+        stop: Stop | None = None
+        # The frame that runs the action's code: below it is the action, which a stop may cut anywhere.
+        boundary = getattr(shell.run_code, "__func__", shell.run_code).__code__
         with capture_output(stdout=False, stderr=False) as captured, \
                 contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             # Errors of the action become observations, not tracebacks in the agent cell;
@@ -58,26 +63,34 @@ class KernelExecutor:
             shell.custom_exceptions = (BaseException,)
             shell.CustomTB = lambda etype, value, tb, tb_offset=None: caught.append((etype, value, tb))
             shell.display_trap.hook = sys.displayhook
+            # IPython shows SystemExit itself (an error box in the agent cell) and tells the model only
+            # "To exit: use 'exit'": the observation says what happened instead.
+            shell.showtraceback = lambda *args, **kwargs: None
             cell_result = None
             try:
-                with time_limits(timeout):
+                with stoppable(timeout, boundary) as stop, warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="To exit: use 'exit'")
                     cell_result = _pseudo_sync_runner(
                         shell.run_cell_async(code, store_history=True, transformed_cell=code)
                     )
-            except (KeyboardInterrupt, ActionTimeout) as exc:  # arrived outside the action's own frame
+            except BaseException as exc:  # a stop that arrived outside the action's own frame
                 caught.append((type(exc), exc, exc.__traceback__))
             finally:
                 shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook = saved
+                del shell.showtraceback
             # run_cell_async fires pre_run_cell only; matplotlib's inline backend shows figures on post_execute.
             shell.events.trigger("post_execute")
             if cell_result is not None:
                 shell.events.trigger("post_run_cell", cell_result)
         result.duration = time.perf_counter() - start
-        if caught:
-            classify(result, caught[0][1], caught[0][2], skip_frames=1)
+        exc, tb = (caught[0][1], caught[0][2]) if caught else (None, None)
+        classify(result, exc, tb, skip_frames=1, stop=stop)
         if cell_result is not None and cell_result.error_before_exec is not None:
             exc = cell_result.error_before_exec
             result.error = "".join(traceback.format_exception_only(type(exc), exc))
+        elif not caught and cell_result is not None and isinstance(cell_result.error_in_exec, SystemExit) \
+                and result.error is None:
+            result.error = exit_error(cell_result.error_in_exec)
         finish(result, stdout, stderr, [(o.data, o.metadata) for o in captured.outputs], before, self.namespace,
                 hidden)
         return result
