@@ -46,8 +46,9 @@ def check_timeout(value: Any, what: str = "--timeout") -> float:
     except (TypeError, ValueError):
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMEOUT:
+        shown = f"{value:g}" if isinstance(value, (int, float)) else repr(value)
         raise ValueError(f"{what} must be a positive number of seconds, at most {MAX_TIMEOUT:g} (a day), "
-                         f"not {value!r}")
+                         f"not {shown}")
     return seconds
 
 
