@@ -47,8 +47,8 @@ def check_timeout(value: Any, what: str = "--timeout") -> float:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMEOUT:
         shown = f"{value:g}" if isinstance(value, (int, float)) else repr(value)
-        raise ValueError(f"{what} must be a positive number of seconds, at most {MAX_TIMEOUT:g} (a day), "
-                         f"not {shown}")
+        raise ValueError(f"{what} must be a positive number of seconds, not {shown} "
+                         f"(at most {MAX_TIMEOUT:g}, a day)")
     return seconds
 
 
