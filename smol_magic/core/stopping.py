@@ -90,18 +90,25 @@ class Stop:
         self.fired_at = 0.0
         self.active = False  # between the first stop and the end of the action
         self.interrupts = 0
+        self.old_trace, self.old_profile = sys.gettrace(), sys.getprofile()
 
     # -- which frames are the action's --------------------------------------
 
-    def in_action(self, frame: FrameType | None) -> bool:
+    def action_frames(self, frame: FrameType | None) -> list[FrameType]:
+        """``frame`` and its callers up to the action's top frame; empty when ``frame`` is not the action's."""
+        frames = []
         while frame is not None:
             if frame.f_code in _OWN:
-                return False
+                return []
+            frames.append(frame)
             back = frame.f_back
             if back is not None and back.f_code is self.boundary:
-                return frame.f_code.co_name == "<module>"
+                return frames if frame.f_code.co_name == "<module>" else []
             frame = back
-        return False
+        return []
+
+    def in_action(self, frame: FrameType | None) -> bool:
+        return bool(self.action_frames(frame))
 
     # -- raising -------------------------------------------------------------
 
@@ -128,16 +135,19 @@ class Stop:
 
     def arm(self, frame: FrameType | None) -> None:
         """(Re)install the trace and profile hooks, and trace the action's frames already running."""
-        if not self.active:
+        frames = self.action_frames(frame) if self.active else []
+        if not frames:
             return
         if sys.gettrace() is not self.trace:
             sys.settrace(self.trace)
         if sys.getprofile() is not self.profile:
             sys.setprofile(self.profile)
-        while frame is not None and frame.f_code is not self.boundary:
-            if self.in_action(frame):
-                frame.f_trace = self.trace
-            frame = frame.f_back
+        for each in frames:
+            each.f_trace = self.trace
+
+    def disarm(self) -> None:
+        sys.settrace(self.old_trace)
+        sys.setprofile(self.old_profile)
 
     def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
         if not self.active:
@@ -151,7 +161,11 @@ class Stop:
         return self.trace
 
     def profile(self, frame: FrameType, event: str, arg: Any) -> None:
-        if self.active and sys.gettrace() is not self.trace:
+        if not self.active:
+            return
+        if event == "return" and frame.f_back is not None and frame.f_back.f_code is self.boundary:
+            self.disarm()  # the action's top frame is done: the executor's own work runs untraced
+        elif sys.gettrace() is not self.trace:
             self.arm(frame)
 
     # -- signals ---------------------------------------------------------------
@@ -172,7 +186,7 @@ class Stop:
         self.active = False
 
 
-_OWN = {f.__code__ for f in (Stop.in_action, Stop.exception, Stop.fire, Stop.arm, Stop.trace, Stop.profile,
+_OWN = {f.__code__ for f in (Stop.action_frames, Stop.in_action, Stop.disarm, Stop.exception, Stop.fire, Stop.arm, Stop.trace, Stop.profile,
                              Stop.on_alarm, Stop.on_interrupt, _Reasserted.__del__)}
 
 
@@ -187,7 +201,6 @@ def stoppable(timeout: float | None, boundary: CodeType) -> Iterator[Stop | None
         yield None
         return
     stop = Stop(boundary, timeout)
-    old_trace, old_profile = sys.gettrace(), sys.getprofile()
     old_int = signal.signal(signal.SIGINT, stop.on_interrupt)
     old_alarm = signal.signal(signal.SIGALRM, stop.on_alarm)
     if timeout:
@@ -197,7 +210,6 @@ def stoppable(timeout: float | None, boundary: CodeType) -> Iterator[Stop | None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         stop.end()
-        sys.settrace(old_trace)
-        sys.setprofile(old_profile)
+        stop.disarm()
         signal.signal(signal.SIGALRM, old_alarm)
         signal.signal(signal.SIGINT, old_int)
