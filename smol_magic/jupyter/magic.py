@@ -321,7 +321,7 @@ class AgentMagics(Magics):
                      "agent run (after a kernel restart, re-run the earlier %%agent cells to continue theirs)")
 
     def _resolve_model(self, spec: str | None) -> Any:
-        if spec is not None and not spec.strip():
+        if spec is not None and not spec.strip().strip("'\""):
             raise UsageError("-m/--model is empty: give a litellm id (openai/gpt-4o-mini), hf:org/model, or the "
                              "name of a variable holding a Model")
         spec = (spec or self.model or "").strip()
