@@ -87,3 +87,41 @@ def test_a_hung_model_server_ends_at_the_model_timeout(own_kernel):
     assert result.elapsed < 30, "it ends"
     assert "no reply within 2 s" in result.evalue and "--model-timeout" in result.evalue, result.evalue
     assert evaluate(kc, "(keep, hung.timeout)") == ([1, 2], 120.0)  # the user's own model keeps its setting
+
+
+# -- §4: output written below Python, and by threads an action leaves behind ----------------------------------
+
+
+def test_output_written_to_the_file_descriptors_is_the_steps_and_bounded(own_kernel):
+    km, kc = own_kernel
+    action = ("import os\nos.write(1, b'C-LEVEL-LINE\\n')\nos.write(2, b'C-LEVEL-ERR\\n')\n"
+              "os.write(1, b'x' * 5_000_000)\nfinal_answer('wrote')")
+    ok(kc, scripted("m", py(action, "write below Python")))
+
+    result = ok(kc, "%%agent -m m --no-guard --approve never -o res\nwrite", timeout=60)
+
+    assert evaluate(kc, "res") == "wrote"
+    steps = evaluate(kc, "[s.observation for s in get_ipython().magics_manager.registry['AgentMagics']"
+                         ".current.memory.steps if hasattr(s, 'observation')]")
+    assert "C-LEVEL-LINE" in steps[0] and "C-LEVEL-ERR" in steps[0], steps[0][:300]
+    shown = sum(len(o.get("text", "")) + len(str(o.get("data", ""))) for o in result.outputs)
+    assert shown < 2_000_000, f"the cell holds {shown:,} characters of a 5 MB write"
+    later = ok(kc, "print('later cell')")
+    assert later.stdout == "later cell\n", later.stdout[:200]
+
+
+def test_a_thread_left_running_by_an_action_does_not_print_into_later_cells(own_kernel):
+    km, kc = own_kernel
+    ok(kc, "import threading\ngo, done = threading.Event(), threading.Event()")
+    action = ("import threading\ndef talk():\n    go.wait()\n    print('STRAY-OUTPUT')\n    done.set()\n"
+              "threading.Thread(target=talk, daemon=True).start()\nfinal_answer('started')")
+    ok(kc, scripted("m", py(action, "start a thread")))
+    ok(kc, "%%agent -m m --no-guard --approve never -o res\nstart it")
+    told = evaluate(kc, "get_ipython().magics_manager.registry['AgentMagics'].current.memory.steps[-2].observation")
+    assert "thread(s) started by this action still run" in told, told
+
+    later = ok(kc, "go.set()\nassert done.wait(10)\nimport sys\nsys.stdout.flush()\nprint('my own output')")
+
+    assert "STRAY-OUTPUT" not in later.text, later.text
+    assert later.stdout == "my own output\n"
+    assert "STRAY-OUTPUT" not in ok(kc, "print('and the next')").text

@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from .. import guard
 from ..context import namespace
+from .fdcapture import fd_capture
 from .outputs import cell_outputs, output_text
 from .stopping import ActionInterrupted, ActionTimeout, Reason, Stop, stoppable
 from .tools import FinalAnswerSignal
@@ -219,6 +220,7 @@ class LocalPythonExecutor:
         displays: list[tuple[dict, dict]] = []
         start = time.perf_counter()
         stop: Stop | None = None
+        below: dict[int, str] = {}
         self._count += 1
         filename = f"<agent-action-{self._count}>"
         # Registered so tracebacks show the agent's source lines, as IPython does for cells.
@@ -227,6 +229,7 @@ class LocalPythonExecutor:
             tree = ast.parse(code)
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                    fd_capture(MAX_STREAM_CHARS) as below, \
                     stoppable(timeout, LocalPythonExecutor.execute.__code__) as stop:
                 exec(compile(tree, filename, "exec"), self.namespace)
                 if last is not None:
@@ -237,5 +240,7 @@ class LocalPythonExecutor:
         except BaseException as exc:  # everything the action does wrong is an observation
             classify(result, exc, exc.__traceback__, skip_frames=1, stop=stop)
         result.duration = time.perf_counter() - start
+        stdout.write(below.get(1, ""))  # what C code wrote to the file descriptors, after what Python printed
+        stderr.write(below.get(2, ""))
         finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
         return result
