@@ -195,3 +195,13 @@ def test_the_first_run_in_a_kernel_says_it_starts_a_new_conversation(ip, capsys)
     ip.magics_manager.registry["AgentMagics"]._notices.clear()
     ip.run_cell("%%agent -m m --reset\nthird")
     assert "new conversation" not in capsys.readouterr().out  # asked for: nothing to say
+
+
+def test_interrupt_during_a_timed_out_action_ends_the_run_not_just_the_step():
+    # The action swallows the timeout; the user then presses Interrupt (here: the action raises SIGINT, so the
+    # order is certain). The stop escalates: the result says interrupted, and the agent loop ends the run.
+    code = ("import signal\ntry:\n    while True:\n        n = 1\nexcept BaseException:\n"
+            "    signal.raise_signal(signal.SIGINT)\n    while True:\n        n = 2")
+    result = LocalPythonExecutor().execute(code, timeout=0.3)
+    assert result.interrupted and not result.timed_out
+    assert result.error == "KeyboardInterrupt: interrupted by the user"
