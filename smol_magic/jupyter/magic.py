@@ -348,6 +348,7 @@ class AgentMagics(Magics):
 
     def _prepare_agent(self, model: Any, args: Any) -> CodeAgent:
         """The notebook's one agent: kept across cells so the conversation continues."""
+        self._check_protected(_names(args.protect))
         imports = list(self.authorized_imports) + _names(args.imports)
         never = [name for name in imports if guard.module_forbidden(name)]
         if never:
@@ -365,7 +366,6 @@ class AgentMagics(Magics):
         agent.model = model
         agent.policy = policy
         agent.protected = set(self.protect) | set(_names(args.protect))
-        self._check_protected(_names(args.protect))
         agent.timeout = args.timeout or self.timeout
         agent.max_observation_chars = self.max_observation_chars
         agent.namespace_budget = self.namespace_budget
