@@ -205,3 +205,13 @@ def test_interrupt_during_a_timed_out_action_ends_the_run_not_just_the_step():
     result = LocalPythonExecutor().execute(code, timeout=0.3)
     assert result.interrupted and not result.timed_out
     assert result.error == "KeyboardInterrupt: interrupted by the user"
+
+
+def test_a_stopped_actions_cleanup_runs_and_a_handler_that_carries_on_is_cut():
+    executor = LocalPythonExecutor()
+    result = executor.execute("try:\n    while True:\n        sum(range(10))\nfinally:\n    cleaned = True", 0.3)
+    assert result.timed_out and executor.namespace.get("cleaned") is True  # finally ran: no half-done cleanup
+    result = executor.execute("try:\n    while True:\n        sum(range(10))\nexcept BaseException:\n"
+                              "    caught = True\n    while True:\n        n = 2", 0.3)
+    assert result.timed_out and executor.namespace.get("caught") is True
+    assert result.duration < 10, "it ends"

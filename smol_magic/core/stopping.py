@@ -89,7 +89,6 @@ class Stop:
         self.reason: Reason | None = None
         self.fired_at = 0.0
         self.active = False  # between the first stop and the end of the action
-        self.interrupts = 0
         self.old_trace, self.old_profile = sys.gettrace(), sys.getprofile()
 
     # -- which frames are the action's --------------------------------------
@@ -154,11 +153,14 @@ class Stop:
             return None
         if event == "call":
             return self.trace if self.in_action(frame) else None
-        if event == "line":
-            handling = isinstance(sys.exc_info()[1], _Reasserted)
-            if not handling or time.monotonic() - self.fired_at > GRACE:
-                raise self.exception()
+        if event == "line" and self.due():
+            raise self.exception()
         return self.trace
+
+    def due(self) -> bool:
+        """Raise again now: the action carries on after swallowing the stop, or its cleanup ran out of grace."""
+        handling = isinstance(sys.exc_info()[1], _Reasserted)
+        return not handling or time.monotonic() - self.fired_at > GRACE
 
     def profile(self, frame: FrameType, event: str, arg: Any) -> None:
         if not self.active:
@@ -175,19 +177,19 @@ class Stop:
             self.fire(Reason.TIMEOUT, frame)
         else:  # a reminder
             self.arm(frame)
-            if self.in_action(frame):
+            if self.in_action(frame) and self.due():
                 raise self.exception()
 
     def on_interrupt(self, signum: int, frame: FrameType | None) -> None:
-        self.interrupts += 1
         self.fire(Reason.INTERRUPT, frame)
 
     def end(self) -> None:
         self.active = False
 
 
-_OWN = {f.__code__ for f in (Stop.action_frames, Stop.in_action, Stop.disarm, Stop.exception, Stop.fire, Stop.arm, Stop.trace, Stop.profile,
-                             Stop.on_alarm, Stop.on_interrupt, _Reasserted.__del__)}
+_OWN = {f.__code__ for f in (Stop.action_frames, Stop.in_action, Stop.disarm, Stop.exception, Stop.fire, Stop.arm,
+                             Stop.trace, Stop.due, Stop.profile, Stop.on_alarm, Stop.on_interrupt,
+                             _Reasserted.__del__)}
 
 
 @contextlib.contextmanager
