@@ -22,15 +22,12 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from .. import guard
 from ..context import namespace
+from .fdcapture import fd_capture
 from .outputs import cell_outputs, output_text
+from .stopping import ActionInterrupted, ActionTimeout, Reason, Stop, stoppable
 from .tools import FinalAnswerSignal
 
-
-class ActionTimeout(BaseException):
-    """Raised inside agent code when it runs past its time limit.
-
-    A ``BaseException`` so a bare ``except Exception`` in agent code cannot swallow it.
-    """
+__all__ = ["ActionInterrupted", "ActionTimeout"]  # re-exported: where executors import them from
 
 
 @dataclass
@@ -73,38 +70,31 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
-@contextlib.contextmanager
-def time_limits(timeout: float | None) -> Iterator[None]:
-    """SIGALRM stops runaway code at ``timeout``; Interrupt works. Off the main thread, no limits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+def classify(result: ExecutionResult, exc: BaseException | None, tb: Any, skip_frames: int = 0,
+             stop: Stop | None = None) -> None:
+    """What ended the action, in words that are true: a stop wins over whatever the action raised after it."""
+    if stop is not None and stop.reason == Reason.TIMEOUT:
+        result.timed_out, result.error = True, f"ActionTimeout: the action ran past its {stop.timeout:g} s time limit"
+    elif stop is not None and stop.reason == Reason.INTERRUPT:
+        result.interrupted, result.error = True, "KeyboardInterrupt: interrupted by the user"
+    elif exc is None:
         return
-
-    def on_alarm(signum, frame):
-        raise ActionTimeout(f"the action ran past its {timeout:g} s time limit")
-
-    with interruptible():
-        if not timeout:
-            yield
-            return
-        old_alarm = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old_alarm)
-
-
-def classify(result: ExecutionResult, exc: BaseException, tb: Any, skip_frames: int = 0) -> None:
-    if isinstance(exc, FinalAnswerSignal):
+    elif isinstance(exc, FinalAnswerSignal):
         result.is_final_answer, result.final_answer = True, exc.value
-    elif isinstance(exc, ActionTimeout):
+    elif isinstance(exc, ActionTimeout):  # the signal came between the action's end and the stop's bookkeeping
         result.timed_out, result.error = True, f"ActionTimeout: {exc}"
     elif isinstance(exc, KeyboardInterrupt):
-        result.interrupted, result.error = True, "KeyboardInterrupt: interrupted by the user"
+        result.error = (format_error(type(exc), exc, tb, skip_frames)
+                        + "The action raised KeyboardInterrupt itself; no one pressed Interrupt.")
+    elif isinstance(exc, SystemExit):
+        result.error = exit_error(exc)
     else:
         result.error = format_error(type(exc), exc, tb, skip_frames)
+
+
+def exit_error(exc: SystemExit) -> str:
+    return (f"SystemExit: the action called sys.exit({exc.code!r}); an action cannot end the kernel, "
+            "which keeps running with your variables")
 
 
 _CELL_FILE = re.compile(r"^(<ipython-input-\d+-[0-9a-f]+>|.*/ipykernel_\d+/\d+\.py|<agent-action-\d+>)$")
@@ -229,6 +219,8 @@ class LocalPythonExecutor:
         stdout, stderr = CappedText(), CappedText()
         displays: list[tuple[dict, dict]] = []
         start = time.perf_counter()
+        stop: Stop | None = None
+        below: dict[int, str] = {}
         self._count += 1
         filename = f"<agent-action-{self._count}>"
         # Registered so tracebacks show the agent's source lines, as IPython does for cells.
@@ -236,14 +228,19 @@ class LocalPythonExecutor:
         try:
             tree = ast.parse(code)
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), time_limits(timeout):
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                    fd_capture(MAX_STREAM_CHARS) as below, \
+                    stoppable(timeout, LocalPythonExecutor.execute.__code__) as stop:
                 exec(compile(tree, filename, "exec"), self.namespace)
                 if last is not None:
                     value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
                     if value is not None:
                         displays.append(({"text/plain": repr(value)}, {}))
+            classify(result, None, None, stop=stop)  # stopped, though the action swallowed it and returned
         except BaseException as exc:  # everything the action does wrong is an observation
-            classify(result, exc, exc.__traceback__, skip_frames=1)
+            classify(result, exc, exc.__traceback__, skip_frames=1, stop=stop)
         result.duration = time.perf_counter() - start
+        stdout.write(below.get(1, ""))  # what C code wrote to the file descriptors, after what Python printed
+        stderr.write(below.get(2, ""))
         finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
         return result

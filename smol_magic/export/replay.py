@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..safety.redact import redact_data
 from ..core.models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage, short_error
+from ..safety.redact import redact_data
 
 
 class RecordingModel(BaseModel):
@@ -59,14 +59,22 @@ class ReplayModel(BaseModel):
 
     def __init__(self, path: str | os.PathLike, check_requests: bool = True):
         self.path = Path(path)
+        remake = f"make one with %%agent --record {self.path}"
         try:
-            lines = self.path.read_text().splitlines()
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise ModelError(f"no recording at {self.path}: {remake}") from None
+        except UnicodeDecodeError:
+            raise ModelError(f"{self.path} is not a smol-magic recording (it is not text): {remake}") from None
+        except OSError as exc:
+            raise ModelError(f"cannot read {self.path} ({exc.strerror or exc})") from None
+        if not any(line.strip() for line in lines):
+            raise ModelError(f"{self.path} is empty, not a smol-magic recording: {remake}")
+        try:
             header = json.loads(lines[0])
             self.records = [json.loads(line) for line in lines[1:] if line.strip()]
-        except FileNotFoundError:
-            raise ModelError(f"no recording at {self.path}: make one with %%agent --record {self.path}") from None
-        except (ValueError, IndexError) as exc:
-            raise ModelError(f"{self.path} is not a smol-magic recording ({short_error(exc)})") from None
+        except ValueError:
+            raise ModelError(f"{self.path} is not a smol-magic recording (its lines are not JSON): {remake}") from None
         if not isinstance(header, dict) or "smol_magic_recording" not in header:
             raise ModelError(f"{self.path} is not a smol-magic recording (no header line)")
         self.model_id = f"replay:{header.get('model_id', '?')}"
@@ -97,6 +105,12 @@ def _check_same(number: int, name: str, recorded: list, now: list) -> None:
                   f"now {is_[max(0, at - 30):at + 50]!r}")
     else:
         detail = f"the recorded request had {len(recorded)} messages, this one has {len(now)}"
+    if len(now) > len(recorded):  # the run carries an earlier conversation the recording did not
+        raise ModelError(
+            f"replay diverged at reply {number} of {name}: this run continues an earlier conversation "
+            f"({len(now)} messages, the recording {len(recorded)}). Add --reset to replay from a fresh "
+            "conversation, as it was recorded"
+        )
     raise ModelError(
         f"replay diverged at reply {number} of {name}: {detail}. The notebook, its data or smol-magic "
         "changed since the recording; re-record with --record"

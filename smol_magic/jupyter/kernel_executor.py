@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
+import weakref
 import traceback
+import warnings
 from collections import ChainMap
 from typing import Any, Mapping
 
@@ -18,7 +21,41 @@ from IPython.core.async_helpers import _pseudo_sync_runner
 from IPython.utils.capture import capture_output
 
 from ..context import namespace
-from ..core.execution import ActionTimeout, CappedText, ExecutionResult, ToolBindings, classify, finish, time_limits
+from ..core.execution import CappedText, ExecutionResult, ToolBindings, classify, exit_error, finish
+from ..core.execution import MAX_STREAM_CHARS
+from ..core.fdcapture import fd_capture
+from ..core.stopping import Stop, stoppable
+
+
+class StrayOutput:
+    """sys.stdout / sys.stderr after an action left threads running: what those threads print is dropped.
+
+    Without it, a thread an action started (``--no-guard``) prints into whatever cell the user runs
+    later. Everything else is passed to the real stream untouched.
+    """
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+        self.threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        if threading.current_thread() in self.threads:
+            self.dropped += len(text)
+            return len(text)
+        return self._inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _route_strays(threads: list[threading.Thread]) -> None:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, StrayOutput):
+            stream = StrayOutput(stream)
+            setattr(sys, name, stream)
+        stream.threads.update(threads)
 
 
 class KernelExecutor:
@@ -46,11 +83,16 @@ class KernelExecutor:
         shell = self.shell
         hidden = self.hidden()
         before = namespace.snapshot(self.namespace, hidden)
+        threads_before = set(threading.enumerate())
         caught: list[tuple[type, BaseException, Any]] = []
         result = ExecutionResult()
         saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
         start = time.perf_counter()
         stdout, stderr = CappedText(), CappedText()
+        stop: Stop | None = None
+        below: dict[int, str] = {}
+        # The frame that runs the action's code: below it is the action, which a stop may cut anywhere.
+        boundary = getattr(shell.run_code, "__func__", shell.run_code).__code__
         with capture_output(stdout=False, stderr=False) as captured, \
                 contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             # Errors of the action become observations, not tracebacks in the agent cell;
@@ -58,26 +100,42 @@ class KernelExecutor:
             shell.custom_exceptions = (BaseException,)
             shell.CustomTB = lambda etype, value, tb, tb_offset=None: caught.append((etype, value, tb))
             shell.display_trap.hook = sys.displayhook
+            # IPython shows SystemExit itself (an error box in the agent cell) and tells the model only
+            # "To exit: use 'exit'": the observation says what happened instead.
+            shell.showtraceback = lambda *args, **kwargs: None
             cell_result = None
             try:
-                with time_limits(timeout):
+                with fd_capture(MAX_STREAM_CHARS) as below, stoppable(timeout, boundary) as stop, \
+                        warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="To exit: use 'exit'")
                     cell_result = _pseudo_sync_runner(
                         shell.run_cell_async(code, store_history=True, transformed_cell=code)
                     )
-            except (KeyboardInterrupt, ActionTimeout) as exc:  # arrived outside the action's own frame
+            except BaseException as exc:  # a stop that arrived outside the action's own frame
                 caught.append((type(exc), exc, exc.__traceback__))
             finally:
                 shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook = saved
+                del shell.showtraceback
             # run_cell_async fires pre_run_cell only; matplotlib's inline backend shows figures on post_execute.
             shell.events.trigger("post_execute")
             if cell_result is not None:
                 shell.events.trigger("post_run_cell", cell_result)
         result.duration = time.perf_counter() - start
-        if caught:
-            classify(result, caught[0][1], caught[0][2], skip_frames=1)
+        stdout.write(below.get(1, ""))  # what C code wrote to the file descriptors, after what Python printed
+        stderr.write(below.get(2, ""))
+        exc, tb = (caught[0][1], caught[0][2]) if caught else (None, None)
+        classify(result, exc, tb, skip_frames=1, stop=stop)
         if cell_result is not None and cell_result.error_before_exec is not None:
             exc = cell_result.error_before_exec
             result.error = "".join(traceback.format_exception_only(type(exc), exc))
+        elif not caught and cell_result is not None and isinstance(cell_result.error_in_exec, SystemExit) \
+                and result.error is None:
+            result.error = exit_error(cell_result.error_in_exec)
+        strays = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        if strays:
+            _route_strays(strays)
+            stderr.write(f"[smol-magic: {len(strays)} thread(s) started by this action still run; what they print "
+                         "from now on is dropped, so it does not land in your later cells]\n")
         finish(result, stdout, stderr, [(o.data, o.metadata) for o in captured.outputs], before, self.namespace,
                 hidden)
         return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import os
 import sys
 import textwrap
@@ -27,7 +28,8 @@ from ..core.approval import APPROVE_MODES, ApproveMode, ModeApprover
 from ..core.blocking import run_blocking
 from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
-from ..core.models import Model, ModelError, model_from_spec
+from ..core.models import BaseModel, Model, ModelError, model_from_spec
+from ..core.stopping import check_timeout
 from ..export.replay import RecordingModel, ReplayModel
 from ..safety import undo
 from ..ui.text import TextRenderer
@@ -51,6 +53,10 @@ class AgentMagics(Magics):
         [str(mode) for mode in APPROVE_MODES], str(ApproveMode.RISKY), help="Which actions wait for a person's click."
     ).tag(config=True)
     timeout = Float(60.0, help="Seconds an action may run before it is stopped.").tag(config=True)
+    model_timeout = Float(
+        120.0, help="Seconds one model reply may take, retries included, before the run ends with an error. "
+        "Applies to models named by id; a Model object keeps its own timeout unless --model-timeout is given.",
+    ).tag(config=True)
     authorized_imports = List(Unicode(), help="Modules the agent may import, besides the defaults.").tag(
         config=True
     )
@@ -79,12 +85,13 @@ class AgentMagics(Magics):
                              f"%config AgentMagics.{trait.name} = {trait.default_value}")
         return value
 
-    @validate("timeout")
-    def _positive(self, proposal: Any) -> float:
-        if not proposal["value"] > 0:
-            raise TraitError(f"AgentMagics.timeout must be a positive number of seconds, not {proposal['value']}: "
-                             "%config AgentMagics.timeout = 60")
-        return proposal["value"]
+    @validate("timeout", "model_timeout")
+    def _seconds(self, proposal: Any) -> float:
+        name = proposal["trait"].name
+        try:
+            return check_timeout(proposal["value"], f"AgentMagics.{name}")
+        except ValueError as exc:
+            raise TraitError(f"{exc}: %config AgentMagics.{name} = {proposal['trait'].default_value:g}") from None
 
     @validate("allow")
     def _known_capabilities(self, proposal: Any) -> list[str]:
@@ -107,7 +114,9 @@ class AgentMagics(Magics):
     @argument("--approve", choices=list(APPROVE_MODES), help="which actions wait for a click")
     @argument("-o", "--out", metavar="VAR", help="store the final answer in this variable")
     @argument("--reset", action="store_true", help="start a new conversation instead of continuing")
-    @argument("--timeout", type=float, help="seconds an action may run (default 60)")
+    @argument("--timeout", help="seconds an action may run (default: AgentMagics.timeout, 60)")
+    @argument("--model-timeout", metavar="S",
+              help="seconds one model reply may take, retries included (default: AgentMagics.model_timeout, 120)")
     @argument("--imports", help="comma-separated extra modules the agent may import")
     @argument("--allow", metavar="CAPS",
               help="grant capabilities for this cell: " + ", ".join(guard.CAPABILITIES))
@@ -170,8 +179,12 @@ class AgentMagics(Magics):
             raise UsageError(f"-o needs a variable name, got {args.out!r}")
         if args.max_steps is not None and args.max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError("--timeout must be a positive number of seconds")
+        for flag in ("timeout", "model_timeout"):
+            if getattr(args, flag) is not None:
+                try:
+                    setattr(args, flag, check_timeout(getattr(args, flag), "--" + flag.replace("_", "-")))
+                except ValueError as exc:
+                    raise UsageError(str(exc)) from None
         task, unknown = namespace.interpolate(task, self.shell.user_ns)
         for name in unknown:
             print(f"smol-magic: warning: {{{name}}} is not a variable of this notebook; it is left as written "
@@ -183,8 +196,13 @@ class AgentMagics(Magics):
                 raise UsageError(str(exc)) from None
         else:
             model = self._resolve_model(args.model)
+        bound = self._bound_model(model, args)
         if args.record:
-            model = RecordingModel(model, args.record)
+            try:
+                model = RecordingModel(model, args.record)
+            except OSError as exc:
+                raise UsageError(f"--record {args.record}: cannot write there ({exc.strerror or exc}); "
+                                 "give a path in a folder you can write to") from None
         agent = self._prepare_agent(model, args)
         cell_id = self._cell_id()
         trace, agent.approver = self._ui(args.approve or self.approve, interactive, cell_id)
@@ -193,8 +211,12 @@ class AgentMagics(Magics):
         if cells is not None:  # the trace refers to inserted cells instead of repeating their outputs
             self.writer.on_inserted = getattr(trace, "cell_inserted", None)
         agent.renderer = Tee(trace, cells) if cells else trace
+        self._say_new_conversation(agent, args)
         self.run_cells.append(cell_id)
-        result = await self._run(agent, task, args, settle=cells is not None)
+        try:
+            result = await self._run(agent, task, args, settle=cells is not None)
+        finally:
+            bound()
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
         if args.out and result.state in (RunState.DONE, RunState.MAX_STEPS):
@@ -272,7 +294,39 @@ class AgentMagics(Magics):
             self._notices.add(key)
             print(text)
 
+    def _bound_model(self, model: Any, args: Any) -> Any:
+        """Bound the model's replies for this run; returns what puts a user's own Model back as it was.
+
+        A model named by id gets --model-timeout or AgentMagics.model_timeout; a Model object the
+        user made keeps its own timeout unless --model-timeout is given.
+        """
+        own = not getattr(model, "_smol_magic_made", False)  # a Model object the user made and named
+        seconds = args.model_timeout if (own or args.model_timeout is not None) else self.model_timeout
+        if args.replay or seconds is None or not isinstance(model, BaseModel):
+            return lambda: None
+        before = model.__dict__.get("timeout", _MISSING)
+        model.timeout = seconds
+
+        def put_back() -> None:
+            if before is _MISSING:
+                model.__dict__.pop("timeout", None)
+            else:
+                model.timeout = before
+
+        return put_back if own else (lambda: None)
+
+    def _say_new_conversation(self, agent: CodeAgent, args: Any) -> None:
+        """Without --reset a cell continues the conversation; with no earlier run in this kernel (a new
+        notebook, or after a restart) there is none to continue: say so, once, rather than pretend."""
+        if args.reset or len(agent.runs) > 0:
+            return
+        self._notice("new-conversation", "smol-magic: starting a new conversation: this kernel has no earlier "
+                     "agent run (after a kernel restart, re-run the earlier %%agent cells to continue theirs)")
+
     def _resolve_model(self, spec: str | None) -> Any:
+        if spec is not None and not spec.strip().strip("'\""):
+            raise UsageError("-m/--model is empty: give a litellm id (openai/gpt-4o-mini), hf:org/model, or the "
+                             "name of a variable holding a Model")
         spec = (spec or self.model or "").strip()
         if not spec:
             raise UsageError(
@@ -291,11 +345,19 @@ class AgentMagics(Magics):
                     f"{spec!r} is a {type(value).__name__}, not a Model (e.g. ScriptedModel, LiteLLMModel)"
                 )
             return value
-        return model_from_spec(spec)
+        model = model_from_spec(spec)
+        model._smol_magic_made = True  # made here from an id: AgentMagics.model_timeout applies
+        return model
 
     def _prepare_agent(self, model: Any, args: Any) -> CodeAgent:
         """The notebook's one agent: kept across cells so the conversation continues."""
+        self._check_protected(_names(args.protect))
         imports = list(self.authorized_imports) + _names(args.imports)
+        never = [name for name in imports if guard.module_forbidden(name)]
+        if never:
+            raise UsageError(f"--imports: {', '.join(never)} can never be imported by the agent, whoever approves "
+                             "(the guard forbids it: it reaches the system, the process or the kernel); "
+                             "remove it from --imports")
         try:
             policy = guard.Policy(authorized_imports=guard.DEFAULT_AUTHORIZED_IMPORTS + imports,
                                   allow=set(self.allow) | set(_names(args.allow)), enabled=not args.no_guard)
@@ -312,10 +374,27 @@ class AgentMagics(Magics):
         agent.namespace_budget = self.namespace_budget
         return agent
 
+    def _check_protected(self, names: list[str]) -> None:
+        """--protect of a name that is not a variable protects nothing: refuse it, naming close matches."""
+        ns = self.shell.user_ns
+        missing = [name for name in names if name not in ns]
+        if not missing:
+            return
+        variables = [name for name in namespace.user_variables(ns, self.shell.user_ns_hidden)]
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, variables, n=3)
+            hints.append(f"{name!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+        raise UsageError(f"--protect: no variable named {', '.join(hints)}; only existing variables can be "
+                         "protected")
+
 
 # %%agent? lists the subcommands too, each with its own flags.
 AgentMagics.agent.__doc__ = (AgentMagics.agent.__doc__ or "") + "\n\nSubcommands:\n" + textwrap.indent(
     commands.listing(), "  ")
+
+
+_MISSING = object()
 
 
 def _names(text: str | None) -> list[str]:

@@ -1,0 +1,69 @@
+"""Output written below Python, to file descriptors 1 and 2, captured for the step that wrote it.
+
+``print`` goes through ``sys.stdout``, which the executors redirect; a C library's ``printf``, a
+Fortran solver's progress lines or ``os.write(1, ...)`` go straight to the file descriptor, past
+that redirection and its size cap, into whatever cell runs next. During an action, descriptors
+1 and 2 point at temporary files; afterwards they are put back (whatever happened) and the files
+are read back, head and tail, bounded like the Python-level streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import tempfile
+import threading
+from typing import IO, Iterator
+
+
+def _flush_c_streams() -> None:
+    """C's stdio buffers what it prints; flush it so the bytes land while our files are in place."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+def read_bounded(f: IO[bytes], limit: int) -> str:
+    """The file's text, or its head and tail with a count of what is left out, at most ``limit`` characters."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    if size <= limit:
+        return f.read().decode("utf-8", "replace")
+    head = f.read(limit * 3 // 4)
+    f.seek(size - limit // 4)
+    tail = f.read()
+    left_out = size - len(head) - len(tail)
+    return (head.decode("utf-8", "replace") + f"\n... [{left_out:,} bytes written below Python not shown] ...\n"
+            + tail.decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
+def fd_capture(limit: int) -> Iterator[dict[int, str]]:
+    """Point fds 1 and 2 at temporary files for the block; the dict gets {fd: text} when it ends.
+
+    Only on the main thread (an action runs there; another thread must not steal the process's fds).
+    """
+    texts: dict[int, str] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield texts
+        return
+    saved: dict[int, int] = {}
+    files: dict[int, IO[bytes]] = {}
+    _flush_c_streams()
+    try:
+        for fd in (1, 2):
+            try:
+                saved[fd] = os.dup(fd)
+            except OSError:  # closed (pythonw, some daemons): nothing to capture
+                continue
+            files[fd] = tempfile.TemporaryFile(prefix="smol-magic-fd")
+            os.dup2(files[fd].fileno(), fd)
+        yield texts
+    finally:
+        _flush_c_streams()
+        for fd, old in saved.items():
+            os.dup2(old, fd)
+            os.close(old)
+        for fd, f in files.items():
+            with f:
+                texts[fd] = read_bounded(f, limit)
