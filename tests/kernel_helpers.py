@@ -362,6 +362,20 @@ def scripted(name: str, *replies: str) -> str:
     return f"from smol_magic.core.models import ScriptedModel\n{name} = ScriptedModel({list(replies)!r})"
 
 
+def started_marker(kc, folder):
+    """A function ``started()`` in the kernel that leaves a file: the test waits for it, not for a guess."""
+    path = folder / "started"
+    ok(kc, f"def started():\n    open({str(path)!r}, 'w').close()")
+    return path
+
+
+def wait_for_file(path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
 def evaluate(kc, expr: str, timeout: float = 15) -> Any:
     """The value of ``expr`` in the kernel (a Python literal), read via user_expressions.
 

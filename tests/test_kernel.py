@@ -20,7 +20,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from kernel_helpers import collect, evaluate, interrupt, ok, py, run, scripted, send, wait_for_output
+from kernel_helpers import (
+    collect, evaluate, interrupt, ok, py, run, scripted, send, started_marker, wait_for_file, wait_for_output,
+)
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc, own_kernel
 
@@ -80,20 +82,6 @@ def test_second_agent_cell_continues_the_conversation_and_reset_starts_afresh(kc
 
 
 # -- 3. Interrupt during a busy action ----------------------------------------------
-
-
-def started_marker(kc, folder):
-    """A function ``started()`` in the kernel that leaves a file: the test waits for it, not for a guess."""
-    path = folder / "started"
-    ok(kc, f"def started():\n    open({str(path)!r}, 'w').close()")
-    return path
-
-
-def wait_for_file(path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.01)
 
 
 def test_interrupt_during_busy_action_stops_the_run_and_keeps_the_kernel(own_kernel, tmp_path):

@@ -8,29 +8,16 @@ wedges one fails that test only.
 
 from __future__ import annotations
 
-import time
 
-import pytest
-from kernel_helpers import collect, evaluate, interrupt, ok, py, run, scripted, send, wait_for_output
+from kernel_helpers import (
+    collect, evaluate, interrupt, ok, py, run, scripted, send, started_marker, wait_for_file, wait_for_output,
+)
 from openai_server import OpenAIServer
 
 pytest_plugins = ["kernel_fixtures"]
 
 SWALLOWING = ("started()\nresult = None\nwhile result is None:\n    try:\n        result = df.loc[99, 'a']\n"
               "    except:\n        continue")
-
-
-def started_marker(kc, folder):
-    path = folder / "started"
-    ok(kc, f"def started():\n    open({str(path)!r}, 'w').close()")
-    return path
-
-
-def wait_for_file(path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.01)
 
 
 def test_timeout_stops_an_action_that_catches_everything(own_kernel, tmp_path):

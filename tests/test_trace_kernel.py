@@ -11,7 +11,6 @@ import html
 import json
 import re
 
-import pytest
 from kernel_helpers import LiveCell, evaluate, html_text, ok, py, scripted
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..core.models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage, short_error
+from ..core.models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage
 from ..safety.redact import redact_data
 
 
