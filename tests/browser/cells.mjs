@@ -18,7 +18,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   STEP_TIMEOUT, collectErrors, elapsed, finish, launch, log, openNotebook, saveNotebook, scriptEnv, setStep,
-  snapshot as snapshotOf, typeAtEnd,
+  runCellAt, snapshot as snapshotOf, typeAtEnd,
 } from './lib.mjs';
 
 const {
@@ -68,13 +68,7 @@ async function waitForCell(id, text, before = null) {
 async function runCell(id) {
   const index = await indexOf(id);
   if (index < 0) throw new Error(`no cell ${id} in the notebook`);
-  await page.evaluate((i) => {
-    const panel = window.jupyterapp.shell.currentWidget;
-    panel.content.activeCellIndex = i;
-    panel.content.mode = 'command';
-    // Not awaited: an agent cell runs for a while; the caller waits for what it needs.
-    window.jupyterapp.commands.execute('notebook:run-cell');
-  }, index);
+  await runCellAt(page, index);
 }
 
 /**

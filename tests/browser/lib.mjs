@@ -110,6 +110,17 @@ export const snapshot = (page) => page.evaluate(() => {
 });
 
 /** Save the notebook and wait until it is no longer dirty. */
+/** Run the cell at ``index`` as a user would (select it, Shift+Enter's command without moving on).
+ * Not awaited: an agent cell runs for a while; the caller waits for what it needs. */
+export async function runCellAt(page, index) {
+  await page.evaluate((i) => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    panel.content.activeCellIndex = i;
+    panel.content.mode = 'command';
+    window.jupyterapp.commands.execute('notebook:run-cell');
+  }, index);
+}
+
 export async function saveNotebook(page) {
   await page.evaluate(() => window.jupyterapp.commands.execute('docmanager:save'));
   await page.waitForFunction(() => !window.jupyterapp.shell.currentWidget.context.model.dirty);

@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import {
   STEP_TIMEOUT, collectErrors, elapsed, finish, launch, log, openNotebook, scriptEnv, setStep,
-  snapshot as snapshotOf,
+  runCellAt, snapshot as snapshotOf,
 } from './lib.mjs';
 
 const { LAB_URL, NOTEBOOK, ARTIFACTS, REPORT, EXPECT: expected } = scriptEnv('tests/test_runall_browser.py',
@@ -115,12 +115,7 @@ async function main() {
     && c.source.startsWith('final_answer('));
   if (index < 0) throw new Error('no generated final_answer cell after Restart & Run All');
   const handId = report.phases.restartRunAll[index].id;
-  await page.evaluate((i) => {
-    const panel = window.jupyterapp.shell.currentWidget;
-    panel.content.activeCellIndex = i;
-    panel.content.mode = 'command';
-    window.jupyterapp.commands.execute('notebook:run-cell');
-  }, index);
+  await runCellAt(page, index);
   await page.waitForFunction((id) => {
     const panel = window.jupyterapp.shell.currentWidget;
     const w = panel.content.widgets.find((c) => c.model.id === id);
