@@ -625,7 +625,7 @@ class CodeAgent(MultiStepAgent):
             error.append(f"changed the user's data without approval; NOT put back: {', '.join(lost)}")
         lines.append("Do not change the user's variables through other names. Work on a copy under a new name "
                      "(e.g. df_2 = df.copy()), or change the variable by its own name so the user can approve it.")
-        step.observation = guard.redact_secrets(step.observation + "\n" + "\n".join(lines))
+        step.observation = redact.redact_secrets(step.observation + "\n" + "\n".join(lines))
         step.error = "\n".join(filter(None, [step.error, *error]))
 
     def _remember(self, step: ActionStep, result: ExecutionResult, copies: dict[str, Any]) -> None:
