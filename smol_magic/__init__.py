@@ -13,14 +13,17 @@ from .core.approval import AutoApprover, Decision
 from .core.events import Renderer
 from .core.execution import ExecutionResult, LocalPythonExecutor
 from .core.memory import (
-    ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
+    ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Timing, Verdict,
 )
+from .core.prompts import PromptTemplateError, Rules
 from .core.models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
 from .core.tools import Tool, ToolDefinitionError, final_answer, tool
 from .export.notebook import export_run
 from .guard import Policy
+from .ui.text import replay as _replay
 
 MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself does not import the exports
+MultiStepAgent.replayer = _replay  # agent.replay(): nor the text renderer
 
 try:  # one version, in labextension/package.json; the build writes it into the package metadata
     __version__ = _metadata.version("smol-magic")
@@ -30,8 +33,8 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "Renderer",
-    "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
+    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "PromptTemplateError", "Renderer",
+    "Rules", "RunResult", "ScriptedModel", "TaskStep", "Timing", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
     "describe", "final_answer", "tool",
 ]
 

@@ -11,7 +11,7 @@ from smol_magic import (
     ActionStep, AgentMemory, CodeAgent, FinalAnswerStep, ModelError, PlanningStep, ScriptedModel,
     TaskStep, tool,
 )
-from smol_magic.core.agents import NO_CODE_ERROR, parse_code
+from smol_magic.core.agents import parse_code
 from smol_magic.core.text import truncate
 
 
@@ -81,8 +81,10 @@ def test_exception_becomes_observation_and_loop_goes_on():
 
 def test_reply_without_code_asks_for_code():
     model = ScriptedModel(["I think the answer is West.", fence("final_answer('West')")])
-    assert CodeAgent(model=model).run("t") == "West"
-    assert NO_CODE_ERROR in last_user_message(model, 1)
+    agent = CodeAgent(model=model)
+    assert agent.run("t") == "West"
+    assert "Your reply had no Python code to run" in last_user_message(model, 1)
+    assert agent.prompt_templates["no_code_error"] in last_user_message(model, 1)
 
 
 def test_guard_refusal_is_observed_and_nothing_runs(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import json
 import re
 import time
 from collections import ChainMap
@@ -27,56 +28,51 @@ from .execution import ExecutionResult, Executor, LocalPythonExecutor
 from .names import used_names
 from .memory import (
     ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
-    TaskStep, Verdict, alternate_roles,
+    TaskStep, Timing, Verdict, alternate_roles,
 )
-from .models import BaseModel, Messages, ModelError, TokenUsage, describe_model
+from .models import BaseModel, Messages, ModelError, TokenUsage, accepts_options, describe_model
+from .prompts import Placeholders, PromptSource, PromptTemplates, Rules
+from . import prompts
 from .text import SHOWN_CHARS, truncate
 from .tools import Tool, final_answer, render_tools
 
-SYSTEM_PROMPT = """\
-You are an expert data assistant who solves tasks by writing Python code, step by step.
-Your code runs in the user's live Python session (a Jupyter kernel): the variables
-listed with the task are real objects you can use directly, and variables you create
-stay available to the user and to your next steps.
+# The default prompts are package data: smol_magic/prompts/code_agent.yaml (see core/prompts.py).
+# What each template may use; {tools} and {instructions} must stay in a system prompt that is overridden,
+# or the model would not be told its functions, the instructions or the project rules.
+PLACEHOLDERS: dict[str, Placeholders] = {
+    "system_prompt": Placeholders(("tools", "imports", "instructions"), ("tools", "instructions")),
+    "planning.initial_plan": Placeholders(("task", "tools")),
+    "planning.update_plan": Placeholders(("task", "tools", "remaining_steps")),
+    "final_answer.post_messages": Placeholders(("task",)),
+    "no_code_error": Placeholders(()),
+}
 
-At each step, first write a short 'Thought:' explaining what you will do, then one
-block of Python code in a ```python fence, and stop. You will then see an 'Observation:'
-with what your code printed and the value of its last expression. Use print() to
-inspect intermediate results. When you know the answer, call final_answer(value)
-with the answer itself (a number, a string, a DataFrame, a figure ...).
+# The JSON schema of a CodeAgent reply with use_structured_outputs_internally=True (as smolagents').
+CODEAGENT_RESPONSE_FORMAT: dict[str, Any] = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "ThoughtAndCodeAnswer",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "title": "ThoughtAndCodeAnswer",
+            "additionalProperties": False,
+            "properties": {
+                "thought": {"type": "string", "title": "Thought",
+                            "description": "A free form text description of the thought process."},
+                "code": {"type": "string", "title": "Code",
+                         "description": "Valid Python code snippet implementing the thought."},
+            },
+            "required": ["thought", "code"],
+        },
+    },
+}
 
-You can call these functions in your code, besides ordinary Python:
 
-{tools}
+class Replayer(Protocol):
+    """Prints a run step by step (``smol_magic.ui.text.replay``)."""
 
-Rules:
-1. Always give a Thought and a ```python code block; the code is what runs.
-2. You may only import these modules: {imports}.
-3. Do not use shell commands (!cmd), IPython magics (%magic), eval/exec, or the os
-   and sys modules; the user's guard refuses them.
-4. Do not rebind or delete the user's existing variables unless the task asks for it;
-   create new names for your results.
-5. Keep each step small and check its result before going on.
-{instructions}"""
-
-PLANNING_PROMPT = """\
-Before writing code, make a short plan for the task: the facts given, the facts to
-look up or compute, and the steps to get the answer. Do not write code now."""
-
-REPLAN_PROMPT = """\
-Review the progress so far and update your plan: what is known now, what is left,
-and the next steps. Do not write code now."""
-
-FINAL_PROMPT = """\
-You have reached the maximum number of steps. Using what you found so far, give your
-best final answer to the task now, as plain text without code."""
-
-NO_CODE_ERROR = """\
-Your reply had no Python code to run. Reply with a 'Thought:' and then one code block:
-```python
-# your code here
-```
-Call final_answer(value) in the code when you have the answer."""
+    def __call__(self, agent: "MultiStepAgent", detailed: bool = False) -> None: ...
 
 
 class RunExporter(Protocol):
@@ -134,6 +130,29 @@ def parse_code(text: str) -> tuple[str | None, str]:
     return parsed.code, parsed.reasoning
 
 
+_JSON_FENCE = re.compile(r"\A\s*```(?:json)?[ \t]*\n(.*?)\n?```\s*\Z", re.S | re.I)
+
+
+def parse_structured_reply(text: str) -> ParsedReply | None:
+    """A ``{"thought": ..., "code": ...}`` reply (structured outputs), or None if the reply is not that JSON.
+
+    The code may itself hold a ```python fence (some models add one): only its inside runs.
+    """
+    fenced = _JSON_FENCE.match(text)
+    try:
+        data = json.loads(fenced.group(1) if fenced else text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        return None
+    thought = data.get("thought")
+    code = data["code"]
+    if "```" in code or "<code>" in code:
+        code = parse_reply(code).code or code
+    code = code.strip("\n")
+    return ParsedReply(code if code.strip() else None, thought.strip() if isinstance(thought, str) else "")
+
+
 def skipped_note(skipped: int) -> str:
     """What the model is told when its reply held more than one code block."""
     blocks = "1 more code block" if skipped == 1 else f"{skipped} more code blocks"
@@ -142,8 +161,12 @@ def skipped_note(skipped: int) -> str:
 
 
 class MultiStepAgent:
-    # Plugged in by smol_magic/__init__.py, so that the loop does not import the exports.
+    # Plugged in by smol_magic/__init__.py, so that the loop does not import the exports nor the ui.
     exporter: ClassVar[RunExporter | None] = None
+    replayer: ClassVar[Replayer | None] = None
+    # The default prompts: files in smol_magic/prompts, later ones merged over earlier ones.
+    prompt_files: ClassVar[tuple[str, ...]] = ()
+    placeholders: ClassVar[dict[str, Placeholders]] = PLACEHOLDERS
 
     def __init__(
         self,
@@ -157,9 +180,22 @@ class MultiStepAgent:
         description: str | None = None,
         approver: Approver | None = None,
         renderer: Renderer | None = None,
+        prompt_templates: PromptSource = None,
+        final_answer_checks: list[Callable[..., Any]] | None = None,
+        return_full_result: bool = False,
+        rules: Rules | str | None = None,
     ):
         if model is None:
             raise ValueError("an agent needs a model: CodeAgent(model=LiteLLMModel('openai/gpt-4o-mini'))")
+        self.prompt_templates: PromptTemplates = prompts.load(self._prompt_files(), prompt_templates,
+                                                              self.placeholders)
+        self.final_answer_checks = list(final_answer_checks or [])
+        for check in self.final_answer_checks:
+            if not callable(check):
+                raise TypeError(f"final_answer_checks: {check!r} is not a function; give functions "
+                                "check(answer, memory) -> bool")
+        self.return_full_result = return_full_result
+        self.rules = Rules.of(rules)
         self.model = model
         self.tools: dict[str, Tool] = {t.name: t for t in (tools or [])}
         self.tools.setdefault("final_answer", final_answer)
@@ -176,7 +212,20 @@ class MultiStepAgent:
         self._stop_requested = False
         self._skipped_blocks = 0  # code blocks after the first in the last reply (they do not run)
 
+    def _prompt_files(self) -> tuple[str, ...]:
+        return type(self).prompt_files
+
     # -- public API ---------------------------------------------------------
+
+    def replay(self, detailed: bool = False) -> None:
+        """Print the conversation step by step: the task, each step's thought, code and observation, the answer.
+
+        ``detailed=True`` also prints what the model was sent before each step (new messages only).
+        """
+        replayer = type(self).replayer
+        if replayer is None:
+            raise RuntimeError("no replayer: import smol_magic (it plugs in smol_magic.ui.text.replay)")
+        replayer(self, detailed=detailed)
 
     def to_notebook(self, path: str, run: int = -1, with_setup: Sequence[str] = ()) -> str:
         """Export a run (default: the last) as a notebook that re-executes; ``.py`` gives a script."""
@@ -189,7 +238,10 @@ class MultiStepAgent:
         return exporter(self.runs[run], str(path), ns, with_setup, describe_model(self.model))
 
     def interrupt(self) -> None:
-        """Ask the run to stop after the current step (the Stop button)."""
+        """Ask the run to stop after the current step (the Stop button); safe to call from another thread.
+
+        A step whose model is still thinking ends without running its code.
+        """
         self._stop_requested = True
 
     def run(
@@ -199,14 +251,19 @@ class MultiStepAgent:
         max_steps: int | None = None,
         additional_args: dict[str, Any] | None = None,
         stream: bool = False,
+        return_full_result: bool | None = None,
     ) -> Any:
-        """Run a task to its final answer; with ``stream=True``, yield each step as it completes."""
+        """Run a task to its final answer; with ``stream=True``, yield each step as it completes.
+
+        ``return_full_result=True`` (or the agent's ``return_full_result``) returns the ``RunResult``
+        (output, state, steps, token_usage, timing) instead of the answer alone.
+        """
         steps = iterate_blocking(self.stream_steps(task, reset, max_steps, additional_args))
         if stream:
             return steps
         for _ in steps:
             pass
-        return self._outcome()
+        return self._outcome(return_full_result)
 
     async def arun(
         self,
@@ -214,16 +271,17 @@ class MultiStepAgent:
         reset: bool = True,
         max_steps: int | None = None,
         additional_args: dict[str, Any] | None = None,
+        return_full_result: bool | None = None,
     ) -> Any:
         async for _ in self.stream_steps(task, reset, max_steps, additional_args):
             pass
-        return self._outcome()
+        return self._outcome(return_full_result)
 
-    def _outcome(self) -> Any:
+    def _outcome(self, full: bool | None = None) -> Any:
         run = self.runs[-1]
         if run.state == RunState.FAILED:
             raise ModelError(run.error or "the run failed")
-        return run.output
+        return run if (self.return_full_result if full is None else full) else run.output
 
     async def stream_steps(
         self,
@@ -236,15 +294,16 @@ class MultiStepAgent:
             self.memory.reset()
         self._find_secrets()
         redact.register(redact.find_secrets(additional_args or {}))
+        if self.rules:  # a key written in the rules file is as secret as one in the environment
+            redact.register(redact.secrets_in_text(self.rules.text))
         self.memory.system_prompt = redact.redact_secrets(self.system_prompt())
         self._stop_requested = False
         run = RunResult(
             task=redact.redact_secrets(task), model_id=getattr(self.model, "model_id", type(self.model).__name__),
             started_at=datetime.now().isoformat(timespec="seconds"),
-            variables_before=self._variables(),
+            variables_before=self._variables(), timing=Timing(time.time()),
         )
         self.runs.append(run)
-        started = time.perf_counter()
         self.renderer.run_started(self, task)
         await self._call_executor(lambda: self.executor.send_tools({**self.tools, **(additional_args or {})}))
         try:
@@ -258,7 +317,7 @@ class MultiStepAgent:
             run.state, run.error = RunState.INTERRUPTED, "interrupted by the user"
             raise
         finally:
-            run.duration = time.perf_counter() - started
+            run.timing.end_time = time.time()
             await self._call_executor(self.executor.restore)
             self.renderer.run_finished(run)
 
@@ -268,7 +327,7 @@ class MultiStepAgent:
         for number in range(1, max_steps + 1):
             if self.planning_interval and (number - 1) % self.planning_interval == 0:
                 try:
-                    plan = await self._planning_step(first=number == 1)
+                    plan = await self._planning_step(first=number == 1, remaining_steps=max_steps - number + 1)
                 except ModelError as exc:
                     run.state, run.error = RunState.FAILED, str(exc)
                     return
@@ -292,6 +351,8 @@ class MultiStepAgent:
                     step.observation = "The user interrupted the run before this step finished."
                 self._keep(run, step)
                 raise
+            if step.is_final_answer and self.final_answer_checks:
+                self._check_final_answer(step)
             self._keep(run, step)
             yield step
             if step.is_final_answer:
@@ -330,10 +391,33 @@ class MultiStepAgent:
     async def _action_step(self, step: ActionStep) -> None:
         raise NotImplementedError
 
-    async def _planning_step(self, first: bool) -> PlanningStep:
-        messages = self.memory.to_messages() + [
-            {"role": "user", "content": PLANNING_PROMPT if first else REPLAN_PROMPT}
-        ]
+    def _check_final_answer(self, step: ActionStep) -> None:
+        """Run the ``final_answer_checks``; the first that fails (False, or raises) sends the model back to work.
+
+        The step is then not final: its observation and error say which check failed and why.
+        """
+        for check in self.final_answer_checks:
+            name = getattr(check, "__name__", type(check).__name__)
+            try:
+                passed, why = bool(_call_check(check, step.action_output, self)), "it returned False"
+            except Exception as exc:  # noqa: BLE001 - a failing check is feedback for the model
+                passed, why = False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if passed:
+                continue
+            doc = (inspect.getdoc(check) or "").strip().splitlines()
+            what = f" ({doc[0]})" if doc and not isinstance(check, type) else ""
+            reason = f"final answer check {name!r}{what} failed: {why}"
+            step.is_final_answer = False
+            step.error = "\n".join(filter(None, [step.error, reason]))
+            step.observation = redact.redact_secrets(
+                f"{step.observation}\nYour final answer was not accepted: {reason}. The task is not done: "
+                "keep working, then call final_answer again with an answer that passes this check.")
+            return
+
+    async def _planning_step(self, first: bool, remaining_steps: int | None = None) -> PlanningStep:
+        key = "planning.initial_plan" if first else "planning.update_plan"
+        prompt = self.render_prompt(key, remaining_steps=remaining_steps if remaining_steps is not None else "")
+        messages = self.memory.to_messages() + [{"role": "user", "content": prompt}]
         start = time.perf_counter()
         content, usage = await self._generate(messages)
         return PlanningStep(
@@ -342,24 +426,27 @@ class MultiStepAgent:
         )
 
     async def _final_answer_after_max_steps(self) -> str:
-        messages = self.memory.to_messages() + [{"role": "user", "content": FINAL_PROMPT}]
+        messages = self.memory.to_messages() + [{"role": "user", "content": self.render_prompt("final_answer.post_messages")}]
         content, _ = await self._generate(messages)
         code, reasoning = parse_code(content)
         return reasoning or content.strip()
 
-    async def _generate(self, messages: Messages, stop: list[str] | None = None) -> tuple[str, TokenUsage]:
+    async def _generate(self, messages: Messages, stop: list[str] | None = None,
+                        **options: Any) -> tuple[str, TokenUsage]:
         """Stream the reply into the renderer; the event loop stays free while the model thinks.
 
         Every message is redacted here, the last gate before the model (and a --record file):
         whatever a step kept, no run of 8 characters of a secret leaves. The renderer is
         sent the first ``SHOWN_CHARS`` of the reply: a 2 MB reply must not flood the trace.
+        ``options`` (``response_format``) reach the model only if its ``generate_stream`` takes them.
         """
         secrets = redact.current()
         messages[:] = [{**m, "content": secrets.redact(m.get("content") or "")} for m in alternate_roles(messages)]
         parts: list[str] = []
         usage = TokenUsage()
         streamed = 0
-        async for delta in self.model.generate_stream(messages, stop_sequences=stop):
+        options = accepts_options(self.model.generate_stream, options)
+        async for delta in self.model.generate_stream(messages, stop_sequences=stop, **options):
             if delta.content:
                 parts.append(delta.content)
                 if streamed < SHOWN_CHARS:
@@ -390,12 +477,29 @@ class MultiStepAgent:
     def system_prompt(self) -> str:
         raise NotImplementedError
 
+    def render_prompt(self, key: str, **values: Any) -> str:
+        """The template at ``key`` (``planning.update_plan``) of ``prompt_templates``, filled."""
+        task = self.runs[-1].task if self.runs else ""
+        defaults = {"task": task, "tools": render_tools(list(self.tools.values()))}
+        return prompts.render(self.prompt_templates, key, **{**defaults, **values})
+
+    def instructions_text(self) -> str:
+        """The ``{instructions}`` of the system prompt: the agent's instructions, then the project rules."""
+        parts = []
+        if self.instructions:
+            parts.append(f"Additional instructions:\n{self.instructions.strip()}")
+        if self.rules:
+            parts.append(f"{self.rules.heading()}\n{self.rules.text.strip()}")
+        return "".join(f"\n{part}\n" for part in parts)
+
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
         return ""
 
 
 class CodeAgent(MultiStepAgent):
     """An agent whose actions are Python code, run natively by an executor."""
+
+    prompt_files: ClassVar[tuple[str, ...]] = ("code_agent.yaml",)
 
     def __init__(
         self,
@@ -415,11 +519,20 @@ class CodeAgent(MultiStepAgent):
         max_observation_chars: int = 10_000,
         policy: guard.Policy | None = None,
         namespace_budget: int = namespace.DEFAULT_BUDGET_TOKENS,
+        prompt_templates: PromptSource = None,
+        final_answer_checks: list[Callable[..., Any]] | None = None,
+        return_full_result: bool = False,
+        rules: Rules | str | None = None,
+        use_structured_outputs_internally: bool = False,
     ):
+        # Structured outputs: the model replies {"thought", "code"} as JSON (its own prompts, merged over the defaults).
+        self.use_structured_outputs_internally = use_structured_outputs_internally
+        self.response_format_refused: str | None = None  # why the endpoint refused the JSON schema, once it has
         super().__init__(
             tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
             step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
-            approver=approver, renderer=renderer,
+            approver=approver, renderer=renderer, prompt_templates=prompt_templates,
+            final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
         )
         self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
         self.policy = policy or guard.Policy()
@@ -434,13 +547,13 @@ class CodeAgent(MultiStepAgent):
         self.can_undo: undo.CanUndo = undo.can_undo  # what undo may keep a copy of (the cap is injectable here)
         self.watch_limits = watch.Limits()  # bounds of the data check around each action
 
+    def _prompt_files(self) -> tuple[str, ...]:
+        extra = ("structured_code_agent.yaml",) if self.use_structured_outputs_internally else ()
+        return type(self).prompt_files + extra
+
     def system_prompt(self) -> str:
-        extra = f"\nAdditional instructions:\n{self.instructions.strip()}\n" if self.instructions else ""
-        return SYSTEM_PROMPT.format(
-            tools=render_tools(list(self.tools.values())),
-            imports=", ".join(self.policy.authorized_imports),
-            instructions=extra,
-        )
+        return self.render_prompt("system_prompt", imports=", ".join(self.policy.authorized_imports),
+                                  instructions=self.instructions_text())
 
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
         hidden = ChainMap(additional_args or {}, self.executor.hidden())
@@ -455,9 +568,9 @@ class CodeAgent(MultiStepAgent):
     async def _action_step(self, step: ActionStep) -> None:
         messages = self.memory.to_messages()
         step.model_input_messages = messages
-        content, step.token_usage = await self._generate(messages, stop=["Observation:", "Calling tools:"])
+        content, step.token_usage = await self._generate_action(messages)
         step.model_output = content
-        parsed = parse_reply(content)
+        parsed = (self.use_structured_outputs_internally and parse_structured_reply(content)) or parse_reply(content)
         code, step.reasoning = parsed.code, parsed.reasoning
         self._skipped_blocks = parsed.skipped
         if self._stop_requested:  # Stop was clicked while the model was thinking
@@ -466,7 +579,7 @@ class CodeAgent(MultiStepAgent):
             raise AgentStopped()
         if code is None:
             step.error = "no code in the reply"
-            step.observation = NO_CODE_ERROR
+            step.observation = self.render_prompt("no_code_error")
             return
         step.code = code
         step.verdict = self.check(code)
@@ -510,6 +623,22 @@ class CodeAgent(MultiStepAgent):
             self._tell_refused(step, refused)
         if result.interrupted:
             raise KeyboardInterrupt
+
+    async def _generate_action(self, messages: Messages) -> tuple[str, TokenUsage]:
+        """The model's reply for an action; with structured outputs, asked for as JSON {thought, code}.
+
+        An endpoint that refuses the JSON-schema response format (HTTP 400 naming it) is asked
+        again without it, and not asked with it again by this agent: the reply is parsed as text.
+        """
+        stop = ["Observation:", "Calling tools:"]
+        if self.use_structured_outputs_internally and self.response_format_refused is None:
+            try:
+                return await self._generate(messages, stop, response_format=CODEAGENT_RESPONSE_FORMAT)
+            except ModelError as exc:
+                if not _RESPONSE_FORMAT_REFUSED.search(str(exc)):
+                    raise
+                self.response_format_refused = str(exc)
+        return await self._generate(messages, stop)
 
     def _observe(self, step: ActionStep, result: ExecutionResult) -> None:
         secrets = redact.current()
@@ -671,6 +800,20 @@ class _AgentMade:
 def _refusal(prefix: str, verdict: Verdict) -> str:
     reasons = "\n".join(f"- {r}" for r in verdict.reasons)
     return f"{prefix}:\n{reasons}\nWrite different code that avoids this."
+
+
+_RESPONSE_FORMAT_REFUSED = re.compile(r"response_format|response format|json_schema|structured output", re.I)
+
+
+def _call_check(check: Callable[..., Any], answer: Any, agent: MultiStepAgent) -> Any:
+    """``check(answer, memory)``, with ``agent=`` too if it takes it (as smolagents calls its checks)."""
+    try:
+        params = inspect.signature(check).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    if any(p.name == "agent" or p.kind == p.VAR_KEYWORD for p in params):
+        return check(answer, agent.memory, agent=agent)
+    return check(answer, agent.memory)
 
 
 def _call_callback(callback: Callable[..., Any], step: MemoryStep, agent: MultiStepAgent) -> None:

@@ -8,6 +8,7 @@ round-trip so a run can be saved and inspected later.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -166,8 +167,26 @@ _STEP_TYPES: dict[str, type[MemoryStep]] = {
 
 
 @dataclass
+class Timing:
+    """When something started and ended (``time.time()`` seconds), as smolagents' ``Timing``."""
+
+    start_time: float = 0.0
+    end_time: float | None = None  # None while it runs
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end_time is None else max(0.0, self.end_time - self.start_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_time": self.start_time, "end_time": self.end_time, "duration": self.duration}
+
+
+@dataclass
 class RunResult:
-    """One run of a task: its steps, how it ended, and what undo needs."""
+    """One run of a task: its output and how it ended, its steps, tokens and timing, and what undo needs.
+
+    ``agent.run(task, return_full_result=True)`` returns it; ``agent.runs`` keeps every run's.
+    """
 
     task: str = ""
     model_id: str = ""
@@ -181,11 +200,24 @@ class RunResult:
     error: str | None = None
     steps: list[MemoryStep] = field(default_factory=list)
     token_usage: TokenUsage = field(default_factory=TokenUsage)
-    duration: float = 0.0
+    timing: Timing = field(default_factory=Timing)
+
+    @property
+    def duration(self) -> float:
+        """Seconds the run took (so far, while it runs)."""
+        end = self.timing.end_time if self.timing.end_time is not None else time.time()
+        return max(0.0, end - self.timing.start_time) if self.timing.start_time else 0.0
 
     @property
     def action_steps(self) -> list[ActionStep]:
         return [s for s in self.steps if isinstance(s, ActionStep)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Output, state, steps, token usage and timing as JSON values, secrets redacted (like ``AgentMemory.to_json``)."""
+        data = {"task": self.task, "output": _jsonable(self.output), "state": str(self.state), "error": self.error,
+                "steps": [s.to_dict() for s in self.steps], "token_usage": _jsonable(self.token_usage),
+                "timing": self.timing.to_dict()}
+        return redact_data(data)
 
 
 @dataclass

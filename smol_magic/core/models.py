@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import inspect
 import json
 import os
 import random
@@ -61,8 +62,28 @@ class Model(Protocol):
     ) -> AsyncIterator[StreamDelta]: ...
 
 
+def accepts_options(method: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` (e.g. ``response_format``) that ``method`` takes, by name or through ``**kwargs``.
+
+    A Model a user wrote with ``generate(messages, stop_sequences)`` keeps working: it is just not asked.
+    """
+    if not options:
+        return {}
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params}
+
+
 class BaseModel:
-    """Shared behaviour: streaming falls back to one delta; retries with backoff."""
+    """Shared behaviour: streaming falls back to one delta; retries with backoff.
+
+    ``response_format`` (an OpenAI-style JSON schema, for structured outputs) is passed to the
+    provider by the clients that can; others ignore it and the agent parses their text.
+    """
 
     model_id: str = "model"
     max_retries: int = 3
@@ -77,13 +98,16 @@ class BaseModel:
         self.timeout = timeout
         self.kwargs = kwargs  # passed on to the provider (temperature, max_tokens, ...)
 
-    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       response_format: dict[str, Any] | None = None) -> ModelResponse:
         raise NotImplementedError
 
     async def generate_stream(
-        self, messages: Messages, stop_sequences: list[str] | None = None
+        self, messages: Messages, stop_sequences: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
-        response = await self.generate(messages, stop_sequences)
+        options = accepts_options(self.generate, {"response_format": response_format} if response_format else {})
+        response = await self.generate(messages, stop_sequences, **options)
         yield StreamDelta(response.content, response.token_usage)
 
     async def _with_retries(self, call: Callable[[float], Any], is_transient: Callable[[BaseException], bool]) -> Any:
@@ -285,14 +309,17 @@ class ScriptedModel(BaseModel):
         self.responses = list(responses)
         self.model_id = model_id
         self.requests: list[Messages] = []
+        self.response_formats: list[dict[str, Any] | None] = []  # per request: the response_format asked for
 
     @property
     def remaining(self) -> int:
         return len(self.responses) - len(self.requests)
 
-    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       response_format: dict[str, Any] | None = None) -> ModelResponse:
         index = len(self.requests)
         self.requests.append([dict(m) for m in messages])
+        self.response_formats.append(response_format)
         if index >= len(self.responses):
             raise ModelError(
                 f"ScriptedModel ran out of replies after {len(self.responses)}: "
@@ -330,7 +357,7 @@ class LiteLLMModel(BaseModel):
         self._credentials_checked = False
 
     def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
         # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
         params: dict[str, Any] = dict(
             model=self.model_id,
@@ -345,6 +372,8 @@ class LiteLLMModel(BaseModel):
             params["api_key"] = self.api_key
         if stop_sequences:
             params["stop"] = stop_sequences
+        if response_format:
+            params["response_format"] = response_format
         if stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
@@ -383,12 +412,14 @@ class LiteLLMModel(BaseModel):
             )
         self._credentials_checked = True
 
-    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       response_format: dict[str, Any] | None = None) -> ModelResponse:
         litellm = _litellm()
         self._check_credentials()
 
         async def call(remaining: float):
-            return await litellm.acompletion(**self._params(messages, stop_sequences, False, remaining))
+            return await litellm.acompletion(**self._params(messages, stop_sequences, False, remaining,
+                                                            response_format))
 
         response = await self._with_retries(call, self._is_transient)
         try:
@@ -398,13 +429,15 @@ class LiteLLMModel(BaseModel):
         return ModelResponse(content, _usage(getattr(response, "usage", None)))
 
     async def generate_stream(
-        self, messages: Messages, stop_sequences: list[str] | None = None
+        self, messages: Messages, stop_sequences: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
         litellm = _litellm()
         self._check_credentials()
 
         async def call(remaining: float):
-            return await litellm.acompletion(**self._params(messages, stop_sequences, True, remaining))
+            return await litellm.acompletion(**self._params(messages, stop_sequences, True, remaining,
+                                                            response_format))
 
         deadline = asyncio.get_running_loop().time() + self.timeout
         stream = await self._with_retries(call, self._is_transient)
@@ -457,12 +490,14 @@ class InferenceClientModel(BaseModel):
             exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, InferenceTimeoutError, httpx.TransportError)
         )
 
-    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       response_format: dict[str, Any] | None = None) -> ModelResponse:
         client = self._client()
+        extra = {"response_format": response_format} if response_format else {}
 
         async def call(remaining: float):
             return await client.chat_completion(
-                messages, model=self.model_id, stop=stop_sequences, **self.kwargs
+                messages, model=self.model_id, stop=stop_sequences, **extra, **self.kwargs
             )
 
         try:
@@ -477,9 +512,11 @@ class InferenceClientModel(BaseModel):
         return ModelResponse(content, _usage(getattr(response, "usage", None)))
 
     async def generate_stream(
-        self, messages: Messages, stop_sequences: list[str] | None = None
+        self, messages: Messages, stop_sequences: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
         client = self._client()
+        extra = {"response_format": response_format} if response_format else {}
 
         async def call(remaining: float):
             return await client.chat_completion(
@@ -488,6 +525,7 @@ class InferenceClientModel(BaseModel):
                 stop=stop_sequences,
                 stream=True,
                 stream_options={"include_usage": True},
+                **extra,
                 **self.kwargs,
             )
 

@@ -14,6 +14,7 @@ import difflib
 import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -29,6 +30,7 @@ from ..core.blocking import run_blocking
 from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
 from ..core.models import BaseModel, Model, ModelError, model_from_spec
+from ..core.prompts import Rules
 from ..core.stopping import check_timeout
 from ..export.replay import RecordingModel, ReplayModel
 from ..safety import undo
@@ -38,6 +40,8 @@ from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 
 MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0}  # validated settings
+RULES_FILE = "AGENTS.md"  # project rules, as people write them for coding agents
+MAX_RULES_CHARS = 50_000
 
 
 @magics_class
@@ -76,6 +80,10 @@ class AgentMagics(Magics):
     protect = List(Unicode(), help="Variables the agent may not change without a person's click.").tag(config=True)
     cells = Enum(["live", "end", "off"], "live",
                  help="Insert the agent's actions as notebook cells: as they run, at the end, or not.").tag(config=True)
+    rules = Unicode(
+        "", help="A file of project rules added to the system prompt. Empty: AGENTS.md in the notebook's folder "
+        "(the kernel's working directory), if there is one.",
+    ).tag(config=True)
 
     @validate(*MINIMUM)
     def _at_least(self, proposal: Any) -> int:
@@ -92,6 +100,14 @@ class AgentMagics(Magics):
             return check_timeout(proposal["value"], f"AgentMagics.{name}")
         except ValueError as exc:
             raise TraitError(f"{exc}: %config AgentMagics.{name} = {proposal['trait'].default_value:g}") from None
+
+    @validate("rules")
+    def _rules_path(self, proposal: Any) -> str:
+        value = proposal["value"].strip()
+        if "\n" in value or "\0" in value:
+            raise TraitError("AgentMagics.rules is the path of a rules file (e.g. \"AGENTS.md\"), not the rules "
+                             "themselves; write them in a file, or %config AgentMagics.rules = \"\" for AGENTS.md")
+        return value
 
     @validate("allow")
     def _known_capabilities(self, proposal: Any) -> list[str]:
@@ -185,6 +201,7 @@ class AgentMagics(Magics):
                     setattr(args, flag, check_timeout(getattr(args, flag), "--" + flag.replace("_", "-")))
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
+        rules = self.read_rules()  # before anything changes: a missing rules file stops here
         task, unknown = namespace.interpolate(task, self.shell.user_ns)
         for name in unknown:
             print(f"smol-magic: warning: {{{name}}} is not a variable of this notebook; it is left as written "
@@ -204,6 +221,7 @@ class AgentMagics(Magics):
                 raise UsageError(f"--record {args.record}: cannot write there ({exc.strerror or exc}); "
                                  "give a path in a folder you can write to") from None
         agent = self._prepare_agent(model, args)
+        agent.rules = rules
         cell_id = self._cell_id()
         trace, agent.approver = self._ui(args.approve or self.approve, interactive, cell_id)
         trace.typed_task = typed  # the header shows the task as typed, not its {var} expansion
@@ -373,6 +391,39 @@ class AgentMagics(Magics):
         agent.max_observation_chars = self.max_observation_chars
         agent.namespace_budget = self.namespace_budget
         return agent
+
+    def rules_file(self) -> tuple[Path | None, bool]:
+        """The project rules file for this notebook, and whether it was named (AgentMagics.rules) or found.
+
+        Named: relative to the kernel's working directory (the notebook's folder). Not named:
+        ``AGENTS.md`` there, or None.
+        """
+        if self.rules:
+            path = Path(self.rules).expanduser()
+            return (path if path.is_absolute() else Path.cwd() / path), True
+        found = Path.cwd() / RULES_FILE
+        return (found if found.is_file() else None), False
+
+    def read_rules(self) -> Rules | None:
+        """The rules for the system prompt, read afresh for each run; a named file that is not there is an error."""
+        path, named = self.rules_file()
+        if path is None:
+            return None
+        fix = '; fix the path, or %config AgentMagics.rules = "" to use AGENTS.md from the notebook\'s folder'
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"AgentMagics.rules names {str(path)!r}, which does not exist{fix}") from None
+        except IsADirectoryError:
+            raise UsageError(f"AgentMagics.rules names {str(path)!r}, a folder, not a file{fix}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"the rules file {str(path)!r} is not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read the rules file {str(path)!r} ({exc.strerror or exc})") from None
+        if len(text) > MAX_RULES_CHARS:
+            raise UsageError(f"the rules file {str(path)!r} has {len(text):,} characters; it is sent with every "
+                             f"request, so keep it under {MAX_RULES_CHARS:,}")
+        return Rules.of(Rules(text, str(path)))
 
     def _check_protected(self, names: list[str]) -> None:
         """--protect of a name that is not a variable protects nothing: refuse it, naming close matches."""

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..core.agents import MultiStepAgent
 from ..core.events import Renderer
-from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, TaskStep
 from .html import shown_text, task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
@@ -107,3 +107,43 @@ class TextRenderer(Renderer):
         if result.error and self.show_error:
             line += f" · {result.error}"
         self.write(line)
+
+
+def replay(agent: MultiStepAgent, detailed: bool = False, write: Callable[[str], Any] | None = None,
+           show: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """``agent.replay()``: the conversation in memory, step by step, as the text trace showed it live.
+
+    Each task, each step's thought, code, outputs and observation, the final answer, and how each run
+    ended. ``detailed`` adds, before each step, the messages the model was sent that it had not seen
+    at the step before (the first step's include the system prompt), so the output grows with the run,
+    not with its square.
+    """
+    out = TextRenderer(write=write, show=show)
+    ends = {id(run.steps[-1]): run for run in agent.runs if run.steps}
+    if not agent.memory.steps:
+        out.write("(nothing to replay: this agent has not run yet)")
+        return
+    sent = 0
+    for step in agent.memory.steps:
+        messages = getattr(step, "model_input_messages", None)
+        if detailed and messages:
+            if sent > len(messages):  # a new conversation (reset) starts over
+                sent = 0
+            earlier = f" ({sent} earlier messages, as above)" if sent else ""
+            out.write(f"{RULE}\nmessages sent to the model{earlier}:")
+            for message in messages[sent:]:
+                out.write(f"  [{message.get('role', '?')}]")
+                out.write(textwrap.indent((message.get("content") or "").rstrip(), "    "))
+            sent = len(messages)
+        if isinstance(step, TaskStep):
+            out.write(f"▶ task: {step.task}")
+        elif isinstance(step, ActionStep):
+            if step.code is not None:
+                out.action_ready(step)
+                out.action_started(step)
+            out.step_finished(step)
+        else:
+            out.step_finished(step)
+        run = ends.get(id(step))
+        if run is not None:
+            out.run_finished(run)

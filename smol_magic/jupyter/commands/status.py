@@ -24,6 +24,17 @@ def run(magics: Any, args: Any) -> None:
         f"model: {model} · approve: {magics.approve} · max_steps: {magics.max_steps} "
         f"· timeout: {magics.timeout:g} s · memory: {steps} steps"
     )
+    print(f"rules: {_rules(magics)}")
     for number, result in enumerate(current.runs if current else [], 1):
         print(f"run {number}: {result.state} · {len(result.action_steps)} steps · {result.model_id} "
               f"· {result.task[:60]!r}")
+
+
+def _rules(magics: Any) -> str:
+    """Which project rules file the next run adds to the system prompt, or why none."""
+    path, named = magics.rules_file()
+    if path is None:
+        return "none (no AGENTS.md in this folder; %config AgentMagics.rules = \"file\" names one)"
+    if not path.is_file():
+        return f"{path} (AgentMagics.rules) is MISSING: the next %%agent run will stop with an error"
+    return f"{path} ({'AgentMagics.rules' if named else 'found in this folder'}), in the system prompt"
