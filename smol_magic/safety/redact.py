@@ -105,7 +105,7 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> l
 
 # `name = value`, `name: value`, `export NAME="value"` in a text (a rules file, a README quoted to the model).
 _ASSIGNMENT = re.compile(r"""([A-Za-z_][\w.-]*)["']?\s*[:=]\s*["']?([^\s"'`,;]+)""")
-_WORD = re.compile(r"""[^\s"'`,;()<>\[\]{}]+""")
+_WORD = re.compile(r"""[^\s"'`,;()<>\[\]{}=]+""")
 
 
 def secrets_in_text(text: str) -> list[str]:
@@ -114,9 +114,9 @@ def secrets_in_text(text: str) -> list[str]:
     For text the user hands the model as is (a project's ``AGENTS.md``): a key pasted there is
     redacted like one in the environment.
     """
-    found = [value for name, value in _ASSIGNMENT.findall(text) if looks_like_secret(name, value)]
-    found += [word for word in _WORD.findall(text) if looks_like_secret("", word)]
-    return list(dict.fromkeys(value.strip() for value in found))
+    found = [value for name, value in _ASSIGNMENT.findall(text) if looks_like_secret(name, value.rstrip(".:"))]
+    found += [word for word in _WORD.findall(text) if looks_like_secret("", word.rstrip(".:"))]
+    return list(dict.fromkeys(value.rstrip(".:").strip() for value in found))
 
 
 def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
