@@ -126,7 +126,8 @@ def test_a_yaml_file_overrides_the_system_prompt(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"planning": {"intial_plan": "x"}}, "unknown prompt 'planning.intial_plan'; did you mean 'planning.initial_plan'?"),
+    ({"planning": {"intial_plan": "x"}},
+     "unknown prompt 'planning.intial_plan'; did you mean 'planning.initial_plan'?"),
     ({"sytem_prompt": "x"}, "did you mean 'system_prompt'?"),
     ({"planning": "x"}, "'planning' holds several prompts (initial_plan, update_plan): give a mapping"),
     ({"no_code_error": 3}, "'no_code_error' must be a string template, not int"),
@@ -180,7 +181,8 @@ def test_structured_outputs_ask_for_the_json_schema_and_run_its_code():
     assert model.response_formats == [CODEAGENT_RESPONSE_FORMAT]
     step = agent.memory.action_steps[0]
     assert step.reasoning == "I add them." and step.code == "total = 2 + 3\nfinal_answer(total)"
-    assert '{"thought": "what you will do and why", "code": "the Python code to run"}' in model.requests[0][0]["content"]
+    asked = '{"thought": "what you will do and why", "code": "the Python code to run"}'
+    assert asked in model.requests[0][0]["content"]
 
 
 def test_structured_outputs_fall_back_to_text_parsing_and_unwrap_fences():
@@ -196,7 +198,8 @@ def test_structured_outputs_fall_back_to_text_parsing_and_unwrap_fences():
 
 
 def test_structured_outputs_with_empty_code_ask_for_code_in_json():
-    model = ScriptedModel([json.dumps({"thought": "hmm", "code": ""}), json.dumps({"thought": "ok", "code": "final_answer(1)"})])
+    model = ScriptedModel([json.dumps({"thought": "hmm", "code": ""}),
+                           json.dumps({"thought": "ok", "code": "final_answer(1)"})])
     agent = CodeAgent(model=model, use_structured_outputs_internally=True)
     assert agent.run("t") == 1
     assert agent.memory.action_steps[0].error == "no code in the reply"
@@ -387,7 +390,8 @@ def test_rules_are_added_to_the_system_prompt_under_where_they_came_from():
 def test_rules_as_text_and_blank_rules():
     model = ScriptedModel([fence("final_answer(1)")])
     CodeAgent(model=model, rules="Use SI units.").run("t")
-    assert "Project rules (from the agent's rules= argument); follow them:\nUse SI units." in model.requests[0][0]["content"]
+    system = model.requests[0][0]["content"]
+    assert "Project rules (from the agent's rules= argument); follow them:\nUse SI units." in system
     assert CodeAgent(model=ScriptedModel([]), rules="  \n").rules is None
     with pytest.raises(TypeError, match="rules must be a string"):
         CodeAgent(model=ScriptedModel([]), rules=3)

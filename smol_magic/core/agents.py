@@ -164,8 +164,10 @@ class MultiStepAgent:
     # Plugged in by smol_magic/__init__.py, so that the loop does not import the exports nor the ui.
     exporter: ClassVar[RunExporter | None] = None
     replayer: ClassVar[Replayer | None] = None
-    # The default prompts: files in smol_magic/prompts, later ones merged over earlier ones.
-    prompt_files: ClassVar[tuple[str, ...]] = ()
+    # The default prompts: files in smol_magic/prompts, later ones merged over earlier ones. Each agent
+    # class names its own (ToolCallingAgent: toolcalling_agent.yaml); the planning and final-answer
+    # prompts of code_agent.yaml suit any agent, so a class without a file of its own starts from them.
+    prompt_files: ClassVar[tuple[str, ...]] = ("code_agent.yaml",)
     placeholders: ClassVar[dict[str, Placeholders]] = PLACEHOLDERS
 
     def __init__(
@@ -426,7 +428,8 @@ class MultiStepAgent:
         )
 
     async def _final_answer_after_max_steps(self) -> str:
-        messages = self.memory.to_messages() + [{"role": "user", "content": self.render_prompt("final_answer.post_messages")}]
+        prompt = self.render_prompt("final_answer.post_messages")
+        messages = self.memory.to_messages() + [{"role": "user", "content": prompt}]
         content, _ = await self._generate(messages)
         code, reasoning = parse_code(content)
         return reasoning or content.strip()

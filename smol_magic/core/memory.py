@@ -213,7 +213,7 @@ class RunResult:
         return [s for s in self.steps if isinstance(s, ActionStep)]
 
     def to_dict(self) -> dict[str, Any]:
-        """Output, state, steps, token usage and timing as JSON values, secrets redacted (like ``AgentMemory.to_json``)."""
+        """Output, state, steps, tokens and timing as JSON values, secrets redacted (as ``AgentMemory.to_json``)."""
         data = {"task": self.task, "output": _jsonable(self.output), "state": str(self.state), "error": self.error,
                 "steps": [s.to_dict() for s in self.steps], "token_usage": _jsonable(self.token_usage),
                 "timing": self.timing.to_dict()}
