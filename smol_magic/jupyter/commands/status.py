@@ -36,5 +36,6 @@ def _rules(magics: Any) -> str:
     if path is None:
         return "none (no AGENTS.md in this folder; %config AgentMagics.rules = \"file\" names one)"
     if not path.is_file():
-        return f"{path} (AgentMagics.rules) is MISSING: the next %%agent run will stop with an error"
+        what = "is a folder, not a file" if path.is_dir() else "is MISSING"
+        return f"{path} (AgentMagics.rules) {what}: the next %%agent run will stop with an error"
     return f"{path} ({'AgentMagics.rules' if named else 'found in this folder'}), in the system prompt"
