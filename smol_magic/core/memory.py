@@ -81,6 +81,8 @@ class ToolCallRecord:
     observation: str = ""  # what the model is told about this call
     error: str | None = None
     native: bool = True  # a native tool call (sent back as ``tool_calls``), or one written in the reply's text
+    ran: bool = False  # it was executed (an invalid, refused, skipped call, or one after the final answer, was not)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # nbformat outputs of this call
 
     def to_message(self) -> dict[str, Any]:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}

@@ -64,6 +64,8 @@ NO_TOOL_CALL_TEXT = NO_TOOL_CALL + """ Write the call as:
 Action:
 {"name": "final_answer", "arguments": {"answer": "..."}}"""
 
+_NOTHING = object()
+CallResult = tuple["ToolCallRecord | None", ExecutionResult, Any]  # a call (None: a person's edit), its result, its value
 RESULT = "result"  # the variable a call's result is bound to, as ``result = tool(...)``
 
 # Models whose server refused ``tools`` (HTTP 400): they are driven by text from then on.
@@ -205,18 +207,19 @@ class ToolCallingAgent(CodeAgent):
         self.renderer.action_started(step)
         copies = self._copies_for_undo(step)
         watched = self._watch(step)
-        results: list[tuple[ToolCallRecord | None, ExecutionResult]] = []
+        results: list[CallResult] = []
         for call in ([None] if edited else valid):
             code = step.code if call is None else call.code
             result = await self._call_executor(lambda code=code: self.executor.execute(code, self.timeout))
-            results.append((call, result))
+            value = self.executor.namespace.get(result_name, _NOTHING) if call is not None else _NOTHING
+            results.append((call, result, value))  # the value now: the next call may rebind the name
             if result.is_final_answer or result.interrupted:
                 break
-        merged = merge_results([r for _, r in results])
+        merged = merge_results([r for _, r, _ in results])
         refused = self._check_data(step, merged, watched, copies)
         self._remember(step, merged, copies)
         self._find_secrets([n for kind in ("created", "rebound") for n in merged.changes.get(kind, [])])
-        self._observe_calls(step, results, merged, valid, result_name)
+        self._observe_calls(step, results, merged, valid)
         if refused:
             before = step.observation
             self._tell_refused(step, refused)
@@ -264,46 +267,44 @@ class ToolCallingAgent(CodeAgent):
                 return name
         return "tool_result"
 
-    def _observe_calls(self, step: ActionStep, results: list[tuple[ToolCallRecord | None, ExecutionResult]],
-                       merged: ExecutionResult, valid: list[ToolCallRecord], result_name: str) -> None:
+    def _observe_calls(self, step: ActionStep, results: list[CallResult], merged: ExecutionResult,
+                       valid: list[ToolCallRecord]) -> None:
         secrets = redact.current()
         ns = self.executor.namespace
         step.changes = merged.changes
         step.changes_text = secrets.redact(namespace.format_diff(merged.changes, ns))
         outputs: list[dict[str, Any]] = []
-        errors: list[str] = []
-        for call, result in results:
+        for call, result, value in results:
             parts = []
+            shown = list(result.outputs)
             if call is None:
                 parts.append("The user edited your calls before running them; this is the code that ran:\n" + step.code)
             if result.output:
                 parts.append(result.output)
-            outputs += result.outputs
             if result.error:
-                error = secrets.redact(result.error)
-                errors.append(error)
-                parts.append(f"Error: {error}")
+                parts.append(f"Error: {secrets.redact(result.error)}")
             if result.timed_out:
                 parts.append(f"The call was stopped after {self.timeout:g} s.")
             if result.is_final_answer:
                 step.is_final_answer, step.action_output = True, result.final_answer
                 parts.append(f"Final answer: {namespace.headline(result.final_answer)}")
-            elif not result.error and call is not None and call.name != "final_answer" and result_name in ns:
-                value = ns[result_name]
+            elif not result.error and call is not None and call.name != "final_answer" and value is not _NOTHING:
                 parts.append(value if isinstance(value, str) else repr(value))
-                outputs.append({"output_type": "display_data", "metadata": {},
-                                "data": {"text/plain": truncate(repr(value), self.max_observation_chars)}})
+                shown.append({"output_type": "display_data", "metadata": {},
+                              "data": {"text/plain": truncate(repr(value), self.max_observation_chars)}})
+            shown = secrets.redact_data(shown)
+            outputs += shown
             text = secrets.redact(truncate("\n".join(parts) or "(the call returned nothing)",
                                            self.max_observation_chars))
             for target in (valid if call is None else [call]):
-                target.observation = text
+                target.observation, target.ran = text, True
                 target.error = secrets.redact(result.error) if result.error else None
-        ran = {id(c) for c, _ in results if c is not None}
+            if call is not None:
+                call.outputs = shown
         for call in valid:
-            if call.observation or id(call) in ran or call is None:
-                continue
-            call.observation = "Not run: an earlier call in this reply ended the step."
-        step.outputs = secrets.redact_data(outputs)
+            if not call.ran:
+                call.observation = "Not run: an earlier call in this reply ended the step."
+        step.outputs = outputs
         problems = [c.error for c in step.tool_calls if c.error]
         step.error = "\n".join(problems) if problems else None
         self._join_observations(step)
@@ -315,13 +316,14 @@ class ToolCallingAgent(CodeAgent):
         self._join_observations(step)
 
     def _join_observations(self, step: ActionStep) -> None:
-        """The step's observation: each call's, labelled when there are several (the text protocol sends it)."""
+        """The step's observation: each call's, labelled when there are several (the text protocol sends it).
+
+        Each call's observation is redacted already (and ``_generate_reply`` redacts all that leaves)."""
         calls = step.tool_calls
         if len(calls) == 1:
             step.observation = calls[0].observation
         else:
             step.observation = "\n\n".join(f"Call {n} ({c.name}):\n{c.observation}" for n, c in enumerate(calls, 1))
-        step.observation = redact.redact_secrets(step.observation)
 
 
 def call_code(name: str, arguments: dict[str, Any], result_name: str = RESULT) -> str:

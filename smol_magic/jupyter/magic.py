@@ -30,6 +30,8 @@ from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
 from ..core.models import BaseModel, Model, ModelError, model_from_spec
 from ..core.stopping import check_timeout
+from ..core.tool_calling import ToolCallingAgent
+from ..core.tools import Tool
 from ..export.replay import RecordingModel, ReplayModel
 from ..safety import undo
 from ..ui.text import TextRenderer
@@ -38,6 +40,7 @@ from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 
 MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0}  # validated settings
+AGENT_TYPES = {"code": CodeAgent, "tools": ToolCallingAgent}  # --agent / AgentMagics.agent_type
 
 
 @magics_class
@@ -65,6 +68,9 @@ class AgentMagics(Magics):
         namespace.DEFAULT_BUDGET_TOKENS,
         help="Tokens (estimated as characters / 4) the prompt's summary of the notebook's variables may use.",
     ).tag(config=True)
+    agent_type = Enum(list(AGENT_TYPES), "code",
+                      help="Which agent a %%agent cell runs: 'code' (writes Python) or 'tools' (calls the Tool "
+                      "objects among the notebook's variables, with JSON arguments).").tag(config=True)
     ui = Enum(["auto", "widgets", "text"], "auto",
               help="How runs are shown: widgets in a kernel, text in a terminal (auto), or forced.").tag(config=True)
 
@@ -110,6 +116,9 @@ class AgentMagics(Magics):
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, or a variable holding a Model")
+    @argument("--agent", choices=list(AGENT_TYPES),
+              help="code: the agent writes Python; tools: it calls the notebook's Tool objects "
+              "(default: AgentMagics.agent_type)")
     @argument("--max-steps", type=int, help="most actions in this run (default: AgentMagics.max_steps)")
     @argument("--approve", choices=list(APPROVE_MODES), help="which actions wait for a click")
     @argument("-o", "--out", metavar="VAR", help="store the final answer in this variable")
@@ -363,9 +372,15 @@ class AgentMagics(Magics):
                                   allow=set(self.allow) | set(_names(args.allow)), enabled=not args.no_guard)
         except ValueError as exc:
             raise UsageError(f"--allow: {exc}") from None
+        kind = AGENT_TYPES[args.agent or self.agent_type]
         if self.current is None:
-            self.current = CodeAgent(model=model, executor=KernelExecutor(self.shell))
+            self.current = kind(model=model, executor=KernelExecutor(self.shell))
+        elif type(self.current) is not kind:  # the conversation, its runs and undo carry over to the other kind
+            old, self.current = self.current, kind(model=model, executor=self.current.executor)
+            self.current.memory, self.current.runs, self.current.agent_made = old.memory, old.runs, old.agent_made
         agent = self.current
+        if isinstance(agent, ToolCallingAgent):
+            agent.tools = {"final_answer": agent.tools["final_answer"], **self._notebook_tools()}
         agent.model = model
         agent.policy = policy
         agent.protected = set(self.protect) | set(_names(args.protect))
@@ -373,6 +388,14 @@ class AgentMagics(Magics):
         agent.max_observation_chars = self.max_observation_chars
         agent.namespace_budget = self.namespace_budget
         return agent
+
+    def _notebook_tools(self) -> dict[str, Tool]:
+        """The ``Tool`` objects among the notebook's variables: what ``--agent tools`` may call."""
+        found = {}
+        for value in namespace.user_variables(self.shell.user_ns, self.shell.user_ns_hidden).values():
+            if isinstance(value, Tool) and value.name != "final_answer":
+                found[value.name] = value
+        return found
 
     def _check_protected(self, names: list[str]) -> None:
         """--protect of a name that is not a variable protects nothing: refuse it, naming close matches."""
