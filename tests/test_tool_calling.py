@@ -450,3 +450,51 @@ def test_an_exported_tool_run_re_executes(tmp_path):
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="define add first"):
         nbclient.NotebookClient(bare, timeout=60, kernel_name="python3",
                                 resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+
+# -- the magic -------------------------------------------------------------------------------------
+
+
+MAGIC_TOOL = '''
+from smol_magic import tool
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
+'''
+
+
+def test_magic_agent_tools_calls_the_notebooks_tools_and_agent_type_sets_the_default(ip):
+    from traitlets import TraitError
+
+    ip.run_cell(MAGIC_TOOL)
+    ip.user_ns["m"] = ScriptedModel([
+        'Action: {"name": "add", "arguments": {"a": 2, "b": 3}}',
+        'Action: {"name": "final_answer", "arguments": {"answer": 5}}',
+        "```python\nfinal_answer(result * 2)\n```",
+        'Action: {"name": "final_answer", "arguments": {"answer": "tools again"}}',
+    ])
+    magics = ip.magics_manager.registry["AgentMagics"]
+    ip.run_cell_magic("agent", "--agent tools -m m -o res --reset", "Add 2 and 3.")
+    assert ip.user_ns["res"] == 5 and ip.user_ns["result"] == 5
+    assert isinstance(magics.current, ToolCallingAgent)
+    assert set(magics.current.tools) == {"add", "final_answer"}  # the Tool objects among the variables
+
+    # --agent code: the same conversation, now as code; the variable the tool call made is there.
+    ip.run_cell_magic("agent", "--agent code -m m -o res", "Double it.")
+    assert ip.user_ns["res"] == 10 and type(magics.current).__name__ == "CodeAgent"
+    assert len(magics.current.runs) == 2  # runs (and undo) carry over
+
+    with pytest.raises(TraitError):
+        magics.agent_type = "robot"
+    ip.run_line_magic("config", 'AgentMagics.agent_type = "tools"')
+    ip.run_cell_magic("agent", "-m m -o res", "Once more.")
+    assert ip.user_ns["res"] == "tools again" and isinstance(magics.current, ToolCallingAgent)
+    assert "result" in magics.current.undo(0)["removed"]  # undo removes what the tool call bound
+    assert "result" not in ip.user_ns
