@@ -498,3 +498,21 @@ def test_magic_agent_tools_calls_the_notebooks_tools_and_agent_type_sets_the_def
     assert ip.user_ns["res"] == "tools again" and isinstance(magics.current, ToolCallingAgent)
     assert "result" in magics.current.undo(0)["removed"]  # undo removes what the tool call bound
     assert "result" not in ip.user_ns
+
+
+def test_a_recorded_tool_run_replays_offline(srv: OpenAIServer, tmp_path):
+    from smol_magic.export.replay import RecordingModel, ReplayModel
+
+    srv.push_tool_calls(("add", {"a": 1, "b": 2}), ("shout", {"text": "x"}))
+    srv.push_tool_calls(("final_answer", {"answer": 3}))
+    recording = tmp_path / "run.jsonl"
+    agent = ToolCallingAgent(tools=TOOLS, model=RecordingModel(litellm_model(srv), recording))
+    assert agent.run("add") == 3
+    requests = len(srv.bodies)
+    assert srv.bodies[0]["tools"]  # recording keeps native tool calls
+
+    calls_made.clear()
+    replayed = ToolCallingAgent(tools=TOOLS, model=ReplayModel(recording))
+    assert replayed.run("add") == 3
+    assert len(srv.bodies) == requests  # offline
+    assert calls_made == [("add", (1, 2)), ("shout", "x")]  # the recorded calls ran again

@@ -113,7 +113,7 @@ class ToolCallingAgent(CodeAgent):
         """Whether the model is offered the tools natively (else it writes calls as JSON in text)."""
         if self.native_tools is not None:
             return self.native_tools
-        return _takes_tools(self.model) and not _refused(self.model)
+        return takes_tools(self.model) and not _refused(self.model)
 
     def system_prompt(self) -> str:
         extra = f"\nAdditional instructions:\n{self.instructions.strip()}\n" if self.instructions else ""
@@ -407,7 +407,7 @@ def refuses_tools(exc: BaseException) -> bool:
     return bool(_TOOLS_REFUSED.search(text) and _BAD_REQUEST.search(text))
 
 
-def _takes_tools(model: Any) -> bool:
+def takes_tools(model: Any) -> bool:
     """The model's methods take ``tools_to_call_from`` (ours do; a hand-written Model may not)."""
     for method in ("generate", "generate_stream"):
         try:
