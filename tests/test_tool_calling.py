@@ -330,6 +330,10 @@ def test_loop_features_planning_callbacks_stream_max_steps_and_memory_round_trip
     capped = ToolCallingAgent(tools=TOOLS, model=ScriptedModel(
         ['Action: {"name": "add", "arguments": {"a": 1, "b": 1}}', "It is 2."]), max_steps=1)
     assert capped.run("add") == "It is 2."
+    as_call = ToolCallingAgent(tools=TOOLS, model=ScriptedModel([
+        'Action: {"name": "add", "arguments": {"a": 1, "b": 1}}',
+        'Action: {"name": "final_answer", "arguments": {"answer": [2]}}']), max_steps=1)
+    assert as_call.run("add") == [2]  # the last answer may come as a final_answer call too
     # reset=False continues the conversation
     more = ScriptedModel(['Action: {"name": "final_answer", "arguments": {"answer": "again"}}'])
     capped.model = more

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from .. import guard
 from ..context import namespace
 from ..safety import redact
-from .agents import AgentStopped, CodeAgent, _refusal
+from .agents import FINAL_PROMPT, AgentStopped, CodeAgent, _refusal
 from .approval import Action, Approver
 from .events import Renderer
 from .execution import ExecutionResult, Executor
@@ -226,6 +226,23 @@ class ToolCallingAgent(CodeAgent):
             valid[-1].observation += step.observation[len(before):]  # the model reads the calls' answers
         if merged.interrupted:
             raise KeyboardInterrupt
+
+    async def _final_answer_after_max_steps(self) -> Any:
+        """The model's best answer once the steps are used up, as text or as a final_answer call.
+
+        The tools are offered again: some providers reject a conversation holding tool calls without them.
+        """
+        messages = self.memory.to_messages() + [{"role": "user", "content": FINAL_PROMPT}]
+        content, _, calls = await self._ask(messages, self.uses_native_tools())
+        for call in calls or parse_text_tool_calls(content)[0]:
+            if call.name == "final_answer":
+                try:
+                    arguments = json.loads(call.arguments or "{}")
+                except ValueError:
+                    continue
+                if isinstance(arguments, dict) and "answer" in arguments:
+                    return arguments["answer"]
+        return content.strip()
 
     async def _ask(self, messages: list[dict[str, Any]], native: bool) -> tuple[str, Any, list[ChatMessageToolCall]]:
         if native:
