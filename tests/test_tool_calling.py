@@ -520,3 +520,31 @@ def test_a_recorded_tool_run_replays_offline(srv: OpenAIServer, tmp_path):
     assert replayed.run("add") == 3
     assert len(srv.bodies) == requests  # offline
     assert calls_made == [("add", (1, 2)), ("shout", "x")]  # the recorded calls ran again
+
+
+class Editor:
+    """A person who edits the calls before running them."""
+
+    async def approve(self, step: ActionStep) -> Decision:
+        if step.code and "add(" in step.code:
+            return Decision("run", code="result = add(a=100, b=1)", by_person=True)
+        return Decision("run", by_person=True)
+
+
+def test_an_edited_call_runs_as_edited_and_every_call_is_told(tmp_path):
+    calls_made.clear()
+    model = ScriptedModel([
+        ModelResponse("", tool_calls=[ChatMessageToolCall("c1", "add", '{"a": 1, "b": 2}'),
+                                      ChatMessageToolCall("c2", "shout", '{"text": "x"}')]),
+        'Action: {"name": "final_answer", "arguments": {"answer": 101}}',
+    ])
+    agent = ToolCallingAgent(tools=TOOLS, model=model, approver=Editor())
+    assert agent.run("add") == 101
+    assert calls_made == [("add", (100, 1))]  # what the person wrote ran, not the model's calls
+    step = agent.memory.action_steps[0]
+    assert step.proposed_code == "result = add(a=1, b=2)\nresult = shout(text='x')"
+    answers = [m for m in model.requests[1] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in answers] == ["c1", "c2"]
+    assert all("edited your calls" in m["content"] and "add(a=100, b=1)" in m["content"] for m in answers)
+    nb = nbformat.read(agent.to_notebook(str(tmp_path / "run.ipynb")), as_version=4)
+    assert "result = add(a=100, b=1)" in [c.source for c in nb.cells if c.cell_type == "code"]
