@@ -147,16 +147,7 @@ class ToolCallingAgent(CodeAgent):
             messages = step.model_input_messages = self.memory.to_messages()
             content, step.token_usage, calls = await self._ask(messages, native)
         step.model_output = content
-        if calls:
-            step.tool_calls = [ToolCallRecord(id=c.id or f"call_{step.step_number}_{n}", name=c.name,
-                                              arguments=c.arguments) for n, c in enumerate(calls, 1)]
-            step.reasoning = content.strip()
-            problem = None
-        else:
-            text_calls, step.reasoning, problem = parse_text_tool_calls(content)
-            step.tool_calls = [ToolCallRecord(id=c.id or f"call_{step.step_number}_{n}", name=c.name,
-                                              arguments=c.arguments, native=False)
-                               for n, c in enumerate(text_calls, 1)]
+        problem = self._read_calls(step, content, calls)
         if self._stop_requested:  # Stop was clicked while the model was thinking
             step.approval = Approval.STOP
             self._tell_all(step, "The user stopped the run before this call ran.")
@@ -226,6 +217,19 @@ class ToolCallingAgent(CodeAgent):
             valid[-1].observation += step.observation[len(before):]  # the model reads the calls' answers
         if merged.interrupted:
             raise KeyboardInterrupt
+
+    @staticmethod
+    def _read_calls(step: ActionStep, content: str, calls: list[ChatMessageToolCall]) -> str | None:
+        """Put the reply's calls (native, else written in its text) in the step; say what was wrong if none."""
+        native = bool(calls)
+        problem = None
+        if not native:
+            calls, step.reasoning, problem = parse_text_tool_calls(content)
+        else:
+            step.reasoning = content.strip()
+        step.tool_calls = [ToolCallRecord(id=c.id or f"call_{step.step_number}_{n}", name=c.name,
+                                          arguments=c.arguments, native=native) for n, c in enumerate(calls, 1)]
+        return problem
 
     async def _final_answer_after_max_steps(self) -> Any:
         """The model's best answer once the steps are used up, as text or as a final_answer call.
