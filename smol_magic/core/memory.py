@@ -156,6 +156,13 @@ class ActionStep(MemoryStep):
     def ran(self) -> bool:
         return self.approval in RAN
 
+    def to_dict(self) -> dict[str, Any]:
+        """The step's fields; ``tool_calls`` only when it has some, so a CodeAgent's saved steps stay as they were."""
+        data = super().to_dict()
+        if not self.tool_calls:
+            del data["tool_calls"]
+        return data
+
     @property
     def succeeded(self) -> bool:
         """Ran to the end without error: part of the run as a script that re-runs."""
