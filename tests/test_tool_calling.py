@@ -548,3 +548,20 @@ def test_an_edited_call_runs_as_edited_and_every_call_is_told(tmp_path):
     assert all("edited your calls" in m["content"] and "add(a=100, b=1)" in m["content"] for m in answers)
     nb = nbformat.read(agent.to_notebook(str(tmp_path / "run.ipynb")), as_version=4)
     assert "result = add(a=100, b=1)" in [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def test_a_tool_that_changes_the_users_data_in_place_is_put_back_and_the_model_told():
+    # The guard sees the call, not the tool's body; the data watch sees what it did to the user's frame.
+    model = ScriptedModel([
+        'Action: {"name": "drop_column", "arguments": {"column": "b"}}',
+        'Action: {"name": "final_answer", "arguments": {"answer": "ok"}}'])
+    agent = ToolCallingAgent(tools=[], model=model)
+    ns = agent.executor.namespace
+    exec('import pandas as pd\nfrom smol_magic import tool\nsales = pd.DataFrame({"a": [1, 2], "b": [3, 4]})\n\n'
+         '@tool\ndef drop_column(column: str) -> str:\n    """Drop a column of the sales table.\n\n    Args:\n'
+         '        column: the column\n    """\n    sales.drop(columns=[column], inplace=True)\n    return "dropped"\n', ns)
+    agent.tools["drop_column"] = ns["drop_column"]
+    agent.run("drop b")
+    assert list(ns["sales"].columns) == ["a", "b"]  # put back
+    told = [m for m in model.requests[1] if m["role"] == "user"][-1]["content"]
+    assert "put back: sales" in told and "dropped" in told, told
