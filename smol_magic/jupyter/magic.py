@@ -146,7 +146,10 @@ class AgentMagics(Magics):
         The model writes Python; each action runs in this kernel's namespace
         (after a static guard), its output comes back to the model, and the
         variables it creates stay in the notebook. The next %%agent cell
-        continues the conversation unless --reset.
+        continues the conversation unless --reset. With --agent tools the model
+        calls the Tool objects among the notebook's variables instead, with
+        JSON arguments; each call is shown, checked and run as the code it
+        amounts to, ``result = tool(arg=...)``.
 
         The guard is a policy that stops what a careless or confused model
         might do; it is not a sandbox against a determined attacker. For
