@@ -16,7 +16,10 @@ from .core.memory import (
     ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Timing, Verdict,
 )
 from .core.prompts import PromptTemplateError, Rules
-from .core.models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
+from .core.models import (
+    ChatMessageToolCall, InferenceClientModel, LiteLLMModel, Model, ModelError, ModelResponse, ScriptedModel, TokenUsage,
+)
+from .core.tool_calling import ToolCallingAgent
 from .core.tools import Tool, ToolDefinitionError, final_answer, tool
 from .export.notebook import export_run
 from .guard import Policy
@@ -31,10 +34,11 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
-    "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",
+    "ActionStep", "AgentMemory", "AutoApprover", "ChatMessageToolCall", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "PromptTemplateError", "Renderer",
-    "Rules", "RunResult", "ScriptedModel", "TaskStep", "Timing", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
+    "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "PlanningStep", "Policy",
+    "PromptTemplateError", "Renderer", "Rules", "RunResult", "ScriptedModel", "TaskStep", "Timing", "TokenUsage",
+    "Tool", "ToolCallingAgent", "ToolDefinitionError", "Verdict",
     "describe", "final_answer", "tool",
 ]
 

@@ -21,8 +21,9 @@ import pytest
 
 @dataclass
 class Behaviour:
-    kind: str  # "reply" | "stream" | "status" | "malformed" | "hang"
+    kind: str  # "reply" | "stream" | "status" | "malformed" | "hang" | "tool_calls"
     text: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI tool_calls, for kind "tool_calls"
     pieces: list[str] = field(default_factory=list)
     usage: tuple[int, int] | None = None
     status: int = 200
@@ -62,6 +63,20 @@ class OpenAIServer:
     def push_stream(self, pieces: list[str], usage: tuple[int, int] | None = (11, 7)) -> "OpenAIServer":
         """Always answer with these SSE content chunks, then a usage chunk (if ``usage``), then ``[DONE]``."""
         self._push(Behaviour("stream", pieces=list(pieces), usage=usage))
+        return self
+
+    def push_tool_calls(
+        self, *calls: tuple[str, Any], text: str = "", usage: tuple[int, int] = (11, 7)
+    ) -> "OpenAIServer":
+        """Answer with native ``tool_calls``: each call a (name, arguments) pair, arguments a dict (sent
+        as JSON text) or a string sent as it is (e.g. broken JSON). Streamed if the request asks: each
+        call's id and name first, then its arguments in pieces, as OpenAI does."""
+        tool_calls = [
+            {"id": f"call_{self.pending}_{n}", "type": "function",
+             "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+            for n, (name, args) in enumerate(calls)
+        ]
+        self._push(Behaviour("tool_calls", text=text, calls=tool_calls, usage=usage))
         return self
 
     def push_status(
@@ -172,6 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if b.kind == "malformed":
             return self._send(200, b.text.encode(), "application/json")
+        if b.kind == "tool_calls" and body.get("stream"):
+            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return self._stream(model, [b.text] if b.text else [], b.usage if wants_usage else None, b.calls)
         if b.kind == "stream" or (b.kind == "reply" and body.get("stream")):
             if b.kind == "reply":
                 pieces = [b.text[i : i + 4] for i in range(0, len(b.text), 4)]
@@ -181,19 +199,23 @@ class _Handler(BaseHTTPRequestHandler):
                 pieces, usage = b.pieces, b.usage
             return self._stream(model, pieces, usage)
         prompt, completion = b.usage or (0, 0)
+        message: dict[str, Any] = {"role": "assistant", "content": b.text or (None if b.calls else "")}
+        if b.calls:
+            message["tool_calls"] = b.calls
         payload = {
             "id": "chatcmpl-local",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": b.text}, "finish_reason": "stop"}
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if b.calls else "stop"}
             ],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
         self._send(200, json.dumps(payload).encode(), "application/json")
 
-    def _stream(self, model: str, pieces: list[str], usage: tuple[int, int] | None) -> None:
+    def _stream(self, model: str, pieces: list[str], usage: tuple[int, int] | None,
+                calls: list[dict[str, Any]] | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -207,7 +229,16 @@ class _Handler(BaseHTTPRequestHandler):
         event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
         for piece in pieces:
             event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-        event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        for index, call in enumerate(calls or []):
+            head = {"index": index, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""}}
+            event({**base, "choices": [{"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None}]})
+            arguments = call["function"]["arguments"]
+            for i in range(0, len(arguments), 5):
+                more = {"index": index, "function": {"arguments": arguments[i:i + 5]}}
+                event({**base, "choices": [{"index": 0, "delta": {"tool_calls": [more]}, "finish_reason": None}]})
+        finish = "tool_calls" if calls else "stop"
+        event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if usage is not None:
             prompt, completion = usage
             totals = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

@@ -30,7 +30,10 @@ from .memory import (
     ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
     TaskStep, Timing, Verdict, alternate_roles,
 )
-from .models import BaseModel, Messages, ModelError, TokenUsage, accepts_options, describe_model
+from .models import (
+    BaseModel, ChatMessageToolCall, Messages, ModelError, TokenUsage, accepts_options, accumulate_tool_calls,
+    describe_model,
+)
 from .prompts import Placeholders, PromptSource, PromptTemplates, Rules
 from . import prompts
 from .text import SHOWN_CHARS, truncate
@@ -436,20 +439,34 @@ class MultiStepAgent:
 
     async def _generate(self, messages: Messages, stop: list[str] | None = None,
                         **options: Any) -> tuple[str, TokenUsage]:
+        """The model's text reply and its token usage (see ``_generate_reply``)."""
+        content, usage, _ = await self._generate_reply(messages, stop, **options)
+        return content, usage
+
+    async def _generate_reply(self, messages: Messages, stop: list[str] | None = None,
+                              tools: list[Tool] | None = None,
+                              **options: Any) -> tuple[str, TokenUsage, list[ChatMessageToolCall]]:
         """Stream the reply into the renderer; the event loop stays free while the model thinks.
 
         Every message is redacted here, the last gate before the model (and a --record file):
-        whatever a step kept, no run of 8 characters of a secret leaves. The renderer is
-        sent the first ``SHOWN_CHARS`` of the reply: a 2 MB reply must not flood the trace.
+        whatever a step kept, no run of 8 characters of a secret leaves, in the text or in the
+        arguments of a tool call. The renderer is sent the first ``SHOWN_CHARS`` of the reply:
+        a 2 MB reply must not flood the trace. With ``tools``, the model is offered them as
+        native tool calls, and the calls it makes (pieced together from the stream) are returned.
         ``options`` (``response_format``) reach the model only if its ``generate_stream`` takes them.
         """
         secrets = redact.current()
-        messages[:] = [{**m, "content": secrets.redact(m.get("content") or "")} for m in alternate_roles(messages)]
+        messages[:] = [_redacted(m, secrets) for m in alternate_roles(messages)]
         parts: list[str] = []
         usage = TokenUsage()
         streamed = 0
+        calls: list[ChatMessageToolCall] = []
+        if tools:
+            options["tools_to_call_from"] = tools
         options = accepts_options(self.model.generate_stream, options)
         async for delta in self.model.generate_stream(messages, stop_sequences=stop, **options):
+            if delta.tool_calls:
+                accumulate_tool_calls(calls, delta.tool_calls)
             if delta.content:
                 parts.append(delta.content)
                 if streamed < SHOWN_CHARS:
@@ -458,7 +475,9 @@ class MultiStepAgent:
                     self.renderer.model_delta(shown if streamed < SHOWN_CHARS else shown + "\n… (the reply goes on)")
             if delta.token_usage is not None:
                 usage = delta.token_usage
-        return secrets.redact("".join(parts)), usage
+        for call in calls:
+            call.arguments = secrets.redact(call.arguments)
+        return secrets.redact("".join(parts)), usage, calls
 
     def _find_secrets(self, names: Sequence[str] | None = None) -> None:
         """Register the credentials among the user's variables (all, or these), so they are redacted."""
@@ -798,6 +817,16 @@ class _AgentMade:
 
     def __contains__(self, name: object) -> bool:
         return name in self.made and name in self.ns and id(self.ns[name]) == self.made[name]
+
+
+def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any]:
+    """A message with its text and its tool calls' arguments redacted."""
+    message = {**message, "content": secrets.redact(message.get("content") or "")}
+    if message.get("tool_calls"):
+        message["tool_calls"] = [
+            {**call, "function": {**call["function"], "arguments": secrets.redact(call["function"]["arguments"])}}
+            for call in message["tool_calls"]]
+    return message
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:

@@ -72,6 +72,24 @@ class Verdict:
 
 
 @dataclass
+class ToolCallRecord:
+    """One tool call of a ``ToolCallingAgent`` step: what the model asked for, and what came of it."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""  # the JSON text the model sent
+    code: str | None = None  # the call as Python (``result = add(a=1, b=2)``); None if the call was invalid
+    observation: str = ""  # what the model is told about this call
+    error: str | None = None
+    native: bool = True  # a native tool call (sent back as ``tool_calls``), or one written in the reply's text
+    ran: bool = False  # it was executed (an invalid, refused, skipped call, or one after the final answer, was not)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # nbformat outputs of this call
+
+    def to_message(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass
 class MemoryStep:
     kind: ClassVar[str] = "step"
 
@@ -129,6 +147,7 @@ class ActionStep(MemoryStep):
     start_time: float = 0.0
     end_time: float = 0.0
     token_usage: TokenUsage = field(default_factory=TokenUsage)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)  # a ToolCallingAgent's calls, in order
 
     @property
     def duration(self) -> float:
@@ -138,14 +157,28 @@ class ActionStep(MemoryStep):
     def ran(self) -> bool:
         return self.approval in RAN
 
+    def to_dict(self) -> dict[str, Any]:
+        """The step's fields; ``tool_calls`` only when it has some, so a CodeAgent's saved steps stay as they were."""
+        data = super().to_dict()
+        if not self.tool_calls:
+            del data["tool_calls"]
+        return data
+
     @property
     def succeeded(self) -> bool:
         """Ran to the end without error: part of the run as a script that re-runs."""
         return self.ran and bool(self.code) and not self.error
 
-    def to_messages(self) -> list[dict[str, str]]:
+    def to_messages(self) -> list[dict[str, Any]]:
         # An empty assistant turn (interrupted before the reply) is rejected by some providers.
         reply = elide(self.model_output, RESENT_CHARS, "of your reply left out: too long to send again")
+        if self.tool_calls and all(call.native for call in self.tool_calls):
+            # Native calls: the assistant turn carries them, and each gets its own ``tool`` answer.
+            messages: list[dict[str, Any]] = [
+                {"role": "assistant", "content": reply, "tool_calls": [c.to_message() for c in self.tool_calls]}]
+            messages += [{"role": "tool", "tool_call_id": call.id,
+                          "content": call.observation or "(no result)"} for call in self.tool_calls]
+            return messages
         messages = [{"role": "assistant", "content": reply}] if reply else []
         if self.observation:
             messages.append({"role": "user", "content": f"Observation:\n{self.observation}"})
@@ -262,12 +295,16 @@ def step_from_dict(data: dict[str, Any]) -> MemoryStep:
         kwargs["approval"] = Approval(kwargs["approval"])
     if "token_usage" in kwargs and isinstance(kwargs["token_usage"], dict):
         kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
+    if "tool_calls" in kwargs:
+        kwargs["tool_calls"] = [ToolCallRecord(**{k: v for k, v in c.items() if k in _CALL_FIELDS})
+                                for c in kwargs["tool_calls"]]
     if "verdict" in kwargs and isinstance(kwargs["verdict"], dict):
         kwargs["verdict"] = Verdict(**{k: v for k, v in kwargs["verdict"].items() if k in _VERDICT_FIELDS})
     return step_type(**kwargs)
 
 
 _VERDICT_FIELDS = {f.name for f in fields(Verdict)}
+_CALL_FIELDS = {f.name for f in fields(ToolCallRecord)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -287,12 +324,17 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def alternate_roles(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Merge consecutive messages of one role: many chat templates require user/assistant turns to alternate."""
-    merged: list[dict[str, str]] = []
+def alternate_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge consecutive messages of one role: many chat templates require user/assistant turns to alternate.
+
+    Tool calls and ``tool`` answers are never merged: each answer belongs to its call's id.
+    """
+    merged: list[dict[str, Any]] = []
     for message in messages:
-        if merged and merged[-1]["role"] == message["role"]:
-            merged[-1] = {"role": message["role"], "content": merged[-1]["content"] + "\n\n" + message["content"]}
+        if (merged and merged[-1]["role"] == message["role"] and message["role"] != "tool"
+                and "tool_calls" not in message and "tool_calls" not in merged[-1]):
+            merged[-1] = {"role": message["role"],
+                          "content": (merged[-1]["content"] or "") + "\n\n" + (message["content"] or "")}
         else:
             merged.append(dict(message))
     return merged

@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
 from .text import clip
 
-Messages = list[dict[str, str]]
+Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content, and tool_calls / tool_call_id
 
 
 class ModelError(RuntimeError):
@@ -38,9 +38,33 @@ class TokenUsage:
 
 
 @dataclass
+class ChatMessageToolCall:
+    """One native tool call in a model's reply: the arguments as the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+    def to_message(self) -> dict[str, Any]:
+        """The call as an assistant message's ``tool_calls`` entry (OpenAI format)."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of a call has its id and name, later ones more arguments."""
+
+    index: int | None = None
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
 class ModelResponse:
     content: str
     token_usage: TokenUsage = field(default_factory=TokenUsage)
+    tool_calls: list[ChatMessageToolCall] = field(default_factory=list)
 
 
 @dataclass
@@ -49,10 +73,36 @@ class StreamDelta:
 
     content: str = ""
     token_usage: TokenUsage | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+
+
+def accumulate_tool_calls(calls: list[ChatMessageToolCall], deltas: list[ToolCallDelta]) -> None:
+    """Add streamed tool-call pieces to ``calls``: by index, a new id opens a new call, arguments concatenate.
+
+    Servers differ: OpenAI sends the id and name once and the arguments in pieces; some send every
+    call whole with index 0 (told apart by their ids), some send no index at all.
+    """
+    for delta in deltas:
+        index = delta.index if delta.index is not None else (len(calls) if delta.id else len(calls) - 1)
+        if index < 0:
+            index = 0
+        if index < len(calls) and delta.id and calls[index].id and delta.id != calls[index].id:
+            index = next((i for i, c in enumerate(calls) if c.id == delta.id), len(calls))
+        while len(calls) <= index:
+            calls.append(ChatMessageToolCall(id="", name=""))
+        call = calls[index]
+        if delta.id and not call.id:
+            call.id = delta.id
+        if delta.name and not call.name:
+            call.name = delta.name
+        call.arguments += delta.arguments or ""
 
 
 @runtime_checkable
 class Model(Protocol):
+    """What an agent needs of a model. ``tools_to_call_from`` (a list of ``Tool``) asks for native
+    tool calls; a model whose methods lack that parameter is driven by a JSON-in-text protocol."""
+
     model_id: str
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse: ...
@@ -78,6 +128,11 @@ def accepts_options(method: Callable[..., Any], options: dict[str, Any]) -> dict
     return {k: v for k, v in options.items() if k in params}
 
 
+def tool_schemas(tools: list[Any] | None) -> list[dict[str, Any]] | None:
+    """The OpenAI ``tools=`` parameter for a list of ``Tool`` (None when there are none)."""
+    return [t.to_tool_schema() for t in tools] if tools else None
+
+
 class BaseModel:
     """Shared behaviour: streaming falls back to one delta; retries with backoff.
 
@@ -99,16 +154,20 @@ class BaseModel:
         self.kwargs = kwargs  # passed on to the provider (temperature, max_tokens, ...)
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
         raise NotImplementedError
 
     async def generate_stream(
         self, messages: Messages, stop_sequences: list[str] | None = None,
-        response_format: dict[str, Any] | None = None,
+        tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
-        options = accepts_options(self.generate, {"response_format": response_format} if response_format else {})
+        # Passed on only when asked for, and only if taken: a subclass's ``generate`` may predate them.
+        options = accepts_options(self.generate, {k: v for k, v in (("tools_to_call_from", tools_to_call_from),
+                                                                     ("response_format", response_format)) if v})
         response = await self.generate(messages, stop_sequences, **options)
-        yield StreamDelta(response.content, response.token_usage)
+        deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(response.tool_calls)]
+        yield StreamDelta(response.content, response.token_usage, deltas)
 
     async def _with_retries(self, call: Callable[[float], Any], is_transient: Callable[[BaseException], bool]) -> Any:
         """Retry transient failures (429, 5xx, timeouts) with backoff, all within ``self.timeout`` seconds.
@@ -305,7 +364,7 @@ class ScriptedModel(BaseModel):
     can assert exactly what the model was shown.
     """
 
-    def __init__(self, responses: list[str], model_id: str = "scripted"):
+    def __init__(self, responses: list[str | ModelResponse], model_id: str = "scripted"):
         self.responses = list(responses)
         self.model_id = model_id
         self.requests: list[Messages] = []
@@ -316,7 +375,10 @@ class ScriptedModel(BaseModel):
         return len(self.responses) - len(self.requests)
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
+        """The next reply: a string is text (a ToolCallingAgent reads a JSON tool call in it), a
+        ``ModelResponse`` is returned as it is (native ``tool_calls``)."""
         index = len(self.requests)
         self.requests.append([dict(m) for m in messages])
         self.response_formats.append(response_format)
@@ -326,6 +388,8 @@ class ScriptedModel(BaseModel):
                 "add more responses or lower max_steps"
             )
         content = self.responses[index]
+        if isinstance(content, ModelResponse):
+            return content
         prompt_chars = sum(len(m.get("content") or "") for m in messages)
         return ModelResponse(content, TokenUsage(prompt_chars // 4, len(content) // 4))
 
@@ -357,7 +421,8 @@ class LiteLLMModel(BaseModel):
         self._credentials_checked = False
 
     def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool,
-                timeout: float, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
+                timeout: float, tools: list[Any] | None = None,
+                response_format: dict[str, Any] | None = None) -> dict[str, Any]:
         # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
         params: dict[str, Any] = dict(
             model=self.model_id,
@@ -374,6 +439,11 @@ class LiteLLMModel(BaseModel):
             params["stop"] = stop_sequences
         if response_format:
             params["response_format"] = response_format
+        if tools:
+            # Sent whatever litellm.supports_function_calling says: it does not know models behind an
+            # OpenAI-compatible api_base, which take tools. A server that refuses them answers 400 and
+            # the agent falls back to tool calls written in text.
+            params["tools"] = tool_schemas(tools)
         if stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
@@ -413,31 +483,33 @@ class LiteLLMModel(BaseModel):
         self._credentials_checked = True
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
         litellm = _litellm()
         self._check_credentials()
 
         async def call(remaining: float):
-            return await litellm.acompletion(**self._params(messages, stop_sequences, False, remaining,
-                                                            response_format))
+            return await litellm.acompletion(
+                **self._params(messages, stop_sequences, False, remaining, tools_to_call_from, response_format))
 
         response = await self._with_retries(call, self._is_transient)
         try:
-            content = response.choices[0].message.content or ""
+            message = response.choices[0].message
+            content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
         except (AttributeError, IndexError, TypeError) as exc:
             raise ModelError(f"{self.model_id}: malformed response ({short_error(exc)})") from exc
-        return ModelResponse(content, _usage(getattr(response, "usage", None)))
+        return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
 
     async def generate_stream(
         self, messages: Messages, stop_sequences: list[str] | None = None,
-        response_format: dict[str, Any] | None = None,
+        tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
         litellm = _litellm()
         self._check_credentials()
 
         async def call(remaining: float):
-            return await litellm.acompletion(**self._params(messages, stop_sequences, True, remaining,
-                                                            response_format))
+            return await litellm.acompletion(
+                **self._params(messages, stop_sequences, True, remaining, tools_to_call_from, response_format))
 
         deadline = asyncio.get_running_loop().time() + self.timeout
         stream = await self._with_retries(call, self._is_transient)
@@ -491,29 +563,32 @@ class InferenceClientModel(BaseModel):
         )
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
         client = self._client()
         extra = {"response_format": response_format} if response_format else {}
 
         async def call(remaining: float):
             return await client.chat_completion(
-                messages, model=self.model_id, stop=stop_sequences, **extra, **self.kwargs
+                messages, model=self.model_id, stop=stop_sequences, tools=tool_schemas(tools_to_call_from),
+                **extra, **self.kwargs
             )
 
         try:
             response = await self._with_retries(call, self._is_transient)
-            content = response.choices[0].message.content or ""
+            message = response.choices[0].message
+            content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
         except ModelError:
             raise
         except (AttributeError, IndexError, TypeError, KeyError) as exc:
             raise ModelError(f"{self.model_id}: malformed response ({short_error(exc)})") from exc
         finally:
             await _close(client)
-        return ModelResponse(content, _usage(getattr(response, "usage", None)))
+        return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
 
     async def generate_stream(
         self, messages: Messages, stop_sequences: list[str] | None = None,
-        response_format: dict[str, Any] | None = None,
+        tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
         client = self._client()
         extra = {"response_format": response_format} if response_format else {}
@@ -525,6 +600,7 @@ class InferenceClientModel(BaseModel):
                 stop=stop_sequences,
                 stream=True,
                 stream_options={"include_usage": True},
+                tools=tool_schemas(tools_to_call_from),
                 **extra,
                 **self.kwargs,
             )
@@ -549,17 +625,51 @@ async def _deltas(model_id: str, stream: AsyncIterator[Any]) -> AsyncIterator[St
     try:
         async for chunk in stream:
             choices = getattr(chunk, "choices", None) or []
-            text = (getattr(choices[0].delta, "content", None) or "") if choices else ""
+            delta = choices[0].delta if choices else None
+            text = (getattr(delta, "content", None) or "") if delta is not None else ""
+            calls = _tool_call_deltas(getattr(delta, "tool_calls", None)) if delta is not None else []
             usage = getattr(chunk, "usage", None)
-            if text or usage:
+            if text or usage or calls:
                 received = True
-                yield StreamDelta(text, _usage(usage) if usage else None)
+                yield StreamDelta(text, _usage(usage) if usage else None, calls)
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(f"{model_id}: stream failed: {_describe(exc)}") from exc
     if not received:
         raise ModelError(f"{model_id}: malformed response from server (the stream carried no text and no usage)")
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _arguments(value: Any) -> str:
+    """Arguments as JSON text: OpenAI sends a string, TGI and some servers an object."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _tool_calls(calls: Any) -> list[ChatMessageToolCall]:
+    """The ``tool_calls`` of a reply message (litellm or huggingface_hub objects, or dicts)."""
+    found = []
+    for number, call in enumerate(calls or []):
+        function = _field(call, "function")
+        found.append(ChatMessageToolCall(
+            id=_field(call, "id") or f"call_{number}", name=_field(function, "name") or "",
+            arguments=_arguments(_field(function, "arguments"))))
+    return found
+
+
+def _tool_call_deltas(calls: Any) -> list[ToolCallDelta]:
+    deltas = []
+    for call in calls or []:
+        function = _field(call, "function")
+        index = _field(call, "index")
+        deltas.append(ToolCallDelta(index if isinstance(index, int) else None, _field(call, "id") or None,
+                                    _field(function, "name") or None, _arguments(_field(function, "arguments"))))
+    return deltas
 
 
 async def _close(client: Any) -> None:

@@ -119,8 +119,39 @@ class Tool:
             doc += f"\n\n    Args:\n{args}"
         return f'def {self.signature()}:\n    """{doc}\n    """'
 
+    def to_tool_schema(self) -> dict[str, Any]:
+        """The tool as an OpenAI-style function schema, for models with native tool calling.
+
+        A ``@tool``'s parameters keep pydantic's JSON schema of their type hints (its ``$defs``
+        gathered at the top, where its ``$ref``s point); a ``Tool`` subclass's come from ``inputs``.
+        """
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        defs: dict[str, Any] = {}
+        for key, spec in self.inputs.items():
+            schema = dict(spec.get("schema") or _type_schema(spec["type"]))
+            defs.update(schema.pop("$defs", {}))
+            schema.pop("title", None)
+            schema["description"] = spec["description"]
+            properties[key] = schema
+            if "default" not in spec and not spec.get("nullable"):
+                required.append(key)
+        parameters: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
+        if defs:
+            parameters["$defs"] = defs
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description.strip(), "parameters": parameters}}
+
     def __repr__(self) -> str:
         return f"<Tool {self.signature()}>"
+
+
+def _type_schema(spec_type: str | list[str]) -> dict[str, Any]:
+    """A smolagents-style type name (or list of them) as JSON schema; ``any`` accepts anything."""
+    names = _types(spec_type)
+    if "any" in names:
+        return {}
+    return {"type": names[0] if len(names) == 1 else names}
 
 
 def _py_hint(spec_type: str | list[str]) -> str:

@@ -54,8 +54,26 @@ def setup_sources(history: Sequence[tuple[str, str]], needed: Sequence[str], ski
 
 
 def variables_read(run: RunResult) -> list[str]:
-    """The user's variables the run's code read: what its export needs before it re-runs."""
-    return [n for n in read_names([s.code for s in run.action_steps if s.succeeded]) if n in run.variables_before]
+    """The user's variables the run's code read: what its export needs before it re-runs.
+
+    The tools a ToolCallingAgent called count too: their cells call them by name.
+    """
+    tools = [c.name for s in run.action_steps for c in _exported_calls(s) if c.name != "final_answer"]
+    return [n for n in read_names([code for s in run.action_steps for code in _exported_code(s)])
+            if n in run.variables_before or n in tools]
+
+
+def _exported_calls(step: ActionStep) -> list[Any]:
+    """A tool step's calls that become code cells: each call that ran without error (unless a person edited)."""
+    if not step.tool_calls or not step.ran or step.proposed_code is not None:
+        return []
+    return [c for c in step.tool_calls if c.ran and c.code and not c.error]
+
+
+def _exported_code(step: ActionStep) -> list[str]:
+    if step.tool_calls and step.ran and step.proposed_code is None:
+        return [c.code for c in _exported_calls(step)]
+    return [step.code] if step.succeeded and step.code else []
 
 
 def _requirements(names: list[str], namespace: Mapping[str, Any]) -> str:
@@ -138,6 +156,8 @@ def new_code_cell(source: str, metadata: dict[str, Any] | None = None,
 def _action_cells(step: ActionStep) -> list[dict[str, Any]]:
     meta = cell_metadata(step)
     title = f"**Step {step.step_number}**" + (f" · {step.reasoning}" if step.reasoning else "")
+    if step.tool_calls and step.ran and step.proposed_code is None:
+        return _tool_call_cells(step, title, meta)
     if not step.ran or step.code is None:
         why = NOTES.get(step.approval, "no code in the model's reply")
         note = f"> Step {step.step_number} did not run: {why}."
@@ -152,6 +172,29 @@ def _action_cells(step: ActionStep) -> list[dict[str, Any]]:
         return [new_markdown_cell(title + "\n\n" + note, metadata={"smol_magic": meta})]
     cell = new_code_cell(step.code, metadata={"smol_magic": meta, "tags": ["smol-magic"]}, outputs=cell_outputs(step))
     return [new_markdown_cell(title), cell]
+
+
+def _tool_call_cells(step: ActionStep, title: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ToolCallingAgent step: each call that ran is a code cell (``result = add(a=1, b=2)``), the rest notes."""
+    cells = [new_markdown_cell(title, metadata={"smol_magic": meta})]
+    for call in step.tool_calls:
+        call_meta = {"smol_magic": {**meta, "tool_call": {"id": call.id, "name": call.name}}}
+        if call.ran and call.code and not call.error:
+            cells.append(new_code_cell(call.code, metadata={**call_meta, "tags": ["smol-magic"]},
+                                       outputs=_call_outputs(step, call)))
+            continue
+        shown = f"```python\n{call.code}\n```" if call.code else f"`{call.name}` with arguments `{call.arguments}`"
+        why = "failed" if call.ran else "did not run"
+        note = f"> Tool call {why}, so it is not a code cell:\n\n{shown}\n\n```\n{call.observation.strip()}\n```"
+        cells.append(new_markdown_cell(note, metadata=call_meta))
+    return cells
+
+
+def _call_outputs(step: ActionStep, call: Any) -> list[dict[str, Any]]:
+    outputs = list(call.outputs)
+    if call.name == "final_answer" and step.is_final_answer:  # re-run, final_answer(answer=x) shows x
+        outputs.append(value_bundle(step.action_output))
+    return outputs
 
 
 def _answer_text(value: Any) -> str:

@@ -8,7 +8,11 @@ import re
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..core.models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage
+from ..core.models import (
+    BaseModel, ChatMessageToolCall, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage,
+    accumulate_tool_calls,
+)
+from ..core.tool_calling import takes_tools
 from ..safety.redact import redact_data
 
 
@@ -25,25 +29,34 @@ class RecordingModel(BaseModel):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({"smol_magic_recording": 1, "model_id": self.model_id}) + "\n")
 
-    def _append(self, messages: Messages, content: str, usage: TokenUsage) -> None:
-        record = redact_data({"request": messages, "reply": content, "token_usage": usage.__dict__})
+    def _append(self, messages: Messages, content: str, usage: TokenUsage,
+                calls: list[ChatMessageToolCall] | None = None) -> None:
+        record: dict[str, Any] = {"request": messages, "reply": content, "token_usage": usage.__dict__}
+        if calls:
+            record["tool_calls"] = [vars(call) for call in calls]
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(redact_data(record)) + "\n")
 
-    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
-        response = await self.inner.generate(messages, stop_sequences)
-        self._append(messages, response.content, response.token_usage)
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None) -> ModelResponse:
+        response = await self.inner.generate(messages, stop_sequences, **self._tools(tools_to_call_from))
+        self._append(messages, response.content, response.token_usage, response.tool_calls)
         return response
 
     async def generate_stream(
-        self, messages: Messages, stop_sequences: list[str] | None = None
+        self, messages: Messages, stop_sequences: list[str] | None = None, tools_to_call_from: list[Any] | None = None
     ) -> AsyncIterator[StreamDelta]:
-        parts, usage = [], TokenUsage()
-        async for delta in self.inner.generate_stream(messages, stop_sequences):
+        parts, usage, calls = [], TokenUsage(), []
+        async for delta in self.inner.generate_stream(messages, stop_sequences, **self._tools(tools_to_call_from)):
             parts.append(delta.content)
             usage = delta.token_usage or usage
+            accumulate_tool_calls(calls, delta.tool_calls)
             yield delta
-        self._append(messages, "".join(parts), usage)
+        self._append(messages, "".join(parts), usage, calls)
+
+    def _tools(self, tools: list[Any] | None) -> dict[str, Any]:
+        """Native tools are passed on only when asked for and the inner model takes them (it may predate them)."""
+        return {"tools_to_call_from": tools} if tools and takes_tools(self.inner) else {}
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
@@ -51,7 +64,8 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 def _comparable(messages: Messages) -> list[tuple[str, str]]:
     """Requests compared for replay: memory addresses in reprs differ from run to run."""
-    return [(m.get("role", ""), _ADDRESS.sub("0x…", m.get("content") or "")) for m in messages]
+    return [(m.get("role", ""), _ADDRESS.sub("0x…", m.get("content") or "")
+             + "".join(json.dumps(c, sort_keys=True) for c in m.get("tool_calls") or [])) for m in messages]
 
 
 class ReplayModel(BaseModel):
@@ -81,7 +95,8 @@ class ReplayModel(BaseModel):
         self.check_requests = check_requests
         self.position = 0
 
-    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None) -> ModelResponse:
         if self.position >= len(self.records):
             raise ModelError(
                 f"replay diverged: the run asked for reply {self.position + 1} but {self.path.name} holds "
@@ -91,7 +106,8 @@ class ReplayModel(BaseModel):
         if self.check_requests:
             _check_same(self.position + 1, self.path.name, _comparable(record["request"]), _comparable(messages))
         self.position += 1
-        return ModelResponse(record["reply"], TokenUsage(**record.get("token_usage", {})))
+        calls = [ChatMessageToolCall(**call) for call in record.get("tool_calls", [])]
+        return ModelResponse(record["reply"], TokenUsage(**record.get("token_usage", {})), calls)
 
 
 def _check_same(number: int, name: str, recorded: list, now: list) -> None:

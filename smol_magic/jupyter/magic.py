@@ -32,6 +32,8 @@ from ..core.memory import RunResult, RunState
 from ..core.models import BaseModel, Model, ModelError, model_from_spec
 from ..core.prompts import Rules
 from ..core.stopping import check_timeout
+from ..core.tool_calling import ToolCallingAgent
+from ..core.tools import Tool
 from ..export.replay import RecordingModel, ReplayModel
 from ..safety import undo
 from ..ui.text import TextRenderer
@@ -42,6 +44,7 @@ from .kernel_executor import KernelExecutor
 MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0}  # validated settings
 RULES_FILE = "AGENTS.md"  # project rules, as people write them for coding agents
 MAX_RULES_CHARS = 50_000
+AGENT_TYPES = {"code": CodeAgent, "tools": ToolCallingAgent}  # --agent / AgentMagics.agent_type
 
 
 @magics_class
@@ -69,6 +72,9 @@ class AgentMagics(Magics):
         namespace.DEFAULT_BUDGET_TOKENS,
         help="Tokens (estimated as characters / 4) the prompt's summary of the notebook's variables may use.",
     ).tag(config=True)
+    agent_type = Enum(list(AGENT_TYPES), "code",
+                      help="Which agent a %%agent cell runs: 'code' (writes Python) or 'tools' (calls the Tool "
+                      "objects among the notebook's variables, with JSON arguments).").tag(config=True)
     ui = Enum(["auto", "widgets", "text"], "auto",
               help="How runs are shown: widgets in a kernel, text in a terminal (auto), or forced.").tag(config=True)
 
@@ -126,6 +132,9 @@ class AgentMagics(Magics):
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, or a variable holding a Model")
+    @argument("--agent", choices=list(AGENT_TYPES),
+              help="code: the agent writes Python; tools: it calls the notebook's Tool objects "
+              "(default: AgentMagics.agent_type)")
     @argument("--max-steps", type=int, help="most actions in this run (default: AgentMagics.max_steps)")
     @argument("--approve", choices=list(APPROVE_MODES), help="which actions wait for a click")
     @argument("-o", "--out", metavar="VAR", help="store the final answer in this variable")
@@ -153,7 +162,10 @@ class AgentMagics(Magics):
         The model writes Python; each action runs in this kernel's namespace
         (after a static guard), its output comes back to the model, and the
         variables it creates stay in the notebook. The next %%agent cell
-        continues the conversation unless --reset.
+        continues the conversation unless --reset. With --agent tools the model
+        calls the Tool objects among the notebook's variables instead, with
+        JSON arguments; each call is shown, checked and run as the code it
+        amounts to, ``result = tool(arg=...)``.
 
         The guard is a policy that stops what a careless or confused model
         might do; it is not a sandbox against a determined attacker. For
@@ -381,9 +393,15 @@ class AgentMagics(Magics):
                                   allow=set(self.allow) | set(_names(args.allow)), enabled=not args.no_guard)
         except ValueError as exc:
             raise UsageError(f"--allow: {exc}") from None
+        kind = AGENT_TYPES[args.agent or self.agent_type]
         if self.current is None:
-            self.current = CodeAgent(model=model, executor=KernelExecutor(self.shell))
+            self.current = kind(model=model, executor=KernelExecutor(self.shell))
+        elif type(self.current) is not kind:  # the conversation, its runs and undo carry over to the other kind
+            old, self.current = self.current, kind(model=model, executor=self.current.executor)
+            self.current.memory, self.current.runs, self.current.agent_made = old.memory, old.runs, old.agent_made
         agent = self.current
+        if isinstance(agent, ToolCallingAgent):
+            agent.tools = {"final_answer": agent.tools["final_answer"], **self._notebook_tools()}
         agent.model = model
         agent.policy = policy
         agent.protected = set(self.protect) | set(_names(args.protect))
@@ -424,6 +442,14 @@ class AgentMagics(Magics):
             raise UsageError(f"the rules file {str(path)!r} has {len(text):,} characters; it is sent with every "
                              f"request, so keep it under {MAX_RULES_CHARS:,}")
         return Rules.of(Rules(text, str(path)))
+
+    def _notebook_tools(self) -> dict[str, Tool]:
+        """The ``Tool`` objects among the notebook's variables: what ``--agent tools`` may call."""
+        found = {}
+        for value in namespace.user_variables(self.shell.user_ns, self.shell.user_ns_hidden).values():
+            if isinstance(value, Tool) and value.name != "final_answer":
+                found[value.name] = value
+        return found
 
     def _check_protected(self, names: list[str]) -> None:
         """--protect of a name that is not a variable protects nothing: refuse it, naming close matches."""

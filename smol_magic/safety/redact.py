@@ -64,9 +64,28 @@ def looks_like_secret(name: str, value: Any) -> bool:
     return len(text) >= 20 and classes >= 3 and _entropy(text) >= 4.0 and not _pathlike(text)
 
 
+_ENV_SEEN: list[Any] = [None, []]  # the process environment last scanned (its raw items), and what it held
+
+
 def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of secret-looking environment variables (long enough, not paths), and key-looking values."""
-    env = os.environ if environ is None else environ
+    """Values of secret-looking environment variables (long enough, not paths), and key-looking values.
+
+    The process environment is scanned again only when it changed: every model request and
+    observation asks, and scanning costs ~0.2 ms where comparing its raw items costs ~3 us.
+    """
+    if environ is None:
+        raw = getattr(os.environ, "_data", None)  # CPython's bytes mapping behind os.environ
+        seen = tuple(raw.items()) if isinstance(raw, dict) else None
+        if seen is not None and seen == _ENV_SEEN[0]:
+            return list(_ENV_SEEN[1])
+        found = _scan_env(os.environ)
+        if seen is not None:
+            _ENV_SEEN[:] = [seen, found]
+        return list(found)
+    return _scan_env(environ)
+
+
+def _scan_env(env: Mapping[str, str]) -> list[str]:
     found = []
     for key, value in env.items():
         if not isinstance(value, str):

@@ -230,6 +230,11 @@ def _neighbours(value: Any, ns: Mapping[str, Any], limits: Limits) -> Iterable[A
         return (value.__func__,)
     if isinstance(value, property):
         return (value.fget, value.fset)
+    if callable(value) and hasattr(value, "__dict__"):  # a wrapper of a notebook function (a @tool, a decorator's)
+        try:
+            return [v for v in vars(value).values() if isinstance(v, types.FunctionType) and v.__globals__ is ns]
+        except TypeError:
+            return ()
     return ()
 
 

@@ -182,12 +182,16 @@ def details_html(summary: str, body: str, open_: bool = False) -> str:
             f"{esc(summary)}</summary>{body}</details>")
 
 
-def messages_html(messages: list[dict[str, str]]) -> str:
-    parts = [
-        f'<div style="{MUTED};font-size:11px;margin-top:4px">{esc(m.get("role", "?"))}</div>'
-        + text_html(m.get("content") or "")
-        for m in messages
-    ]
+def messages_html(messages: list[dict[str, Any]]) -> str:
+    """Each message with its role; an assistant's tool calls and a tool's answers say which call."""
+    parts = []
+    for m in messages:
+        role = m.get("role", "?") + (f" · answer to {m['tool_call_id']}" if m.get("tool_call_id") else "")
+        text = m.get("content") or ""
+        calls = "\n".join(f"calls {c['function']['name']}({c['function']['arguments']}) · {c.get('id', '')}"
+                          for c in m.get("tool_calls") or [])
+        parts.append(f'<div style="{MUTED};font-size:11px;margin-top:4px">{esc(role)}</div>'
+                     + text_html("\n".join(filter(None, [text, calls]))))
     return "".join(parts)
 
 
@@ -203,7 +207,8 @@ def model_view_html(step: ActionStep, shown: int = 0) -> str:
             if earlier else "")
     body = (
         "<b>Messages sent</b>" + note + messages_html(step.model_input_messages[earlier:])
-        + "<b>Raw reply</b>" + text_html(step.model_output or "(no reply)")
+        + "<b>Raw reply</b>" + text_html("\n".join(filter(None, [step.model_output] + [
+            f"calls {c.name}({c.arguments})" for c in step.tool_calls if c.native])) or "(no reply)")
         + "<b>Parsed code</b>" + (code_html(parsed) if parsed else text_html("(none found)"))
     )
     return details_html("what the model saw", body)

@@ -36,6 +36,7 @@ def run(magics: Any, args: Any) -> None:
 def setup_cells(magics: Any, result: RunResult) -> list[str]:
     """The user's own cells (from this kernel's history) that made what the run read."""
     agent_code = {s.code for r in magics.current.runs for s in r.action_steps if s.code}
+    agent_code |= {c.code for r in magics.current.runs for s in r.action_steps for c in s.tool_calls if c.code}
     history = magics.shell.history_manager
     cells = [(raw, parsed) for raw, parsed in zip(history.input_hist_raw, history.input_hist_parsed)
              if not raw.lstrip().startswith(("%%agent", "%agent"))]
