@@ -24,6 +24,7 @@ from .approval import Action, Approver, AutoApprover
 from .blocking import iterate_blocking, on_main_thread
 from .events import Renderer
 from .execution import ExecutionResult, Executor, LocalPythonExecutor
+from .managed import ManagedAgent, check_managed, managed_agents_prompt
 from .names import used_names
 from .memory import (
     ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
@@ -157,6 +158,7 @@ class MultiStepAgent:
         description: str | None = None,
         approver: Approver | None = None,
         renderer: Renderer | None = None,
+        managed_agents: list[MultiStepAgent] | None = None,
     ):
         if model is None:
             raise ValueError("an agent needs a model: CodeAgent(model=LiteLLMModel('openai/gpt-4o-mini'))")
@@ -173,8 +175,21 @@ class MultiStepAgent:
         self.renderer: Renderer = renderer or Renderer()
         self.memory = AgentMemory()
         self.runs: list[RunResult] = []
+        self.managed_agents = managed_agents or []
+        self.managed_calls: list[RunResult] = []  # managed runs of the action in progress, for its step
         self._stop_requested = False
         self._skipped_blocks = 0  # code blocks after the first in the last reply (they do not run)
+
+    @property
+    def managed_agents(self) -> dict[str, ManagedAgent]:
+        """The agents this one can call, by name, each wrapped as a tool."""
+        return self._managed
+
+    @managed_agents.setter
+    def managed_agents(self, agents: list[MultiStepAgent] | dict[str, Any]) -> None:
+        agents = list(agents.values()) if isinstance(agents, dict) else list(agents)
+        agents = [a.agent if isinstance(a, ManagedAgent) else a for a in agents]
+        self._managed = {a.name: ManagedAgent(a, self) for a in check_managed(agents, self.tools, self)}
 
     # -- public API ---------------------------------------------------------
 
@@ -246,7 +261,9 @@ class MultiStepAgent:
         self.runs.append(run)
         started = time.perf_counter()
         self.renderer.run_started(self, task)
-        await self._call_executor(lambda: self.executor.send_tools({**self.tools, **(additional_args or {})}))
+        self.managed_calls = []
+        await self._call_executor(
+            lambda: self.executor.send_tools({**self.tools, **self.managed_agents, **(additional_args or {})}))
         try:
             task_step = TaskStep(task=redact.redact_secrets(task),
                                  context=redact.redact_secrets(self.task_context(task, additional_args)))
@@ -316,8 +333,11 @@ class MultiStepAgent:
 
     def _keep(self, run: RunResult, step: MemoryStep) -> None:
         """Put a finished step in memory and tell everyone who watches."""
-        if isinstance(step, ActionStep) and not step.end_time:
-            step.end_time = time.time()
+        if isinstance(step, ActionStep):
+            step.end_time = step.end_time or time.time()
+            step.managed_runs, self.managed_calls = step.managed_runs + self.managed_calls, []
+            for managed in step.managed_runs:  # what the managed agents used is part of this run's cost
+                run.token_usage = run.token_usage + managed.token_usage
         self.memory.steps.append(step)
         run.steps.append(step)
         usage = getattr(step, "token_usage", None)
@@ -415,11 +435,12 @@ class CodeAgent(MultiStepAgent):
         max_observation_chars: int = 10_000,
         policy: guard.Policy | None = None,
         namespace_budget: int = namespace.DEFAULT_BUDGET_TOKENS,
+        managed_agents: list[MultiStepAgent] | None = None,
     ):
         super().__init__(
             tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
             step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
-            approver=approver, renderer=renderer,
+            approver=approver, renderer=renderer, managed_agents=managed_agents,
         )
         self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
         self.policy = policy or guard.Policy()
@@ -437,7 +458,7 @@ class CodeAgent(MultiStepAgent):
     def system_prompt(self) -> str:
         extra = f"\nAdditional instructions:\n{self.instructions.strip()}\n" if self.instructions else ""
         return SYSTEM_PROMPT.format(
-            tools=render_tools(list(self.tools.values())),
+            tools=render_tools(list(self.tools.values())) + managed_agents_prompt(self.managed_agents),
             imports=", ".join(self.policy.authorized_imports),
             instructions=extra,
         )

@@ -128,6 +128,7 @@ class ActionStep(MemoryStep):
     start_time: float = 0.0
     end_time: float = 0.0
     token_usage: TokenUsage = field(default_factory=TokenUsage)
+    managed_runs: list["RunResult"] = field(default_factory=list)  # runs of managed agents this action called
 
     @property
     def duration(self) -> float:
@@ -182,10 +183,28 @@ class RunResult:
     steps: list[MemoryStep] = field(default_factory=list)
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     duration: float = 0.0
+    agent_name: str = ""  # the managed agent that ran it, when another agent called it
 
     @property
     def action_steps(self) -> list[ActionStep]:
         return [s for s in self.steps if isinstance(s, ActionStep)]
+
+    # What a saved memory keeps of a managed run: not the undo copies, which hold live objects.
+    SAVED: ClassVar[tuple[str, ...]] = ("agent_name", "task", "model_id", "started_at", "output", "state", "error",
+                                        "token_usage", "duration")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: _jsonable(getattr(self, name)) for name in self.SAVED}
+        data["steps"] = [step.to_dict() for step in self.steps]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        kwargs = {name: data[name] for name in cls.SAVED if name in data}
+        kwargs["state"] = RunState(kwargs.get("state", RunState.DONE))
+        if isinstance(kwargs.get("token_usage"), dict):
+            kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
+        return cls(steps=[step_from_dict(s) for s in data.get("steps", [])], **kwargs)
 
 
 @dataclass
@@ -230,6 +249,8 @@ def step_from_dict(data: dict[str, Any]) -> MemoryStep:
         kwargs["approval"] = Approval(kwargs["approval"])
     if "token_usage" in kwargs and isinstance(kwargs["token_usage"], dict):
         kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
+    if "managed_runs" in kwargs:
+        kwargs["managed_runs"] = [RunResult.from_dict(r) for r in kwargs["managed_runs"]]
     if "verdict" in kwargs and isinstance(kwargs["verdict"], dict):
         kwargs["verdict"] = Verdict(**{k: v for k, v in kwargs["verdict"].items() if k in _VERDICT_FIELDS})
     return step_type(**kwargs)
@@ -248,7 +269,7 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, Verdict):
+    if isinstance(value, (Verdict, RunResult)):
         return value.to_dict()
     if hasattr(value, "__dataclass_fields__"):
         return _jsonable(asdict(value))
