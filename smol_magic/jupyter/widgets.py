@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from typing import Any
 
@@ -94,15 +95,9 @@ class WidgetTrace(Renderer):
     def __init__(self, approve_mode: str = "risky"):
         self.approve_mode = approve_mode
         self._layout, self._style = w.Layout(), HTMLStyle()  # shared by every card: fewer comms
-        self.header = w.HTML(layout=self._layout, style=self._style)
-        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
-                                    tooltip="End the run after this step; your variables and the memory are kept",
-                                    layout=w.Layout(width="90px"))
-        self.stop_button.on_click(lambda _: self.stop())
         self.cards_box = w.VBox(layout=self._layout)
         self.final = w.Output(layout=self._layout)
-        self.root = w.VBox([w.HBox([self.header, self.stop_button]), self.cards_box, self.final])
-        self.root.add_class("smol-magic-trace")
+        self._build()
         self.card: _Card | None = None
         self.agent: MultiStepAgent | None = None
         self.task = ""
@@ -123,6 +118,16 @@ class WidgetTrace(Renderer):
         self._handle: Any = None
         self._text = io.StringIO()
         self._plain = TextRenderer(write=self._text.write, show=self._show_text)
+
+    def _build(self) -> None:
+        """The header with its Stop button, the cards, the final answer."""
+        self.header = w.HTML(layout=self._layout, style=self._style)
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
+                                    tooltip="End the run after this step; your variables and the memory are kept",
+                                    layout=w.Layout(width="90px"))
+        self.stop_button.on_click(lambda _: self.stop())
+        self.root = w.VBox([w.HBox([self.header, self.stop_button]), self.cards_box, self.final])
+        self.root.add_class("smol-magic-trace")
 
     # -- Renderer -----------------------------------------------------------
 
@@ -223,6 +228,12 @@ class WidgetTrace(Renderer):
             self._handle.update(static, raw=True)
             _close_tree(self.root)  # the static trace replaced it: free the comms
 
+    def managed_run(self, name: str, task: str) -> "ManagedTrace":
+        """A managed agent's run, live in the card of the step that calls it."""
+        nested = ManagedTrace(self, name, task)
+        (self.card or self._new_card("Step")).add_widget(nested.root)
+        return nested
+
     def cell_inserted(self, step_number: int, cell_id: str) -> None:
         """The cells renderer put this step's action in the notebook: its outputs are shown there, not twice."""
         self.in_cells[step_number] = cell_id
@@ -240,6 +251,9 @@ class WidgetTrace(Renderer):
 
     async def approve(self, step: ActionStep) -> Decision:
         """Show Run / Edit / Skip / Stop / Run all and wait for a click. Nothing runs before it."""
+        if threading.current_thread() is not threading.main_thread():
+            # A managed agent's action: its manager's code holds the kernel's main thread, where clicks arrive.
+            return Decision("skip", reason=NESTED_REFUSAL, refused=True)
         card = self.card or self._new_card(f"Step {step.step_number}")
         # Each card resolves only its own future: a late click on an older card approves nothing.
         future = self.pending = asyncio.get_running_loop().create_future()
@@ -350,6 +364,56 @@ class WidgetTrace(Renderer):
 
     def _show_text(self, output: dict[str, Any]) -> None:
         self._text.write(output_text([output]) + "\n")
+
+
+NESTED_REFUSAL = ("it is a managed agent's action, and no click can reach the kernel while its manager's code runs; "
+                  "to let such actions run, approve the manager's step with 'Run all'")
+
+
+class ManagedTrace(WidgetTrace):
+    """A managed agent's run inside its manager's trace: a collapsible box in the calling step's card.
+
+    Its hooks run on the main thread while the manager's action holds it (the event loop waits),
+    so every change is sent at once rather than scheduled.
+    """
+
+    def __init__(self, parent: WidgetTrace, name: str, task: str):
+        self.name, self.title = name, f"{name} · {h.task_title(task, 80)}"
+        super().__init__(approve_mode=parent.approve_mode)
+        self._plain = parent._plain.managed_run(name, task)  # the static text of the manager's trace holds it
+
+    def _build(self) -> None:
+        self.root = w.Accordion(children=[w.VBox([self.cards_box, self.final], layout=self._layout)],
+                                titles=(f"managed agent {self.title} · starting",), selected_index=0)
+        self.root.add_class("smol-magic-managed")
+
+    def run_started(self, agent: MultiStepAgent, task: str) -> None:
+        self.agent = agent
+        self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
+        self.started = time.perf_counter()
+        self._plain.run_started(agent, task)
+        self._set_status("thinking")
+
+    def run_finished(self, result: RunResult) -> None:
+        self._plain.run_finished(result)
+        self.status = str(result.state)
+        actions = len(result.action_steps)
+        self.root.titles = (f"managed agent {self.title} · {result.state} · {actions} step"
+                            f"{'s' if actions != 1 else ''} · {result.duration:.1f} s",)
+        if result.error:
+            self.final.outputs = ({"output_type": "stream", "name": "stderr", "text": result.error + "\n"},)
+        self._flush()
+
+    def _schedule(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.status not in ("done", "max_steps", "stopped", "interrupted", "failed"):
+            title = f"managed agent {self.title} · {self.status} · {time.perf_counter() - self.started:.1f} s"
+            if (title,) != tuple(self.root.titles):
+                self.root.titles = (title,)
+        for box in self.cards_box.children[-2:]:
+            self._cards[box.model_id].push()
 
 
 def _code_and_verdict(step: ActionStep) -> str:
