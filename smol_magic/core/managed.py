@@ -18,7 +18,7 @@ from __future__ import annotations
 import keyword
 import signal
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from .blocking import call_on_main, iterate_blocking
 from .events import Renderer
@@ -26,9 +26,6 @@ from .memory import ActionStep, MemoryStep, RunResult, RunState
 from .stopping import timer_paused
 from .text import truncate
 from .tools import Tool
-
-if TYPE_CHECKING:
-    from .agents import MultiStepAgent
 
 TASK_PROMPT = """\
 You're a helpful agent named '{name}'. Your manager, another agent, gave you this task:
@@ -57,14 +54,17 @@ def managed_agents_prompt(managed: dict[str, "ManagedAgent"]) -> str:
     return TEAM_PROMPT.format(agents="\n\n".join(agent.to_prompt() for agent in managed.values()))
 
 
-def check_managed(agents: Iterable[Any], tools: dict[str, Any], manager: Any = None) -> list["MultiStepAgent"]:
-    """The agents a manager may call, or a ValueError that says what to fix."""
-    from .agents import MultiStepAgent
+def is_agent(value: Any) -> bool:
+    """An agent of this package (``MultiStepAgent``: CodeAgent, ToolCallingAgent), known by its loop."""
+    return callable(getattr(value, "stream_steps", None)) and isinstance(getattr(value, "runs", None), list)
 
-    checked: list[MultiStepAgent] = []
+
+def check_managed(agents: Iterable[Any], tools: dict[str, Any], manager: Any = None) -> list[Any]:
+    """The agents a manager may call, or a ValueError that says what to fix."""
+    checked: list[Any] = []
     names: set[str] = set()
     for agent in agents:
-        if not isinstance(agent, MultiStepAgent):
+        if not is_agent(agent):
             raise ValueError(f"managed_agents takes agents (CodeAgent, ToolCallingAgent), not {type(agent).__name__}")
         if agent is manager:
             raise ValueError(f"an agent cannot manage itself ({agent.name or 'this agent'} is in its own "
@@ -93,7 +93,7 @@ class ManagedAgent(Tool):
 
     output_type = "string"
 
-    def __init__(self, agent: "MultiStepAgent", manager: "MultiStepAgent"):
+    def __init__(self, agent: Any, manager: Any):
         self.agent, self.manager = agent, manager
         self.name = agent.name or ""
         self.description = agent.description or ""

@@ -383,8 +383,7 @@ class AgentMagics(Magics):
 
     def _managed_agents(self, text: str | None) -> list[Any]:
         """--with: the agents in these variables, checked as a manager would check them."""
-        from ..core.agents import MultiStepAgent
-        from ..core.managed import check_managed
+        from ..core.managed import check_managed, is_agent
 
         team = []
         for name in _names(text):
@@ -392,7 +391,7 @@ class AgentMagics(Magics):
             if value is _MISSING:
                 raise UsageError(f"--with: there is no variable {name!r}; give variables holding agents, e.g. "
                                  f"{name} = CodeAgent(model=..., name={name!r}, description='...')")
-            if not isinstance(value, MultiStepAgent):
+            if not is_agent(value):
                 raise UsageError(f"--with: {name!r} is a {type(value).__name__}, not an agent (CodeAgent, "
                                  "ToolCallingAgent)")
             team.append(value)
