@@ -129,13 +129,18 @@ def test_the_managers_approver_decides_the_managed_agents_actions():
     assert calc.approver is not manager.approver  # lent for the call only
 
 
-def test_the_managers_action_clock_stops_while_its_managed_agent_works():
+def test_the_managers_action_clock_stops_while_its_managed_agent_works_and_runs_on_after():
     calc = calc_agent(fence("import time\ntime.sleep(0.4)"), fence("import time\ntime.sleep(0.4)\nfinal_answer(3)"))
-    manager = manager_of(calc, replies=[fence('r = calc(task="slow")\nprint(r)'), fence("final_answer(r)")],
-                         timeout=0.6)
+    manager = manager_of(calc, replies=[fence('r = calc(task="slow")\nimport time\ntime.sleep(5)'),
+                                        fence("final_answer(r)")], timeout=0.6)
     answer = manager.run("slow")
+    # The managed run took longer than the manager's time limit, and was not cut ...
     assert "final answer from your managed agent 'calc':\n3" in answer
-    assert manager.memory.action_steps[0].error is None
+    assert calc.runs[-1].state == RunState.DONE
+    # ... while the manager's own code after the call still was.
+    step = manager.memory.action_steps[0]
+    assert "ran past its 0.6 s time limit" in (step.error or "")
+    assert step.duration < 4
 
 
 def test_the_text_trace_indents_the_managed_run_and_keeps_it_out_of_the_observation():
