@@ -1,0 +1,119 @@
+"""Managed agents in a real kernel: ``%%agent --with calc``, the nested live trace, approval, memory, export.
+
+The test plays JupyterLab: each ``%%agent`` cell carries a cell id; the trace is read from the cell's
+widget comm messages while it runs, and from the static trace that replaces it. The managed agent is a
+CodeAgent made in the notebook (its own model and namespace); the manager calls it from its code.
+The manager's own model, the agents' models and the answers are scripted; everything else is real.
+"""
+
+from __future__ import annotations
+
+import nbclient
+import nbformat
+import pytest
+
+from kernel_helpers import LiveCell, evaluate, html_text, ok, py, run, scripted
+
+pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc
+
+
+def make_calc(kc, *replies: str, name: str = "calc") -> None:
+    ok(kc, scripted(f"{name}_model", *replies) + "\nfrom smol_magic import CodeAgent\n"
+       f"{name} = CodeAgent(model={name}_model, name={name!r}, description='Does arithmetic on request')")
+
+
+def nested_titles(live: LiveCell) -> list[str]:
+    """The titles of the managed-run boxes the cell's widgets show (Accordions titled 'managed agent ...')."""
+    return [title for _, state in live.watch.models("AccordionModel") for title in state.get("titles") or ()
+            if title.startswith("managed agent")]
+
+
+def test_a_managed_run_is_nested_live_in_the_calling_step_and_kept_in_memory(kc, tmp_path):
+    gate = tmp_path / "open"
+    ok(kc, "import pathlib, time\n"
+           f"def gate():\n    while not pathlib.Path({str(gate)!r}).exists():\n        time.sleep(0.01)\n    return 'open'")
+    make_calc(kc, py("print('gate is', gate())\nx = 6 * 7", "Wait for the gate, then multiply."),
+              py("final_answer(x)"))
+    ok(kc, scripted("boss", py('r = calc(task="what is 6 times 7?", additional_args={"gate": gate})\nprint(r)',
+                               "Ask calc."), py("final_answer(r)")))
+
+    live = LiveCell(kc, "%%agent -m boss --with calc --reset\nWhat is 6 times 7? Ask calc.")
+    # While the managed agent works, its run is shown inside the manager's step, live.
+    live.wait_until(lambda: any("running" in t for t in nested_titles(live)), timeout=30,
+                    what="the managed run's box, running")
+    assert any(t.startswith("managed agent calc · what is 6 times 7?") for t in nested_titles(live))
+    assert "print('gate is', gate())" in live.watch.widget_text()
+    gate.touch()
+    result = live.finish(60)
+    assert result.status == "ok", (result.ename, result.evalue, result.text)
+    assert any("done · 2 steps" in t for t in nested_titles(live))
+
+    # The static trace keeps the managed run inside the step that called it; its text is indented.
+    static = html_text(result.trace_html)
+    calling = static.index('r = calc(task="what is 6 times 7?"')
+    nested = static.index("managed agent calc · what is 6 times 7? · done · 2 steps", calling)
+    assert calling < nested < static.index("print('gate is', gate())", nested) < static.index("final_answer(r)")
+    assert 'class="smol-magic-managed"' in result.trace_html
+    assert "  ┆ gate is open" in result.trace
+    assert "Here is the final answer from your managed agent 'calc':\n42" in evaluate(kc, "r")
+
+    # Memory: the managed run under the calling step, with its own steps; the notebook's names are back.
+    memory = evaluate(kc, "[(m.agent_name, m.task, str(m.state), [s.code for s in m.action_steps]) for m in "
+                          "get_ipython().magics_manager.registry['AgentMagics'].current.memory.action_steps[0]"
+                          ".managed_runs]")
+    assert memory == [("calc", "what is 6 times 7?", "done", ["print('gate is', gate())\nx = 6 * 7",
+                                                                "final_answer(x)"])]
+    assert evaluate(kc, "type(calc).__name__") == "CodeAgent"
+    assert evaluate(kc, "get_ipython().magics_manager.registry['AgentMagics'].current.managed_agents") == {}
+
+    # The export re-executes in a fresh kernel, with the outputs the run had.
+    path = tmp_path / "run.ipynb"
+    ok(kc, f"%agent export {path} --with-setup")  # the manager read the notebook's gate
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    recorded = [[o.get("text") for o in c.outputs] for c in nb.cells if c.cell_type == "code"]
+    sources = "\n".join(c.source for c in nb.cells)
+    assert "print('gate is', gate())" in sources  # the managed agent's steps, under the calling step
+    assert sources.index("called the managed agent `calc`") < sources.index('r = calc(task=')
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert [[o.get("text") for o in c.outputs] for c in nb.cells if c.cell_type == "code"] == recorded
+    assert any("final answer from your managed agent 'calc':\n42" in (o.get("text") or "")
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_approval_applies_inside_a_managed_run(kc):
+    make_calc(kc, py("y = 2 + 2"), py("final_answer(y)"))
+    ok(kc, scripted("boss2", py('r = calc(task="two plus two")\nprint(r)'), py("final_answer(r)")))
+    live = LiveCell(kc, "%%agent -m boss2 --with calc --reset --approve every\nAsk calc for two plus two.")
+    live.click(live.wait_for_card("Run"))  # the manager's call, approved alone
+    live.click(live.wait_for_card("Run"))  # the manager's final answer
+    assert live.finish(60).status == "ok"
+    # Each of calc's actions wanted a person; no click can reach the kernel while the manager's code runs.
+    told = evaluate(kc, "[s.observation for s in get_ipython().magics_manager.registry['AgentMagics'].current"
+                        ".memory.action_steps[0].managed_runs[0].action_steps]")
+    assert len(told) == 2 and all("no click can reach the kernel" in t and "'Run all'" in t for t in told)
+    assert "could not finish" in evaluate(kc, "r")
+
+    # "Run all" on the manager's step approves its managed agent's actions too.
+    make_calc(kc, py("y = 2 + 2"), py("final_answer(y)"))
+    ok(kc, scripted("boss3", py('r = calc(task="two plus two")\nprint(r)'), py("final_answer(r)")))
+    live = LiveCell(kc, "%%agent -m boss3 --with calc --reset --approve every\nAsk calc for two plus two.")
+    live.click(live.wait_for_card("Run all"))
+    assert live.finish(60).status == "ok"
+    assert evaluate(kc, "[str(s.approval) for s in get_ipython().magics_manager.registry['AgentMagics'].current"
+                        ".memory.action_steps[0].managed_runs[0].action_steps]") == ["run", "run"]
+    assert "final answer from your managed agent 'calc':\n4" in evaluate(kc, "r")
+
+
+@pytest.mark.parametrize("setup, line, message", [
+    ("", "--with nobody", "--with: there is no variable 'nobody'"),
+    ("number = 3", "--with number", "--with: 'number' is a int, not an agent"),
+    ("from smol_magic import CodeAgent, ScriptedModel\nanon = CodeAgent(model=ScriptedModel([]))", "--with anon",
+     "--with: a managed agent needs a name and a description"),
+])
+def test_with_names_that_are_not_agents_are_refused_clearly(kc, setup, line, message):
+    ok(kc, setup or "pass")
+    ok(kc, scripted("boss4", py("final_answer(1)")))
+    result = run(kc, f"%%agent -m boss4 {line}\nanything")
+    assert result.ename == "UsageError" and message in result.evalue, (result.ename, result.evalue)
