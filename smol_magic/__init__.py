@@ -12,6 +12,7 @@ from .core.agents import CodeAgent, MultiStepAgent
 from .core.approval import AutoApprover, Decision
 from .core.events import Renderer
 from .core.execution import ExecutionResult, LocalPythonExecutor
+from .core.managed import ManagedAgent
 from .core.memory import (
     ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
 )
@@ -30,7 +31,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "Renderer",
+    "ManagedAgent", "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "Renderer",
     "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
     "describe", "final_answer", "tool",
 ]

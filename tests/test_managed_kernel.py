@@ -12,7 +12,9 @@ import nbclient
 import nbformat
 import pytest
 
-from kernel_helpers import LiveCell, evaluate, html_text, ok, py, run, scripted
+from kernel_helpers import (
+    LiveCell, evaluate, html_text, interrupt, ok, py, run, scripted, started_marker, wait_for_file,
+)
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc
 
@@ -71,15 +73,19 @@ def test_a_managed_run_is_nested_live_in_the_calling_step_and_kept_in_memory(kc,
     ok(kc, f"%agent export {path} --with-setup")  # the manager read the notebook's gate
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    recorded = [[o.get("text") for o in c.outputs] for c in nb.cells if c.cell_type == "code"]
+    def shown(notebook) -> list[str]:  # what each code cell shows (a long print may arrive in several chunks)
+        return ["".join(o.get("text") or o.get("data", {}).get("text/plain", "") for o in c.outputs)
+                for c in notebook.cells if c.cell_type == "code"]
+
+    recorded = shown(nb)
     sources = "\n".join(c.source for c in nb.cells)
     assert "print('gate is', gate())" in sources  # the managed agent's steps, under the calling step
     assert sources.index("called the managed agent `calc`") < sources.index('r = calc(task=')
     nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert [[o.get("text") for o in c.outputs] for c in nb.cells if c.cell_type == "code"] == recorded
-    assert any("final answer from your managed agent 'calc':\n42" in (o.get("text") or "")
-               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    again = shown(nb)
+    assert again == recorded, "\n".join(f"{a!r}\n{b!r}" for a, b in zip(again, recorded) if a != b)
+    assert any("final answer from your managed agent 'calc':\n42" in text for text in shown(nb))
 
 
 def test_approval_applies_inside_a_managed_run(kc):
@@ -117,3 +123,36 @@ def test_with_names_that_are_not_agents_are_refused_clearly(kc, setup, line, mes
     ok(kc, scripted("boss4", py("final_answer(1)")))
     result = run(kc, f"%%agent -m boss4 {line}\nanything")
     assert result.ename == "UsageError" and message in result.evalue, (result.ename, result.evalue)
+
+
+def test_a_managed_agent_may_work_in_the_notebooks_own_namespace(kc):
+    ok(kc, scripted("shared_model", py("product = 6 * 7\nprint('made product')"), py("final_answer(product)"))
+       + "\nfrom smol_magic import CodeAgent, KernelExecutor\n"
+       "helper = CodeAgent(model=shared_model, name='helper', description='Works in the notebook',"
+       " executor=KernelExecutor(get_ipython()))")
+    ok(kc, scripted("boss5", py('r = helper(task="make product")'), py("final_answer(r)")))
+    live = LiveCell(kc, "%%agent -m boss5 --with helper --reset\nAsk helper.")
+    result = live.finish(60)
+    assert result.status == "ok", (result.ename, result.evalue, result.text)
+    assert evaluate(kc, "product") == 42  # the managed agent's variable is the notebook's
+    assert "  ┆ made product" in result.trace
+    assert evaluate(kc, "type(helper).__name__") == "CodeAgent"
+
+
+def test_interrupt_during_a_managed_run_stops_both_runs_and_leaves_the_kernel_usable(own_kernel, tmp_path):
+    km, kc = own_kernel
+    marker = started_marker(kc, tmp_path)
+    ok(kc, scripted("slow_model", py("started()\nimport time\nwhile True:\n    time.sleep(0.01)"),
+                    py("final_answer(1)"))
+       + "\nfrom smol_magic import CodeAgent\n"
+       "slow = CodeAgent(model=slow_model, name='slow', description='Takes forever')\n"
+       "slow.executor.namespace['started'] = started")
+    ok(kc, scripted("boss6", py('r = slow(task="wait")'), py("final_answer(r)")))
+    live = LiveCell(kc, "%%agent -m boss6 --with slow --reset\nAsk slow.")
+    wait_for_file(marker)
+    interrupt(km, lambda: live.finish(30), within=3)
+    states = evaluate(kc, "(str(slow.runs[-1].state), str(get_ipython().magics_manager.registry['AgentMagics']"
+                          ".current.runs[-1].state))")
+    assert states == ("interrupted", "interrupted")
+    assert ok(kc, "print('still here', 1 + 1)").text == "still here 2\n"
+    assert evaluate(kc, "[t.name for t in __import__('threading').enumerate() if t.name == 'smol-magic-agent']") == []

@@ -114,8 +114,10 @@ def _iterate_in_worker(steps: AsyncIterator[Any]) -> Iterator[Any]:
                 elif kind == "step":
                     yield payload
                 elif kind == "done":
+                    thread.join(CLEANUP_SECONDS)  # it is closing its loop: gone before the caller goes on
                     return
                 else:
+                    thread.join(CLEANUP_SECONDS)
                     raise payload
     except BaseException:
         if worker_loop and task and not worker_loop[0].is_closed():

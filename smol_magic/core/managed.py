@@ -115,7 +115,8 @@ class ManagedAgent(Tool):
         """Run the agent on ``task`` from a fresh memory; the run is kept for the manager's calling step."""
         agent, manager = self.agent, self.manager
         saved = agent.renderer, agent.approver
-        agent.renderer = _OnMainThread(manager.renderer.managed_run(self.name, task))
+        nested = getattr(manager.renderer, "managed_run", None)  # a renderer not made from ours shows nothing
+        agent.renderer = _OnMainThread(nested(self.name, task) if nested else Renderer())
         agent.approver = manager.approver  # the person approves (or "Run all" covers) its actions too
         before = len(agent.runs)
         interrupted = False

@@ -55,8 +55,13 @@ def setup_sources(history: Sequence[tuple[str, str]], needed: Sequence[str], ski
 
 
 def variables_read(run: RunResult) -> list[str]:
-    """The user's variables the run's code read: what its export needs before it re-runs."""
-    return [n for n in read_names([s.code for s in run.action_steps if s.succeeded]) if n in run.variables_before]
+    """The user's variables the run's code read: what its export needs before it re-runs.
+
+    Not the managed agents it called: the export defines those (as replays of their answers).
+    """
+    managed = {m.agent_name for step in run.action_steps for m in step.managed_runs}
+    return [n for n in read_names([s.code for s in run.action_steps if s.succeeded])
+            if n in run.variables_before and n not in managed]
 
 
 def _requirements(names: list[str], namespace: Mapping[str, Any]) -> str:
@@ -97,7 +102,7 @@ def run_notebook(
     namespace = namespace or {}
     actions = run.action_steps
     managed = [m for step in actions for m in step.managed_runs]
-    needed = [n for n in variables_read(run) if n not in {m.agent_name for m in managed}]
+    needed = variables_read(run)
     nb: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
     nb["metadata"]["smol_magic"] = {
         "format": FORMAT_VERSION, "task": run.task, "model": model or {"model_id": run.model_id},
