@@ -130,6 +130,13 @@ class ActionStep(MemoryStep):
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     managed_runs: list["RunResult"] = field(default_factory=list)  # runs of managed agents this action called
 
+    def to_dict(self) -> dict[str, Any]:
+        """Its fields; ``managed_runs`` only when it called a managed agent, so saved runs stay as they were."""
+        data = super().to_dict()
+        if not self.managed_runs:
+            del data["managed_runs"]
+        return data
+
     @property
     def duration(self) -> float:
         return max(0.0, self.end_time - self.start_time)
