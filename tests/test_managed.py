@@ -194,3 +194,9 @@ def test_the_wrapper_is_a_tool_with_one_task_argument():
     assert wrapper.inputs["task"]["type"] == "string" and wrapper.output_type == "string"
     with pytest.raises(TypeError, match="argument 'task' must be str"):
         wrapper(task=3)
+
+
+def test_an_agent_called_directly_answers_as_it_would_answer_a_manager():
+    calc = calc_agent(fence("final_answer(9)"))
+    assert calc(task="nine").startswith("Here is the final answer from your managed agent 'calc':\n9\n")
+    assert calc.runs[-1].task == "nine" and calc.runs[-1].state == RunState.DONE

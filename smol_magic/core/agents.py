@@ -203,6 +203,11 @@ class MultiStepAgent:
         ns = getattr(getattr(self, "executor", None), "namespace", {})
         return exporter(self.runs[run], str(path), ns, with_setup, describe_model(self.model))
 
+    def __call__(self, task: str, additional_args: dict[str, Any] | None = None) -> str:
+        """Run ``task`` as a managed agent runs (fresh memory) and return what a manager reads: the final
+        answer and a summary of the run, as text. So ``web_agent(task=...)`` re-runs in a notebook cell too."""
+        return ManagedAgent(self).forward(task, additional_args)
+
     def interrupt(self) -> None:
         """Ask the run to stop after the current step (the Stop button)."""
         self._stop_requested = True

@@ -93,9 +93,9 @@ class ManagedAgent(Tool):
 
     output_type = "string"
 
-    def __init__(self, agent: Any, manager: Any):
-        self.agent, self.manager = agent, manager
-        self.name = agent.name or ""
+    def __init__(self, agent: Any, manager: Any = None):
+        self.agent, self.manager = agent, manager  # no manager: called directly, shown and approved as the agent's own
+        self.name = agent.name or "agent"  # a manager only takes named agents (check_managed)
         self.description = agent.description or ""
         self.inputs = {
             "task": {"type": "string", "description": "the task, in words, with every detail the agent needs"},
@@ -115,9 +115,10 @@ class ManagedAgent(Tool):
         """Run the agent on ``task`` from a fresh memory; the run is kept for the manager's calling step."""
         agent, manager = self.agent, self.manager
         saved = agent.renderer, agent.approver
-        nested = getattr(manager.renderer, "managed_run", None)  # a renderer not made from ours shows nothing
-        agent.renderer = _OnMainThread(nested(self.name, task) if nested else Renderer())
-        agent.approver = manager.approver  # the person approves (or "Run all" covers) its actions too
+        if manager is not None:
+            nested = getattr(manager.renderer, "managed_run", None)  # a renderer not made from ours shows nothing
+            agent.renderer = _OnMainThread(nested(self.name, task) if nested else Renderer())
+            agent.approver = manager.approver  # the person approves (or "Run all" covers) its actions too
         before = len(agent.runs)
         interrupted = False
         try:
@@ -136,7 +137,8 @@ class ManagedAgent(Tool):
             agent.renderer, agent.approver = saved
         run = agent.runs[-1] if len(agent.runs) > before else RunResult(task=task, state=RunState.INTERRUPTED)
         run.task, run.agent_name = task, self.name
-        manager.managed_calls.append(run)
+        if manager is not None:
+            manager.managed_calls.append(run)
         if interrupted:
             run.state = RunState.INTERRUPTED
             _pass_interrupt_on()
