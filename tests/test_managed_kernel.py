@@ -88,18 +88,25 @@ def test_a_managed_run_is_nested_live_in_the_calling_step_and_kept_in_memory(kc,
     assert any("final answer from your managed agent 'calc':\n42" in text for text in shown(nb))
 
 
-def test_approval_applies_inside_a_managed_run(kc):
+def test_approval_cards_appear_and_are_clicked_inside_a_managed_run(kc):
     make_calc(kc, py("y = 2 + 2"), py("final_answer(y)"))
     ok(kc, scripted("boss2", py('r = calc(task="two plus two")\nprint(r)'), py("final_answer(r)")))
     live = LiveCell(kc, "%%agent -m boss2 --with calc --reset --approve every\nAsk calc for two plus two.")
     live.click(live.wait_for_card("Run"))  # the manager's call, approved alone
+    # calc's own actions wait for a click too, in cards inside the managed run's box, while the
+    # manager's code holds the kernel.
+    live.wait_until(lambda: any("waiting for you" in t for t in nested_titles(live)), what="calc's first card")
+    live.click(live.wait_for_card("Run"))
+    live.click(live.wait_for_card("Skip"))  # calc's final answer, skipped
+    live.wait_until(lambda: any("could not finish" in t or "failed" in t for t in nested_titles(live)),
+                    what="calc's run to end")
     live.click(live.wait_for_card("Run"))  # the manager's final answer
     assert live.finish(60).status == "ok"
-    # Each of calc's actions wanted a person; no click can reach the kernel while the manager's code runs.
-    told = evaluate(kc, "[s.observation for s in get_ipython().magics_manager.registry['AgentMagics'].current"
-                        ".memory.action_steps[0].managed_runs[0].action_steps]")
-    assert len(told) == 2 and all("no click can reach the kernel" in t and "'Run all'" in t for t in told)
-    assert "could not finish" in evaluate(kc, "r")
+    approvals = evaluate(kc, "[str(s.approval) for s in get_ipython().magics_manager.registry['AgentMagics']"
+                             ".current.memory.action_steps[0].managed_runs[0].action_steps]")
+    assert approvals == ["run", "skip"]
+    assert evaluate(kc, "calc.executor.namespace['y']") == 4
+    assert "could not finish (failed)" in evaluate(kc, "r")  # skipped, then out of replies: told as text
 
     # "Run all" on the manager's step approves its managed agent's actions too.
     make_calc(kc, py("y = 2 + 2"), py("final_answer(y)"))
