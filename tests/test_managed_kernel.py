@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from kernel_helpers import (
-    LiveCell, evaluate, html_text, interrupt, ok, py, run, scripted, started_marker, wait_for_file,
+    LiveCell, collect, evaluate, html_text, interrupt, ok, py, run, scripted, send, started_marker, wait_for_file,
 )
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc
@@ -96,12 +96,15 @@ def test_approval_cards_appear_and_are_clicked_inside_a_managed_run(kc):
     # calc's own actions wait for a click too, in cards inside the managed run's box, while the
     # manager's code holds the kernel.
     live.wait_until(lambda: any("waiting for you" in t for t in nested_titles(live)), what="calc's first card")
-    live.click(live.wait_for_card("Run"))
+    first = live.wait_for_card("Run")
+    later = send(kc, "print('the next cell ran after, with', r[:25])")  # queued by the user meanwhile
+    live.click(first)
     live.click(live.wait_for_card("Skip"))  # calc's final answer, skipped
     live.wait_until(lambda: any("could not finish" in t or "failed" in t for t in nested_titles(live)),
                     what="calc's run to end")
     live.click(live.wait_for_card("Run"))  # the manager's final answer
     assert live.finish(60).status == "ok"
+    assert collect(kc, later).text == "the next cell ran after, with Your managed agent 'calc'\n"
     approvals = evaluate(kc, "[str(s.approval) for s in get_ipython().magics_manager.registry['AgentMagics']"
                              ".current.memory.action_steps[0].managed_runs[0].action_steps]")
     assert approvals == ["run", "skip"]
@@ -163,3 +166,17 @@ def test_interrupt_during_a_managed_run_stops_both_runs_and_leaves_the_kernel_us
     assert states == ("interrupted", "interrupted")
     assert ok(kc, "print('still here', 1 + 1)").text == "still here 2\n"
     assert evaluate(kc, "[t.name for t in __import__('threading').enumerate() if t.name == 'smol-magic-agent']") == []
+
+
+def test_interrupt_while_a_managed_agents_card_waits_stops_both_runs(own_kernel):
+    km, kc = own_kernel
+    make_calc(kc, py("y = 3"), py("final_answer(y)"))
+    ok(kc, scripted("boss7", py('r = calc(task="three")'), py("final_answer(r)")))
+    live = LiveCell(kc, "%%agent -m boss7 --with calc --approve every\nAsk calc.")
+    live.click(live.wait_for_card("Run"))
+    live.wait_for_card("Run")  # calc's card, waiting
+    interrupt(km, lambda: live.finish(30), within=3)
+    assert evaluate(kc, "(str(calc.runs[-1].state), str(get_ipython().magics_manager.registry['AgentMagics']"
+                        ".current.runs[-1].state), 'y' in calc.executor.namespace)") == ("interrupted", "interrupted",
+                                                                                          False)
+    assert ok(kc, "print('still here', 2 + 2)").text == "still here 4\n"
