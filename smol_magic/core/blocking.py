@@ -13,13 +13,13 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from .execution import interruptible
 
-# Set inside a worker thread's loop: where to send calls that must run on the main thread.
 CLEANUP_SECONDS = 5.0  # how long an interrupted run's cleanup may use the main thread
 
 # Called by the main thread, again and again, while it waits for a worker's run: e.g. to handle
 # widget clicks for a managed agent's approval card while its manager's action holds the thread.
 WHILE_WAITING: list[Callable[[], None]] = []
 
+# Set inside a worker thread's loop: where to send calls that must run on the main thread.
 _MAIN_CALLS: contextvars.ContextVar[queue.SimpleQueue | None] = contextvars.ContextVar("main_calls", default=None)
 
 

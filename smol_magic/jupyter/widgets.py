@@ -350,6 +350,8 @@ class WidgetTrace(Renderer):
         """The header's Stop: end the run gracefully after (or instead of) the current step."""
         if self.agent is not None:
             self.agent.interrupt()
+        if self.nested is not None and self.nested.agent is not None:  # clicked while a managed agent's card waits
+            self.nested.agent.interrupt()
         if self.pending is not None and not self.pending.done():
             self.pending.set_result(Decision("stop", by_person=True))
         self.stop_button.disabled = True
