@@ -112,11 +112,7 @@ def _iterate_in_worker(steps: AsyncIterator[Any]) -> Iterator[Any]:
                         wait()
                     continue
                 if kind == "call":
-                    fn, future = payload
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # noqa: BLE001
-                        future.set_exception(exc)
+                    _run_call(*payload)
                 elif kind == "step":
                     yield payload
                 elif kind == "done":
@@ -142,10 +138,25 @@ def _serve_until_done(messages: queue.SimpleQueue, thread: threading.Thread, tim
         except queue.Empty:
             continue
         if kind == "call":
-            fn, future = payload
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - the run is ending anyway
-                future.set_exception(exc)
+            with contextlib.suppress(KeyboardInterrupt):  # pressed again: the cleanup still ends
+                _run_call(*payload)
         elif kind in ("done", "error"):
             return
+
+
+def _run_call(fn: Callable[[], Any], future: concurrent.futures.Future) -> None:
+    """Run a call sent to the main thread and hand back its result or error.
+
+    An Interrupt that lands while it runs is the user's, not the call's: it goes on up the
+    main thread too (the run is then cancelled), as it would have anywhere else there.
+    """
+    try:
+        result = fn()
+    except BaseException as exc:  # noqa: BLE001 - handed to the worker as is
+        if not future.done():
+            future.set_exception(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return
+    if not future.done():
+        future.set_result(result)
