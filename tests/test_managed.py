@@ -200,3 +200,17 @@ def test_an_agent_called_directly_answers_as_it_would_answer_a_manager():
     calc = calc_agent(fence("final_answer(9)"))
     assert calc(task="nine").startswith("Here is the final answer from your managed agent 'calc':\n9\n")
     assert calc.runs[-1].task == "nine" and calc.runs[-1].state == RunState.DONE
+
+
+def test_a_script_export_replays_the_managed_agent_and_runs_with_python(tmp_path):
+    import subprocess
+    import sys
+
+    calc = calc_agent(fence("final_answer(6 * 7)"))
+    manager = manager_of(calc, replies=[fence('r = calc(task="six times seven")\nprint(r.splitlines()[1])'),
+                                        fence("final_answer(r)")])
+    manager.run("ask")
+    path = manager.to_notebook(tmp_path / "run.py")
+    done = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "42\n"
