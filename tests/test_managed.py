@@ -214,3 +214,15 @@ def test_a_script_export_replays_the_managed_agent_and_runs_with_python(tmp_path
     done = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "42\n"
+
+
+def test_with_in_an_ipython_shell_adds_the_agent_for_that_cell_only(ip, capsys):
+    ip.user_ns["calc"] = calc_agent(fence("final_answer(5)"))
+    ip.user_ns["m"] = ScriptedModel([fence('r = calc(task="five")'), fence("final_answer(r)")])
+    ip.run_cell_magic("agent", "-m m --with calc -o answer", "ask calc")
+    assert ip.user_ns["answer"].startswith("Here is the final answer from your managed agent 'calc':\n5")
+    assert "  ┆ ▶ agent · scripted · calc: five" in capsys.readouterr().out
+    agent = ip.magics_manager.registry["AgentMagics"].current
+    assert agent.managed_agents == {} and agent.runs[-1].action_steps[0].managed_runs[0].output == 5
+    assert "▶ agent" not in agent.runs[-1].action_steps[0].observation
+    assert isinstance(ip.user_ns["calc"], CodeAgent)  # the notebook's variable is the agent again, not the tool
