@@ -12,6 +12,7 @@ from .core.agents import CodeAgent, MultiStepAgent
 from .core.approval import AutoApprover, Decision
 from .core.events import Renderer
 from .core.execution import ExecutionResult, LocalPythonExecutor
+from .core.managed import ManagedAgent
 from .core.memory import (
     ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Timing, Verdict,
 )
@@ -36,7 +37,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "ChatMessageToolCall", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "PlanningStep", "Policy",
+    "ManagedAgent", "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "PlanningStep", "Policy",
     "PromptTemplateError", "Renderer", "Rules", "RunResult", "ScriptedModel", "TaskStep", "Timing", "TokenUsage",
     "Tool", "ToolCallingAgent", "ToolDefinitionError", "Verdict",
     "describe", "final_answer", "tool",

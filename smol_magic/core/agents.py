@@ -25,6 +25,7 @@ from .approval import Action, Approver, AutoApprover
 from .blocking import iterate_blocking, on_main_thread
 from .events import Renderer
 from .execution import ExecutionResult, Executor, LocalPythonExecutor
+from .managed import ManagedAgent, check_managed, managed_agents_prompt
 from .names import used_names
 from .memory import (
     ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
@@ -189,6 +190,7 @@ class MultiStepAgent:
         final_answer_checks: list[Callable[..., Any]] | None = None,
         return_full_result: bool = False,
         rules: Rules | str | None = None,
+        managed_agents: list[MultiStepAgent] | None = None,
     ):
         if model is None:
             raise ValueError("an agent needs a model: CodeAgent(model=LiteLLMModel('openai/gpt-4o-mini'))")
@@ -214,11 +216,24 @@ class MultiStepAgent:
         self.renderer: Renderer = renderer or Renderer()
         self.memory = AgentMemory()
         self.runs: list[RunResult] = []
+        self.managed_agents = managed_agents or []
+        self.managed_calls: list[RunResult] = []  # managed runs of the action in progress, for its step
         self._stop_requested = False
         self._skipped_blocks = 0  # code blocks after the first in the last reply (they do not run)
 
     def _prompt_files(self) -> tuple[str, ...]:
         return type(self).prompt_files
+
+    @property
+    def managed_agents(self) -> dict[str, ManagedAgent]:
+        """The agents this one can call, by name, each wrapped as a tool."""
+        return self._managed
+
+    @managed_agents.setter
+    def managed_agents(self, agents: list[MultiStepAgent] | dict[str, Any]) -> None:
+        agents = list(agents.values()) if isinstance(agents, dict) else list(agents)
+        agents = [a.agent if isinstance(a, ManagedAgent) else a for a in agents]
+        self._managed = {a.name: ManagedAgent(a, self) for a in check_managed(agents, self.tools, self)}
 
     # -- public API ---------------------------------------------------------
 
@@ -241,6 +256,11 @@ class MultiStepAgent:
             raise RuntimeError("no exporter: import smol_magic (it plugs in smol_magic.export)")
         ns = getattr(getattr(self, "executor", None), "namespace", {})
         return exporter(self.runs[run], str(path), ns, with_setup, describe_model(self.model))
+
+    def __call__(self, task: str, additional_args: dict[str, Any] | None = None) -> str:
+        """Run ``task`` as a managed agent runs (fresh memory) and return what a manager reads: the final
+        answer and a summary of the run, as text. So ``web_agent(task=...)`` re-runs in a notebook cell too."""
+        return ManagedAgent(self).forward(task, additional_args)
 
     def interrupt(self) -> None:
         """Ask the run to stop after the current step (the Stop button); safe to call from another thread.
@@ -310,7 +330,9 @@ class MultiStepAgent:
         )
         self.runs.append(run)
         self.renderer.run_started(self, task)
-        await self._call_executor(lambda: self.executor.send_tools({**self.tools, **(additional_args or {})}))
+        self.managed_calls = []
+        await self._call_executor(
+            lambda: self.executor.send_tools({**self.tools, **self.managed_agents, **(additional_args or {})}))
         try:
             task_step = TaskStep(task=redact.redact_secrets(task),
                                  context=redact.redact_secrets(self.task_context(task, additional_args)))
@@ -382,8 +404,11 @@ class MultiStepAgent:
 
     def _keep(self, run: RunResult, step: MemoryStep) -> None:
         """Put a finished step in memory and tell everyone who watches."""
-        if isinstance(step, ActionStep) and not step.end_time:
-            step.end_time = time.time()
+        if isinstance(step, ActionStep):
+            step.end_time = step.end_time or time.time()
+            step.managed_runs, self.managed_calls = step.managed_runs + self.managed_calls, []
+            for managed in step.managed_runs:  # what the managed agents used is part of this run's cost
+                run.token_usage = run.token_usage + managed.token_usage
         self.memory.steps.append(step)
         run.steps.append(step)
         usage = getattr(step, "token_usage", None)
@@ -502,7 +527,8 @@ class MultiStepAgent:
     def render_prompt(self, key: str, **values: Any) -> str:
         """The template at ``key`` (``planning.update_plan``) of ``prompt_templates``, filled."""
         task = self.runs[-1].task if self.runs else ""
-        defaults = {"task": task, "tools": render_tools(list(self.tools.values()))}
+        defaults = {"task": task,
+                    "tools": render_tools(list(self.tools.values())) + managed_agents_prompt(self.managed_agents)}
         return prompts.render(self.prompt_templates, key, **{**defaults, **values})
 
     def instructions_text(self) -> str:
@@ -546,6 +572,7 @@ class CodeAgent(MultiStepAgent):
         return_full_result: bool = False,
         rules: Rules | str | None = None,
         use_structured_outputs_internally: bool = False,
+        managed_agents: list[MultiStepAgent] | None = None,
     ):
         # Structured outputs: the model replies {"thought", "code"} as JSON (its own prompts, merged over the defaults).
         self.use_structured_outputs_internally = use_structured_outputs_internally
@@ -555,6 +582,7 @@ class CodeAgent(MultiStepAgent):
             step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
             approver=approver, renderer=renderer, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
+            managed_agents=managed_agents,
         )
         self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
         self.policy = policy or guard.Policy()

@@ -21,6 +21,10 @@ class Renderer:
     def step_finished(self, step: MemoryStep) -> None: ...
     def run_finished(self, result: RunResult) -> None: ...
 
+    def managed_run(self, name: str, task: str) -> "Renderer":
+        """The view of a managed agent's run, nested in the step that calls it (here: none)."""
+        return Renderer()
+
 
 class Tee(Renderer):
     """Several renderers watching one run (the trace, the cell writer, ...)."""
@@ -52,3 +56,6 @@ class Tee(Renderer):
 
     def run_finished(self, result: RunResult) -> None:
         self._each("run_finished", result)
+
+    def managed_run(self, name: str, task: str) -> Renderer:
+        return Tee(*(renderer.managed_run(name, task) for renderer in self.renderers))

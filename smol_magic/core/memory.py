@@ -148,6 +148,7 @@ class ActionStep(MemoryStep):
     end_time: float = 0.0
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)  # a ToolCallingAgent's calls, in order
+    managed_runs: list["RunResult"] = field(default_factory=list)  # runs of managed agents this action called
 
     @property
     def duration(self) -> float:
@@ -158,10 +159,11 @@ class ActionStep(MemoryStep):
         return self.approval in RAN
 
     def to_dict(self) -> dict[str, Any]:
-        """The step's fields; ``tool_calls`` only when it has some, so a CodeAgent's saved steps stay as they were."""
+        """The step's fields; ``tool_calls`` and ``managed_runs`` only when it has some, so saved steps stay as they were."""
         data = super().to_dict()
-        if not self.tool_calls:
-            del data["tool_calls"]
+        for name in ("tool_calls", "managed_runs"):
+            if not data[name]:
+                del data[name]
         return data
 
     @property
@@ -234,6 +236,7 @@ class RunResult:
     steps: list[MemoryStep] = field(default_factory=list)
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     timing: Timing = field(default_factory=Timing)
+    agent_name: str = ""  # the managed agent that ran it, when another agent called it
 
     @property
     def duration(self) -> float:
@@ -245,12 +248,27 @@ class RunResult:
     def action_steps(self) -> list[ActionStep]:
         return [s for s in self.steps if isinstance(s, ActionStep)]
 
+    # What a saved memory keeps of a run (a managed agent's, under the step that called it): not the
+    # undo copies, which hold live objects.
+    SAVED: ClassVar[tuple[str, ...]] = ("agent_name", "task", "model_id", "started_at", "output", "state", "error",
+                                        "token_usage")
+
     def to_dict(self) -> dict[str, Any]:
         """Output, state, steps, tokens and timing as JSON values, secrets redacted (as ``AgentMemory.to_json``)."""
-        data = {"task": self.task, "output": _jsonable(self.output), "state": str(self.state), "error": self.error,
-                "steps": [s.to_dict() for s in self.steps], "token_usage": _jsonable(self.token_usage),
-                "timing": self.timing.to_dict()}
+        data = {name: _jsonable(getattr(self, name)) for name in self.SAVED}
+        data["steps"] = [step.to_dict() for step in self.steps]
+        data["timing"] = self.timing.to_dict()
         return redact_data(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        kwargs = {name: data[name] for name in cls.SAVED if name in data}
+        kwargs["state"] = RunState(kwargs.get("state", RunState.DONE))
+        if isinstance(kwargs.get("token_usage"), dict):
+            kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
+        timing = data.get("timing") or {}
+        kwargs["timing"] = Timing(timing.get("start_time", 0.0), timing.get("end_time"))
+        return cls(steps=[step_from_dict(s) for s in data.get("steps", [])], **kwargs)
 
 
 @dataclass
@@ -298,6 +316,8 @@ def step_from_dict(data: dict[str, Any]) -> MemoryStep:
     if "tool_calls" in kwargs:
         kwargs["tool_calls"] = [ToolCallRecord(**{k: v for k, v in c.items() if k in _CALL_FIELDS})
                                 for c in kwargs["tool_calls"]]
+    if "managed_runs" in kwargs:
+        kwargs["managed_runs"] = [RunResult.from_dict(r) for r in kwargs["managed_runs"]]
     if "verdict" in kwargs and isinstance(kwargs["verdict"], dict):
         kwargs["verdict"] = Verdict(**{k: v for k, v in kwargs["verdict"].items() if k in _VERDICT_FIELDS})
     return step_type(**kwargs)
@@ -317,7 +337,7 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, Verdict):
+    if isinstance(value, (Verdict, RunResult)):
         return value.to_dict()
     if hasattr(value, "__dataclass_fields__"):
         return _jsonable(asdict(value))

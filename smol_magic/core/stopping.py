@@ -215,3 +215,18 @@ def stoppable(timeout: float | None, boundary: CodeType) -> Iterator[Stop | None
         stop.disarm()
         signal.signal(signal.SIGALRM, old_alarm)
         signal.signal(signal.SIGINT, old_int)
+
+
+@contextlib.contextmanager
+def timer_paused() -> Iterator[None]:
+    """Stop the running action's clock for the block: a managed agent called by the action works
+    under its own limits (each of its actions has a time limit, its run has max_steps)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    remaining, interval = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if remaining:
+            signal.setitimer(signal.ITIMER_REAL, remaining, interval)

@@ -92,6 +92,7 @@ class ToolCallingAgent(CodeAgent):
         final_answer_checks: list[Callable[..., Any]] | None = None,
         return_full_result: bool = False,
         rules: Rules | str | None = None,
+        managed_agents: list[Any] | None = None,
         native_tools: bool | None = None,
     ):
         super().__init__(
@@ -100,6 +101,7 @@ class ToolCallingAgent(CodeAgent):
             executor=executor, approver=approver, renderer=renderer, timeout=timeout,
             max_observation_chars=max_observation_chars, policy=policy, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
+            managed_agents=managed_agents,
         )
         self.native_tools = native_tools  # None: native when the model takes tools, else the text protocol
 
@@ -111,10 +113,14 @@ class ToolCallingAgent(CodeAgent):
             return self.native_tools
         return takes_tools(self.model) and not _refused(self.model)
 
+    def callable_tools(self) -> dict[str, Tool]:
+        """What the model may call: the tools, then the managed agents (each a tool with a ``task``)."""
+        return {**self.tools, **self.managed_agents}
+
     def system_prompt(self) -> str:
         tools = ""
         if not self.uses_native_tools():
-            schemas = "\n".join(json.dumps(t.to_tool_schema()["function"], default=repr) for t in self.tools.values())
+            schemas = "\n".join(json.dumps(t.to_tool_schema()["function"], default=repr) for t in self.callable_tools().values())
             tools = self.render_prompt("text_protocol", schemas=schemas)
         return self.render_prompt("system_prompt", tools=tools, instructions=self.instructions_text())
 
@@ -245,15 +251,16 @@ class ToolCallingAgent(CodeAgent):
 
     async def _ask(self, messages: list[dict[str, Any]], native: bool) -> tuple[str, Any, list[ChatMessageToolCall]]:
         if native:
-            return await self._generate_reply(messages, tools=list(self.tools.values()))
+            return await self._generate_reply(messages, tools=list(self.callable_tools().values()))
         return await self._generate_reply(messages, stop=["Observation:"])
 
     # -- calls ----------------------------------------------------------------
 
     def render_call(self, call: ToolCallRecord, result_name: str = RESULT) -> tuple[str | None, str | None]:
         """(the call as Python, None), or (None, why it cannot run): unknown tool, bad JSON, wrong arguments."""
-        available = ", ".join(self.tools)
-        tool = self.tools.get(call.name)
+        tools = self.callable_tools()
+        available = ", ".join(tools)
+        tool = tools.get(call.name)
         if tool is None:
             return None, f"Error: there is no tool named {call.name!r}. Call one of: {available}."
         try:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..core.managed import report
 from ..core.memory import ActionStep, Approval, FinalAnswerStep, PlanningStep, RunResult
 from ..core.names import bound_names, read_names
 from ..core.outputs import json_safe
@@ -56,11 +57,13 @@ def setup_sources(history: Sequence[tuple[str, str]], needed: Sequence[str], ski
 def variables_read(run: RunResult) -> list[str]:
     """The user's variables the run's code read: what its export needs before it re-runs.
 
-    The tools a ToolCallingAgent called count too: their cells call them by name.
+    The tools a ToolCallingAgent called count too: their cells call them by name. Not the managed
+    agents it called: the export defines those (as replays of their answers).
     """
+    managed = {m.agent_name for step in run.action_steps for m in step.managed_runs}
     tools = [c.name for s in run.action_steps for c in _exported_calls(s) if c.name != "final_answer"]
     return [n for n in read_names([code for s in run.action_steps for code in _exported_code(s)])
-            if n in run.variables_before or n in tools]
+            if (n in run.variables_before or n in tools) and n not in managed]
 
 
 def _exported_calls(step: ActionStep) -> list[Any]:
@@ -113,6 +116,7 @@ def run_notebook(
     """
     namespace = namespace or {}
     actions = run.action_steps
+    managed = [m for step in actions for m in step.managed_runs]
     needed = variables_read(run)
     nb: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
     nb["metadata"]["smol_magic"] = {
@@ -133,11 +137,14 @@ def run_notebook(
                                           "the run started from:"))
         cells.extend(new_code_cell(source) for source in setup)
     cells.append(new_code_cell(_requirements(needed, namespace), metadata={"smol_magic": {"role": "requirements"}}))
+    if managed:
+        cells.extend(_replay_cells(managed))
     for step in run.steps:
         if isinstance(step, PlanningStep):
             cells.append(new_markdown_cell(f"**Plan**\n\n{step.plan}"))
         elif isinstance(step, ActionStep):
-            cells.extend(_action_cells(step))
+            action = _action_cells(step)
+            cells.extend(action[:1] + [_managed_cell(m, step) for m in step.managed_runs] + action[1:])
         elif isinstance(step, FinalAnswerStep):
             cells.append(new_markdown_cell(f"**Final answer:** {_answer_text(step.output)}"))
     return redact_data(nb)  # a final answer may be the user's token: no 8 characters of a secret in an export
@@ -195,6 +202,55 @@ def _call_outputs(step: ActionStep, call: Any) -> list[dict[str, Any]]:
     if call.name == "final_answer" and step.is_final_answer:  # re-run, final_answer(answer=x) shows x
         outputs.append(value_bundle(step.action_output))
     return outputs
+
+
+REPLAY_NOTE = """\
+## Managed agents, replayed
+
+In the run, the agent called {names}: each an agent with its own model and its own Python namespace. This notebook has no model, so the next cell defines each of them as a function that
+returns, for the same task, exactly the text it returned in the run (its final answer and a summary of its
+work). Their own steps are shown, for reading, under the step that called them; they are not re-run here."""
+
+
+def _replay_cells(managed: list[RunResult]) -> list[dict[str, Any]]:
+    """A note, and a cell defining each managed agent as a replay of what it answered in the run."""
+    replies: dict[str, dict[str, str]] = {}
+    for run in managed:
+        replies.setdefault(run.agent_name, {})[run.task] = report(run.agent_name, run)
+    names = ("the managed agent " if len(replies) == 1 else "the managed agents ") + ", ".join(
+        f"`{name}`" for name in replies)
+    lines = ["# What each managed agent answered in the run, by agent and task.",
+             f"_managed_replies = {replies!r}", "", "",
+             "def _replay(name, task):",
+             "    if task not in _managed_replies[name]:",
+             "        raise LookupError(f\"{name} was not asked {task!r} in the recorded run, and this notebook has "
+             "no model to ask it now\")",
+             "    return _managed_replies[name][task]"]
+    for name in replies:
+        lines += ["", "", f"def {name}(task, additional_args=None):",
+                  f"    \"\"\"The managed agent {name}, replayed: what it answered in the run.\"\"\"",
+                  f"    return _replay({name!r}, task)"]
+    return [new_markdown_cell(REPLAY_NOTE.format(names=names)),
+            new_code_cell("\n".join(lines), metadata={"smol_magic": {"role": "managed_agents"}})]
+
+
+def _managed_cell(run: RunResult, caller: ActionStep) -> dict[str, Any]:
+    """A managed agent's run under the step that called it: its steps, code and observations, as text."""
+    actions = run.action_steps
+    parts = [f"**Step {caller.step_number} called the managed agent `{run.agent_name}`** · {run.state} · "
+             f"{len(actions)} step{'s' if len(actions) != 1 else ''}\n\n" + "\n".join(
+                 "> " + line for line in run.task.splitlines())]
+    for step in actions:
+        head = f"*{run.agent_name}, step {step.step_number}*" + (f" · {step.reasoning}" if step.reasoning else "")
+        body = f"```python\n{step.code}\n```" if step.code else f"(no code: {step.error or 'no reply'})"
+        if step.observation:
+            body += "\n\n```\n" + step.observation.strip() + "\n```"
+        parts.append(head + "\n\n" + body)
+    if run.error:
+        parts.append(f"*{run.agent_name} could not finish:* {run.error}")
+    meta = {"managed_run": {"agent": run.agent_name, "task": run.task, "state": str(run.state),
+                            "steps": len(actions), "called_by_step": caller.step_number}}
+    return new_markdown_cell("\n\n".join(parts), metadata={"smol_magic": meta})
 
 
 def _answer_text(value: Any) -> str:

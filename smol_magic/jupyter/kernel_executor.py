@@ -87,6 +87,7 @@ class KernelExecutor:
         caught: list[tuple[type, BaseException, Any]] = []
         result = ExecutionResult()
         saved = (shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook)
+        own_showtraceback = shell.__dict__.get("showtraceback")  # set when this action runs inside another's
         start = time.perf_counter()
         stdout, stderr = CappedText(), CappedText()
         stop: Stop | None = None
@@ -115,7 +116,10 @@ class KernelExecutor:
                 caught.append((type(exc), exc, exc.__traceback__))
             finally:
                 shell.custom_exceptions, shell.CustomTB, shell.display_trap.hook = saved
-                del shell.showtraceback
+                if own_showtraceback is None:
+                    del shell.showtraceback
+                else:
+                    shell.showtraceback = own_showtraceback
             # run_cell_async fires pre_run_cell only; matplotlib's inline backend shows figures on post_execute.
             shell.events.trigger("post_execute")
             if cell_result is not None:

@@ -150,6 +150,9 @@ class AgentMagics(Magics):
               help="turn the guard off for this cell: nothing is checked (the trace shows it in red)")
     @argument("--cells", choices=["live", "end", "off"],
               help="insert each action as a notebook cell below this one: as it runs (live, default), at the end, or not")
+    @argument("--with", dest="with_agents", metavar="AGENTS",
+              help="comma-separated variables holding agents (with a name and a description) this run may call, "
+              "as managed agents, for this cell only")
     @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
     @argument("--replay", metavar="FILE", help="answer from FILE instead of the model; stops if the run diverges")
     @line_cell_magic
@@ -232,6 +235,7 @@ class AgentMagics(Magics):
             except OSError as exc:
                 raise UsageError(f"--record {args.record}: cannot write there ({exc.strerror or exc}); "
                                  "give a path in a folder you can write to") from None
+        team = self._managed_agents(args.with_agents)
         agent = self._prepare_agent(model, args)
         agent.rules = rules
         cell_id = self._cell_id()
@@ -243,9 +247,12 @@ class AgentMagics(Magics):
         agent.renderer = Tee(trace, cells) if cells else trace
         self._say_new_conversation(agent, args)
         self.run_cells.append(cell_id)
+        before = list(agent.managed_agents.values())
         try:
+            agent.managed_agents = before + team  # for this cell only
             result = await self._run(agent, task, args, settle=cells is not None)
         finally:
+            agent.managed_agents = before
             bound()
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
@@ -450,6 +457,28 @@ class AgentMagics(Magics):
             if isinstance(value, Tool) and value.name != "final_answer":
                 found[value.name] = value
         return found
+
+    def _managed_agents(self, text: str | None) -> list[Any]:
+        """--with: the agents in these variables, checked as a manager would check them."""
+        from ..core.managed import check_managed, is_agent
+
+        team = []
+        for name in _names(text):
+            value = self.shell.user_ns.get(name, _MISSING)
+            if value is _MISSING:
+                raise UsageError(f"--with: there is no variable {name!r}; give variables holding agents, e.g. "
+                                 f"{name} = CodeAgent(model=..., name={name!r}, description='...')")
+            if not is_agent(value):
+                raise UsageError(f"--with: {name!r} is a {type(value).__name__}, not an agent (CodeAgent, "
+                                 "ToolCallingAgent)")
+            team.append(value)
+        current = self.current
+        existing = [m.agent for m in current.managed_agents.values()] if current is not None else []
+        try:
+            check_managed(existing + team, current.tools if current is not None else {"final_answer": None}, current)
+        except ValueError as exc:
+            raise UsageError(f"--with: {exc}") from None
+        return team
 
     def _check_protected(self, names: list[str]) -> None:
         """--protect of a name that is not a variable protects nothing: refuse it, naming close matches."""

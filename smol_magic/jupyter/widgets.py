@@ -10,9 +10,11 @@ saved notebook, GitHub and nbconvert show.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as w
 from ipywidgets.widgets.widget_string import HTMLStyle
@@ -20,11 +22,13 @@ from IPython.display import display
 
 from ..core.agents import MultiStepAgent
 from ..core.approval import Decision, approval_reason
+from ..core.blocking import WHILE_WAITING, call_on_main, on_main_thread
 from ..core.events import Renderer
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, RunResult
 from ..core.outputs import output_text
 from ..ui import html as h
 from ..ui.text import TextRenderer
+from .clicks import ClickPump
 
 STREAM_INTERVAL = 0.05  # seconds between streamed-reply updates: one comm message each
 # The edit box is a monospace textarea (ipywidgets has no font setting for it); the labextension, where
@@ -94,15 +98,9 @@ class WidgetTrace(Renderer):
     def __init__(self, approve_mode: str = "risky"):
         self.approve_mode = approve_mode
         self._layout, self._style = w.Layout(), HTMLStyle()  # shared by every card: fewer comms
-        self.header = w.HTML(layout=self._layout, style=self._style)
-        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
-                                    tooltip="End the run after this step; your variables and the memory are kept",
-                                    layout=w.Layout(width="90px"))
-        self.stop_button.on_click(lambda _: self.stop())
         self.cards_box = w.VBox(layout=self._layout)
         self.final = w.Output(layout=self._layout)
-        self.root = w.VBox([w.HBox([self.header, self.stop_button]), self.cards_box, self.final])
-        self.root.add_class("smol-magic-trace")
+        self._build()
         self.card: _Card | None = None
         self.agent: MultiStepAgent | None = None
         self.task = ""
@@ -116,6 +114,7 @@ class WidgetTrace(Renderer):
         self.pending: asyncio.Future | None = None
         self.controls: dict[str, Any] = {}
         self.approval_box: w.VBox | None = None
+        self.nested: ManagedTrace | None = None  # the managed run in progress, where its approval cards go
         self.messages_shown = 0  # "what the model saw" shows only what is new since the last step
         self._last_stream = 0.0
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -123,6 +122,16 @@ class WidgetTrace(Renderer):
         self._handle: Any = None
         self._text = io.StringIO()
         self._plain = TextRenderer(write=self._text.write, show=self._show_text)
+
+    def _build(self) -> None:
+        """The header with its Stop button, the cards, the final answer."""
+        self.header = w.HTML(layout=self._layout, style=self._style)
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
+                                    tooltip="End the run after this step; your variables and the memory are kept",
+                                    layout=w.Layout(width="90px"))
+        self.stop_button.on_click(lambda _: self.stop())
+        self.root = w.VBox([w.HBox([self.header, self.stop_button]), self.cards_box, self.final])
+        self.root.add_class("smol-magic-trace")
 
     # -- Renderer -----------------------------------------------------------
 
@@ -223,6 +232,12 @@ class WidgetTrace(Renderer):
             self._handle.update(static, raw=True)
             _close_tree(self.root)  # the static trace replaced it: free the comms
 
+    def managed_run(self, name: str, task: str) -> "ManagedTrace":
+        """A managed agent's run, live in the card of the step that calls it."""
+        nested = self.nested = ManagedTrace(self, name, task)
+        (self.card or self._new_card("Step")).add_widget(nested.root)
+        return nested
+
     def cell_inserted(self, step_number: int, cell_id: str) -> None:
         """The cells renderer put this step's action in the notebook: its outputs are shown there, not twice."""
         self.in_cells[step_number] = cell_id
@@ -240,9 +255,59 @@ class WidgetTrace(Renderer):
 
     async def approve(self, step: ActionStep) -> Decision:
         """Show Run / Edit / Skip / Stop / Run all and wait for a click. Nothing runs before it."""
-        card = self.card or self._new_card(f"Step {step.step_number}")
+        if threading.current_thread() is not threading.main_thread():
+            return await self._approve_held(step)  # a managed agent's action, asked from its worker thread
         # Each card resolves only its own future: a late click on an older card approves nothing.
         future = self.pending = asyncio.get_running_loop().create_future()
+
+        def decide(decision: Decision) -> None:
+            if not future.done():
+                future.set_result(decision)
+
+        self._approval_card(step, decide)
+        ticker = asyncio.ensure_future(self._tick())  # elapsed time keeps moving while we wait
+        try:
+            decision = await future
+        finally:
+            self.pending = None
+            ticker.cancel()
+        self._close_approval(_chosen(decision))
+        return decision
+
+    async def _approve_held(self, step: ActionStep) -> Decision:
+        """A managed agent's action: the card goes in its nested view; while it waits, the main thread
+        (held by the manager's action) handles the clicks itself (``ClickPump``)."""
+        nested = self.nested
+        if nested is None or not nested.clicks.available:
+            return Decision("skip", reason=NESTED_REFUSAL, refused=True)
+        decided: concurrent.futures.Future = concurrent.futures.Future()
+
+        def decide(decision: Decision) -> None:
+            if not decided.done():
+                decided.set_result(decision)
+
+        def show() -> None:
+            nested._approval_card(step, decide)
+            WHILE_WAITING.append(nested.clicks.pump)
+
+        decision: Decision | None = None
+        await on_main_thread(show)
+        try:
+            decision = await asyncio.wrap_future(decided)
+        finally:
+            chosen = _chosen(decision) if decision is not None else "the run ended"
+
+            def end() -> None:
+                if nested.clicks.pump in WHILE_WAITING:
+                    WHILE_WAITING.remove(nested.clicks.pump)
+                nested._close_approval(chosen)
+
+            call_on_main(end)
+        return decision
+
+    def _approval_card(self, step: ActionStep, decide: Callable[[Decision], None]) -> None:
+        """The approval card in the step's card: each button calls ``decide`` with what was chosen."""
+        card = self.card or self._new_card(f"Step {step.step_number}")
         editor = w.Textarea(value=step.code or "", layout=w.Layout(width="100%", height="140px", display="none"))
         editor.add_class("smol-magic-edit")  # monospace here; the labextension makes it a CodeMirror editor
         reason = w.Text(placeholder="reason to skip (optional)", layout=w.Layout(width="260px"))
@@ -256,10 +321,6 @@ class WidgetTrace(Renderer):
         }
         for button in buttons.values():
             button.layout.width = "100px"
-
-        def decide(decision: Decision) -> None:
-            if not future.done():
-                future.set_result(decision)
 
         def code_to_run() -> str | None:
             return editor.value if editor.layout.display != "none" else None
@@ -284,19 +345,13 @@ class WidgetTrace(Renderer):
         self._set_status("waiting for you")
         card.set_title(f"Step {step.step_number} · waiting for you")
         self._flush()
-        ticker = asyncio.ensure_future(self._tick())  # elapsed time keeps moving while we wait
-        try:
-            decision = await future
-        finally:
-            self.pending = None
-            ticker.cancel()
-        self._close_approval(_chosen(decision))
-        return decision
 
     def stop(self) -> None:
         """The header's Stop: end the run gracefully after (or instead of) the current step."""
         if self.agent is not None:
             self.agent.interrupt()
+        if self.nested is not None and self.nested.agent is not None:  # clicked while a managed agent's card waits
+            self.nested.agent.interrupt()
         if self.pending is not None and not self.pending.done():
             self.pending.set_result(Decision("stop", by_person=True))
         self.stop_button.disabled = True
@@ -350,6 +405,63 @@ class WidgetTrace(Renderer):
 
     def _show_text(self, output: dict[str, Any]) -> None:
         self._text.write(output_text([output]) + "\n")
+
+
+NESTED_REFUSAL = ("it is a managed agent's action, and no click can reach this kernel while its manager's code runs; "
+                  "to let such actions run, approve the manager's step with 'Run all'")
+
+
+class ManagedTrace(WidgetTrace):
+    """A managed agent's run inside its manager's trace: a collapsible box in the calling step's card.
+
+    Its hooks run on the main thread while the manager's action holds it (the event loop waits),
+    so every change is sent at once rather than scheduled.
+    """
+
+    def __init__(self, parent: WidgetTrace, name: str, task: str):
+        self.name, self.title = name, f"{name} · {h.task_title(task, 80)}"
+        super().__init__(approve_mode=parent.approve_mode)
+        self._plain = parent._plain.managed_run(name, task)  # the static text of the manager's trace holds it
+        self.parent = parent
+        from IPython import get_ipython
+
+        self.clicks = ClickPump(get_ipython())
+
+    def _build(self) -> None:
+        self.root = w.Accordion(children=[w.VBox([self.cards_box, self.final], layout=self._layout)],
+                                titles=(f"managed agent {self.title} · starting",), selected_index=0)
+        self.root.add_class("smol-magic-managed")
+
+    def run_started(self, agent: MultiStepAgent, task: str) -> None:
+        self.agent = agent
+        self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
+        self.started = time.perf_counter()
+        self._plain.run_started(agent, task)
+        self._set_status("thinking")
+
+    def run_finished(self, result: RunResult) -> None:
+        if self.parent.nested is self:
+            self.parent.nested = None
+        self._plain.run_finished(result)
+        self._close_approval("the run ended")
+        self.status = str(result.state)
+        actions = len(result.action_steps)
+        self.root.titles = (f"managed agent {self.title} · {result.state} · {actions} step"
+                            f"{'s' if actions != 1 else ''} · {result.duration:.1f} s",)
+        if result.error:
+            self.final.outputs = ({"output_type": "stream", "name": "stderr", "text": result.error + "\n"},)
+        self._flush()
+
+    def _schedule(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.status not in ("done", "max_steps", "stopped", "interrupted", "failed"):
+            title = f"managed agent {self.title} · {self.status} · {time.perf_counter() - self.started:.1f} s"
+            if (title,) != tuple(self.root.titles):
+                self.root.titles = (title,)
+        for box in self.cards_box.children[-2:]:
+            self._cards[box.model_id].push()
 
 
 def _code_and_verdict(step: ActionStep) -> str:

@@ -17,7 +17,7 @@ import functools
 import html
 from typing import Any, Collection
 
-from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, TaskStep, Verdict
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict
 from ..core.outputs import json_safe
 from ..core.text import SHOWN_CHARS, elide
 from ..safety.redact import redact_data, redact_secrets
@@ -257,6 +257,7 @@ def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int 
         parts.append(in_cell_html(step.step_number))
     elif include_outputs:
         parts.extend(output_html(o) for o in step.outputs)
+    parts.extend(managed_run_html(run) for run in step.managed_runs)
     if step.error:
         parts.append(text_html(step.error, colour=strong("error")))
     if step.changes_text:
@@ -265,6 +266,30 @@ def action_body_html(step: ActionStep, include_outputs: bool = True, shown: int 
         parts.append(details_html("observation sent to the model", text_html(step.observation)))
     parts.append(model_view_html(step, shown))
     return "".join(parts)
+
+
+def managed_title(run: RunResult) -> str:
+    """One line for a managed agent's run: who, what it was asked, how it ended."""
+    actions = len(run.action_steps)
+    return (f"{run.agent_name} · {task_title(run.task, 80)} · {run.state} · {actions} step{'s' if actions != 1 else ''}"
+            f" · {run.duration:.1f} s")
+
+
+MANAGED_STYLE = f"margin:4px 0 4px 12px;border-left:2px solid {colour('info')};padding-left:8px"
+
+
+def managed_run_html(run: RunResult) -> str:
+    """A managed agent's run inside the step that called it: one line, its own steps under it."""
+    body, shown = [], 0
+    for step in run.steps:
+        if not isinstance(step, TaskStep):
+            body.append(step_html(step, shown=shown))
+        if isinstance(step, ActionStep):
+            shown = len(step.model_input_messages)
+    if run.error:
+        body.append(text_html(run.error, colour=strong("error")))
+    return (f'<div class="smol-magic-managed" style="{MANAGED_STYLE}">'
+            f'{details_html("managed agent " + managed_title(run), "".join(body))}</div>')
 
 
 def step_block(summary: str, body: str, open_: bool) -> str:

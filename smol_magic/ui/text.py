@@ -7,12 +7,14 @@ printed, what the model was told). Rich outputs of the agent's code
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from typing import Any, Callable
 
 from ..core.agents import MultiStepAgent
 from ..core.events import Renderer
+from ..core.outputs import output_text
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, TaskStep
 from .html import shown_text, task_title, undo_warnings, value_bundle
 
@@ -34,6 +36,15 @@ def _default_show(output: dict[str, Any]) -> None:
         print(output.get("data", {}).get("text/plain", ""))
 
 
+def _terminal_copy(stream: Any) -> Any:
+    """The terminal behind ``stream`` through a file descriptor of its own: while an action runs,
+    descriptors 1 and 2 point at capture files (``fdcapture``), and a managed run's trace is not its output."""
+    try:
+        return os.fdopen(os.dup(stream.fileno()), "w", encoding=getattr(stream, "encoding", None) or "utf-8")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class TextRenderer(Renderer):
     def __init__(
         self,
@@ -49,16 +60,40 @@ class TextRenderer(Renderer):
         self.show_observation = show_observation
         self.model_id = ""
         self.typed_task: str | None = None  # the task as the user typed it, before {var} expansion
+        self._stream: Any = None  # sys.stdout when the run began: an action redirects sys.stdout while it runs
+        self._terminal: Any = None  # the terminal for managed runs, which write while their manager's action runs
 
     def write(self, text: str) -> None:
         text = shown_text(text)  # secrets redacted, a 2 MB reply shown as its head and tail
         if self._write is not None:
             self._write(text + "\n")
         else:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
+            stream = self._stream or sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+
+    def managed_run(self, name: str, task: str) -> "TextRenderer":
+        """A managed agent's run, indented under the step that calls it (not in that step's captured output)."""
+        def write(text: str) -> None:
+            text = textwrap.indent(text.rstrip("\n"), "  ┆ ", lambda line: True)
+            if self._terminal is not None:
+                self._terminal.write(text + "\n")
+                self._terminal.flush()
+            else:
+                self.write(text)
+
+        def show(output: dict[str, Any]) -> None:
+            write(output_text([output]).rstrip("\n"))
+
+        nested = TextRenderer(write=write, show=show, show_observation=self.show_observation)
+        nested.typed_task = f"{name}: {task}"
+        return nested
 
     def run_started(self, agent: MultiStepAgent, task: str) -> None:
+        if self._write is None:
+            self._stream = sys.stdout
+            if getattr(agent, "managed_agents", None) and self._stream is sys.__stdout__ and self._terminal is None:
+                self._terminal = _terminal_copy(self._stream)  # now, before an action captures descriptor 1
         self.model_id = getattr(agent.model, "model_id", type(agent.model).__name__)
         self.write(f"▶ agent · {self.model_id} · {task_title(self.typed_task or task, 80)}")
 
@@ -101,6 +136,9 @@ class TextRenderer(Renderer):
             self.show(value_bundle(step.output))
 
     def run_finished(self, result: RunResult) -> None:
+        if self._terminal is not None:
+            self._terminal.close()
+            self._terminal = None
         actions = len(result.action_steps)
         tokens = f"{result.token_usage.input_tokens} tokens in, {result.token_usage.output_tokens} out"
         line = f"■ {result.state} · {actions} step{'s' if actions != 1 else ''} · {result.duration:.1f} s · {tokens}"
