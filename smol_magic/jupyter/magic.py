@@ -28,6 +28,7 @@ from ..core.approval import APPROVE_MODES, ApproveMode, ModeApprover
 from ..core.blocking import run_blocking
 from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
+from ..core.interop import as_model
 from ..core.models import BaseModel, Model, ModelError, model_from_spec
 from ..core.stopping import check_timeout
 from ..export.replay import RecordingModel, ReplayModel
@@ -339,7 +340,7 @@ class AgentMagics(Magics):
                     f"unknown model {spec!r}: there is no variable of that name. Give a litellm id "
                     "(openai/gpt-4o-mini), hf:org/model, or the name of a variable holding a Model"
                 )
-            value = self.shell.user_ns[spec]
+            value = as_model(self.shell.user_ns[spec])  # a smolagents model too
             if not isinstance(value, Model):
                 raise UsageError(
                     f"{spec!r} is a {type(value).__name__}, not a Model (e.g. ScriptedModel, LiteLLMModel)"
