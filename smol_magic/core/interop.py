@@ -18,9 +18,10 @@ stay optional. The agent calls ``as_tools`` and ``as_model`` on what it is given
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from .models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage, _describe
 from .tools import _PY_TYPES, Tool, ToolDefinitionError, _schema_type
@@ -205,6 +206,32 @@ def _their_usage(usage: Any) -> TokenUsage | None:
     return TokenUsage(int(getattr(usage, "input_tokens", 0) or 0), int(getattr(usage, "output_tokens", 0) or 0))
 
 
+def _in_thread(fn: Callable[[], Any]) -> asyncio.Future:
+    """``fn()`` on a daemon thread of its own, as a future of the running loop.
+
+    Not ``asyncio.to_thread``: the loop's default executor is joined when the loop
+    shuts down (``asyncio.run``), so a model call hung on a dead server would hang
+    the caller's exit too. A daemon thread is left behind instead.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            future.set_result(value) if ok else future.set_exception(value)
+
+    def work() -> None:
+        try:
+            result = (True, fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop as is
+            result = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for the reply
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=work, name="smol-magic-model", daemon=True).start()
+    return future
+
+
 class SyncModel(BaseModel):
     """A synchronous model (smolagents' ``generate(messages, stop_sequences=...)``) behind our async protocol.
 
@@ -224,7 +251,7 @@ class SyncModel(BaseModel):
         raise AttributeError(name)
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
-        call = asyncio.to_thread(self.wrapped.generate, _smol_messages(messages), stop_sequences=stop_sequences)
+        call = _in_thread(lambda: self.wrapped.generate(_smol_messages(messages), stop_sequences=stop_sequences))
         try:
             reply = await asyncio.wait_for(call, self.timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
@@ -245,15 +272,19 @@ class SyncModel(BaseModel):
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
 
-        def pump() -> None:
+        def put(item: tuple[str, Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump() -> None:  # on its own daemon thread, like _in_thread
             try:
                 for delta in self.wrapped.generate_stream(_smol_messages(messages), stop_sequences=stop_sequences):
-                    loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
+                    put(("delta", delta))
                     if stop.is_set():  # the consumer went away (Interrupt, an error): stop reading
                         break
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+                put(("done", None))
             except BaseException as exc:  # noqa: BLE001 - handed to the event loop as is
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+                put(("error", exc))
 
         threading.Thread(target=pump, name=f"smol-magic-model-{self.model_id}", daemon=True).start()
         deadline = loop.time() + self.timeout
