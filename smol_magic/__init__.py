@@ -15,8 +15,11 @@ from .core.execution import ExecutionResult, LocalPythonExecutor
 from .core.memory import (
     ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
 )
-from .core.models import InferenceClientModel, LiteLLMModel, Model, ModelError, ScriptedModel, TokenUsage
+from .core.models import (
+    InferenceClientModel, LiteLLMModel, Model, ModelError, OpenAIServerModel, ScriptedModel, TokenUsage,
+)
 from .core.tools import Tool, ToolDefinitionError, final_answer, tool
+from .core.transformers_model import TransformersModel
 from .export.notebook import export_run
 from .guard import Policy
 
@@ -30,8 +33,9 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "PlanningStep", "Policy", "Renderer",
-    "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "Verdict",
+    "MemoryStep", "Model", "ModelError", "MultiStepAgent", "OpenAIServerModel", "PlanningStep", "Policy", "Renderer",
+    "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "TransformersModel",
+    "Verdict",
     "describe", "final_answer", "tool",
 ]
 

@@ -182,3 +182,15 @@ def test_a_hung_smolagents_model_ends_at_the_timeout_and_the_loop_stays_free(srv
     with pytest.raises(ModelError, match="no reply within 1 s"):
         asyncio.run(main())
     assert ticks >= 10, "the event loop kept running while the model's blocking call waited"
+
+
+def test_agent_magic_runs_on_a_smolagents_model_held_in_a_variable(ip, srv: OpenAIServer):
+    srv.push_reply(reply("total = add(20, 22)\nfinal_answer(total)"))
+    ip.user_ns["smol_model"] = smolagents.LiteLLMModel("openai/local-model", api_base=srv.base_url, api_key=API_KEY)
+    ip.user_ns["add"] = add
+
+    result = ip.run_cell("%%agent -m smol_model\nAdd 20 and 22 with the add tool.")
+
+    assert result.success, result.error_in_exec
+    assert ip.user_ns["total"] == 42
+    assert srv.requests[0].path == "/v1/chat/completions"

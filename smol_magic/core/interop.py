@@ -18,12 +18,11 @@ stay optional. The agent calls ``as_tools`` and ``as_model`` on what it is given
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import threading
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 from .models import BaseModel, Messages, ModelError, ModelResponse, StreamDelta, TokenUsage, _describe
+from .threads import in_thread, iterate_in_thread
 from .tools import _PY_TYPES, Tool, ToolDefinitionError, _schema_type
 
 
@@ -206,32 +205,6 @@ def _their_usage(usage: Any) -> TokenUsage | None:
     return TokenUsage(int(getattr(usage, "input_tokens", 0) or 0), int(getattr(usage, "output_tokens", 0) or 0))
 
 
-def _in_thread(fn: Callable[[], Any]) -> asyncio.Future:
-    """``fn()`` on a daemon thread of its own, as a future of the running loop.
-
-    Not ``asyncio.to_thread``: the loop's default executor is joined when the loop
-    shuts down (``asyncio.run``), so a model call hung on a dead server would hang
-    the caller's exit too. A daemon thread is left behind instead.
-    """
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not future.done():
-            future.set_result(value) if ok else future.set_exception(value)
-
-    def work() -> None:
-        try:
-            result = (True, fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the event loop as is
-            result = (False, exc)
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for the reply
-            loop.call_soon_threadsafe(settle, *result)
-
-    threading.Thread(target=work, name="smol-magic-model", daemon=True).start()
-    return future
-
-
 class SyncModel(BaseModel):
     """A synchronous model (smolagents' ``generate(messages, stop_sequences=...)``) behind our async protocol.
 
@@ -251,7 +224,7 @@ class SyncModel(BaseModel):
         raise AttributeError(name)
 
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None) -> ModelResponse:
-        call = _in_thread(lambda: self.wrapped.generate(_smol_messages(messages), stop_sequences=stop_sequences))
+        call = in_thread(lambda: self.wrapped.generate(_smol_messages(messages), stop_sequences=stop_sequences))
         try:
             reply = await asyncio.wait_for(call, self.timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
@@ -268,45 +241,25 @@ class SyncModel(BaseModel):
             async for delta in super().generate_stream(messages, stop_sequences):
                 yield delta
             return
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        stop = threading.Event()
-
-        def put(item: tuple[str, Any]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def pump() -> None:  # on its own daemon thread, like _in_thread
-            try:
-                for delta in self.wrapped.generate_stream(_smol_messages(messages), stop_sequences=stop_sequences):
-                    put(("delta", delta))
-                    if stop.is_set():  # the consumer went away (Interrupt, an error): stop reading
-                        break
-                put(("done", None))
-            except BaseException as exc:  # noqa: BLE001 - handed to the event loop as is
-                put(("error", exc))
-
-        threading.Thread(target=pump, name=f"smol-magic-model-{self.model_id}", daemon=True).start()
-        deadline = loop.time() + self.timeout
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        chunks = iterate_in_thread(
+            lambda stop: self.wrapped.generate_stream(_smol_messages(messages), stop_sequences=stop_sequences),
+            deadline, lambda: ModelError(self._timed_out(1)))
         total: TokenUsage | None = None
         try:
-            while True:
-                try:
-                    kind, item = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0.001))
-                except (asyncio.TimeoutError, TimeoutError):
-                    raise ModelError(self._timed_out(1)) from None
-                if kind == "done":
-                    return
-                if kind == "error":
-                    raise ModelError(f"{self.model_id}: {_describe(item)}") from item
-                text = _text(getattr(item, "content", None))
-                usage = _their_usage(getattr(item, "token_usage", None))
+            async for chunk in chunks:
+                text = _text(getattr(chunk, "content", None))
+                usage = _their_usage(getattr(chunk, "token_usage", None))
                 if usage is not None:  # smolagents' deltas carry increments; ours the running total
                     total = usage if total is None else total + usage
                 if text or usage:
                     yield StreamDelta(text, total if usage is not None else None)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{self.model_id}: {_describe(exc)}") from exc
         finally:
-            stop.set()
+            await chunks.aclose()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.wrapped!r})"
