@@ -18,12 +18,15 @@ from .core.memory import (
 from .core.models import (
     InferenceClientModel, LiteLLMModel, Model, ModelError, OpenAIServerModel, ScriptedModel, TokenUsage,
 )
+from .core import sharing as _sharing
+from .core.sharing import ToolLoadError, load_tool
 from .core.tools import Tool, ToolDefinitionError, final_answer, tool
 from .core.transformers_model import TransformersModel
 from .export.notebook import export_run
 from .guard import Policy
 
 MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself does not import the exports
+_sharing.install(Tool)  # tool.save / to_dict, Tool.from_hub / from_dict / from_langchain
 
 try:  # one version, in labextension/package.json; the build writes it into the package metadata
     __version__ = _metadata.version("smol-magic")
@@ -35,8 +38,8 @@ __all__ = [
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
     "MemoryStep", "Model", "ModelError", "MultiStepAgent", "OpenAIServerModel", "PlanningStep", "Policy", "Renderer",
     "RunResult", "ScriptedModel", "TaskStep", "TokenUsage", "Tool", "ToolDefinitionError", "TransformersModel",
-    "Verdict",
-    "describe", "final_answer", "tool",
+    "ToolLoadError", "Verdict",
+    "describe", "final_answer", "load_tool", "tool",
 ]
 
 
