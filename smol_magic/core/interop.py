@@ -121,16 +121,23 @@ class LangChainTool(Tool):
         self.name = name if name.isidentifier() else "_".join(name.replace("-", " ").split())
         if not self.name.isidentifier():
             raise ToolDefinitionError(f"LangChain tool {name!r}: its name is not a Python identifier; rename it")
-        self.description = (lc_tool.description or "").strip()
+        # A plain @tool keeps the whole docstring as its description: its Args go to the arguments.
+        import docstring_parser
+
+        doc = docstring_parser.parse(lc_tool.description or "", style=docstring_parser.DocstringStyle.GOOGLE)
+        arg_docs = {p.arg_name: " ".join((p.description or "").split()) for p in doc.params}
+        self.description = ("\n\n".join(p for p in (doc.short_description, doc.long_description) if p).strip()
+                            or (lc_tool.description or "").strip())
         schema = _args_schema(lc_tool)
         required = set(schema.get("required", []))
         inputs: dict[str, dict[str, Any]] = {}
         for key, prop in (schema.get("properties") or {}).items():
-            spec: dict[str, Any] = {"type": _schema_type(prop), "description": prop.get("description", ""),
-                                    "schema": prop}
+            spec: dict[str, Any] = {"type": _schema_type(prop), "schema": prop,
+                                    "description": prop.get("description") or arg_docs.get(key, "")}
             if key not in required:
                 spec["default"] = prop.get("default")
-                spec["nullable"] = True
+                if spec["default"] is None:
+                    spec["nullable"] = True
             inputs[key] = spec
         self.inputs = inputs
         self.output_type = "any"
