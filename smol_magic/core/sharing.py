@@ -127,8 +127,7 @@ def _class_level_names(node: ast.ClassDef) -> set[str]:
 
 def _imports_for(names: set[str], namespace: dict[str, Any], tool_name: str) -> str:
     """Import lines that give ``tool.py`` the names it reads; a plain notebook variable is refused."""
-    import smol_magic
-
+    package = sys.modules.get("smol_magic")  # loaded already (it loads this module); not imported: no cycle
     lines, unknown = [], []
     for name in sorted(names):
         if name not in namespace:
@@ -139,7 +138,7 @@ def _imports_for(names: set[str], namespace: dict[str, Any], tool_name: str) -> 
             module = value.__name__
             lines.append(f"import {module}" if module == name else f"import {module} as {name}")
             continue
-        if getattr(smol_magic, name, None) is value:
+        if package is not None and getattr(package, name, None) is value:
             lines.append(f"from smol_magic import {name}")
             continue
         module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
