@@ -1,15 +1,19 @@
-"""A tiny Hugging Face Hub stand-in on 127.0.0.1: the file endpoints ``hf_hub_download`` uses.
+"""A tiny Hugging Face Hub stand-in on 127.0.0.1: the endpoints huggingface_hub uses to download and upload files.
 
-``HEAD`` and ``GET /{spaces/|datasets/}{repo_id}/resolve/{revision}/{filename}``,
+Downloads: ``HEAD`` and ``GET /{spaces/|datasets/}{repo_id}/resolve/{revision}/{filename}``,
 with the headers huggingface_hub reads (``X-Repo-Commit``, ``ETag``,
 ``Content-Length``) and its error codes (``X-Error-Code: EntryNotFound`` /
-``RepoNotFound``), so tests reach the real client code over real HTTP and never
-the real Hub. Stdlib only.
+``RepoNotFound``). Uploads of small files: ``POST /api/repos/create``,
+``/api/{type}s/{repo}/preupload/{rev}`` (every file "regular", inline) and
+``/api/{type}s/{repo}/commit/{rev}`` (NDJSON, base64 contents). Tests reach the
+real client code over real HTTP and never the real Hub. Stdlib only.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +28,7 @@ PREFIXES = {"spaces": "space", "datasets": "dataset"}
 class HubServer:
     files: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)  # (type, repo) -> name -> bytes
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    created: list[dict[str, Any]] = field(default_factory=list)  # bodies of repo creations
 
     def publish(self, repo_id: str, files: dict[str, str | bytes], repo_type: str = "space") -> None:
         self.files[(repo_type, repo_id)] = {
@@ -63,6 +68,44 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._serve(body=True)
+
+    def do_POST(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        self.hub.requests.append(("POST", path))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = path.strip("/").split("/")
+        if path == "/api/repos/create":
+            body = json.loads(raw)
+            self.hub.created.append({k: body[k] for k in ("name", "organization", "type", "sdk") if k in body})
+            repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
+            prefix = {"space": "spaces/", "dataset": "datasets/"}.get(body.get("type"), "")
+            self.hub.files.setdefault((body.get("type") or "model", repo_id), {})
+            return self._json({"url": f"http://{self.headers['Host']}/{prefix}{repo_id}", "name": repo_id})
+        if len(parts) >= 5 and parts[0] == "api" and parts[-2] in ("preupload", "commit"):
+            repo_type = {"spaces": "space", "datasets": "dataset"}.get(parts[1], "model")
+            repo_id = "/".join(parts[2:-2])
+            if parts[-2] == "preupload":
+                files = json.loads(raw)["files"]
+                return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                             for f in files]})
+            repo = self.hub.files.setdefault((repo_type, repo_id), {})
+            for line in raw.decode().splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    repo[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            commit = hashlib.sha1(repr(sorted(repo.items())).encode()).hexdigest()
+            prefix = "spaces/" if repo_type == "space" else ""
+            return self._json({"commitUrl": f"http://{self.headers['Host']}/{prefix}{repo_id}/commit/{commit}",
+                               "commitOid": commit, "pullRequestUrl": None})
+        self._send(404, b"not found", {}, True)
+
+    def _json(self, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _serve(self, body: bool) -> None:
         path = unquote(urlsplit(self.path).path)

@@ -182,3 +182,13 @@ def test_an_unknown_repo_or_a_repo_without_a_tool_is_a_clear_error(hub: HubServe
         Tool.from_hub("nobody/nothing", trust_remote_code=True, cache_dir=tmp_path / "cache")
     with pytest.raises(ToolLoadError, match="^someone/just-an-app: the space has no tool.py"):
         Tool.from_hub("someone/just-an-app", cache_dir=tmp_path / "cache")
+
+
+def test_push_to_hub_publishes_a_space_that_load_tool_reads_back(hub: HubServer, tmp_path):
+    url = hypotenuse.push_to_hub("me/hypotenuse", token="hf_test_token")
+
+    assert url.startswith(hub.url)
+    assert hub.created == [{"name": "hypotenuse", "organization": "me", "type": "space", "sdk": "gradio"}]
+    assert sorted(hub.files[("space", "me/hypotenuse")]) == ["app.py", "requirements.txt", "tool.py"]
+    loaded = load_tool("me/hypotenuse", trust_remote_code=True, cache_dir=tmp_path / "cache")
+    assert loaded(8.0, 15.0) == hypotenuse(8.0, 15.0) == 17.0

@@ -252,6 +252,24 @@ def save(tool: Tool, folder: str | os.PathLike, make_gradio_app: bool = True) ->
     return path
 
 
+def push_to_hub(tool: Tool, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                commit_message: str = "Upload tool", endpoint: str | None = None) -> str:
+    """Publish the tool as a Space (``tool.py``, ``requirements.txt``, ``app.py``), as smolagents does;
+    returns the commit's URL. Others load it with ``load_tool(repo_id, trust_remote_code=True)``."""
+    import tempfile
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
+    with tempfile.TemporaryDirectory() as folder:
+        save(tool, folder)  # a tool that cannot be saved fails here, before anything is created on the Hub
+        files = {p.name: p.read_bytes() for p in Path(folder).iterdir()}
+    repo = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    commit = api.create_commit(repo.repo_id, repo_type="space", commit_message=commit_message,
+                               operations=[CommitOperationAdd(name, data) for name, data in sorted(files.items())])
+    return commit.commit_url
+
+
 def _check_requirements(text: str, where: str) -> None:
     """Refuse, naming them, the packages a shared tool needs that are not installed here."""
     from packaging.requirements import InvalidRequirement, Requirement
@@ -332,6 +350,7 @@ def install(tool_class: type[Tool]) -> None:
 
     tool_class.to_dict = to_dict  # type: ignore[attr-defined]
     tool_class.save = save  # type: ignore[attr-defined]
+    tool_class.push_to_hub = push_to_hub  # type: ignore[attr-defined]
     tool_class.from_dict = staticmethod(from_dict)  # type: ignore[attr-defined]
     tool_class.from_code = staticmethod(from_code)  # type: ignore[attr-defined]
     tool_class.from_folder = staticmethod(from_folder)  # type: ignore[attr-defined]
