@@ -94,6 +94,24 @@ def test_a_stop_sequence_ends_the_reply_before_it(tiny_model: str):
     assert streamed.strip() == expected
 
 
+def test_a_tokenizer_without_a_chat_template_gets_plain_turns(tiny_model: str, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_model, tmp_path / "no-template")
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    model = TransformersModel(str(folder), max_new_tokens=4)
+
+    reply = asyncio.run(model.generate(MESSAGES))
+
+    assert model._load()[1].chat_template is None
+    assert reply.token_usage.input_tokens == len("system: alpha beta user: say hello assistant:".split())
+    assert set(reply.content.split()) <= set(WORDS)
+
+
 def test_the_spec_names_a_local_model_and_an_agent_runs_on_it(tiny_model: str):
     model = model_from_spec(f"transformers:{tiny_model}")
     assert isinstance(model, TransformersModel) and model.model_id == tiny_model

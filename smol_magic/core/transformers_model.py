@@ -55,7 +55,9 @@ class TransformersModel(BaseModel):
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                  return_dict=True)
         prompt = "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in messages) + "assistant:"
-        return tokenizer(prompt, return_tensors="pt")
+        inputs = tokenizer(prompt, return_tensors="pt")
+        inputs.pop("token_type_ids", None)  # BERT-style tokenizers add it; causal LMs refuse it
+        return inputs
 
     def _generate_kwargs(self, tokenizer: Any, inputs: Any, stop: threading.Event | None,
                          stop_sequences: list[str] | None) -> dict[str, Any]:
