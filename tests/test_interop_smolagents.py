@@ -20,7 +20,7 @@ import smolagents
 from openai_server import OpenAIServer
 from smolagents import tool  # smolagents checks that its decorator is spelled `@tool`
 
-from smol_magic import CodeAgent, ModelError, TokenUsage
+from smol_magic import CodeAgent, ModelError, ScriptedModel, TokenUsage
 from smol_magic.core.interop import SyncModel
 
 API_KEY = "sk-local-test"
@@ -194,3 +194,23 @@ def test_agent_magic_runs_on_a_smolagents_model_held_in_a_variable(ip, srv: Open
     assert result.success, result.error_in_exec
     assert ip.user_ns["total"] == 42
     assert srv.requests[0].path == "/v1/chat/completions"
+
+
+def test_optional_inputs_first_in_a_smolagents_schema_still_reach_the_right_parameters():
+    class Power(smolagents.Tool):
+        name = "power"
+        description = "base ** exponent (exponent 2 when not given)."
+        inputs = {
+            "exponent": {"type": "integer", "description": "the exponent", "nullable": True},
+            "base": {"type": "integer", "description": "the base"},
+        }
+        output_type = "integer"
+        skip_forward_signature_validation = True  # smolagents would insist on a default for base too
+
+        def forward(self, exponent=None, base=None):
+            return base ** (2 if exponent is None else exponent)
+
+    agent = CodeAgent(tools=[Power()], model=ScriptedModel(["```python\nfinal_answer([power(3), power(2, 5), power(base=2, exponent=3)])\n```"]))
+
+    assert "def power(base: int, exponent: int = None) -> int:" in agent.system_prompt()
+    assert agent.run("powers") == [9, 32, 8]

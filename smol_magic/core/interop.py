@@ -63,11 +63,20 @@ def _is_langchain_tool(obj: Any) -> bool:
             and isinstance(getattr(obj, "args", None), dict))
 
 
+def _optional(spec: dict[str, Any]) -> bool:
+    return "default" in spec or bool(spec.get("nullable"))
+
+
+def _required_first(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The inputs with the optional ones last, as a Python signature must list them (calls go by keyword)."""
+    return {k: v for k, v in inputs.items() if not _optional(v)} | {k: v for k, v in inputs.items() if _optional(v)}
+
+
 def _signature(inputs: dict[str, dict[str, Any]]) -> inspect.Signature:
     """Keyword-or-positional parameters in the schema's order; optional ones (nullable, defaulted) last."""
     required, optional = [], []
     for key, spec in inputs.items():
-        if "default" in spec or spec.get("nullable"):
+        if _optional(spec):
             default = spec.get("default")
             optional.append(inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default))
         else:
@@ -75,7 +84,7 @@ def _signature(inputs: dict[str, dict[str, Any]]) -> inspect.Signature:
     return inspect.Signature(required + optional)
 
 
-def _our_inputs(inputs: dict[str, dict[str, Any]], owner: str) -> dict[str, dict[str, Any]]:
+def _our_inputs(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Another framework's input specs as ours: types we do not check ("image", "audio") are shown, not checked."""
     ours = {}
     for key, spec in inputs.items():
@@ -88,7 +97,7 @@ def _our_inputs(inputs: dict[str, dict[str, Any]], owner: str) -> dict[str, dict
             spec.setdefault("annotation", " | ".join(str(t) for t in names))
             spec["type"] = "any"
         ours[key] = spec
-    return ours
+    return _required_first(ours)
 
 
 class SmolagentsTool(Tool):
@@ -98,7 +107,7 @@ class SmolagentsTool(Tool):
         self.wrapped = smol_tool
         self.name = smol_tool.name
         self.description = smol_tool.description or ""
-        self.inputs = _our_inputs(smol_tool.inputs, smol_tool.name)
+        self.inputs = _our_inputs(smol_tool.inputs)
         output = smol_tool.output_type
         self.output_type = output if output in _PY_TYPES else "any"
         if output not in _PY_TYPES:
@@ -106,7 +115,9 @@ class SmolagentsTool(Tool):
         super().__init__()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.wrapped(*args, **kwargs)  # runs setup() once, then forward, as smolagents does
+        # By keyword: our signature puts optional inputs last, which may not be the order of theirs.
+        arguments = dict(zip(self._call_signature().parameters, args), **kwargs)
+        return self.wrapped(**arguments)  # runs setup() once, then forward, as smolagents does
 
     def _call_signature(self) -> inspect.Signature:
         return _signature(self.inputs)
@@ -139,12 +150,12 @@ class LangChainTool(Tool):
                 if spec["default"] is None:
                     spec["nullable"] = True
             inputs[key] = spec
-        self.inputs = inputs
+        self.inputs = _required_first(inputs)
         self.output_type = "any"
         super().__init__()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        arguments = dict(zip(self.inputs, args), **kwargs)
+        arguments = dict(zip(self._call_signature().parameters, args), **kwargs)
         return self.wrapped.invoke(arguments)
 
     def _call_signature(self) -> inspect.Signature:
