@@ -18,16 +18,21 @@ from .core.memory import (
 )
 from .core.prompts import PromptTemplateError, Rules
 from .core.models import (
-    ChatMessageToolCall, InferenceClientModel, LiteLLMModel, Model, ModelError, ModelResponse, ScriptedModel, TokenUsage,
+    ChatMessageToolCall, InferenceClientModel, LiteLLMModel, Model, ModelError, ModelResponse, OpenAIServerModel,
+    ScriptedModel, TokenUsage,
 )
 from .core.tool_calling import ToolCallingAgent
+from .core import sharing as _sharing
+from .core.sharing import ToolLoadError, load_tool
 from .core.tools import Tool, ToolDefinitionError, final_answer, tool
+from .core.transformers_model import TransformersModel
 from .export.notebook import export_run
 from .guard import Policy
 from .ui.text import replay as _replay
 
 MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself does not import the exports
 MultiStepAgent.replayer = _replay  # agent.replay(): nor the text renderer
+_sharing.install(Tool)  # tool.save / to_dict, Tool.from_hub / from_dict / from_langchain
 
 try:  # one version, in labextension/package.json; the build writes it into the package metadata
     __version__ = _metadata.version("smol-magic")
@@ -37,10 +42,10 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "ChatMessageToolCall", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "ManagedAgent", "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "PlanningStep", "Policy",
-    "PromptTemplateError", "Renderer", "Rules", "RunResult", "ScriptedModel", "TaskStep", "Timing", "TokenUsage",
-    "Tool", "ToolCallingAgent", "ToolDefinitionError", "Verdict",
-    "describe", "final_answer", "tool",
+    "ManagedAgent", "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "OpenAIServerModel",
+    "PlanningStep", "Policy", "PromptTemplateError", "Renderer", "Rules", "RunResult", "ScriptedModel", "TaskStep",
+    "Timing", "TokenUsage", "Tool", "ToolCallingAgent", "ToolDefinitionError", "ToolLoadError", "TransformersModel",
+    "Verdict", "describe", "final_answer", "load_tool", "tool",
 ]
 
 

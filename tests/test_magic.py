@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from smol_magic import InferenceClientModel, LiteLLMModel, ScriptedModel
+from smol_magic import InferenceClientModel, LiteLLMModel, OpenAIServerModel, ScriptedModel, TransformersModel
 
 
 def fence(code: str) -> str:
@@ -90,6 +90,13 @@ def test_model_specs(ip):
     assert isinstance(litellm_model, LiteLLMModel) and litellm_model.model_id == "openai/gpt-4o-mini"
     hf_model = magics._resolve_model("hf:Qwen/Qwen2.5-Coder-32B-Instruct")
     assert isinstance(hf_model, InferenceClientModel) and hf_model.model_id == "Qwen/Qwen2.5-Coder-32B-Instruct"
+    # ids may hold '@' and ':' (ollama tags): the URL is what follows the last '@http(s)://'
+    server_model = magics._resolve_model("openai-server:org/llama3@v2:q4@http://localhost:8000/v1")
+    assert isinstance(server_model, OpenAIServerModel)
+    assert (server_model.model_id, server_model.api_base) == ("org/llama3@v2:q4", "http://localhost:8000/v1")
+    local = magics._resolve_model("transformers:./models/tiny")  # loaded on first use, not here
+    assert isinstance(local, TransformersModel) and local.model_id == "./models/tiny"
+    assert isinstance(magics._resolve_model("ollama/llama3.1:8b"), LiteLLMModel)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +105,11 @@ def test_model_specs(ip):
         ("%%agent\ntask", "no model configured: use %%agent -m openai/gpt-4o-mini"),
         ("%%agent -m m --bogus\ntask", "unrecognized arguments: --bogus (see %%agent? for the flags)"),
         ("%%agent -m nosuch\ntask", "unknown model 'nosuch': there is no variable of that name"),
+        ("%%agent -m openai-server:llama3\ntask",
+         "-m/--model 'openai-server:llama3': write openai-server:MODEL@URL, e.g. openai-server:llama3@http://"),
+        ("%%agent -m openai-server:@http://h:1/v1\ntask", "write openai-server:MODEL@URL"),
+        ("%%agent -m transformers:\ntask", "give a local model folder (or a downloaded Hub id) after transformers:"),
+        ("%%agent -m hf:\ntask", "give the model after hf:, e.g. hf:"),
         ("%%agent -m data\ntask", "'data' is a list, not a Model"),
         ("%%agent -m m\n   \n", "write the task in the cell, below the %%agent line"),
         ("%%agent -m m -o 1x\ntask", "-o needs a variable name, got '1x'"),

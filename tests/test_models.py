@@ -18,6 +18,7 @@ from smol_magic.core.models import (
     InferenceClientModel,
     LiteLLMModel,
     ModelError,
+    OpenAIServerModel,
     ModelResponse,
     ScriptedModel,
     StreamDelta,
@@ -43,10 +44,14 @@ def hf_client(srv: OpenAIServer, **kwargs) -> InferenceClientModel:
     )
 
 
+def openai_client(srv: OpenAIServer, **kwargs) -> OpenAIServerModel:
+    return OpenAIServerModel("local-model", api_base=srv.base_url, api_key=API_KEY, retry_base_delay=0.001, **kwargs)
+
+
 MakeModel = Callable[..., BaseModel]
 
 
-@pytest.fixture(params=[litellm_client, hf_client], ids=["litellm", "hf"])
+@pytest.fixture(params=[litellm_client, hf_client, openai_client], ids=["litellm", "hf", "openai-server"])
 def make(request: pytest.FixtureRequest) -> MakeModel:
     return request.param
 

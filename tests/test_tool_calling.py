@@ -18,6 +18,7 @@ from openai_server import OpenAIServer
 from pydantic import BaseModel as PydanticModel
 
 from smol_magic import (
+    OpenAIServerModel,
     ActionStep, AgentMemory, ChatMessageToolCall, InferenceClientModel, LiteLLMModel, ModelResponse, ScriptedModel,
     ToolCallingAgent, final_answer, tool,
 )
@@ -73,10 +74,14 @@ def hf_model(srv: OpenAIServer) -> BaseModel:
     return InferenceClientModel("x", base_url=srv.base_url, token="k", retry_base_delay=0.001)
 
 
+def openai_model(srv: OpenAIServer) -> BaseModel:
+    return OpenAIServerModel("x", api_base=srv.base_url, api_key="k", retry_base_delay=0.001)
+
+
 MakeModel = Callable[[OpenAIServer], BaseModel]
 
 
-@pytest.fixture(params=[litellm_model, hf_model], ids=["litellm", "hf"])
+@pytest.fixture(params=[litellm_model, hf_model, openai_model], ids=["litellm", "hf", "openai"])
 def make(request: pytest.FixtureRequest) -> MakeModel:
     return request.param
 

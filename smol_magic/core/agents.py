@@ -25,6 +25,7 @@ from .approval import Action, Approver, AutoApprover
 from .blocking import iterate_blocking, on_main_thread
 from .events import Renderer
 from .execution import ExecutionResult, Executor, LocalPythonExecutor
+from .interop import as_model, as_tools
 from .managed import ManagedAgent, check_managed, managed_agents_prompt
 from .names import used_names
 from .memory import (
@@ -203,8 +204,8 @@ class MultiStepAgent:
                                 "check(answer, memory) -> bool")
         self.return_full_result = return_full_result
         self.rules = Rules.of(rules)
-        self.model = model
-        self.tools: dict[str, Tool] = {t.name: t for t in (tools or [])}
+        self.model = as_model(model)  # a smolagents model runs in a thread, behind our async protocol
+        self.tools: dict[str, Tool] = {t.name: t for t in as_tools(tools)}  # smolagents / LangChain tools too
         self.tools.setdefault("final_answer", final_answer)
         self.max_steps = max_steps
         self.planning_interval = planning_interval

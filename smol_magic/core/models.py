@@ -614,6 +614,100 @@ class InferenceClientModel(BaseModel):
             await _close(client)
 
 
+class OpenAIServerModel(BaseModel):
+    """Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama, OpenAI itself), on the ``openai`` client.
+
+    ``api_key`` defaults to ``OPENAI_API_KEY``, or a placeholder: local servers
+    take any key, but the client refuses to start without one.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = 3,
+        retry_base_delay: float = 1.0,
+        timeout: float = 120.0,
+        **kwargs: Any,
+    ):
+        super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
+        self.api_base = api_base
+        self.api_key = api_key
+
+    def _client(self):
+        from openai import AsyncOpenAI
+
+        # max_retries=0: retries are ours (_with_retries), so one 429 is one extra request, not three.
+        return AsyncOpenAI(base_url=self.api_base, api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "none",
+                           max_retries=0, timeout=self.timeout)
+
+    def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool, timeout: float,
+                tools: list[Any] | None = None, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = dict(model=self.model_id, messages=[dict(m) for m in messages], timeout=timeout,
+                                      **self.kwargs)
+        if stop_sequences:
+            params["stop"] = stop_sequences
+        if tools:  # any OpenAI-compatible server is offered them; one that refuses answers 400 (text fallback)
+            params["tools"] = tool_schemas(tools)
+        if response_format:
+            params["response_format"] = response_format
+        if stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        return params
+
+    @staticmethod
+    def _is_transient(exc: BaseException) -> bool:
+        import openai
+
+        transient = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+                     openai.APIConnectionError, asyncio.TimeoutError, TimeoutError, ConnectionError)
+        return _transient_in_chain(exc, transient)
+
+    async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
+                       tools_to_call_from: list[Any] | None = None,
+                       response_format: dict[str, Any] | None = None) -> ModelResponse:
+        client = self._client()
+
+        async def call(remaining: float):
+            return await client.chat.completions.create(
+                **self._params(messages, stop_sequences, False, remaining, tools_to_call_from, response_format))
+
+        try:
+            response = await self._with_retries(call, self._is_transient)
+            message = response.choices[0].message
+            content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
+        except ModelError:
+            raise
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise ModelError(f"{self.model_id}: malformed response ({short_error(exc)})") from exc
+        finally:
+            await _close(client)
+        return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
+
+    async def generate_stream(
+        self, messages: Messages, stop_sequences: list[str] | None = None,
+        tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
+    ) -> AsyncIterator[StreamDelta]:
+        client = self._client()
+
+        async def call(remaining: float):
+            return await client.chat.completions.create(
+                **self._params(messages, stop_sequences, True, remaining, tools_to_call_from, response_format))
+
+        try:
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            stream = await self._with_retries(call, self._is_transient)
+            try:
+                async for delta in _deltas(self.model_id, self._bounded(stream, deadline)):
+                    yield delta
+            finally:
+                await _close(stream)  # release the HTTP connection on early exit / Interrupt
+        finally:
+            await _close(client)
+
+
 async def _deltas(model_id: str, stream: AsyncIterator[Any]) -> AsyncIterator[StreamDelta]:
     """OpenAI-style chunks -> StreamDelta; a stream with neither text nor usage is an error, not "".
 
@@ -699,10 +793,3 @@ def describe_model(model: Any) -> dict[str, Any]:
     if params:
         info["parameters"] = json.loads(json.dumps(params, default=repr))
     return info
-
-
-def model_from_spec(spec: str) -> BaseModel:
-    """``hf:org/model`` -> InferenceClientModel, anything else -> LiteLLMModel."""
-    if spec.startswith("hf:"):
-        return InferenceClientModel(spec[3:])
-    return LiteLLMModel(spec)

@@ -29,7 +29,9 @@ from ..core.approval import APPROVE_MODES, ApproveMode, ModeApprover
 from ..core.blocking import run_blocking
 from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
-from ..core.models import BaseModel, Model, ModelError, model_from_spec
+from ..core.interop import as_model
+from ..core.model_spec import SPEC_HELP, model_from_spec
+from ..core.models import BaseModel, Model, ModelError
 from ..core.prompts import Rules
 from ..core.stopping import check_timeout
 from ..core.tool_calling import ToolCallingAgent
@@ -52,8 +54,8 @@ class AgentMagics(Magics):
     """Runs a code-writing LLM agent on this notebook's live variables."""
 
     model = Unicode(
-        help="Model: a litellm id (openai/gpt-4o-mini), hf:org/model, or the name of a variable "
-        "holding a Model. Defaults to $SMOL_MAGIC_MODEL.",
+        help="Model: a litellm id (openai/gpt-4o-mini), hf:org/model, openai-server:MODEL@URL, "
+        "transformers:PATH, or the name of a variable holding a Model. Defaults to $SMOL_MAGIC_MODEL.",
     ).tag(config=True)
     max_steps = Integer(20, help="Most actions per run.").tag(config=True)
     approve = Enum(
@@ -131,7 +133,8 @@ class AgentMagics(Magics):
         self._notices: set[str] = set()
 
     @magic_arguments()
-    @argument("-m", "--model", help="litellm id, hf:org/model, or a variable holding a Model")
+    @argument("-m", "--model", help="litellm id, hf:org/model, openai-server:MODEL@URL, transformers:PATH, "
+              "or a variable holding a Model")
     @argument("--agent", choices=list(AGENT_TYPES),
               help="code: the agent writes Python; tools: it calls the notebook's Tool objects "
               "(default: AgentMagics.agent_type)")
@@ -362,8 +365,7 @@ class AgentMagics(Magics):
 
     def _resolve_model(self, spec: str | None) -> Any:
         if spec is not None and not spec.strip().strip("'\""):
-            raise UsageError("-m/--model is empty: give a litellm id (openai/gpt-4o-mini), hf:org/model, or the "
-                             "name of a variable holding a Model")
+            raise UsageError(f"-m/--model is empty: give {SPEC_HELP}, or the name of a variable holding a Model")
         spec = (spec or self.model or "").strip()
         if not spec:
             raise UsageError(
@@ -373,16 +375,19 @@ class AgentMagics(Magics):
         if spec.isidentifier():
             if spec not in self.shell.user_ns:
                 raise UsageError(
-                    f"unknown model {spec!r}: there is no variable of that name. Give a litellm id "
-                    "(openai/gpt-4o-mini), hf:org/model, or the name of a variable holding a Model"
+                    f"unknown model {spec!r}: there is no variable of that name. Give {SPEC_HELP}, "
+                    "or the name of a variable holding a Model"
                 )
-            value = self.shell.user_ns[spec]
+            value = as_model(self.shell.user_ns[spec])  # a smolagents model too
             if not isinstance(value, Model):
                 raise UsageError(
                     f"{spec!r} is a {type(value).__name__}, not a Model (e.g. ScriptedModel, LiteLLMModel)"
                 )
             return value
-        model = model_from_spec(spec)
+        try:
+            model = model_from_spec(spec)
+        except ValueError as exc:
+            raise UsageError(f"-m/--model {exc}") from None
         model._smol_magic_made = True  # made here from an id: AgentMagics.model_timeout applies
         return model
 
