@@ -424,29 +424,12 @@ class LiteLLMModel(BaseModel):
                 timeout: float, tools: list[Any] | None = None,
                 response_format: dict[str, Any] | None = None) -> dict[str, Any]:
         # num_retries=0: retries are ours (_with_retries), so one 429 means one extra request, not nine.
-        params: dict[str, Any] = dict(
-            model=self.model_id,
-            messages=[dict(m) for m in messages],
-            timeout=timeout,
-            num_retries=0,
-            **self.kwargs,
-        )
+        params = _chat_request(self.model_id, messages, stop_sequences, stream, tools, response_format,
+                               timeout=timeout, num_retries=0, **self.kwargs)
         if self.api_base:
             params["api_base"] = self.api_base
         if self.api_key:
             params["api_key"] = self.api_key
-        if stop_sequences:
-            params["stop"] = stop_sequences
-        if response_format:
-            params["response_format"] = response_format
-        if tools:
-            # Sent whatever litellm.supports_function_calling says: it does not know models behind an
-            # OpenAI-compatible api_base, which take tools. A server that refuses them answers 400 and
-            # the agent falls back to tool calls written in text.
-            params["tools"] = tool_schemas(tools)
-        if stream:
-            params["stream"] = True
-            params["stream_options"] = {"include_usage": True}
         return params
 
     @staticmethod
@@ -492,13 +475,7 @@ class LiteLLMModel(BaseModel):
             return await litellm.acompletion(
                 **self._params(messages, stop_sequences, False, remaining, tools_to_call_from, response_format))
 
-        response = await self._with_retries(call, self._is_transient)
-        try:
-            message = response.choices[0].message
-            content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise ModelError(f"{self.model_id}: malformed response ({short_error(exc)})") from exc
-        return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
+        return _reply(self.model_id, await self._with_retries(call, self._is_transient))
 
     async def generate_stream(
         self, messages: Messages, stop_sequences: list[str] | None = None,
@@ -575,16 +552,9 @@ class InferenceClientModel(BaseModel):
             )
 
         try:
-            response = await self._with_retries(call, self._is_transient)
-            message = response.choices[0].message
-            content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
-        except ModelError:
-            raise
-        except (AttributeError, IndexError, TypeError, KeyError) as exc:
-            raise ModelError(f"{self.model_id}: malformed response ({short_error(exc)})") from exc
+            return _reply(self.model_id, await self._with_retries(call, self._is_transient))
         finally:
             await _close(client)
-        return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
 
     async def generate_stream(
         self, messages: Messages, stop_sequences: list[str] | None = None,
@@ -644,18 +614,8 @@ class OpenAIServerModel(BaseModel):
 
     def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool, timeout: float,
                 tools: list[Any] | None = None, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = dict(model=self.model_id, messages=[dict(m) for m in messages], timeout=timeout,
-                                      **self.kwargs)
-        if stop_sequences:
-            params["stop"] = stop_sequences
-        if tools:  # any OpenAI-compatible server is offered them; one that refuses answers 400 (text fallback)
-            params["tools"] = tool_schemas(tools)
-        if response_format:
-            params["response_format"] = response_format
-        if stream:
-            params["stream"] = True
-            params["stream_options"] = {"include_usage": True}
-        return params
+        return _chat_request(self.model_id, messages, stop_sequences, stream, tools, response_format,
+                             timeout=timeout, **self.kwargs)
 
     @staticmethod
     def _is_transient(exc: BaseException) -> bool:
@@ -675,16 +635,9 @@ class OpenAIServerModel(BaseModel):
                 **self._params(messages, stop_sequences, False, remaining, tools_to_call_from, response_format))
 
         try:
-            response = await self._with_retries(call, self._is_transient)
-            message = response.choices[0].message
-            content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
-        except ModelError:
-            raise
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise ModelError(f"{self.model_id}: malformed response ({short_error(exc)})") from exc
+            return _reply(self.model_id, await self._with_retries(call, self._is_transient))
         finally:
             await _close(client)
-        return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
 
     async def generate_stream(
         self, messages: Messages, stop_sequences: list[str] | None = None,
@@ -706,6 +659,37 @@ class OpenAIServerModel(BaseModel):
                 await _close(stream)  # release the HTTP connection on early exit / Interrupt
         finally:
             await _close(client)
+
+
+def _chat_request(model_id: str, messages: Messages, stop_sequences: list[str] | None, stream: bool,
+                  tools: list[Any] | None, response_format: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    """An OpenAI chat-completions request, as litellm and the ``openai`` client both take it.
+
+    ``tools`` are sent whatever litellm.supports_function_calling says: it does not know models behind
+    an OpenAI-compatible api_base, which take tools. A server that refuses them answers 400, and the
+    agent falls back to tool calls written in text.
+    """
+    params: dict[str, Any] = dict(model=model_id, messages=[dict(m) for m in messages], **extra)
+    if stop_sequences:
+        params["stop"] = stop_sequences
+    if response_format:
+        params["response_format"] = response_format
+    if tools:
+        params["tools"] = tool_schemas(tools)
+    if stream:
+        params["stream"] = True
+        params["stream_options"] = {"include_usage": True}
+    return params
+
+
+def _reply(model_id: str, response: Any) -> ModelResponse:
+    """An OpenAI-style chat completion (litellm, huggingface_hub, openai) -> ModelResponse."""
+    try:
+        message = response.choices[0].message
+        content, calls = message.content or "", _tool_calls(getattr(message, "tool_calls", None))
+    except (AttributeError, IndexError, TypeError, KeyError) as exc:
+        raise ModelError(f"{model_id}: malformed response ({short_error(exc)})") from exc
+    return ModelResponse(content, _usage(getattr(response, "usage", None)), calls)
 
 
 async def _deltas(model_id: str, stream: AsyncIterator[Any]) -> AsyncIterator[StreamDelta]:
