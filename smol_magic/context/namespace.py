@@ -113,6 +113,12 @@ def named_headline(name: str, value: Any) -> str:
     return _named_parts(name, value)[0]
 
 
+def named_description(name: str, value: Any) -> str:
+    """``describe``, except for a credential: its type and length, never its value."""
+    head, details = _named_parts(name, value)
+    return "\n".join([head, *details()])
+
+
 def _named_parts(name: str, value: Any) -> tuple[str, Callable[[], list[str]]]:
     if redact.looks_like_secret(name, value) or redact.is_secret(value):
         return f"{type(value).__name__}, {len(value)} characters (looks like a secret: value not shown)", list

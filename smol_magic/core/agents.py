@@ -632,6 +632,14 @@ class CodeAgent(MultiStepAgent):
             step.error = "no code in the reply"
             step.observation = self.render_prompt("no_code_error")
             return
+        await self.run_action(step, code)
+
+    async def run_action(self, step: ActionStep, code: str) -> None:
+        """Judge, approve, run and observe ``code`` as this step's action: the path of a model's code, and of
+        code sent from elsewhere (an outside agent through the notebook's MCP server).
+
+        Raises ``AgentStopped`` when a person clicks Stop, and ``KeyboardInterrupt`` when the code is interrupted.
+        """
         step.code = code
         step.verdict = self.check(code)
         self.renderer.action_ready(step)

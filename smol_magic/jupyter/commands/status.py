@@ -25,6 +25,9 @@ def run(magics: Any, args: Any) -> None:
         f"· timeout: {magics.timeout:g} s · memory: {steps} steps"
     )
     print(f"rules: {_rules(magics)}")
+    serving = getattr(magics, "serving", None)
+    if serving is not None:
+        print(f"serving: MCP at {serving.url} (%agent serve stop ends it)")
     for number, result in enumerate(current.runs if current else [], 1):
         print(f"run {number}: {result.state} · {len(result.action_steps)} steps · {result.model_id} "
               f"· {result.task[:60]!r}")

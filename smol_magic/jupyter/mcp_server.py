@@ -1,0 +1,299 @@
+"""The live kernel as an MCP server (``%agent serve``): outside agents work here under the notebook's guard.
+
+Streamable HTTP at ``http://127.0.0.1:PORT/mcp``, served by uvicorn on a background thread, behind
+a bearer token. A request arrives on that thread; everything it does runs on the kernel's own event
+loop, on the main thread, as the notebook's agent runs: ``run_code`` is one agent action of a
+serving session (guard, approval card, execution, undo record, live trace under the cell that
+started serving), so what an outside agent does is judged and shown as the built-in agent's is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+
+from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+
+from .. import guard
+from ..context import namespace
+from ..core.agents import AgentStopped, CodeAgent
+from ..core.approval import Action, Approver, Decision
+from ..core.memory import RAN, ActionStep, RunResult, Timing
+from ..core.models import BaseModel
+from ..safety import redact
+
+START_SECONDS = 10.0  # how long the server may take to start listening
+APPROVAL_SECONDS = 300.0  # how long an outside agent's action waits for a click before it is refused
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+INSTRUCTIONS = (
+    "A live Jupyter notebook. list_variables and describe_variable tell you what exists (summaries, not data); "
+    "run_code runs Python in the notebook's namespace behind its guard: risky code waits for the person at the "
+    "notebook to approve it, and forbidden code never runs. Each result says what happened."
+)
+
+
+class OutsideClient(BaseModel):
+    """The 'model' of a serving session: its actions come from an MCP client, not from a model."""
+
+    model_id = "mcp client"
+
+    async def generate_stream(self, messages: Any, stop_sequences: Any = None, **kwargs: Any):  # pragma: no cover
+        raise RuntimeError("a serving session's actions come from its MCP client; nothing asks it for a reply")
+        yield
+
+
+class TimedApprover:
+    """Waits for the person for at most ``seconds``; then the action is refused, with the reason."""
+
+    def __init__(self, inner: Approver, seconds: float, on_timeout: Callable[[], None]):
+        self.inner, self.seconds, self.on_timeout = inner, seconds, on_timeout
+
+    async def approve(self, step: ActionStep) -> Decision:
+        try:
+            return await asyncio.wait_for(self.inner.approve(step), self.seconds)
+        except asyncio.TimeoutError:
+            self.on_timeout()
+            return Decision(Action.SKIP, refused=True,
+                            reason=f"no one at the notebook answered its approval card within {self.seconds:g} s")
+
+
+class BearerToken:
+    """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` gets 401 and reaches nothing."""
+
+    def __init__(self, app: Any, token: str):
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not secrets.compare_digest(given, self.expected):
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse({"error": "unauthorized: send the header 'Authorization: Bearer <token>' "
+                                                  "with the token %agent serve printed"},
+                                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class Serving:
+    """One serving session: its server thread, its agent (sharing the notebook agent's state) and its trace."""
+
+    magics: Any
+    loop: asyncio.AbstractEventLoop
+    port: int
+    token: str
+    protect: set[str] = field(default_factory=set)
+    approval_seconds: float = APPROVAL_SECONDS
+    agent: CodeAgent | None = None
+    run: RunResult | None = None
+    trace: Any = None
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _lock: asyncio.Lock | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- starting and stopping --------------------------------------------------
+
+    def start(self, sock: socket.socket, mode: str, cell_id: str | None) -> None:
+        """Make the session's agent and trace (shown under this cell), then serve on ``sock``."""
+        import uvicorn
+
+        from .kernel_executor import KernelExecutor
+
+        magics = self.magics
+        if magics.current is None:  # no %%agent run yet: the notebook's agent starts here, with its runs and undo
+            magics.current = CodeAgent(model=OutsideClient(), executor=KernelExecutor(magics.shell))
+        notebook = magics.current
+        self.agent = CodeAgent(model=OutsideClient(), executor=notebook.executor)
+        self.run = RunResult(task=f"actions of outside agents through MCP at {self.url}", model_id="mcp client",
+                             started_at=datetime.now().isoformat(timespec="seconds"),
+                             variables_before=self.agent._variables(), timing=Timing(time.time()))
+        self.agent.runs.append(self.run)
+        notebook.runs.append(self.run)  # %agent undo / status / export see it as a run of this notebook
+        magics.run_cells.append(cell_id)
+        trace, approver = magics._ui(mode, True, cell_id)
+        trace.typed_task = f"MCP server at {self.url}: outside agents' actions"
+        if hasattr(trace, "stop_button"):  # the trace's Stop ends serving
+            trace.stop_button.tooltip = "Stop serving: end the MCP server"
+            trace.stop = self.stop
+        self.trace = trace
+        self.agent.renderer = trace
+        self.agent.approver = TimedApprover(approver, self.approval_seconds, self._close_card)
+        trace.run_started(self.agent, self.run.task)
+        self._lock = asyncio.Lock()
+        config = uvicorn.Config(BearerToken(build_app(self), self.token), log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="smol-magic-mcp", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._server.should_exit = True
+                raise RuntimeError("the MCP server did not start (see the kernel's log)")
+            time.sleep(0.01)
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """End the server (requests in flight get no answer) and close the trace; the run stays for undo."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        if self.run is not None and self.run.timing.end_time is None:
+            self.run.timing.end_time = time.time()
+            if self.trace is not None:
+                self.trace.run_finished(self.run)
+        if getattr(self.magics, "serving", None) is self:
+            self.magics.serving = None
+        atexit.unregister(self.stop)
+
+    def _close_card(self) -> None:
+        close = getattr(self.trace, "_close_approval", None)
+        if close is not None:
+            close(f"No answer within {self.approval_seconds:g} s: the outside agent was told it was refused.")
+
+    # -- what the tools do, on the kernel's loop -----------------------------------
+
+    async def on_kernel(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Await ``fn()`` on the kernel's event loop (main thread), from the server's thread."""
+        future = asyncio.run_coroutine_threadsafe(fn(), self.loop)
+        return await asyncio.wrap_future(future)
+
+    def _sync(self) -> CodeAgent:
+        """The serving agent judges as the notebook's agent does now: its variables, names it made and
+        protected names; the policy of the notebook's settings (never a cell's --no-guard)."""
+        magics, agent = self.magics, self.agent
+        notebook = magics.current or agent
+        agent.executor = notebook.executor
+        agent.agent_made = notebook.agent_made
+        imports = guard.DEFAULT_AUTHORIZED_IMPORTS + [m for m in magics.authorized_imports
+                                                      if not guard.module_forbidden(m)]
+        agent.policy = guard.Policy(authorized_imports=imports, allow=set(magics.allow), enabled=True)
+        agent.protected = set(magics.protect) | set(getattr(notebook, "protected", ())) | self.protect
+        agent.timeout = magics.timeout
+        agent.max_observation_chars = magics.max_observation_chars
+        return agent
+
+    async def variables(self) -> str:
+        agent = self._sync()
+        agent._find_secrets()
+        ns, hidden = agent.executor.namespace, agent.executor.hidden()
+        text = namespace.summarize(ns, hidden, self.magics.namespace_budget)
+        return redact.redact_secrets(text or "The notebook has no variables yet.")
+
+    async def describe(self, name: str) -> str:
+        agent = self._sync()
+        agent._find_secrets()
+        ns, hidden = agent.executor.namespace, agent.executor.hidden()
+        variables = namespace.user_variables(ns, hidden)
+        if name not in variables:
+            close = [n for n in variables if n.lower() == name.lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"There is no variable {name!r} in the notebook{hint}. list_variables names them."
+        return redact.redact_secrets(namespace.named_description(name, variables[name]))
+
+    async def run_code(self, code: str) -> ActionStep:
+        """One action of the session: judged, approved, run and observed as a model's action is."""
+        async with self._lock:
+            agent, run = self._sync(), self.run
+            if run.timing.end_time is not None:
+                raise RuntimeError("the notebook stopped serving")
+            agent._find_secrets()
+            agent._skipped_blocks, agent._stop_requested = 0, False
+            number = len(run.action_steps) + 1
+            step = ActionStep(step_number=number, start_time=time.time())
+            agent.renderer.step_started(number)
+            try:
+                await agent.run_action(step, code)
+            except AgentStopped:
+                step.observation = "The person at the notebook clicked Stop: this code did not run."
+            except KeyboardInterrupt:  # Interrupt while the code ran: the kernel lives on
+                step.error = step.error or "interrupted by the user"
+                step.observation = (step.observation + "\n" if step.observation else "") + \
+                    "The person at the notebook interrupted this code."
+            finally:
+                agent._keep(run, step)
+            return step
+
+
+def named_result(step: ActionStep) -> Any:
+    """The tool result of an action: the observation as text, and the images it displayed."""
+    content: list[Any] = [TextContent(text=step.observation or step.error or "(nothing happened)")]
+    for output in step.outputs:
+        data = output.get("data") or {}
+        for mime in IMAGE_TYPES:
+            if mime in data:
+                image = data[mime]
+                image = "".join(image) if isinstance(image, list) else str(image)
+                content.append(ImageContent(data=image.replace("\n", ""), mime_type=mime))
+                break
+    ran = step.approval in RAN
+    return CallToolResult(content=content, is_error=not ran or bool(step.error))
+
+
+def build_app(serving: Serving) -> Any:
+    """The MCP server's ASGI app: its tools call into the kernel's loop."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("smol-magic notebook", instructions=INSTRUCTIONS, log_level="WARNING")
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def list_variables() -> str:
+        """The notebook's variables, each summarised (DataFrame schemas and sizes, not the data)."""
+        return await serving.on_kernel(serving.variables)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def describe_variable(name: str) -> str:
+        """One variable in more detail: all its columns, index, nulls and a few sample rows."""
+        return await serving.on_kernel(lambda: serving.describe(name))
+
+    @server.tool(annotations=ToolAnnotations(destructive_hint=True))
+    async def run_code(code: str) -> CallToolResult:
+        """Run Python in the notebook's live namespace, as the notebook's own agent's actions run.
+
+        The guard judges the code first: allowed code runs; risky code (changing the user's data,
+        files, network...) waits for the person at the notebook to approve it; forbidden code never
+        runs. The result is what the code printed and displayed, its error if any, and which
+        variables changed; if it did not run, why.
+        """
+        step = await serving.on_kernel(lambda: serving.run_code(code))
+        return named_result(step)
+
+    return server.streamable_http_app(stateless_http=True, json_response=True, host="127.0.0.1")
+
+
+def free_socket(port: int | None) -> socket.socket:
+    """A listening socket on 127.0.0.1 (a free port when ``port`` is None); OSError if the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
