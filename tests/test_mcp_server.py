@@ -90,7 +90,8 @@ def session(kernel):
 
 def test_lists_its_tools_and_the_variables_as_the_agent_sees_them(session):
     tools = session.call("list_tools")
-    assert {t.name for t in tools.tools} == {"list_variables", "describe_variable", "run_code"}
+    assert {t.name for t in tools.tools} == {"list_variables", "describe_variable", "run_code", "run_agent", "get_run",
+                                           "export_run"}
     listed = text(session.call("list_variables"))
     assert "sales: DataFrame 3 x 2" in listed and "budget" in listed
     assert "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0" not in listed  # a secret is never sent out
@@ -177,3 +178,30 @@ def test_a_headless_notebook_refuses_what_needs_a_person_protects_and_undoes():
         assert "serving:" not in run(kc, "%agent status").text
         with pytest.raises(Exception):
             served.call("list_tools")
+
+
+def test_runs_exports_resources_and_the_prompt(session, tmp_path):
+    shown = text(session.call("get_run", {"n": 0}))
+    assert "top = sales.loc" in shown and "east" in shown  # the outside agent's action is a step of the run
+    refused = session.call("export_run", {"n": 0, "path": "/tmp/elsewhere.ipynb"})
+    assert refused.is_error and "inside the notebook's folder" in text(refused)
+    assert session.call("get_run", {"n": 99}).is_error
+    ok(session.kc, f"import os as _os\n_os.chdir({str(tmp_path)!r})")  # the notebook's folder
+    exported = session.call("export_run", {"n": 0, "path": "served.ipynb"})
+    assert not exported.is_error, text(exported)
+    assert "top = sales.loc" in (tmp_path / "served.ipynb").read_text()
+    again = session.call("export_run", {"n": 0, "path": "served.ipynb"})
+    assert again.is_error and "exists already" in text(again)
+
+    async def read() -> tuple[str, str, str]:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {session.token}"}) as http:
+            async with Client(streamable_http_client(session.url, http_client=http)) as client:
+                variables = await client.read_resource("notebook://variables")
+                runs = await client.read_resource("notebook://runs")
+                prompt = await client.get_prompt("analyse_dataframe", {"name": "sales"})
+                return variables.contents[0].text, runs.contents[0].text, prompt.messages[0].content.text
+
+    variables, runs, prompt = asyncio.run(read())
+    assert "sales: DataFrame 3 x 2" in variables
+    assert "mcp client" in runs
+    assert "describe_variable(name='sales')" in prompt

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 
 from .. import guard
@@ -215,7 +216,8 @@ class Serving:
         async with self._lock:
             agent, run = self._sync(), self.run
             if run.timing.end_time is not None:
-                raise RuntimeError("the notebook stopped serving")
+                raise Refusal("the notebook stopped serving")
+            self._check_idle()
             agent._find_secrets()
             agent._skipped_blocks, agent._stop_requested = 0, False
             number = len(run.action_steps) + 1
@@ -232,6 +234,87 @@ class Serving:
             finally:
                 agent._keep(run, step)
             return step
+
+
+    def _check_idle(self) -> None:
+        """An outside action never interleaves with a run of the notebook's own agent."""
+        notebook = self.magics.current
+        if notebook is not None and any(r.timing.end_time is None for r in notebook.runs if r is not self.run):
+            raise Refusal("the notebook's agent is running a task right now; try again when it has finished")
+
+    async def run_agent(self, task: str) -> str:
+        """A %%agent run of the notebook's agent, started from outside: its trace is a card of the serving trace."""
+        from ..core.approval import ModeApprover
+
+        async with self._lock:
+            self._check_idle()
+            magics, trace = self.magics, self.trace
+            person = getattr(getattr(self.agent.approver, "inner", None), "person", None) is not None
+            if not hasattr(trace, "managed_run"):
+                nested = trace
+            else:
+                trace._new_card(f"Agent run from outside · {task[:60]}")
+                nested = trace.managed_run("agent", task)
+            magics._ui = lambda mode, interactive, cell_id=None: (nested, ModeApprover(mode, nested if person else None))
+            try:
+                result = await magics.run_async("--cells off", task)
+            except Exception as exc:  # noqa: BLE001 - a usage error (no model ...) is the outside agent's answer
+                raise Refusal(f"the run did not start: {exc}") from None
+            finally:
+                del magics._ui
+            number = len(magics.current.runs)
+            answer = namespace.headline(result.output) if result.output is not None else "(none)"
+            return redact.redact_secrets(
+                f"Run {number} of this notebook: {result.state} after {len(result.action_steps)} steps. "
+                f"Final answer: {answer}\n(get_run({number}) shows its steps)")
+
+    def _pick(self, number: int) -> tuple[int, RunResult]:
+        runs = self.magics.current.runs if self.magics.current is not None else []
+        if not runs:
+            raise Refusal("this notebook has no agent runs yet")
+        number = number or len(runs)
+        if not 1 <= number <= len(runs):
+            raise Refusal(f"there is no run {number}: this notebook has runs 1 to {len(runs)}")
+        return number, runs[number - 1]
+
+    async def runs_text(self) -> str:
+        runs = self.magics.current.runs if self.magics.current is not None else []
+        lines = [f"run {n}: {r.state if r.timing.end_time is not None else 'running'} · "
+                 f"{len(r.action_steps)} steps · {r.model_id} · {r.task[:80]!r}" for n, r in enumerate(runs, 1)]
+        return redact.redact_secrets("\n".join(lines) or "This notebook has no agent runs yet.")
+
+    async def run_text(self, number: int) -> str:
+        """A run's steps: each action's code, how it was decided, and its observation."""
+        number, run = self._pick(number)
+        lines = [f"Run {number} · {run.state} · {run.model_id} · task: {run.task}"]
+        for step in run.action_steps:
+            lines.append(f"\n## step {step.step_number} · {step.approval or 'not decided'}")
+            if step.code:
+                lines.append("```python\n" + step.code + "\n```")
+            lines.append(step.observation or step.error or "")
+        if run.output is not None:
+            lines.append(f"\nFinal answer: {namespace.headline(run.output)}")
+        return redact.redact_secrets("\n".join(lines))
+
+    async def export(self, number: int, path: str) -> str:
+        """Write a run as a notebook (.ipynb) or script (.py) in the notebook's folder; never over a file."""
+        from pathlib import Path
+
+        number, _ = self._pick(number)
+        if not path.endswith((".ipynb", ".py")):
+            raise Refusal("the path must end in .ipynb (a notebook) or .py (a script)")
+        folder = Path.cwd().resolve()
+        target = (folder / path).resolve()
+        if folder not in target.parents:
+            raise Refusal(f"the path must be inside the notebook's folder ({folder}), e.g. 'run.ipynb'")
+        if target.exists():
+            raise Refusal(f"{target.name} exists already; choose a new name (nothing is overwritten)")
+        written = self.magics.current.to_notebook(str(target), run=number - 1)
+        return f"Exported run {number} to {written}"
+
+
+class Refusal(ToolError):
+    """What a tool refuses, in words for the outside agent (an error result, not a crash)."""
 
 
 def named_result(step: ActionStep) -> Any:
@@ -276,6 +359,53 @@ def build_app(serving: Serving) -> Any:
         """
         step = await serving.on_kernel(lambda: serving.run_code(code))
         return named_result(step)
+
+    @server.tool()
+    async def run_agent(task: str) -> str:
+        """Give a task to the notebook's own agent (as a %%agent cell would): it works step by step in front of
+        the person at the notebook, under the same guard and approval, and its final answer comes back."""
+        return await serving.on_kernel(lambda: serving.run_agent(task))
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def get_run(n: int = 0) -> str:
+        """Run ``n`` of the notebook's agent (1 = first, 0 = the last): each step's code, decision and result."""
+        return await serving.on_kernel(lambda: serving.run_text(n))
+
+    @server.tool()
+    async def export_run(n: int, path: str) -> str:
+        """Write run ``n`` as a notebook (PATH.ipynb) or script (PATH.py) that re-executes, in the notebook's
+        folder (an existing file is never overwritten)."""
+        return await serving.on_kernel(lambda: serving.export(n, path))
+
+    @server.resource("notebook://variables", mime_type="text/plain")
+    async def variables_resource() -> str:
+        """The notebook's variables, summarised."""
+        return await serving.on_kernel(serving.variables)
+
+    @server.resource("notebook://variables/{name}", mime_type="text/plain")
+    async def variable_resource(name: str) -> str:
+        """One variable, described."""
+        return await serving.on_kernel(lambda: serving.describe(name))
+
+    @server.resource("notebook://runs", mime_type="text/plain")
+    async def runs_resource() -> str:
+        """The agent runs of this notebook, one line each."""
+        return await serving.on_kernel(serving.runs_text)
+
+    @server.resource("notebook://runs/{n}", mime_type="text/plain")
+    async def run_resource(n: str) -> str:
+        """One run's steps."""
+        return await serving.on_kernel(lambda: serving.run_text(int(n)))
+
+    @server.prompt()
+    def analyse_dataframe(name: str) -> str:
+        """Analyse a DataFrame of the notebook."""
+        return (f"Analyse the DataFrame `{name}` in the live notebook. First call describe_variable(name={name!r}) "
+                "to see its columns, types, nulls and sample rows. Then use run_code for each step: summary "
+                "statistics, the relationships that matter, and a plot or two (matplotlib; they come back as "
+                f"images). Work on a copy (e.g. {name}_2 = {name}.copy()) rather than changing `{name}` itself: "
+                "changing the user's data waits for their approval. End with a short written summary of what "
+                "you found.")
 
     return server.streamable_http_app(stateless_http=True, json_response=True, host="127.0.0.1")
 
