@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from kernel_helpers import CellWatch, LiveCell, evaluate, ok, run, running_kernel, wait_until
+from kernel_helpers import CellWatch, LiveCell, evaluate, ok, py, run, running_kernel, scripted, wait_until
 
 pytest_plugins = ["kernel_fixtures"]
 
@@ -205,3 +205,16 @@ def test_runs_exports_resources_and_the_prompt(session, tmp_path):
     assert "sales: DataFrame 3 x 2" in variables
     assert "mcp client" in runs
     assert "describe_variable(name='sales')" in prompt
+
+
+def test_run_agent_runs_the_notebooks_agent_from_outside(session):
+    ok(session.kc, scripted("helper", py("answer = int(sales.revenue.sum())\nfinal_answer(answer)")) +
+       "\n%config AgentMagics.model = 'helper'")
+    pending = session.call_later("run_agent", {"task": "What is the total revenue?"})
+    session.wait_until(pending.done, timeout=30, what="the run's answer")  # reading what the notebook shows
+    result = pending.result()
+    assert not result.is_error, text(result)
+    assert "done after 1 steps" in text(result) and "1020" in text(result)
+    shown = session.watch.widget_text(include_closed=True)
+    assert "What is the total revenue?" in shown and "answer = int(sales.revenue.sum())" in shown
+    assert evaluate(session.kc, "answer") == 1020
