@@ -1,4 +1,5 @@
-"""``python -m smol_magic demo``: run the quickstart notebook offline, in a real kernel."""
+"""``python -m smol_magic demo``: run the quickstart notebook offline, in a real kernel;
+``python -m smol_magic mcp --connection-file KERNEL.json``: a kernel's MCP server over stdio."""
 
 from __future__ import annotations
 
@@ -83,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("demo", help="execute examples/quickstart.ipynb with its scripted model")
     run.add_argument("-o", "--output", type=Path, default=Path("smol_magic_demo.ipynb"))
     run.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    bridge = sub.add_parser("mcp", help="a running kernel's MCP server (%%agent serve) over stdio, for MCP clients "
+                            "that start stdio servers")
+    bridge.add_argument("--connection-file", required=True, metavar="KERNEL.json",
+                        help="the kernel's connection file (%%connect_info in the notebook shows it)")
     args = parser.parse_args(argv)
+    if args.command == "mcp":
+        from .jupyter.mcp_bridge import serve_stdio
+
+        return serve_stdio(args.connection_file)
     return demo(args.output, args.timeout)
 
 

@@ -427,3 +427,20 @@ def free_socket(port: int | None) -> socket.socket:
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
+
+
+def endpoint() -> dict[str, str]:
+    """This kernel's MCP endpoint, for the stdio bridge: the running session's, or a new one (headless: what
+    the guard asks about is then refused, as no one can click; start ``%agent serve`` in the notebook first
+    for approval cards)."""
+    from IPython import get_ipython
+    from IPython.utils.capture import capture_output
+
+    shell = get_ipython()
+    if "AgentMagics" not in shell.magics_manager.registry:
+        shell.run_line_magic("load_ext", "smol_magic")
+    magics = shell.magics_manager.registry["AgentMagics"]
+    if getattr(magics, "serving", None) is None:
+        with capture_output():  # the token is handed to the bridge only
+            shell.run_line_magic("agent", "serve")
+    return {"url": magics.serving.url, "token": magics.serving.token}
