@@ -218,3 +218,23 @@ def test_run_agent_runs_the_notebooks_agent_from_outside(session):
     shown = session.watch.widget_text(include_closed=True)
     assert "What is the total revenue?" in shown and "answer = int(sales.revenue.sum())" in shown
     assert evaluate(session.kc, "answer") == 1020
+
+
+def test_an_unanswered_card_is_refused_after_the_approval_timeout(own_kernel):
+    km, kc = own_kernel
+    ok(kc, "ledger = {'a': 1}")
+    served = start_serving(kc, "%agent serve --approval-timeout 1")
+    again = run(kc, "%agent serve", cell_id="cell-2")
+    assert again.status == "error" and "already serving" in again.evalue
+    result = served.call("run_code", {"code": "ledger['b'] = 2"})
+    assert result.is_error and "no one at the notebook answered its approval card within 1 s" in text(result)
+    assert evaluate(kc, "ledger") == {"a": 1}
+    # Stopping while a card waits: the caller hears so at once.
+    ok(kc, "%agent serve stop")
+    served = start_serving(kc, "%agent serve")
+    pending = served.call_later("run_code", {"code": "ledger['c'] = 3"})
+    served.wait_for_card("Run")
+    ok(kc, "%agent serve stop")
+    result = pending.result(timeout=15)
+    assert result.is_error and "stopped serving" in text(result)
+    assert evaluate(kc, "ledger") == {"a": 1}

@@ -139,7 +139,8 @@ class Serving:
         self.agent.approver = TimedApprover(approver, self.approval_seconds, self._close_card)
         trace.run_started(self.agent, self.run.task)
         self._lock = asyncio.Lock()
-        config = uvicorn.Config(BearerToken(build_app(self), self.token), log_level="warning", lifespan="on")
+        config = uvicorn.Config(BearerToken(build_app(self), self.token), log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="smol-magic-mcp", daemon=True)
@@ -153,11 +154,13 @@ class Serving:
         atexit.register(self.stop)
 
     def stop(self) -> None:
-        """End the server (requests in flight get no answer) and close the trace; the run stays for undo."""
+        """End the server and close the trace; a request waiting for a click is refused; the run stays for undo."""
         if self._server is not None:
             self._server.should_exit = True
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+        pending = getattr(self.trace, "pending", None)  # a card still waiting: its caller is told, not left hanging
+        if pending is not None and not pending.done():
+            pending.set_result(Decision(Action.SKIP, refused=True, reason="the notebook stopped serving"))
+        # No join: requests in flight finish on the kernel's loop, which must turn for that (uvicorn waits 2 s).
         if self.run is not None and self.run.timing.end_time is None:
             self.run.timing.end_time = time.time()
             if self.trace is not None:
