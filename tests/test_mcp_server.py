@@ -159,6 +159,8 @@ def test_a_headless_notebook_refuses_what_needs_a_person_protects_and_undoes():
     with running_kernel() as (km, kc):
         ok(kc, "budget = [1, 2]")
         served = start_serving(kc, cell_id=None)
+        no_model = served.call("run_agent", {"task": "Sum budget."})
+        assert no_model.is_error and "no model configured" in text(no_model)
         refused = served.call("run_code", {"code": "budget.append(3)"})
         assert refused.is_error and "no one can be asked" in text(refused)
         assert evaluate(kc, "budget") == [1, 2]

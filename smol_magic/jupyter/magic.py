@@ -203,8 +203,12 @@ class AgentMagics(Magics):
                 text = f"unexpected text on the %%agent line: {extra!r}; put the task in the cell body"
             raise UsageError(f"{text} (see %%agent? for the flags)") from None
 
-    async def run_async(self, line: str, cell: str, interactive: bool = True) -> RunResult:
-        """The body of a ``%%agent`` cell; ``interactive`` when it runs as an async cell that can await clicks."""
+    async def run_async(self, line: str, cell: str, interactive: bool = True,
+                        ui: tuple[Renderer, ModeApprover] | None = None) -> RunResult:
+        """The body of a ``%%agent`` cell; ``interactive`` when it runs as an async cell that can await clicks.
+
+        ``ui``: the trace and approver to use instead of a new trace under the cell (a run started from
+        outside, shown inside the ``%agent serve`` trace)."""
         args = self._parse(line)
         task = typed = cell.strip()
         if not task:
@@ -242,7 +246,7 @@ class AgentMagics(Magics):
         agent = self._prepare_agent(model, args)
         agent.rules = rules
         cell_id = self._cell_id()
-        trace, agent.approver = self._ui(args.approve or self.approve, interactive, cell_id)
+        trace, agent.approver = ui or self._ui(args.approve or self.approve, interactive, cell_id)
         trace.typed_task = typed  # the header shows the task as typed, not its {var} expansion
         cells = await self._cells_renderer(args.cells or self.cells, cell_id, interactive)
         if cells is not None:  # the trace refers to inserted cells instead of repeating their outputs

@@ -95,6 +95,7 @@ class Serving:
     token: str
     protect: set[str] = field(default_factory=set)
     approval_seconds: float = APPROVAL_SECONDS
+    approve_mode: str = "risky"
     agent: CodeAgent | None = None
     run: RunResult | None = None
     trace: Any = None
@@ -129,6 +130,7 @@ class Serving:
         self.agent.runs.append(self.run)
         notebook.runs.append(self.run)  # %agent undo / status / export see it as a run of this notebook
         magics.run_cells.append(cell_id)
+        self.approve_mode = mode
         trace, approver = magics._ui(mode, True, cell_id)
         trace.typed_task = f"MCP server at {self.url}: outside agents' actions"
         if hasattr(trace, "stop_button"):  # the trace's Stop ends serving
@@ -169,8 +171,8 @@ class Serving:
             self.magics.serving = None
         atexit.unregister(self.stop)
 
-    def _close_card(self) -> None:
-        close = getattr(self.trace, "_close_approval", None)
+    def _close_card(self, trace: Any = None) -> None:
+        close = getattr(trace or self.trace, "_close_approval", None)
         if close is not None:
             close(f"No answer within {self.approval_seconds:g} s: the outside agent was told it was refused.")
 
@@ -258,13 +260,12 @@ class Serving:
             else:
                 trace._new_card(f"Agent run from outside · {task[:60]}")
                 nested = trace.managed_run("agent", task)
-            magics._ui = lambda mode, interactive, cell_id=None: (nested, ModeApprover(mode, nested if person else None))
+            approver = TimedApprover(ModeApprover(self.approve_mode, nested if person else None),
+                                     self.approval_seconds, lambda: self._close_card(nested))
             try:
-                result = await magics.run_async("--cells off", task)
+                result = await magics.run_async("--cells off", task, ui=(nested, approver))
             except Exception as exc:  # noqa: BLE001 - a usage error (no model ...) is the outside agent's answer
                 raise Refusal(f"the run did not start: {exc}") from None
-            finally:
-                del magics._ui
             number = len(magics.current.runs)
             answer = namespace.headline(result.output) if result.output is not None else "(none)"
             return redact.redact_secrets(
