@@ -68,10 +68,15 @@ class TimedApprover:
 class BearerToken:
     """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` gets 401 and reaches nothing."""
 
-    def __init__(self, app: Any, token: str):
-        self.app, self.expected = app, f"Bearer {token}".encode()
+    def __init__(self, app: Any, token: str, is_open: Callable[[], bool] = lambda: True):
+        self.app, self.expected, self.is_open = app, f"Bearer {token}".encode(), is_open
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.is_open():  # stopped: shutting down, new requests reach nothing
+            from starlette.responses import JSONResponse
+
+            await JSONResponse({"error": "the notebook stopped serving"}, status_code=503)(scope, receive, send)
+            return
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not secrets.compare_digest(given, self.expected):
@@ -141,7 +146,7 @@ class Serving:
         self.agent.approver = TimedApprover(approver, self.approval_seconds, self._close_card)
         trace.run_started(self.agent, self.run.task)
         self._lock = asyncio.Lock()
-        config = uvicorn.Config(BearerToken(build_app(self), self.token), log_level="warning", lifespan="on",
+        config = uvicorn.Config(BearerToken(build_app(self), self.token, lambda: self.run.timing.end_time is None), log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
