@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
+import socket
 from typing import Any
 
 import httpx2
@@ -228,6 +229,13 @@ def test_an_unanswered_card_is_refused_after_the_approval_timeout(own_kernel):
     served = start_serving(kc, "%agent serve --approval-timeout 1")
     again = run(kc, "%agent serve", cell_id="cell-2")
     assert again.status == "error" and "already serving" in again.evalue
+    ok(kc, "%agent serve stop")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = run(kc, f"%agent serve --port {holder.getsockname()[1]}", cell_id="cell-4")
+    assert busy.status == "error" and "cannot listen there" in busy.evalue, busy.text
+    served = start_serving(kc, "%agent serve --approval-timeout 1")
     result = served.call("run_code", {"code": "ledger['b'] = 2"})
     assert result.is_error and "no one at the notebook answered its approval card within 1 s" in text(result)
     assert evaluate(kc, "ledger") == {"a": 1}

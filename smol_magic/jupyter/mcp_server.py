@@ -112,10 +112,6 @@ class Serving:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     # -- starting and stopping --------------------------------------------------
 
     def start(self, sock: socket.socket, mode: str, cell_id: str | None) -> None:
@@ -124,6 +120,21 @@ class Serving:
 
         from .kernel_executor import KernelExecutor
 
+        # Requests wait for the kernel's loop, which this cell holds: none is handled before the session is ready.
+        self._lock = asyncio.Lock()
+        app = BearerToken(build_app(self), self.token, lambda: self.run is None or self.run.timing.end_time is None)
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                                     timeout_graceful_shutdown=2))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="smol-magic-mcp", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._server.should_exit = True
+                raise RuntimeError("the MCP server did not start; see the kernel's log (the terminal running "
+                                   "Jupyter)")
+            time.sleep(0.01)
         magics = self.magics
         if magics.current is None:  # no %%agent run yet: the notebook's agent starts here, with its runs and undo
             magics.current = CodeAgent(model=OutsideClient(), executor=KernelExecutor(magics.shell))
@@ -145,19 +156,6 @@ class Serving:
         self.agent.renderer = trace
         self.agent.approver = TimedApprover(approver, self.approval_seconds, self._close_card)
         trace.run_started(self.agent, self.run.task)
-        self._lock = asyncio.Lock()
-        config = uvicorn.Config(BearerToken(build_app(self), self.token, lambda: self.run.timing.end_time is None), log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="smol-magic-mcp", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + START_SECONDS
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._server.should_exit = True
-                raise RuntimeError("the MCP server did not start (see the kernel's log)")
-            time.sleep(0.01)
         atexit.register(self.stop)
 
     def stop(self) -> None:

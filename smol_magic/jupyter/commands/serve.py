@@ -62,12 +62,12 @@ def run(magics: Any, args: Any) -> None:
                          "or leave --port out for a free one") from None
     serving = Serving(magics, loop, sock.getsockname()[1], args.token or new_token(), set(protect),
                       args.approval_timeout or APPROVAL_SECONDS)
+    try:
+        serving.start(sock, args.approve or magics.approve, magics._cell_id())
+    except RuntimeError as exc:
+        sock.close()
+        raise UsageError(f"%agent serve: {exc}") from None
+    magics.serving = serving
     print(f"smol-magic: serving this notebook over MCP (streamable HTTP) at {serving.url}\n"
           f"  token: {serving.token}\n"
           f"  clients send the header 'Authorization: Bearer <token>'; %agent serve stop ends it")
-    try:
-        serving.start(sock, args.approve or magics.approve, magics._cell_id())
-    except Exception:
-        sock.close()
-        raise
-    magics.serving = serving
