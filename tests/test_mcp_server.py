@@ -18,16 +18,36 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from kernel_helpers import CellWatch, LiveCell, evaluate, ok, py, run, running_kernel, scripted, wait_until
+from kernel_helpers import (CellWatch, LiveCell, evaluate, ok, py, run, running_kernel, scripted, send_comm,
+                            wait_until)
 
 pytest_plugins = ["kernel_fixtures"]
 
 
 class SessionWatch(CellWatch):
-    """The serving trace's widgets: their messages arrive long after the %agent serve cell ended."""
+    """The serving trace's widgets: their messages arrive long after the %agent serve cell ended.
+
+    It also plays the labextension: it answers the ``smol_magic`` comm's hello and keeps the cells inserted.
+    """
+
+    def __init__(self, kc):
+        super().__init__("no cell")
+        self.kc = kc
+        self.inserted: list[dict[str, Any]] = []
 
     def belongs(self, msg: dict[str, Any]) -> bool:
         return msg["msg_type"].startswith("comm_") or super().belongs(msg)
+
+    def feed(self, msg: dict[str, Any]) -> None:
+        super().feed(msg)
+        content = msg["content"]
+        if msg["msg_type"] == "comm_open" and content.get("target_name") == "smol_magic":
+            send_comm(self.kc, content["comm_id"], {"type": "hello", "version": 1, "frontend": "test"})
+        data = content.get("data") or {}
+        if msg["msg_type"] == "comm_msg" and data.get("type") == "insert":
+            self.inserted.append(data)
+            send_comm(self.kc, content["comm_id"], {"type": "inserted", "step": data["step"],
+                                                    "cell_id": f"inserted-{data['step']}"})
 
 
 class Session:
@@ -39,7 +59,7 @@ class Session:
 
     def __init__(self, kc, url: str, token: str):
         self.kc, self.url, self.token = kc, url, token
-        self.watch = SessionWatch("no cell")
+        self.watch = SessionWatch(kc)
         self.cards_seen: set[str] = set()
         self.clicked: list[str] = []
 
@@ -47,12 +67,15 @@ class Session:
         return wait_until(self.kc, self.watch, predicate, timeout, what)
 
     def call(self, tool: str, arguments: dict[str, Any] | None = None, token: str | None = None) -> Any:
-        return asyncio.run(_call(self.url, self.token if token is None else token, tool, arguments or {}))
+        """A call, while this thread watches the notebook (and answers the extension's comm)."""
+        pending = self.call_later(tool, arguments or {}, token)
+        self.wait_until(pending.done, timeout=30, what=f"the answer to {tool}")
+        return pending.result()
 
-    def call_later(self, tool: str, arguments: dict[str, Any]) -> concurrent.futures.Future:
+    def call_later(self, tool: str, arguments: dict[str, Any], token: str | None = None) -> concurrent.futures.Future:
         """The call, from another thread: it waits for a click that this thread sends."""
         pool = concurrent.futures.ThreadPoolExecutor(1)
-        future = pool.submit(self.call, tool, arguments)
+        future = pool.submit(asyncio.run, _call(self.url, self.token if token is None else token, tool, arguments))
         pool.shutdown(wait=False)
         return future
 
@@ -107,6 +130,9 @@ def test_run_code_allowed_runs_in_the_live_namespace_and_shows_in_status(session
     assert not result.is_error, text(result)
     assert "east" in text(result) and "created top" in text(result)
     assert evaluate(session.kc, "top") == "east"
+    cell = session.watch.inserted[-1]  # the action is a cell below the serving cell, as an agent's step is
+    assert cell["agent_cell_id"] == "cell-serve" and cell["source"].startswith("top = sales.loc")
+    assert "east" in str(cell["outputs"])
     status = run(session.kc, "%agent status").text
     assert f"serving: MCP at {session.url}" in status and session.token not in status
 

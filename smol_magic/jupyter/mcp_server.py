@@ -107,6 +107,9 @@ class Serving:
     _server: Any = None
     _thread: threading.Thread | None = None
     _lock: asyncio.Lock | None = None
+    cell_id: str | None = None  # the %agent serve cell: the trace is under it, the actions' cells below it
+    writer: Any = None  # the session's own cell writer (a %%agent run meanwhile has the notebook's)
+    _cells_asked: bool = False
 
     @property
     def url(self) -> str:
@@ -146,6 +149,7 @@ class Serving:
         self.agent.runs.append(self.run)
         notebook.runs.append(self.run)  # %agent undo / status / export see it as a run of this notebook
         magics.run_cells.append(cell_id)
+        self.cell_id = cell_id
         self.approve_mode = mode
         trace, approver = magics._ui(mode, True, cell_id)
         trace.typed_task = f"MCP server at {self.url}: outside agents' actions"
@@ -230,6 +234,7 @@ class Serving:
             agent._skipped_blocks, agent._stop_requested = 0, False
             number = len(run.action_steps) + 1
             step = ActionStep(step_number=number, start_time=time.time())
+            await self._connect_cells()
             agent.renderer.step_started(number)
             try:
                 await agent.run_action(step, code)
@@ -241,7 +246,30 @@ class Serving:
                     "The person at the notebook interrupted this code."
             finally:
                 agent._keep(run, step)
+            if self.writer is not None:
+                await self.writer.settle()  # the trace knows the step's cell before the answer goes out
             return step
+
+    async def _connect_cells(self) -> None:
+        """Once, at the first action: actions that run become cells below the serving cell, as an agent's steps
+        do, through the labextension (a writer of the session's own; no extension: the trace alone)."""
+        from ..core.events import Tee
+        from .cells import CellsRenderer, CellWriter
+
+        if self._cells_asked:
+            return
+        self._cells_asked = True
+        if self.magics.cells == "off" or self.cell_id is None or not hasattr(self.trace, "cell_inserted"):
+            return
+        writer = CellWriter(self.magics.shell)
+        if not await writer.connect():
+            return
+        number = self.magics.current.runs.index(self.run) + 1 if self.run in self.magics.current.runs else 1
+        writer.begin_run(self.cell_id, f"run-{number}")
+        writer.on_inserted = self.trace.cell_inserted
+        cells = CellsRenderer(writer, live=True)
+        cells.model_id = self.run.model_id
+        self.writer, self.agent.renderer = writer, Tee(self.trace, cells)
 
 
     def _check_idle(self) -> None:
