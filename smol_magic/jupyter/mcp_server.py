@@ -160,7 +160,7 @@ class Serving:
         self.agent.renderer = trace
         self.agent.approver = TimedApprover(approver, self.approval_seconds, self._close_card)
         trace.run_started(self.agent, self.run.task)
-        atexit.register(self.stop)
+        atexit.register(self._at_exit)
 
     def stop(self) -> None:
         """End the server and close the trace; a request waiting for a click is refused; the run stays for undo."""
@@ -176,7 +176,12 @@ class Serving:
                 self.trace.run_finished(self.run)
         if getattr(self.magics, "serving", None) is self:
             self.magics.serving = None
-        atexit.unregister(self.stop)
+        atexit.unregister(self._at_exit)
+
+    def _at_exit(self) -> None:
+        """The kernel ends: the server goes with it (no trace to update any more)."""
+        if self._server is not None:
+            self._server.should_exit = True
 
     def _close_card(self, trace: Any = None) -> None:
         close = getattr(trace or self.trace, "_close_approval", None)
