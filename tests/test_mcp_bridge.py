@@ -7,6 +7,8 @@ import asyncio
 import sys
 from typing import Any
 
+import httpx2
+import pytest
 from mcp import Client, StdioServerParameters
 
 from kernel_helpers import evaluate, ok, run, running_kernel
@@ -59,3 +61,5 @@ def test_the_bridge_uses_the_server_the_notebook_started():
         assert f"serving: MCP at {url}" in run(kc, "%agent status").text
         assert "2 steps" not in run(kc, "%agent status").text
         assert "1 steps" in run(kc, "%agent status").text  # the outside action is a step of the notebook's session
+    with pytest.raises(httpx2.ConnectError):  # the kernel has shut down: so has its server
+        httpx2.post(url, json={})
