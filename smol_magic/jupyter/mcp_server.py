@@ -303,6 +303,8 @@ class Serving:
             except Exception as exc:  # noqa: BLE001 - a usage error (no model ...) is the outside agent's answer
                 raise Refusal(f"the run did not start: {exc}") from None
             number = len(magics.current.runs)
+            if len(magics.run_cells) == number:  # its cell is the serving cell (%agent cells puts its cells there)
+                magics.run_cells[-1] = self.cell_id
             answer = namespace.headline(result.output) if result.output is not None else "(none)"
             return redact.redact_secrets(
                 f"Run {number} of this notebook: {result.state} after {len(result.action_steps)} steps. "
