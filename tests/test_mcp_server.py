@@ -198,9 +198,16 @@ def test_a_headless_notebook_refuses_what_needs_a_person_protects_and_undoes():
         protected = served.call("run_code", {"code": "scratch = 3"})
         assert protected.is_error and "scratch" in text(protected), text(protected)
         assert evaluate(kc, "scratch") == 2
+        # ... or the notebook's agent protects it (%%agent --protect), as from that agent itself.
+        assert not served.call("run_code", {"code": "kept = 1"}).is_error
+        ok(kc, scripted("m", py("final_answer('ok')")))
+        ok(kc, "%%agent -m m --protect kept\nSay ok.")
+        guarded = served.call("run_code", {"code": "kept = 2"})
+        assert guarded.is_error and "kept" in text(guarded), text(guarded)
+        assert evaluate(kc, "kept") == 1
         # %agent undo puts back what the outside agent changed.
-        undone = run(kc, "%agent undo")
-        assert "removed: scratch" in undone.text, undone.text
+        undone = run(kc, "%agent undo --run 1")  # run 1: the serving session; run 2: the %%agent cell
+        assert "removed: " in undone.text and "scratch" in undone.text, undone.text
         assert evaluate(kc, "'scratch' in globals()") is False
         stopped = run(kc, "%agent serve stop")
         assert "stopped serving" in stopped.text
@@ -252,6 +259,12 @@ def test_run_agent_runs_the_notebooks_agent_from_outside(session):
 def test_an_unanswered_card_is_refused_after_the_approval_timeout(own_kernel):
     km, kc = own_kernel
     ok(kc, "ledger = {'a': 1}")
+    short = run(kc, "%agent serve --token abc", cell_id="cell-0")
+    assert short.status == "error" and "at least 16 characters" in short.evalue
+    served = start_serving(kc, "%agent serve --token my-own-token-0123456789")
+    assert served.token == "my-own-token-0123456789"
+    assert "ledger" in text(served.call("list_variables"))
+    ok(kc, "%agent serve stop")
     served = start_serving(kc, "%agent serve --approval-timeout 1")
     again = run(kc, "%agent serve", cell_id="cell-2")
     assert again.status == "error" and "already serving" in again.evalue
