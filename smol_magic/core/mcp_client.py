@@ -261,6 +261,8 @@ class ServerConnection:
 
     def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:
         """Call a tool and wait; the SDK's ``CallToolResult``, or ``MCPError`` with one line."""
+        if self.status == ServerStatus.CLOSED:
+            raise MCPError(f"MCP server {self.name!r} is not running (it was closed); its tools cannot be used now")
         if self.status != ServerStatus.CONNECTED:
             if self.status == ServerStatus.FAILED:
                 raise MCPError(f"MCP server {self.name!r} is not running ({self.error}); "
