@@ -642,12 +642,14 @@ class MCPServers:
             if name not in specs or specs[name] != self.specs[name]:
                 self.close(name)
                 self.specs.pop(name, None)
+                self.connections.pop(name, None)
         self.specs.update(specs)
 
     def add(self, name: str, params: Any) -> ServerSpec:
         spec = server_spec(name, params)
         if self.specs.get(name) != spec:
             self.close(name)
+            self.connections.pop(name, None)
         self.specs[name] = spec
         return spec
 
@@ -670,7 +672,8 @@ class MCPServers:
     def close(self, name: str | None = None) -> list[str]:
         """Close one server or all; the names closed."""
         names = [name] if name is not None else list(self.connections)
-        closing = {n: self.connections.pop(n) for n in names if n in self.connections}
+        closing = {n: self.connections[n] for n in names if n in self.connections
+                   and self.connections[n].status not in (ServerStatus.CLOSED, ServerStatus.FAILED)}
         close_all(list(closing.values()))
         return list(closing)
 
@@ -683,5 +686,7 @@ class MCPServers:
                 rows.append((name, spec, ServerStatus.NOT_STARTED.value, []))
                 continue
             state = conn.status.value + (f": {conn.error}" if conn.error else "")
+            if conn.status == ServerStatus.CLOSED:
+                state += " (it starts again on next use)"
             rows.append((name, spec, state, [t.name for t in conn.tools]))
         return rows

@@ -11,10 +11,11 @@ import shlex
 from types import ModuleType
 from IPython.core.error import UsageError
 
-from . import cells, code, export, memory, reset, status, undo
+from . import cells, code, export, mcp, memory, reset, status, undo
 
 COMMANDS: dict[str, ModuleType] = {
     "reset": reset, "code": code, "memory": memory, "status": status, "export": export, "cells": cells, "undo": undo,
+    "mcp": mcp,
 }
 
 
