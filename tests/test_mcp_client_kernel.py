@@ -129,3 +129,37 @@ def test_a_destructive_tool_waits_for_a_click_that_shows_server_tool_and_argumen
     assert "the sum is 2" in told(kc, "m", 1)
     assert "deleted r-17" in told(kc, "m", 2)
     assert evaluate(kc, "res") == "done"
+
+
+def test_a_tool_calling_agent_uses_mcp_tools_and_an_image_shows_in_the_trace(kc):
+    configure(kc, {"demo": stdio()})
+    ok(kc, scripted("m", 'Action: {"name": "add_numbers", "arguments": {"a": 40, "b": 2}}',
+                    'Action: {"name": "final_answer", "arguments": {"answer": "ok"}}'))
+    result = run(kc, "%%agent -m m --agent tools --mcp demo --reset -o res\nadd", timeout=60)
+    assert result.status == "ok", result.text
+    assert "the sum is 42" in told(kc, "m", 1)
+    ok(kc, scripted("m2", py("img = pixel()\ndisplay(img)"), py("final_answer('shown')")))
+    result = run(kc, "%%agent -m m2 --agent code --mcp demo --reset\nshow the image", timeout=60)
+    assert result.status == "ok", result.text
+    assert "image/png" in json.dumps(result.outputs), result.outputs  # the trace carries the image itself
+
+
+def test_the_servers_end_with_the_kernel(own_kernel):
+    import os
+    import time
+
+    km, kc = own_kernel
+    configure(kc, {"demo": stdio()})
+    ok(kc, scripted("m", py("final_answer(server_pid())")))
+    assert run(kc, "%%agent -m m --mcp demo --reset -o pid\nwhich pid", timeout=60).status == "ok"
+    pid = evaluate(kc, "pid")
+    os.kill(pid, 0)  # running, as long as the kernel is
+    km.shutdown_kernel(now=False)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the MCP server outlived the kernel"
+        time.sleep(0.05)

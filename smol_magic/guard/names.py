@@ -118,7 +118,6 @@ class NameRules:
             reason = obj.approval_reason()
             if reason:
                 self.ask(node, f"{shown}(...) {reason}", None, "use a read-only tool, or let the user approve")
-            return
         name = _DANGEROUS_BUILTINS.get(id(obj))
         if name is not None and obj is getattr(builtins, name, None):
             self.deny(node, f"{shown} is the builtin {name}(), which is not allowed in agent code",

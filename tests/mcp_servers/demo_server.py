@@ -65,6 +65,12 @@ def slow(seconds: float) -> str:
 
 
 @mcp.tool(annotations=READ_ONLY)
+def server_pid() -> int:
+    """This server's process id."""
+    return os.getpid()
+
+
+@mcp.tool(annotations=READ_ONLY)
 def crash() -> str:
     """Kill this server's process."""
     os._exit(3)
