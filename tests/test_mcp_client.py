@@ -146,3 +146,21 @@ def test_servers_registry_connects_lazily_and_closes():
     assert servers.close() == ["a"]
     with pytest.raises(MCPError, match="not running"):
         tools[0]()
+
+
+def test_every_mode_asks_for_each_call_even_through_another_name():
+    with MCPClient({"a": stdio()}, approval="every") as tools:
+        model = ScriptedModel([py("f = add_numbers\nprint(f(a=1, b=2))"), py("final_answer('ok')")])
+        agent = CodeAgent(tools=tools, model=model)
+        assert agent.run("add") == "ok"
+        refused = model.requests[1][-1]["content"]
+        assert "not run" in refused and "calls 'add_numbers' of the MCP server 'a' (every MCP tool call" in refused
+        assert "the sum is 3" not in refused
+
+
+def test_a_tool_error_reaches_the_model_as_its_own_line_without_framework_frames(two_servers):
+    model = ScriptedModel([py("fail(message='disk full')"), py("final_answer('ok')")])
+    CodeAgent(tools=list(two_servers.values()), model=model).run("fail")
+    told = model.requests[1][-1]["content"]
+    assert "MCPError: MCP tool 'fail' of server 'a' returned an error: Error executing tool fail: disk full" in told
+    assert "mcp_client.py" not in told and "tools.py" not in told, told

@@ -117,7 +117,7 @@ class NameRules:
         if isinstance(obj, Tool):  # a tool that asks for a person (an MCP tool its annotations call risky)
             reason = obj.approval_reason()
             if reason:
-                self.ask(node, f"{shown}(...) {reason}", None, "use a read-only tool, or let the user approve")
+                self.ask(node, f"{shown}(...) {reason}", None, "let the user approve the call, or do without it")
         name = _DANGEROUS_BUILTINS.get(id(obj))
         if name is not None and obj is getattr(builtins, name, None):
             self.deny(node, f"{shown} is the builtin {name}(), which is not allowed in agent code",
