@@ -163,3 +163,22 @@ def test_the_servers_end_with_the_kernel(own_kernel):
             break
         assert time.monotonic() < deadline, "the MCP server outlived the kernel"
         time.sleep(0.05)
+
+
+def test_interrupt_during_a_tool_call_stops_the_run_and_the_server_stays_usable(own_kernel, tmp_path):
+    from kernel_helpers import collect, interrupt, send
+
+    km, kc = own_kernel
+    configure(kc, {"demo": stdio()})
+    marker = tmp_path / "started"
+    ok(kc, f"def started():\n    open({str(marker)!r}, 'w').close()")
+    ok(kc, scripted("m", py("started()\nslow(seconds=60)")))
+    msg_id = send(kc, "%%agent -m m --mcp demo --reset\nwait")
+    deadline = __import__("time").monotonic() + 60
+    while not marker.exists():
+        assert __import__("time").monotonic() < deadline, "the action never started"
+        __import__("time").sleep(0.02)
+    interrupt(km, lambda: collect(kc, msg_id, timeout=30), within=5)
+    ok(kc, scripted("m2", py("final_answer(add_numbers(a=2, b=2))")))
+    assert run(kc, "%%agent -m m2 --mcp demo --reset -o res\nadd", timeout=60).status == "ok"
+    assert evaluate(kc, "res") == "the sum is 4"

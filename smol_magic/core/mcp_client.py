@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import enum
 import keyword
@@ -170,14 +169,17 @@ class MCPLoop:
     def run(self, coro: Any, timeout: float | None) -> Any:
         """Run ``coro`` on the loop and wait for it; an interrupt or a timeout cancels it there."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        # Waited for on an Event of our own: an Interrupt (KeyboardInterrupt) that lands inside
+        # future.result() can leave the future's lock held, and the loop thread then hangs on it.
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError from None
+            if not done.wait(timeout):
+                raise TimeoutError
         except BaseException:
             future.cancel()
             raise
+        return future.result(0)
 
 
 # -- one connection ----------------------------------------------------------------

@@ -8,9 +8,10 @@ and is the only tool when ``DEMO_TOOLS=shared``.
 import base64
 import os
 import sys
-import time
 
 from typing import TypedDict
+
+import anyio
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -58,9 +59,9 @@ def word_stats(text: str) -> Stats:
 
 
 @mcp.tool(annotations=READ_ONLY)
-def slow(seconds: float) -> str:
-    """Sleep, then answer."""
-    time.sleep(seconds)
+async def slow(seconds: float) -> str:
+    """Sleep, then answer (without blocking the server's other requests)."""
+    await anyio.sleep(seconds)
     return "done sleeping"
 
 
