@@ -164,3 +164,12 @@ def test_a_tool_error_reaches_the_model_as_its_own_line_without_framework_frames
     told = model.requests[1][-1]["content"]
     assert "MCPError: MCP tool 'fail' of server 'a' returned an error: Error executing tool fail: disk full" in told
     assert "mcp_client.py" not in told and "tools.py" not in told, told
+
+
+def test_schemas_become_python_hints_with_defaults(two_servers):
+    pick = two_servers["pick"]
+    assert pick.signature() == ("pick(colours: list[str], mode: Literal['first', 'last'] = 'first', "
+                                "limit: int | None = None) -> str")
+    assert pick(colours=["red", "blue"], mode="last") == "blue"
+    assert pick(["red", "blue"]) == "red"
+    assert pick.to_tool_schema()["function"]["parameters"]["required"] == ["colours"]

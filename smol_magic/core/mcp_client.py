@@ -282,10 +282,16 @@ class ServerConnection:
         session = self.session
         if session is None:
             raise MCPError(f"MCP server {self.name!r} is not running ({self.error or 'closed'})")
-        call = asyncio.ensure_future(session.call_tool(tool, arguments, read_timeout_seconds=timeout))
+        # the SDK's own read timeout a little later than ours, so a slow tool gets our one-line message
+        call = asyncio.ensure_future(session.call_tool(tool, arguments, read_timeout_seconds=timeout + 1))
         closed = asyncio.ensure_future(self._closed.wait())
-        done, _ = await asyncio.wait({call, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        closed.cancel()
+        try:
+            done, _ = await asyncio.wait({call, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # an Interrupt in the kernel: the request is abandoned too
+            call.cancel()
+            raise
+        finally:
+            closed.cancel()
         if call in done:
             try:
                 return call.result()
@@ -408,6 +414,27 @@ class MCPImage:
         return f"<MCPImage {self.mime_type}, {len(self.data):,} bytes>"
 
 
+_JSON_HINTS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list",
+               "object": "dict", "null": "None"}
+
+
+def _annotation(prop: dict[str, Any]) -> str:
+    """A JSON schema as the Python hint the model reads: ``list[str]``, ``Literal['a', 'b']``, ``int | None``."""
+    if "enum" in prop and isinstance(prop["enum"], list):
+        return f"Literal[{', '.join(repr(v) for v in prop['enum'])}]"
+    options = prop.get("anyOf") or prop.get("oneOf")
+    if isinstance(options, list) and options:
+        return " | ".join(dict.fromkeys(_annotation(o) for o in options if isinstance(o, dict)))
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1] or "Any"
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        return " | ".join(_JSON_HINTS.get(k, "Any") for k in kind)
+    if kind == "array" and isinstance(prop.get("items"), dict) and prop["items"]:
+        return f"list[{_annotation(prop['items'])}]"
+    return _JSON_HINTS.get(kind, "Any")
+
+
 def _wrapped(schema: dict[str, Any] | None) -> bool:
     """Is this the schema the SDK makes for a function's non-dict return value, ``{"result": ...}``?"""
     props = (schema or {}).get("properties") or {}
@@ -474,6 +501,7 @@ class MCPTool(Tool):
         origin += f"; named {self.name} because {renamed_because})" if renamed_because else ")"
         self.description = f"{(mcp_tool.description or '').strip()}\n\n{origin}".strip()
         schema = mcp_tool.input_schema or {}
+        defs = schema.get("$defs") or {}
         required = set(schema.get("required") or [])
         inputs: dict[str, dict[str, Any]] = {}
         self.arg_names: dict[str, str] = {}  # our parameter name -> the schema's property name
@@ -481,7 +509,8 @@ class MCPTool(Tool):
             pname = identifier(key)
             self.arg_names[pname] = key
             prop = prop if isinstance(prop, dict) else {}
-            spec: dict[str, Any] = {"type": _schema_type(prop), "schema": prop,
+            spec: dict[str, Any] = {"type": _schema_type(prop), "annotation": _annotation(prop),
+                                    "schema": {**prop, "$defs": defs} if defs and "$ref" in str(prop) else prop,
                                     "description": " ".join(str(prop.get("description") or "").split())}
             if key not in required:
                 if "default" in prop:

@@ -9,7 +9,7 @@ import base64
 import os
 import sys
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import anyio
 
@@ -63,6 +63,18 @@ async def slow(seconds: float) -> str:
     """Sleep, then answer (without blocking the server's other requests)."""
     await anyio.sleep(seconds)
     return "done sleeping"
+
+
+@mcp.tool(annotations=READ_ONLY)
+def pick(colours: list[str], mode: Literal["first", "last"] = "first", limit: int | None = None) -> str:
+    """Pick one colour of a list.
+
+    Args:
+        colours: the colours to pick from
+        mode: which end to take
+        limit: ignored
+    """
+    return colours[0] if mode == "first" else colours[-1]
 
 
 @mcp.tool(annotations=READ_ONLY)
