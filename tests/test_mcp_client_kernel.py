@@ -84,10 +84,12 @@ def test_two_servers_with_the_same_tool_name(kc):
     assert "named one_shared_name because the server 'two' also has a tool 'shared-name'" in system
 
 
-def test_streamable_http_server_added_by_magic(kc):
-    with http_server("http", label="over-http") as entry:
+@pytest.mark.parametrize("transport", ["http", "sse"])
+def test_http_servers_added_by_magic(kc, transport):
+    with http_server(transport, label="over-http") as entry:
         ok(kc, "%config AgentMagics.mcp_servers = {}")
-        added = run(kc, f"%agent mcp add web {entry['url']}").text
+        flag = " --transport sse" if transport == "sse" else ""
+        added = run(kc, f"%agent mcp add web {entry['url']}{flag}").text
         assert "MCP server 'web' added" in added, added
         assert "web: not started" in run(kc, "%agent mcp list").text
         ok(kc, scripted("m", py("final_answer(word_stats(text='a b'))")))
