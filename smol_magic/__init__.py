@@ -13,6 +13,7 @@ from .core.approval import AutoApprover, Decision
 from .core.events import Renderer
 from .core.execution import ExecutionResult, LocalPythonExecutor
 from .core.managed import ManagedAgent
+from .core.mcp_client import MCPClient, ToolCollection
 from .core.memory import (
     ActionStep, AgentMemory, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Timing, Verdict,
 )
@@ -42,9 +43,9 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "ActionStep", "AgentMemory", "AutoApprover", "ChatMessageToolCall", "CodeAgent", "Decision", "ExecutionResult",
     "FinalAnswerStep", "InferenceClientModel", "KernelExecutor", "LiteLLMModel", "LocalPythonExecutor",
-    "ManagedAgent", "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "OpenAIServerModel",
+    "ManagedAgent", "MCPClient", "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "OpenAIServerModel",
     "PlanningStep", "Policy", "PromptTemplateError", "Renderer", "Rules", "RunResult", "ScriptedModel", "TaskStep",
-    "Timing", "TokenUsage", "Tool", "ToolCallingAgent", "ToolDefinitionError", "ToolLoadError", "TransformersModel",
+    "Timing", "TokenUsage", "Tool", "ToolCallingAgent", "ToolCollection", "ToolDefinitionError", "ToolLoadError", "TransformersModel",
     "Verdict", "describe", "final_answer", "load_tool", "tool",
 ]
 

@@ -12,6 +12,7 @@ import ast
 import contextlib
 import io
 import linecache
+import os
 import re
 import signal
 import threading
@@ -97,12 +98,15 @@ def exit_error(exc: SystemExit) -> str:
             "which keeps running with your variables")
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _CELL_FILE = re.compile(r"^(<ipython-input-\d+-[0-9a-f]+>|.*/ipykernel_\d+/\d+\.py|<agent-action-\d+>)$")
 
 
 def format_error(etype: type, value: BaseException, tb: Any, skip_frames: int = 0, max_frames: int = 6) -> str:
     """A traceback the model can act on: the agent's own frames, the last few only."""
     frames = traceback.extract_tb(tb)[skip_frames:]
+    # smol-magic's own frames (a Tool's __call__, an MCP call) tell the model nothing it can act on
+    frames = [f for f in frames if not f.filename.startswith(_PACKAGE)] or frames
     for frame in frames:  # IPython's cell file names change with every run: keep the text reproducible
         frame.filename = _CELL_FILE.sub("<cell>", frame.filename)
     lines = traceback.format_list(frames[-max_frames:])

@@ -142,6 +142,10 @@ class Tool:
         return {"type": "function",
                 "function": {"name": self.name, "description": self.description.strip(), "parameters": parameters}}
 
+    def approval_reason(self) -> str | None:
+        """Why calling this tool needs a person's approval (None: it does not); the guard asks with it."""
+        return None
+
     def __repr__(self) -> str:
         return f"<Tool {self.signature()}>"
 

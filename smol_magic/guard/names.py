@@ -7,6 +7,7 @@ import builtins
 import os
 import sys
 
+from ..core.tools import Tool
 from .nodes import _Lazy, _MISSING, _is_builtin_here, _is_data
 from .refs import _Ref, _attr_ref, _installed, _is_submodule, _str_attr
 from .rules import (
@@ -113,6 +114,10 @@ class NameRules:
             return
         if obj is _MISSING or not callable(obj):
             return
+        if isinstance(obj, Tool):  # a tool that asks for a person (an MCP tool its annotations call risky)
+            reason = obj.approval_reason()
+            if reason:
+                self.ask(node, f"{shown}(...) {reason}", None, "let the user approve the call, or do without it")
         name = _DANGEROUS_BUILTINS.get(id(obj))
         if name is not None and obj is getattr(builtins, name, None):
             self.deny(node, f"{shown} is the builtin {name}(), which is not allowed in agent code",

@@ -9,6 +9,7 @@ event loop stays free for widget clicks while the model thinks.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import difflib
 import os
@@ -20,7 +21,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Enum, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Dict, Enum, Float, Integer, List, TraitError, Unicode, default, validate
 
 from .. import guard
 from ..context import namespace
@@ -30,6 +31,8 @@ from ..core.blocking import run_blocking
 from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
 from ..core.interop import as_model
+from ..core.mcp_client import APPROVAL_MODES as MCP_APPROVAL_MODES
+from ..core.mcp_client import MCPError, MCPServers, MCPTool, ServerSpec, identifier, server_spec
 from ..core.model_spec import SPEC_HELP, model_from_spec
 from ..core.models import BaseModel, Model, ModelError
 from ..core.prompts import Rules
@@ -93,6 +96,33 @@ class AgentMagics(Magics):
         "(the kernel's working directory), if there is one.",
     ).tag(config=True)
 
+    mcp_servers = Dict(
+        help="MCP servers a %%agent --mcp NAME cell may use, in the mcpServers shape of Claude Desktop, Cursor and "
+        "VS Code: {'fs': {'command': 'npx', 'args': [...], 'env': {...}}, 'web': {'url': 'http://...', "
+        "'transport': 'streamable-http' | 'sse'}}. Each starts on first use and runs until %agent mcp close.",
+    ).tag(config=True)
+    mcp_approval = Enum(
+        list(MCP_APPROVAL_MODES), "risky",
+        help="Which MCP tool calls wait for a person: every call, risky ones (tools not annotated read-only, or "
+        "annotated destructive or open-world), or never.",
+    ).tag(config=True)
+    mcp_timeout = Float(60.0, help="Seconds one MCP tool call may take.").tag(config=True)
+
+    @validate("mcp_servers")
+    def _mcp_entries(self, proposal: Any) -> dict[str, Any]:
+        value = dict(proposal["value"])
+        if set(value) == {"mcpServers"}:  # the whole file, pasted
+            value = dict(value["mcpServers"])
+        for name, params in value.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise TraitError(f"AgentMagics.mcp_servers: the server name {name!r} must be a plain name "
+                                 "(letters, digits, _), as used in --mcp NAME")
+            try:
+                server_spec(name, params)
+            except ValueError as exc:
+                raise TraitError(f"AgentMagics.mcp_servers: {exc}") from None
+        return value
+
     @validate(*MINIMUM)
     def _at_least(self, proposal: Any) -> int:
         trait, value = proposal["trait"], proposal["value"]
@@ -131,6 +161,9 @@ class AgentMagics(Magics):
         self.writer = CellWriter(shell)
         self.run_cells: list[str | None] = []  # per run: the id of the %%agent cell that ran it
         self._notices: set[str] = set()
+        self.mcp_added: dict[str, Any] = {}  # servers added with %agent mcp add
+        self._mcp = MCPServers()
+        atexit.register(self._mcp.close)  # the servers' processes end with the kernel
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, openai-server:MODEL@URL, transformers:PATH, "
@@ -156,6 +189,8 @@ class AgentMagics(Magics):
     @argument("--with", dest="with_agents", metavar="AGENTS",
               help="comma-separated variables holding agents (with a name and a description) this run may call, "
               "as managed agents, for this cell only")
+    @argument("--mcp", metavar="NAMES", help="comma-separated MCP servers whose tools this run may call "
+              "(AgentMagics.mcp_servers, %%agent mcp add)")
     @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
     @argument("--replay", metavar="FILE", help="answer from FILE instead of the model; stops if the run diverges")
     @line_cell_magic
@@ -244,6 +279,7 @@ class AgentMagics(Magics):
                                  "give a path in a folder you can write to") from None
         team = self._managed_agents(args.with_agents)
         agent = self._prepare_agent(model, args)
+        mcp_tools = self._mcp_tools(_names(args.mcp), agent.tools)
         agent.rules = rules
         cell_id = self._cell_id()
         trace, agent.approver = ui or self._ui(args.approve or self.approve, interactive, cell_id)
@@ -254,12 +290,14 @@ class AgentMagics(Magics):
         agent.renderer = Tee(trace, cells) if cells else trace
         self._say_new_conversation(agent, args)
         self.run_cells.append(cell_id)
-        before = list(agent.managed_agents.values())
+        before, tools_before = list(agent.managed_agents.values()), dict(agent.tools)
         try:
             agent.managed_agents = before + team  # for this cell only
+            agent.tools = {**agent.tools, **{t.name: t for t in mcp_tools}}  # this cell's MCP tools
             result = await self._run(agent, task, args, settle=cells is not None)
         finally:
             agent.managed_agents = before
+            agent.tools = tools_before
             bound()
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
@@ -458,6 +496,34 @@ class AgentMagics(Magics):
             raise UsageError(f"the rules file {str(path)!r} has {len(text):,} characters; it is sent with every "
                              f"request, so keep it under {MAX_RULES_CHARS:,}")
         return Rules.of(Rules(text, str(path)))
+
+    def mcp_registry(self) -> MCPServers:
+        """The notebook's MCP servers (AgentMagics.mcp_servers and %agent mcp add), connections kept."""
+        self._mcp.configure({**self.mcp_servers, **self.mcp_added})
+        return self._mcp
+
+    def add_mcp_server(self, name: str, params: dict[str, Any]) -> ServerSpec:
+        """``%agent mcp add``: a server for this kernel's session (``ValueError`` if malformed)."""
+        if not name.isidentifier():
+            raise ValueError(f"the server name {name!r} must be a plain name (letters, digits, _), as used in "
+                             "--mcp NAME")
+        spec = server_spec(name, params)
+        self.mcp_added[name] = params
+        self.mcp_registry()
+        return spec
+
+    def _mcp_tools(self, names: list[str], existing: dict[str, Tool]) -> list[MCPTool]:
+        """--mcp: the tools of these servers, started if need be; a name the agent has already gets the server's."""
+        if not names:
+            return []
+        try:
+            tools = self.mcp_registry().tools(names, timeout=self.mcp_timeout, approval=self.mcp_approval)
+        except MCPError as exc:
+            raise UsageError(f"--mcp: {exc}") from None
+        for t in tools:
+            if t.name in existing:
+                t.name = identifier(f"{t.server}_{t.tool_name}")
+        return tools
 
     def _notebook_tools(self) -> dict[str, Tool]:
         """The ``Tool`` objects among the notebook's variables: what ``--agent tools`` may call."""
