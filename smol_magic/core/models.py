@@ -494,12 +494,7 @@ class LiteLLMModel(BaseModel):
             async for delta in _deltas(self.model_id, self._bounded(stream, deadline)):
                 yield delta
         finally:
-            aclose = getattr(stream, "aclose", None)  # release the HTTP connection on early exit / Interrupt
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:
-                    pass
+            await _close(stream)  # release the HTTP connection on early exit / Interrupt
 
 
 class InferenceClientModel(BaseModel):
@@ -751,7 +746,8 @@ def _tool_call_deltas(calls: Any) -> list[ToolCallDelta]:
 
 
 async def _close(client: Any) -> None:
-    close = getattr(client, "close", None)
+    """Close a client or a stream (litellm's streams have ``aclose``, the others ``close``); errors ignored."""
+    close = getattr(client, "aclose", None) or getattr(client, "close", None)
     if close is not None:
         try:
             await close()

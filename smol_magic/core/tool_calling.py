@@ -19,7 +19,6 @@ them concurrently would not be safe in general.
 
 from __future__ import annotations
 
-import inspect
 import json
 import keyword
 import re
@@ -34,7 +33,7 @@ from .approval import Action, Approver
 from .events import Renderer
 from .execution import ExecutionResult, Executor
 from .memory import ActionStep, Approval, Ruling, ToolCallRecord
-from .models import BaseModel, ChatMessageToolCall, ModelError
+from .models import BaseModel, ChatMessageToolCall, ModelError, accepts_options
 from .prompts import Placeholders, PromptSource, Rules
 from .text import truncate
 from .tools import Tool
@@ -432,14 +431,9 @@ def refuses_tools(exc: BaseException) -> bool:
 
 def takes_tools(model: Any) -> bool:
     """The model's methods take ``tools_to_call_from`` (ours do; a hand-written Model may not)."""
-    for method in ("generate", "generate_stream"):
-        try:
-            params = inspect.signature(getattr(model, method)).parameters
-        except (AttributeError, TypeError, ValueError):
-            return False
-        if "tools_to_call_from" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            return False
-    return True
+    probe = {"tools_to_call_from": True}
+    return all(accepts_options(getattr(model, method, None), probe) == probe
+               for method in ("generate", "generate_stream"))
 
 
 def _refused(model: Any) -> bool:
