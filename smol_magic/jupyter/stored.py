@@ -130,8 +130,9 @@ class Resumed:
 
 def resume(store: RunStore, number: int, namespace: dict[str, Any]) -> Resumed:
     """Stored run ``number``'s whole conversation (its earlier runs first), to rebuild an agent's memory."""
+    last = load(store, number)  # there is such a run, or a clear error
     ids, forgotten = queries.conversation(store, number)
-    runs = [load(store, i) for i in ids]
+    runs = [load(store, i) for i in ids[:-1]] + [last]
     steps = [step for run in runs for step in run.result.steps]
     used = list(dict.fromkeys(name for run in runs for name in run.variables_used))
     gone = [name for name in used if name not in namespace]
