@@ -64,11 +64,7 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
     usage = getattr(step, "token_usage", None)
     inputs, new, after = None, [], previous
     if has_inputs:
-        keep = 0
-        for before, now in zip(previous.messages, messages):
-            if before != now:
-                break
-            keep += 1
+        keep = _common_prefix(previous.messages, messages)
         fresh = redact_data(messages[keep:])
         new = [(digest(text), text) for text in map(body, fresh)]
         inputs = json.dumps({"keep": keep, "new": [h for h, _ in new]})
@@ -82,6 +78,17 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
         cost=getattr(usage, "cost", None),
     )
     return row, after
+
+
+def _common_prefix(before: list[Any], now: list[Any]) -> int:
+    """How many first messages the two lists share: usually all of ``before`` (one list comparison, in C)."""
+    n = min(len(before), len(now))
+    if before[:n] == now[:n]:
+        return n
+    keep = 0
+    while keep < n and before[keep] == now[keep]:
+        keep += 1
+    return keep
 
 
 def _times(step: MemoryStep) -> tuple[float | None, float | None]:

@@ -45,6 +45,7 @@ class StoreWriter(Renderer):
         self._position = 0
         self._inputs = Inputs()
         self._run: RunResult | None = None
+        self._actions = 0  # action steps written (the listing's "steps")
         self._failed = False
 
     # -- the run's events ------------------------------------------------------
@@ -85,11 +86,12 @@ class StoreWriter(Renderer):
             if last:
                 self._pending.clear()
             return
-        self.run_id, self._position, self._inputs = state
+        self.run_id, self._position, self._inputs, self._actions = state
         self._pending.clear()
 
-    def _apply(self, conn: sqlite3.Connection) -> tuple[int | None, int, Inputs]:
+    def _apply(self, conn: sqlite3.Connection) -> tuple[int | None, int, Inputs, int]:
         run_id, position, inputs = self.run_id, self._position, self._inputs
+        actions = self._actions
         for kind, item in self._pending:
             if kind == "start":
                 run_id = self._insert_run(conn, *item)
@@ -97,10 +99,11 @@ class StoreWriter(Renderer):
                 row, inputs = step_row(item, inputs)
                 self._insert_step(conn, run_id, position, row)
                 position += 1
-                self._update_totals(conn, run_id)
+                actions += isinstance(item, ActionStep)
+                self._update_totals(conn, run_id, actions)
             else:
                 self._finish(conn, run_id, item)
-        return run_id, position, inputs
+        return run_id, position, inputs, actions
 
     def _insert_run(self, conn: sqlite3.Connection, run: RunResult, parent: int | None, model: dict[str, Any]) -> int:
         writer = self.store.writer
@@ -122,12 +125,11 @@ class StoreWriter(Renderer):
             (run_id, position, row.kind, row.step_number, row.data, row.inputs, row.started, row.ended,
              row.input_tokens, row.output_tokens, row.cost))
 
-    def _update_totals(self, conn: sqlite3.Connection, run_id: int | None) -> None:
+    def _update_totals(self, conn: sqlite3.Connection, run_id: int | None, actions: int) -> None:
         """The listing's columns, kept current while the run goes on (an interrupted run shows what it did)."""
-        run = self._run
-        usage = run.token_usage
+        usage = self._run.token_usage
         conn.execute("UPDATE runs SET steps = ?, input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?",
-                     (len(run.action_steps), usage.input_tokens, usage.output_tokens, getattr(usage, "cost", None),
+                     (actions, usage.input_tokens, usage.output_tokens, getattr(usage, "cost", None),
                       run_id))
 
     def _finish(self, conn: sqlite3.Connection, run_id: int | None, result: RunResult) -> None:

@@ -53,7 +53,7 @@ def footer(rows: list[RunRow], total: int, path: Any, everywhere: bool) -> str:
     if not total:
         return (f"no stored runs of {whose} in {path}" + ("" if everywhere else "; %agent runs --all-notebooks "
                                                                "lists the others"))
-    shown = f"the newest {len(rows)} of {total}" if len(rows) < total else f"{total}"
+    shown = f"the newest {len(rows)} of {total:,}" if len(rows) < total else f"{total:,}"
     more = " (--limit N for more)" if len(rows) < total else ""
     return (f"{shown} stored run{'s' if total != 1 else ''} of {whose}{more} · {path} · "
             "%agent show N · %%agent --resume N · %agent forget N")
