@@ -27,9 +27,10 @@ def resolve(setting: str, cwd: str | Path, fallback_dir: str | Path | None = Non
 
 
 def writable_folder(folder: Path) -> bool:
-    """The folder exists (or could be made) and can be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK | os.X_OK)
+    """The folder can be written, or made in a folder that can (nothing is made here: only a run makes the store)."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)

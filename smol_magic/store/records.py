@@ -8,6 +8,7 @@ only the new ones, by the sha256 of their JSON, in ``messages``: the store grows
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -17,6 +18,11 @@ from ..core.memory import ActionStep, MemoryStep, PlanningStep, step_from_dict
 from ..safety.redact import redact_data
 
 INPUTS = "model_input_messages"
+
+
+@functools.cache
+def _has_inputs(kind: type) -> bool:
+    return INPUTS in {f.name for f in dataclasses.fields(kind)}
 
 
 def body(message: Any) -> str:
@@ -57,7 +63,7 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
     compared by ``==``, which for the same strings is a pointer or a memcmp).
     """
     messages = list(getattr(step, INPUTS, None) or [])
-    has_inputs = isinstance(step, (ActionStep, PlanningStep))
+    has_inputs = isinstance(step, (ActionStep, PlanningStep)) and _has_inputs(type(step))
     light = dataclasses.replace(step, **{INPUTS: []}) if has_inputs else step
     data = light.to_dict()
     data.pop(INPUTS, None)

@@ -52,8 +52,8 @@ def _export_stored(magics: Any, args: Any) -> None:
         number = stored.last_number(store, magics.shell)
     found = stored.load(store, number)
     setup = setup_cells(magics, found.result) if args.with_setup else []
-    path = export_run(found.result, args.path, magics.shell.user_ns, setup, found.model or {"model_id":
-                                                                                          found.row.model_id})
+    model = found.model or {"model_id": found.row.model_id}
+    path = export_run(found.result, args.path, magics.shell.user_ns, setup, model)
     extra = f", with {len(setup)} setup cells" if args.with_setup else ""
     print(f"smol-magic: exported stored run {number} ({len(found.result.action_steps)} steps{extra}) to {path}")
 
