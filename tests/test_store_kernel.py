@@ -19,6 +19,8 @@ import nbclient
 import nbformat
 import pytest
 
+from smol_magic.store import RunStore, queries
+
 from kernel_helpers import (collect, evaluate, ok, py, run, running_kernel, scripted, send, started_marker,
                             wait_for_file, wait_for_output)
 
@@ -60,6 +62,8 @@ def test_a_run_outlasts_a_restart_resumes_and_exports(notebook_env, own_store, t
         row = [line for line in listing.text.splitlines() if "Add one to base" in line][0]
         assert row.split()[0] == "1" and " done " in row and "scripted" in row and row.rstrip().endswith("—")
         assert "1 stored run of this notebook" in listing.text
+        table = listing.outputs[-1]["data"]["text/html"]  # JupyterLab shows the table
+        assert '<table class="smol-magic-runs"' in table and "<td" in table and "Add one to base" in table
 
         # The user re-runs the cell that made `base`; the stored run exports and re-executes.
         ok(kc, "base = 20")
@@ -107,6 +111,10 @@ def test_a_kernel_killed_in_step_3_leaves_steps_1_and_2(notebook_env, own_store,
         msg_id = send(kc, "%%agent -m m --approve never\nthree steps", cell_id="c1")
         wait_for_output(kc, msg_id, "while True", timeout=30)
         wait_for_file(marker)  # step 3's code is running
+        store = RunStore(own_store)
+        assert queries.list_runs(store, NOTEBOOK, 5)[0][0].state == "running"  # its kernel lives
+        assert queries.forget(store, None, None).running == [1]  # a live kernel's run is not forgotten
+        store.close()
         os.kill(pid, signal.SIGKILL)
     with db(own_store) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

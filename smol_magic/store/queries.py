@@ -171,18 +171,24 @@ class Forgotten:
     runs: int
     steps: int
     messages: int
+    running: list[int] = field(default_factory=list)  # left alone: a live kernel is still writing them
 
 
 def forget(store: RunStore, ids: list[int] | None, notebook: str | None) -> Forgotten:
     """Delete runs ``ids`` (None: every run of ``notebook``, or of the store when it is None), their steps,
-    and the messages no remaining run refers to. Deleted pages are zeroed (``secure_delete``)."""
+    and the messages no remaining run refers to. Deleted pages are zeroed (``secure_delete``).
+    A run still running in a live kernel is left alone (its next step would have nowhere to go)."""
+    mark_interrupted(store)
     conn = store.connection()
-    if ids is None:
-        where, params = ("WHERE notebook = ?", [notebook]) if notebook is not None else ("", [])
-        with store.lock:
-            ids = [r[0] for r in conn.execute(f"SELECT id FROM runs {where}", params).fetchall()]
+    where, params = ("WHERE notebook = ?", [notebook]) if notebook is not None else ("", [])
+    if ids is not None:
+        where, params = f"WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+    with store.lock:
+        found = conn.execute(f"SELECT id, state FROM runs {where}", params).fetchall()
+    running = sorted(i for i, state in found if state == RUNNING)
+    ids = [i for i, state in found if state != RUNNING]
     if not ids:
-        return Forgotten(0, 0, 0)
+        return Forgotten(0, 0, 0, running)
     marks = ",".join("?" * len(ids))
     with store.lock:
         conn.execute("PRAGMA secure_delete = ON")
@@ -194,7 +200,7 @@ def forget(store: RunStore, ids: list[int] | None, notebook: str | None) -> Forg
                                         "(SELECT 1 FROM message_refs r WHERE r.hash = messages.hash)").rowcount
         finally:
             conn.execute("PRAGMA secure_delete = OFF")
-    return Forgotten(runs, steps, messages)
+    return Forgotten(runs, steps, messages, running)
 
 
 def _iso(seconds: float) -> str:

@@ -39,11 +39,16 @@ def run(magics: Any, args: Any) -> None:
             raise UsageError(f"no stored run {', '.join(map(str, missing))}; nothing was deleted "
                              "(%agent runs --all-notebooks lists them)")
         done = queries.forget(store, found, None)
-        whose = f"run{'s' if len(found) > 1 else ''} {', '.join(map(str, found))}"
+        gone = [i for i in found if i not in done.running]
+        whose = f"run{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}"
     if magics.conversation_tail is not None and not queries.existing(store, [magics.conversation_tail]):
         magics.conversation_tail = None  # the next run's conversation no longer has a stored start
+    if done.running:
+        print(f"smol-magic: run{'s' if len(done.running) > 1 else ''} {', '.join(map(str, done.running))} "
+              "still running in a kernel: not forgotten (forget it when it has ended)")
     if not done.runs:
-        print(f"smol-magic: no stored runs {whose} to forget")
+        if not done.running:
+            print(f"smol-magic: no stored runs {whose} to forget")
         return
     what = whose if not args.all else f"{done.runs} run{'s' if done.runs != 1 else ''} {whose}"
     print(f"smol-magic: forgot {what}: {done.runs} run{'s' if done.runs != 1 else ''}, {done.steps} steps and "
