@@ -138,14 +138,27 @@ def test_replaying_a_run_that_continued_a_conversation_says_how(ip, own_store, c
     assert ip.user_ns["out"] == 2
 
 
+def test_reading_an_empty_store_says_so_and_makes_nothing(ip, own_store, capsys):
+    ip.run_line_magic("agent", "runs")
+    assert f"no stored runs of this notebook in {own_store}" in capsys.readouterr().out
+    for line in ("show 1", "forget 1", f"export {own_store.parent / 'x.ipynb'} --stored 1"):
+        assert not ip.run_cell(f"%agent {line}").success
+        assert f"no run has been stored in {own_store} yet" in capsys.readouterr().err
+    assert not own_store.parent.joinpath("x.ipynb").exists() and not own_store.exists()
+
+
 def test_resume_errors_are_clear(ip, own_store, capsys):
-    ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)")])
-    for line, message in [("-m m --resume", "no stored run of this notebook yet"),
+    ip.user_ns["__session__"] = "other.ipynb"
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)"), fence("final_answer(1)")])
+    agent_cell(ip, "-m m", "a run of another notebook")
+    ip.user_ns["__session__"] = "this.ipynb"
+    capsys.readouterr()
+    for line, message in [("-m m --resume", "no stored run of this.ipynb yet"),
                           ("-m m --resume 4", "there is no stored run 4"),
                           ("-m m --resume --reset", "--resume continues a stored conversation and --reset")]:
         assert not ip.run_cell(f"%%agent {line}\ntask").success
         assert message in capsys.readouterr().err
-    assert ip.user_ns["m"].requests == []  # nothing ran
+    assert len(ip.user_ns["m"].requests) == 1  # nothing more ran
 
 
 def test_a_new_conversation_mentions_resume(ip, capsys):

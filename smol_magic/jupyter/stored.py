@@ -60,11 +60,14 @@ class Stores:
         return self._open
 
     def required(self, setting: str) -> RunStore:
-        """The store, for a command that reads it: a clear error when it is off or cannot be opened."""
+        """The store, for a command that reads it: a clear error when it is off, not made yet, or cannot be
+        opened. Reading never makes a store (a mistyped path must not become an empty store)."""
         store = self.get(setting)
         if store is None:
             raise UsageError("the run store is off (AgentMagics.store = \"\"): no runs are kept. "
                              "%config AgentMagics.store = \".smol_magic/runs.sqlite\" turns it on")
+        if not store.path.exists():
+            raise UsageError(f"no run has been stored in {store.path} yet: a %%agent cell stores its run there")
         try:
             store.connection()
         except StoreError as exc:

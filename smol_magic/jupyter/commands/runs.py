@@ -28,11 +28,16 @@ def parser():
 def run(magics: Any, args: Any) -> None:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    store = magics.stores.required(magics.store)
-    notebook = None if args.all_notebooks else stored.notebook_name(magics.shell)
-    rows, total = queries.list_runs(store, notebook, args.limit)
-    display({"text/html": table_html(rows, total, store.path, args.all_notebooks),
-             "text/plain": table_text(rows, total, store.path, args.all_notebooks)}, raw=True)
+    path = stored.store_path(magics.store)
+    rows: list[RunRow] = []
+    total = 0
+    if path is None or path.exists():  # an empty listing for a store not made yet (reading makes none)
+        store = magics.stores.required(magics.store)
+        notebook = None if args.all_notebooks else stored.notebook_name(magics.shell)
+        rows, total = queries.list_runs(store, notebook, args.limit)
+        path = store.path
+    display({"text/html": table_html(rows, total, path, args.all_notebooks),
+             "text/plain": table_text(rows, total, path, args.all_notebooks)}, raw=True)
 
 
 def cells(row: RunRow) -> tuple[str, ...]:
