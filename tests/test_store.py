@@ -216,3 +216,36 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path):
     connect(path).execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(StoreError, match="written by a newer smol-magic"):
         connect(path)
+
+
+def test_a_tool_calling_run_resumes_and_replays_with_its_native_calls(ip, own_store):
+    from smol_magic import ChatMessageToolCall, ModelResponse, tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers.
+
+        Args:
+            a: the first
+            b: the second
+        """
+        return a + b
+
+    ip.user_ns["add"] = add
+    ip.user_ns["m"] = ScriptedModel([
+        ModelResponse("", tool_calls=[ChatMessageToolCall("c1", "add", '{"a": 1, "b": 2}')]),
+        ModelResponse("", tool_calls=[ChatMessageToolCall("c2", "final_answer", '{"answer": "3"}')])])
+    agent_cell(ip, "--agent tools -m m", "Add 1 and 2.")
+    ip.magics_manager.registry["AgentMagics"].current = None  # as after a restart
+    ip.user_ns["m2"] = ScriptedModel([ModelResponse("", tool_calls=[ChatMessageToolCall("c3", "final_answer",
+                                                                                           '{"answer": "4"}')])])
+    agent_cell(ip, "--agent tools -m m2 --resume -o resumed", "Now add one more.")
+    sent = ip.user_ns["m2"].requests[0]
+    assert sent[:-1] == ip.user_ns["m"].requests[-1] + [  # as if the kernel had never restarted
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c2", "type": "function", "function": {"name": "final_answer", "arguments": '{"answer": "3"}'}}]},
+        {"role": "tool", "tool_call_id": "c2", "content": "Final answer: str = '3'"}]
+    assert sent[-1]["role"] == "user" and "New task:\nNow add one more." in sent[-1]["content"]
+    ip.magics_manager.registry["AgentMagics"].current = None
+    agent_cell(ip, "--agent tools --replay 1 -o replayed", "Add 1 and 2.")
+    assert (ip.user_ns["resumed"], ip.user_ns["replayed"]) == ("4", "3")
