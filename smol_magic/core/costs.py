@@ -212,13 +212,14 @@ def check_budget(value: Any, name: str = "budget") -> float | None:
     """
     if value is None:
         return None
+    example = f"{name} 0.05" if name.startswith("-") else f"{name}=0.05"
     text = str(value).strip().lstrip("$") if isinstance(value, str) else value
     try:
         dollars = float(text)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} is in US dollars, e.g. 0.05; got {value!r}") from None
+        raise ValueError(f"{name} is an amount in US dollars, e.g. {example}; got {value!r}") from None
     if not math.isfinite(dollars) or dollars < 0:
-        raise ValueError(f"{name} must be a positive number of US dollars, e.g. 0.05; got {value!r}")
+        raise ValueError(f"{name} must be a positive amount in US dollars, e.g. {example}; got {value!r}")
     return dollars or None
 
 
@@ -226,10 +227,11 @@ def check_max_tokens(value: Any, name: str = "max_tokens") -> int | None:
     """A token cap as given (an int, or its text); None or 0: no cap. Raises ValueError saying what to write."""
     if value is None:
         return None
+    example = f"{name} 20000" if name.startswith("-") else f"{name}=20000"
     try:
-        number = int(str(value).replace("_", "").replace(",", "")) if isinstance(value, str) else value
+        number = int(value.strip().replace("_", "").replace(",", "")) if isinstance(value, str) else value
     except ValueError:
-        raise ValueError(f"{name} is a whole number of tokens, e.g. 20000; got {value!r}") from None
+        raise ValueError(f"{name} is a whole number of tokens, e.g. {example}; got {value!r}") from None
     if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-        raise ValueError(f"{name} must be a positive whole number of tokens, e.g. 20000; got {value!r}")
+        raise ValueError(f"{name} must be a positive whole number of tokens, e.g. {example}; got {value!r}")
     return number or None
