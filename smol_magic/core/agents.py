@@ -523,9 +523,12 @@ class MultiStepAgent:
         return secrets.redact("".join(parts)), usage, calls
 
     def spent(self) -> TokenUsage:
-        """What the current run has used so far: its kept steps, and the managed runs of the step in progress."""
-        used = self.runs[-1].token_usage if self.runs else TokenUsage()
-        for managed in self.managed_calls:
+        """What the current run has used so far: its model calls (the step in progress's too) and its managed runs."""
+        used = TokenUsage()
+        for call in self._calls:
+            used = used + call.usage
+        kept = [managed for step in self.runs[-1].action_steps for managed in step.managed_runs] if self.runs else []
+        for managed in kept + self.managed_calls:
             used = used + managed.token_usage
         return used
 
