@@ -193,6 +193,8 @@ def test_the_expected_reply_is_the_models_max_tokens_when_it_sets_one():
     calls = [costs.Call(400, TokenUsage(150, 70)), costs.Call(800, TokenUsage(300, 20))]
     guess = costs.estimate(model, [{"role": "user", "content": "x" * 1_200}], calls)
     assert guess.input_tokens == 300 + 100 and guess.output_tokens == 70  # the last report + what is new; longest
+    shorter = costs.estimate(model, [{"role": "user", "content": "x" * 400}], calls)  # e.g. older steps compacted
+    assert shorter.input_tokens == 150
     assert costs.estimate(model, [], []).output_tokens == costs.DEFAULT_REPLY_TOKENS
 
 

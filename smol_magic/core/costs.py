@@ -158,16 +158,19 @@ def estimate(model: Any, messages: list[dict[str, Any]], calls: list[Call]) -> T
     """The next call's tokens and cost, before it is made.
 
     The prompt: the prompt tokens the provider reported for this run's previous call (the next prompt
-    holds it all again) plus the characters added since, at ``CHARS_PER_TOKEN``; before any report,
-    the whole request's characters at that rate. The reply: ``reply_tokens``. The cost is None when
-    the model's price is unknown.
+    holds it all again) plus the characters added since, at ``CHARS_PER_TOKEN``; a request shorter than
+    the previous one (older steps compacted, a planning prompt gone) in proportion to its characters;
+    before any report, the whole request's characters at that rate. The reply: ``reply_tokens``. The
+    cost is None when the model's price is unknown.
     """
     chars = message_chars(messages)
     last = next((call for call in reversed(calls) if call.usage.input_tokens), None)
     if last is None:
         prompt = -(-chars // CHARS_PER_TOKEN)
+    elif chars >= last.chars:
+        prompt = last.usage.input_tokens + -(-(chars - last.chars) // CHARS_PER_TOKEN)
     else:
-        prompt = last.usage.input_tokens + -(-max(0, chars - last.chars) // CHARS_PER_TOKEN)
+        prompt = -(-last.usage.input_tokens * chars // max(last.chars, 1))
     reply = reply_tokens(model, calls)
     return TokenUsage(prompt, reply, cost(getattr(model, "model_id", None), prompt, reply))
 
