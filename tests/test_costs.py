@@ -248,7 +248,7 @@ def test_bad_budget_flags_are_one_clear_line_and_nothing_runs(ip, capsys, flags,
     assert m.requests == []
 
 
-def test_budget_flags_and_settings_stop_a_run_in_the_shell(ip, capsys):
+def test_budget_flags_and_settings_stop_a_run_in_the_shell(ip, capsys, caplog):
     ip.user_ns["m"] = m = ScriptedModel([reply(f"x{n} = {n}", 1_000, 100) for n in range(5)], model_id=PRICED)
     result = ip.run_cell("%%agent -m m --max-tokens 2500\ncount")
     out = capsys.readouterr().out
@@ -262,6 +262,9 @@ def test_budget_flags_and_settings_stop_a_run_in_the_shell(ip, capsys):
     magics = ip.magics_manager.registry["AgentMagics"]
     ip.run_cell("%config AgentMagics.budget = -2")
     assert magics.budget == 0.0
+    captured = capsys.readouterr()
+    assert "AgentMagics.budget must be a positive amount in US dollars, not -2" in (
+        caplog.text + captured.err + captured.out)
     ip.run_cell("%config AgentMagics.budget = 0.00001")
     ip.user_ns["m"] = m = ScriptedModel([fence("final_answer(1)")], model_id=PRICED)
     result = ip.run_cell("%%agent -m m --reset\none")

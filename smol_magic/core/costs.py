@@ -13,6 +13,7 @@ does not know has no price (None): the trace then shows its tokens only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -94,8 +95,7 @@ def priced(model_id: str | None, usage: TokenUsage) -> TokenUsage:
     """``usage`` with its cost, when the model did not report one, it reported tokens and its price is known."""
     if usage.cost is not None or not (usage.input_tokens or usage.output_tokens):
         return usage
-    return TokenUsage(usage.input_tokens, usage.output_tokens,
-                      cost(model_id, usage.input_tokens, usage.output_tokens))
+    return dataclasses.replace(usage, cost=cost(model_id, usage.input_tokens, usage.output_tokens))
 
 
 def format_cost(dollars: float | None) -> str:

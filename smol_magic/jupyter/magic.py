@@ -148,8 +148,9 @@ class AgentMagics(Magics):
     def _dollars(self, proposal: Any) -> float:
         try:
             return costs.check_budget(proposal["value"], "AgentMagics.budget") or 0.0
-        except ValueError as exc:
-            raise TraitError(f"{exc}; 0 for no budget") from None
+        except ValueError:
+            raise TraitError(f"AgentMagics.budget must be a positive amount in US dollars, not {proposal['value']!r}: "
+                             "%config AgentMagics.budget = 0.05 (0 for no budget)") from None
 
     @validate("rules")
     def _rules_path(self, proposal: Any) -> str:
