@@ -249,3 +249,18 @@ def test_a_tool_calling_run_resumes_and_replays_with_its_native_calls(ip, own_st
     ip.magics_manager.registry["AgentMagics"].current = None
     agent_cell(ip, "--agent tools --replay 1 -o replayed", "Add 1 and 2.")
     assert (ip.user_ns["resumed"], ip.user_ns["replayed"]) == ("4", "3")
+
+
+def test_the_cost_is_kept_and_listed(ip, own_store, capsys):
+    ip.user_ns["m"] = ScriptedModel([fence("x = 1\nprint(x)"), fence("final_answer(x)")],
+                                    model_id="openai/gpt-4o-mini")  # priced from litellm's cost map
+    agent_cell(ip, "-m m", "A priced run.")
+    result = ip.magics_manager.registry["AgentMagics"].current.runs[-1]
+    step_costs = [c for (c,) in rows(own_store, "SELECT cost FROM steps WHERE kind = 'action' ORDER BY position")]
+    assert len(step_costs) == 2 and all(c > 0 for c in step_costs)
+    (cost,), = rows(own_store, "SELECT cost FROM runs")
+    assert cost == pytest.approx(result.token_usage.cost) and cost == pytest.approx(sum(step_costs))
+    capsys.readouterr()
+    ip.run_line_magic("agent", "runs")
+    assert f"${cost:.4f}" in capsys.readouterr().out
+    assert queries.load_run(RunStore(own_store), 1).result.token_usage.cost == pytest.approx(cost)

@@ -29,7 +29,7 @@ def run(magics: Any, args: Any) -> None:
     result = found.result
     usage = result.token_usage
     html = run_html(result.task, result.model_id, result.steps, str(found.row.state), result.duration,
-                    usage.input_tokens, usage.output_tokens, result.error)
+                    usage.input_tokens, usage.output_tokens, result.error, cost=found.row.cost)
     display({"text/html": html, "text/plain": text(result)}, raw=True)
 
 
