@@ -76,10 +76,11 @@ class StoreWriter(Renderer):
             return
         try:
             conn = self.store.connection()
-            # After a failure the run must not wait on every step: don't wait, except for the last try.
-            conn.execute(f"PRAGMA busy_timeout = {self.store.busy_ms if last or not self._failed else 0}")
-            with self.store.lock, transaction(conn):
-                state = self._apply(conn)
+            with self.store.lock:
+                # After a failure the run must not wait on every step: don't wait, except for the last try.
+                conn.execute(f"PRAGMA busy_timeout = {self.store.busy_ms if last or not self._failed else 0}")
+                with transaction(conn):
+                    state = self._apply(conn)
         except Exception as exc:  # noqa: BLE001 - the store must never stop a run
             self._failed = True
             self.store.failed(exc, lost=last)
