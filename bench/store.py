@@ -165,7 +165,7 @@ def main() -> None:
           f"{'OK' if med(write) <= STEP_TARGET_MS else 'OVER'}")
     tenth = len(step["early"])
     p95 = sorted(write)[int(0.95 * (len(write) - 1))]
-    print(f"  p95 {p95:.3f} ms (the max is a WAL checkpoint, about once per 100 steps of this size)")
+    print(f"  p95 {p95:.3f} ms (the spikes: SQLite WAL checkpoints, about one per 1,000 pages written, and the shared machine)")
     print(f"  first {tenth} steps: median {med(step['early']):.3f} ms; last {tenth} steps: median "
           f"{med(step['late']):.3f} ms: late / early {med(step['late']) / med(step['early']):.2f}x, against "
           f"{med(dumps[-tenth:]) / med(dumps[:tenth]):.1f}x for json.dumps(step.to_dict()) (what grows is the "
