@@ -37,7 +37,7 @@ from .models import (
     describe_model,
 )
 from .prompts import Placeholders, PromptSource, PromptTemplates, Rules
-from . import prompts
+from . import prompts, telemetry
 from .text import SHOWN_CHARS, truncate
 from .tools import Tool, final_answer, render_tools
 
@@ -174,6 +174,7 @@ class MultiStepAgent:
     # prompts of code_agent.yaml suit any agent, so a class without a file of its own starts from them.
     prompt_files: ClassVar[tuple[str, ...]] = ("code_agent.yaml",)
     placeholders: ClassVar[dict[str, Placeholders]] = PLACEHOLDERS
+    _telemetry: Renderer = telemetry.NO_TRACE  # the run's OpenTelemetry spans (core/telemetry.py), while it runs
 
     def __init__(
         self,
@@ -330,6 +331,8 @@ class MultiStepAgent:
             variables_before=self._variables(), timing=Timing(time.time()),
         )
         self.runs.append(run)
+        self._telemetry = telemetry.start_run(self, task)  # off: a no-op; on: spans fed the renderer's hooks
+        renderer, self.renderer = self.renderer, telemetry.observed(self.renderer, self._telemetry)
         self.renderer.run_started(self, task)
         self.managed_calls = []
         await self._call_executor(
@@ -347,7 +350,10 @@ class MultiStepAgent:
         finally:
             run.timing.end_time = time.time()
             await self._call_executor(self.executor.restore)
-            self.renderer.run_finished(run)
+            try:
+                self.renderer.run_finished(run)
+            finally:
+                self.renderer, self._telemetry = renderer, telemetry.NO_TRACE
 
     # -- the loop -----------------------------------------------------------
 
@@ -490,7 +496,8 @@ class MultiStepAgent:
         if tools:
             options["tools_to_call_from"] = tools
         options = accepts_options(self.model.generate_stream, options)
-        async for delta in self.model.generate_stream(messages, stop_sequences=stop, **options):
+        stream = self.model.generate_stream(messages, stop_sequences=stop, **options)
+        async for delta in self._telemetry.model_stream(stream, messages, tools):  # a span per call, when traced
             if delta.tool_calls:
                 accumulate_tool_calls(calls, delta.tool_calls)
             if delta.content:
