@@ -13,7 +13,7 @@ parented explicitly, never through OpenTelemetry's context: a run's steps may be
 driven from several threads and an async generator, where attaching a context
 in one place and detaching it in another fails. A run's spans go out through a
 ``BatchSpanProcessor`` and are flushed, for a bounded time, when the run ends:
-a dead collector costs at most ``FLUSH_SECONDS`` per run, never the run itself.
+a dead collector costs a run at most ``FLUSH_SECONDS`` once, then much less.
 
 Every text on a span is redacted (``safety.redact``) and truncated.
 """
@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,6 +42,8 @@ VALUE_CHARS = 4_000  # of a text on a span (input.value, output.value, a message
 MESSAGES_ON_SPAN = 20  # the last messages of a model call, as llm.input_messages.*
 EXPORT_SECONDS = 5.0  # one export attempt, unless OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT says otherwise
 FLUSH_SECONDS = 3.0  # the longest a run's end waits for its spans to leave
+SLOW_FLUSH_SECONDS = 0.2  # ... once the collector has been found down or slow
+HEALTHY_FLUSH_SECONDS = 1.0  # a flush that takes longer found the collector down or slow
 
 
 class TelemetryWarning(UserWarning):
@@ -67,6 +70,8 @@ _settings = _Settings()
 _lock = threading.Lock()
 _setup: tuple[Any, Any, Any, bool] | None = None  # (settings key, tracer, provider, made by us) once set up
 _warned: set[str] = set()
+_flushing: threading.Thread | None = None  # the last flush, which may still wait on a dead collector
+_slow = False  # the last flush did not finish in FLUSH_SECONDS
 # Open spans of the runs in progress, innermost last: where a tool's call and a managed run nest.
 _open: list["_Span"] = []
 
@@ -151,7 +156,8 @@ def approval_wait(step: ActionStep) -> "_Span | _NoSpan":
 def _drop_setup() -> None:
     """Forget the tracer; a provider we made is flushed and shut down (in the background: it may wait
     on a dead collector), one the user gave is left to them."""
-    global _setup
+    global _setup, _flushing, _slow
+    _flushing, _slow = None, False
     if _setup is not None and _setup[3]:
         provider = _setup[2]
         threading.Thread(target=provider.shutdown, name="smol-magic-otel-shutdown", daemon=True).start()
@@ -230,12 +236,30 @@ def _version() -> str:
 
 
 def _flush(provider: Any) -> None:
-    """Send the spans now, so they are in the collector when the cell ends; bounded, never raising."""
-    flush = getattr(provider, "force_flush", None)
-    if flush is None:
+    """Send the spans now, so they are in the collector when the cell ends; bounded, never raising.
+
+    The SDK's ``force_flush`` waits for the export, whatever its timeout says: it runs on a thread
+    of its own, waited for at most ``FLUSH_SECONDS``. Once a flush has not finished in a second (the
+    collector is down or slow; a failed export is retried for seconds), later runs wait only
+    ``SLOW_FLUSH_SECONDS``, until one gets through quickly again.
+    """
+    global _flushing, _slow
+    if getattr(provider, "force_flush", None) is None:
         return
+    if _flushing is not None and _flushing.is_alive():
+        _flushing.join(SLOW_FLUSH_SECONDS)  # still sending earlier spans: the batch processor sends these too
+        return
+    _flushing = threading.Thread(target=_force_flush, args=(provider,), name="smol-magic-otel-flush", daemon=True)
+    started = time.monotonic()
+    _flushing.start()
+    _flushing.join(SLOW_FLUSH_SECONDS if _slow else FLUSH_SECONDS)
+    # Not done, or done only after the exporter's retries: the collector is down or far away.
+    _slow = _flushing.is_alive() or time.monotonic() - started > HEALTHY_FLUSH_SECONDS
+
+
+def _force_flush(provider: Any) -> None:
     try:
-        flush(int(FLUSH_SECONDS * 1000))
+        provider.force_flush(int(FLUSH_SECONDS * 1000))
     except Exception:  # noqa: BLE001 - a trace must never break a run
         pass
 
@@ -291,8 +315,6 @@ class _NoSpan:
 
     def decided(self, decision: Any) -> None: ...
 
-    def set(self, **attributes: Any) -> None: ...
-
 
 NO_SPAN = _NoSpan()
 
@@ -325,13 +347,9 @@ class _Span:
         """The same call seen again (the tool-calling loop's span, then the tool's ``__call__``)."""
         return _Reentered(self)
 
-    def set(self, **attributes: Any) -> None:
-        """Set attributes (dots written as ``__``: ``smol_magic__approval=...``)."""
-        for key, value in attributes.items():
-            if value is not None:
-                self.span.set_attribute(key.replace("__", "."), value)
-
     def attributes(self, values: dict[str, Any]) -> None:
+        if self.ended:
+            return
         for key, value in values.items():
             if value is not None:
                 self.span.set_attribute(key, value)
@@ -351,6 +369,8 @@ class _Span:
     def failed(self, exc: BaseException, description: str | None = None) -> None:
         from opentelemetry.trace import Status, StatusCode
 
+        if self.ended:
+            return
         if type(exc).__name__ == "FinalAnswerSignal":  # final_answer's way out of the code: not an error
             self.attributes({"output.value": _text(repr(getattr(exc, "value", getattr(exc, "answer", ""))))})
             return
@@ -362,6 +382,8 @@ class _Span:
     def error(self, description: str) -> None:
         from opentelemetry.trace import Status, StatusCode
 
+        if self.ended:
+            return
         self.span.set_status(Status(StatusCode.ERROR, _text(description, 500)))
 
     def end(self) -> None:
@@ -440,6 +462,10 @@ class RunTrace(Renderer):
             model.error("the run ended during this model call")
             model.end()
         self._end_step("the run ended during this step")
+        while self.run in _open and _open[-1] is not self.run:  # a tool call an interrupt cut short
+            left = _open[-1]
+            left.error("the run ended during this call")
+            left.end()
         self.run.attributes({
             "smol_magic.run_state": str(result.state), "smol_magic.steps": len(result.action_steps),
             "output.value": _text("" if result.output is None else repr(result.output)),
