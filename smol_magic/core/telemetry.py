@@ -86,8 +86,9 @@ def instrument(endpoint: str | None = None, tracer_provider: Any = None) -> bool
     ``trace.set_tracer_provider`` is used as it is, and otherwise smol-magic makes its own.
     """
     with _lock:
-        _settings.on, _settings.endpoint, _settings.tracer_provider = True, endpoint, tracer_provider
-        _drop_setup()
+        if (_settings.on, _settings.endpoint, _settings.tracer_provider) != (True, endpoint, tracer_provider):
+            _settings.on, _settings.endpoint, _settings.tracer_provider = True, endpoint, tracer_provider
+            _drop_setup()
     return _tracer() is not None
 
 
