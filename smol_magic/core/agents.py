@@ -331,12 +331,12 @@ class MultiStepAgent:
             variables_before=self._variables(), timing=Timing(time.time()),
         )
         self.runs.append(run)
-        self._telemetry = telemetry.start_run(self, task)  # off: a no-op; on: spans fed the renderer's hooks
-        renderer, self.renderer = self.renderer, telemetry.observed(self.renderer, self._telemetry)
         self.renderer.run_started(self, task)
         self.managed_calls = []
         await self._call_executor(
             lambda: self.executor.send_tools({**self.tools, **self.managed_agents, **(additional_args or {})}))
+        self._telemetry = telemetry.start_run(self, task)  # off: a no-op; on: spans fed the renderer's hooks
+        renderer, self.renderer = self.renderer, telemetry.observed(self.renderer, self._telemetry)
         try:
             task_step = TaskStep(task=redact.redact_secrets(task),
                                  context=redact.redact_secrets(self.task_context(task, additional_args)))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import reprlib
 import threading
 import time
 import warnings
@@ -274,14 +275,26 @@ def _warn_once(key: str, message: str) -> None:
 # -- spans -------------------------------------------------------------------------
 
 
+_REPR = reprlib.Repr()  # a tool's arguments: a list of a million items is not written out
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 20, 20, 20, 20
+_REPR.maxstring = _REPR.maxother = VALUE_CHARS
+
+
 def _text(value: Any, limit: int = VALUE_CHARS) -> str:
     """A value as span text: redacted, then cut to ``limit`` characters (head and tail)."""
     if not isinstance(value, str):
         try:
-            value = json.dumps(value, default=repr, ensure_ascii=False)
-        except (TypeError, ValueError):
-            value = repr(value)
+            value = _REPR.repr(value)
+        except Exception:  # noqa: BLE001 - a broken __repr__ must not break the run
+            value = f"<{type(value).__name__}>"
+    # Redacted before the cut (a secret cut in two would escape) and after (the cut's marker joins pieces).
     return redact.redact_secrets(truncate(redact.redact_secrets(value), limit))
+
+
+def _messages(messages: list[dict[str, Any]]) -> str:
+    """A model call's messages as JSON, each message cut (the span's text is cut again as a whole)."""
+    return json.dumps([{"role": m.get("role"), "content": truncate(str(m.get("content") or ""), VALUE_CHARS // 4)}
+                       for m in messages], ensure_ascii=False)
 
 
 def _usage_attributes(usage: Any, llm: bool = False) -> dict[str, Any]:
@@ -493,14 +506,14 @@ class RunTrace(Renderer):
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.request.model": self.model_id, "llm.model_name": self.model_id,
             "openinference.span.kind": str(Kind.LLM), "input.mime_type": "application/json",
-            "input.value": _text([{"role": m.get("role"), "content": m.get("content")} for m in messages]),
+            "input.value": _text(_messages(messages)),
         }
         shown = messages[-MESSAGES_ON_SPAN:]
         for n, message in enumerate(shown):
             attributes[f"llm.input_messages.{n}.message.role"] = str(message.get("role") or "")
             attributes[f"llm.input_messages.{n}.message.content"] = _text(message.get("content") or "")
         if tools:
-            attributes["llm.tools"] = _text([getattr(t, "name", str(t)) for t in tools])
+            attributes["llm.tools"] = _text(", ".join(getattr(t, "name", str(t)) for t in tools))
         span = _Span(self.tracer, f"chat {self.model_id}", self.step or self.run, attributes, Kind.LLM, client=True)
         self.models.append(span)
         parts: list[str] = []
