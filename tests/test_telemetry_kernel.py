@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from jupyter_client.manager import start_new_kernel
-from kernel_helpers import kernel_env, ok, py, run, scripted, stop_kernel
+from kernel_helpers import evaluate, kernel_env, ok, py, run, scripted, stop_kernel
 from otlp_receiver import OTLPReceiver, tree
 
 TOOL = '''
@@ -77,3 +77,31 @@ def test_a_cells_spans_are_at_the_collector_when_the_cell_ends(traced_kernel, re
     assert run(kc, "%%agent -m m --reset\nTwo.", timeout=60).status == "ok"
     outputs = [s["output.value"] for s in runs(receiver)]
     assert outputs == ["42", "2"], "the run with otel off sent nothing"
+
+
+def test_otel_on_without_the_sdk_says_how_to_install_it_and_runs_go_on():
+    env = {k: v for k, v in kernel_env().items() if not k.startswith("OTEL_")}
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60, env=env)
+    try:
+        ok(kc, HIDE_SDK)
+        ok(kc, "%load_ext smol_magic")
+        said = ok(kc, "%config AgentMagics.otel = True")
+        assert 'pip install "smol-magic[otel]"' in said.stderr, said.text
+        ok(kc, scripted("m", py("final_answer(6 * 7)")))
+        result = run(kc, "%%agent -m m -o answer\nAnswer.", timeout=60)
+        assert result.status == "ok", result.text
+        assert 'smol-magic[otel]' not in result.stderr, "said once"
+        assert evaluate(kc, "answer") == 42
+        assert evaluate(kc, "'opentelemetry' in sys.modules") is False
+    finally:
+        stop_kernel(km, kc)
+
+
+HIDE_SDK = '''
+import sys
+class NoOpenTelemetry:  # as if the otel extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoOpenTelemetry())
+'''

@@ -24,9 +24,9 @@ import contextlib
 import json
 import os
 import reprlib
+import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, AsyncIterator
@@ -45,10 +45,6 @@ EXPORT_SECONDS = 5.0  # one export attempt, unless OTEL_EXPORTER_OTLP_(TRACES_)T
 FLUSH_SECONDS = 3.0  # the longest a run's end waits for its spans to leave
 SLOW_FLUSH_SECONDS = 0.2  # ... once the collector has been found down or slow
 HEALTHY_FLUSH_SECONDS = 1.0  # a flush that takes longer found the collector down or slow
-
-
-class TelemetryWarning(UserWarning):
-    """Traces were asked for but cannot be made (the SDK is missing, or the endpoint is wrong)."""
 
 
 class Kind(StrEnum):
@@ -208,7 +204,7 @@ def _provider(trace: Any) -> tuple[Any, bool]:
     if not any(os.environ.get(v) for v in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")):
         timeout = EXPORT_SECONDS
     endpoint = _traces_url(_settings.endpoint) if _settings.endpoint else None
-    if endpoint is None and not _endpoint_from_env():
+    if endpoint is None and not any(os.environ.get(name, "").strip() for name in ENDPOINT_VARIABLES):
         endpoint = _traces_url(DEFAULT_ENDPOINT)
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "smol-magic"})
     provider = TracerProvider(resource=resource)
@@ -267,9 +263,10 @@ def _force_flush(provider: Any) -> None:
 
 
 def _warn_once(key: str, message: str) -> None:
+    """One line on stderr, once per process (as the magic's own warnings): the run goes on."""
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(message, TelemetryWarning, stacklevel=3)
+        print(f"smol-magic: {message}", file=sys.stderr)
 
 
 # -- spans -------------------------------------------------------------------------
