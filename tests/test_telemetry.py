@@ -19,7 +19,7 @@ import pytest
 from openai_server import OpenAIServer
 from otlp_receiver import Blackhole, OTLPReceiver, ReceivedSpan, tree
 
-from smol_magic import CodeAgent, OpenAIServerModel, ScriptedModel, ToolCallingAgent, tool
+from smol_magic import CodeAgent, ModelResponse, OpenAIServerModel, ScriptedModel, TokenUsage, ToolCallingAgent, tool
 from smol_magic.core import telemetry
 from smol_magic.core.approval import Decision, ModeApprover
 from smol_magic.core.memory import ActionStep
@@ -344,3 +344,22 @@ def test_a_provider_set_globally_is_kept_and_the_run_nests_in_the_users_span(rec
     runs = [s for s in spans if s.name == "invoke_agent CodeAgent"]
     assert len(runs) == 2 and all(r.parent_id == analysis.span_id for r in runs)
     assert {s.service for s in spans} == {"users-own"}
+
+
+def test_the_cost_of_a_call_is_on_its_span_when_known(traced):
+    priced = TokenUsage(1000, 50)
+    priced.cost = 0.0125  # what the cost map gives (core/models.py sets it when the model is priced)
+    agent = CodeAgent(model=ScriptedModel([ModelResponse(py("final_answer(1)"), priced)]))
+    agent.run("one")
+    spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
+    chat = one(spans, "chat scripted")
+    assert chat["smol_magic.cost_usd"] == pytest.approx(0.0125)
+    assert (chat["gen_ai.usage.input_tokens"], chat["gen_ai.usage.output_tokens"]) == (1000, 50)
+    assert one(spans, "step 1")["smol_magic.cost_usd"] == pytest.approx(0.0125)
+
+
+def test_an_unpriced_call_has_tokens_and_no_cost(traced):
+    CodeAgent(model=ScriptedModel([py("final_answer(1)")])).run("one")
+    spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
+    chat = one(spans, "chat scripted")
+    assert chat["gen_ai.usage.input_tokens"] > 0 and "smol_magic.cost_usd" not in chat.attributes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from jupyter_client.manager import start_new_kernel
-from kernel_helpers import evaluate, kernel_env, ok, py, run, scripted, stop_kernel
+from kernel_helpers import LiveCell, evaluate, kernel_env, ok, py, run, scripted, stop_kernel
 from otlp_receiver import OTLPReceiver, tree
 
 TOOL = '''
@@ -77,6 +77,24 @@ def test_a_cells_spans_are_at_the_collector_when_the_cell_ends(traced_kernel, re
     assert run(kc, "%%agent -m m --reset\nTwo.", timeout=60).status == "ok"
     outputs = [s["output.value"] for s in runs(receiver)]
     assert outputs == ["42", "2"], "the run with otel off sent nothing"
+
+
+def test_a_wait_for_a_click_is_a_span_of_the_step(traced_kernel, receiver):
+    _, kc = traced_kernel
+    ok(kc, scripted("m", py("y = 5"), py("final_answer(y)")))
+    live = LiveCell(kc, "%%agent -m m --approve every\nSet y.")
+    live.click(live.wait_for_card())
+    live.click(live.wait_for_card())
+    assert live.finish(timeout=60).status == "ok"
+    spans = list(receiver.spans)
+    kids = tree(spans)
+    (root,) = [s for s in spans if s.name.startswith("invoke_agent")]
+    steps = sorted(kids[root.span_id], key=lambda s: s.start_ns)
+    for step in steps:
+        assert step["smol_magic.approval"] == "run"
+        (wait,) = [s for s in kids[step.span_id] if s.name == "approval"]
+        assert wait["smol_magic.approval"] == "run" and wait["smol_magic.verdict"] == "allow"
+    assert "y = 5" in [s for s in kids[steps[0].span_id] if s.name == "approval"][0]["input.value"]
 
 
 def test_otel_on_without_the_sdk_says_how_to_install_it_and_runs_go_on():
