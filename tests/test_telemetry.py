@@ -177,7 +177,17 @@ def test_errors_mark_their_spans_and_a_failed_run(traced):
 
 
 def test_no_secret_reaches_a_span(traced):
-    agent = CodeAgent(model=ScriptedModel([py("print(api_key)"), py("final_answer(api_key[:3])")]))
+    @tool
+    def echo(text: str) -> str:
+        """Returns its text.
+
+        Args:
+            text: any text
+        """
+        return text
+
+    agent = CodeAgent(tools=[echo], model=ScriptedModel([py("print(echo(text=api_key))"),
+                                                         py("final_answer(api_key[:3])")]))
     agent.executor.namespace["api_key"] = SECRET
     agent.run(f"Use the key {SECRET} to call the service.")
     spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
@@ -189,6 +199,8 @@ def test_no_secret_reaches_a_span(traced):
     assert redact.MARK in run["input.value"]
     step = children(spans, run)[0]
     assert redact.MARK in step["output.value"]  # what the code printed
+    call = one(spans, "execute_tool echo")  # the tool's argument and its result
+    assert redact.MARK in call["input.value"] and call["output.value"] == redact.MARK
 
 
 def test_long_texts_are_cut_on_spans(traced):

@@ -68,7 +68,7 @@ _lock = threading.Lock()
 _setup: tuple[Any, Any, Any, bool] | None = None  # (settings key, tracer, provider, made by us) once set up
 _warned: set[str] = set()
 _flushing: threading.Thread | None = None  # the last flush, which may still wait on a dead collector
-_slow = False  # the last flush did not finish in FLUSH_SECONDS
+_slow = False  # the last flush took longer than HEALTHY_FLUSH_SECONDS
 # Open spans of the runs in progress, innermost last: where a tool's call and a managed run nest.
 _open: list["_Span"] = []
 
@@ -284,8 +284,8 @@ def _text(value: Any, limit: int = VALUE_CHARS) -> str:
             value = _REPR.repr(value)
         except Exception:  # noqa: BLE001 - a broken __repr__ must not break the run
             value = f"<{type(value).__name__}>"
-    # Redacted before the cut (a secret cut in two would escape) and after (the cut's marker joins pieces).
-    return redact.redact_secrets(truncate(redact.redact_secrets(value), limit))
+    # Cut, then redacted: each piece of a secret the cut split is redacted if it is as long as a window.
+    return redact.redact_secrets(truncate(value, limit))
 
 
 def _messages(messages: list[dict[str, Any]]) -> str:
@@ -367,7 +367,7 @@ class _Span:
 
     def returned(self, value: Any) -> Any:
         """Record what a tool returned (redacted, cut) and hand it back."""
-        self.attributes({"output.value": _text(value if isinstance(value, str) else repr(value))})
+        self.attributes({"output.value": _text(value)})
         return value
 
     def decided(self, decision: Any) -> None:
@@ -377,15 +377,16 @@ class _Span:
         self.attributes({"smol_magic.approval": "edit" if action == "run" and edited else action,
                          "output.value": _text(getattr(decision, "reason", "") or action)})
 
-    def failed(self, exc: BaseException, description: str | None = None) -> None:
+    def failed(self, exc: BaseException) -> None:
+        """End as an error, with what was raised (final_answer's way out of the code is not one)."""
         from opentelemetry.trace import Status, StatusCode
 
         if self.ended:
             return
-        if type(exc).__name__ == "FinalAnswerSignal":  # final_answer's way out of the code: not an error
-            self.attributes({"output.value": _text(repr(getattr(exc, "value", getattr(exc, "answer", ""))))})
+        if type(exc).__name__ == "FinalAnswerSignal":
+            self.attributes({"output.value": _text(getattr(exc, "value", None))})
             return
-        text = description or (_text(str(exc), 500) if str(exc) else type(exc).__name__)
+        text = _text(str(exc), 500) if str(exc) else type(exc).__name__
         if isinstance(exc, Exception):
             self.span.record_exception(exc, attributes={"exception.message": text}, escaped=True)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {text}"))
@@ -479,7 +480,7 @@ class RunTrace(Renderer):
             left.end()
         self.run.attributes({
             "smol_magic.run_state": str(result.state), "smol_magic.steps": len(result.action_steps),
-            "output.value": _text("" if result.output is None else repr(result.output)),
+            "output.value": _text("" if result.output is None else result.output),
             **_usage_attributes(result.token_usage),
         })
         if result.state in (RunState.FAILED, RunState.INTERRUPTED):
