@@ -19,7 +19,9 @@ import pytest
 from openai_server import OpenAIServer
 from otlp_receiver import Blackhole, OTLPReceiver, ReceivedSpan, tree
 
-from smol_magic import CodeAgent, ModelResponse, OpenAIServerModel, ScriptedModel, TokenUsage, ToolCallingAgent, tool
+from smol_magic import (
+    CodeAgent, ModelResponse, OpenAIServerModel, Renderer, ScriptedModel, TokenUsage, ToolCallingAgent, tool,
+)
 from smol_magic.core import telemetry
 from smol_magic.core.approval import Decision, ModeApprover
 from smol_magic.core.memory import ActionStep
@@ -368,6 +370,21 @@ def test_the_cost_of_a_call_is_on_its_span_when_known(traced):
     assert chat["smol_magic.cost_usd"] == pytest.approx(0.0125)
     assert (chat["gen_ai.usage.input_tokens"], chat["gen_ai.usage.output_tokens"]) == (1000, 50)
     assert one(spans, "step 1")["smol_magic.cost_usd"] == pytest.approx(0.0125)
+
+
+def test_a_cost_worked_out_after_the_reply_still_reaches_the_model_calls_span(traced):
+    class PricesAfterTheReply(Renderer):  # sees each action before the trace does
+        def action_ready(self, step: ActionStep) -> None:
+            step.token_usage.cost = 0.002 * step.step_number
+
+    agent = CodeAgent(model=ScriptedModel([py("x = 1"), py("final_answer(x)")]), renderer=PricesAfterTheReply())
+    agent.run("two steps")
+    spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
+    costs = [s.get("smol_magic.cost_usd") for s in sorted(spans, key=lambda s: s.start_ns) if s.name == "chat scripted"]
+    assert costs == [pytest.approx(0.002), pytest.approx(0.004)]
+    for chat in (s for s in spans if s.name == "chat scripted"):
+        step = next(s for s in spans if s.span_id == chat.parent_id)
+        assert chat.end_ns <= step.end_ns, "the call's span ends when its reply came, inside its step"
 
 
 def test_an_unpriced_call_has_tokens_and_no_cost(traced):

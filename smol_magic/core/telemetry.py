@@ -341,8 +341,7 @@ class _Span:
         context = trace.set_span_in_context(parent.span) if parent is not None else None
         span_kind = trace.SpanKind.CLIENT if client else trace.SpanKind.INTERNAL
         self.span = tracer.start_span(name, context=context, kind=span_kind, attributes=attributes)
-        self.ended = False
-        self.pushed = False
+        self.ended = self.pushed = self.errored = False
 
     def __enter__(self) -> "_Span":
         _open.append(self)
@@ -386,6 +385,7 @@ class _Span:
         if type(exc).__name__ == "FinalAnswerSignal":
             self.attributes({"output.value": _text(getattr(exc, "value", None))})
             return
+        self.errored = True
         text = _text(str(exc), 500) if str(exc) else type(exc).__name__
         if isinstance(exc, Exception):
             self.span.record_exception(exc, attributes={"exception.message": text}, escaped=True)
@@ -396,16 +396,17 @@ class _Span:
 
         if self.ended:
             return
+        self.errored = True
         self.span.set_status(Status(StatusCode.ERROR, _text(description, 500)))
 
-    def end(self) -> None:
+    def end(self, end_ns: int | None = None) -> None:
         if self.pushed:
             with contextlib.suppress(ValueError):
                 _open.remove(self)
             self.pushed = False
         if not self.ended:
             self.ended = True
-            self.span.end()
+            self.span.end(end_time=end_ns)
 
 
 class _Reentered(_NoSpan):
@@ -440,10 +441,14 @@ class RunTrace(Renderer):
         self.run.__enter__()
         self.step: _Span | None = None
         self.models: list[_Span] = []  # open model calls, ended with the run at the latest
+        # A model call that has replied: ended at the loop's next event, so that a cost worked out from its
+        # usage after the reply still reaches its span (its end time is the reply's).
+        self.replied: tuple[_Span, Any, int] | None = None
 
     # -- Renderer hooks --------------------------------------------------------
 
     def step_started(self, step_number: int) -> None:
+        self._settle_model()
         self._end_step()
         self.step = _Span(self.tracer, f"step {step_number}", self.run, {
             "openinference.span.kind": str(Kind.CHAIN), "smol_magic.step_number": step_number,
@@ -451,11 +456,13 @@ class RunTrace(Renderer):
         self.step.__enter__()
 
     def action_ready(self, step: ActionStep) -> None:
+        self._settle_model(step.token_usage)
         if self.step is not None:
             self.step.attributes({"smol_magic.verdict": str(step.verdict.decision),
                                   "input.value": _text(step.code or "")})
 
     def step_finished(self, step: MemoryStep) -> None:
+        self._settle_model(getattr(step, "token_usage", None))
         if not isinstance(step, ActionStep) or self.step is None:
             return
         span, self.step = self.step, None
@@ -470,6 +477,7 @@ class RunTrace(Renderer):
         span.end()
 
     def run_finished(self, result: RunResult) -> None:
+        self._settle_model()
         for model in list(self.models):
             model.error("the run ended during this model call")
             model.end()
@@ -498,6 +506,19 @@ class RunTrace(Renderer):
 
     # -- model calls -----------------------------------------------------------
 
+    def _settle_model(self, usage: Any = None) -> None:
+        """End the model call that replied last, with its cost if it is known by now."""
+        if self.replied is None:
+            return
+        span, replied_usage, end_ns = self.replied
+        self.replied = None
+        cost = getattr(usage, "cost", None)
+        if cost is None:
+            cost = getattr(replied_usage, "cost", None)
+        if cost is not None:
+            span.attributes({"smol_magic.cost_usd": float(cost)})
+        span.end(end_ns)
+
     async def model_stream(self, stream: AsyncIterator[Any], messages: list[dict[str, Any]],
                            tools: list[Any] | None = None) -> AsyncIterator[Any]:
         """The model's stream, as it comes, inside a ``chat`` span that records the reply and the tokens."""
@@ -512,6 +533,7 @@ class RunTrace(Renderer):
             attributes[f"llm.input_messages.{n}.message.content"] = _text(message.get("content") or "")
         if tools:
             attributes["llm.tools"] = _text(", ".join(getattr(t, "name", str(t)) for t in tools))
+        self._settle_model()
         span = _Span(self.tracer, f"chat {self.model_id}", self.step or self.run, attributes, Kind.LLM, client=True)
         self.models.append(span)
         parts: list[str] = []
@@ -545,7 +567,10 @@ class RunTrace(Renderer):
         })
         with contextlib.suppress(ValueError):
             self.models.remove(span)
-        span.end()
+        if span.errored or getattr(usage, "cost", None) is not None:
+            span.end()
+        else:
+            self.replied = (span, usage, time.time_ns())
 
 
 class _NoTrace(Renderer):
