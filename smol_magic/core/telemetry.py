@@ -21,6 +21,7 @@ Every text on a span is redacted (``safety.redact``) and truncated.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import reprlib
@@ -29,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from ..safety import redact
 from .events import Renderer
@@ -118,7 +119,11 @@ def start_run(agent: Any, task: str) -> "RunTrace | Renderer":
     tracer = _tracer()
     if tracer is None:
         return NO_TRACE
-    return RunTrace(tracer, agent, task)
+    try:
+        return RunTrace(tracer, agent, task)
+    except Exception as exc:  # noqa: BLE001 - a trace must never break a run
+        _warn_once("failed", f"OpenTelemetry tracing failed ({type(exc).__name__}: {exc}); the run goes on")
+        return NO_TRACE
 
 
 def tool_call(name: str, arguments: Any, call_id: str | None = None) -> "_Span | _NoSpan":
@@ -260,6 +265,19 @@ def _force_flush(provider: Any) -> None:
         provider.force_flush(int(FLUSH_SECONDS * 1000))
     except Exception:  # noqa: BLE001 - a trace must never break a run
         pass
+
+
+def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
+    """A trace's hook that never breaks the run: a failure is said once, and the run goes on."""
+    @functools.wraps(hook)
+    def safe(*args: Any, **kwargs: Any) -> None:
+        try:
+            hook(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a trace must never break a run
+            _warn_once("failed", f"an OpenTelemetry span could not be recorded ({type(exc).__name__}: {exc}); "
+                       "the run goes on")
+
+    return safe
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -447,6 +465,7 @@ class RunTrace(Renderer):
 
     # -- Renderer hooks --------------------------------------------------------
 
+    @_guarded
     def step_started(self, step_number: int) -> None:
         self._settle_model()
         self._end_step()
@@ -455,12 +474,14 @@ class RunTrace(Renderer):
         }, Kind.CHAIN)
         self.step.__enter__()
 
+    @_guarded
     def action_ready(self, step: ActionStep) -> None:
         self._settle_model(step.token_usage)
         if self.step is not None:
             self.step.attributes({"smol_magic.verdict": str(step.verdict.decision),
                                   "input.value": _text(step.code or "")})
 
+    @_guarded
     def step_finished(self, step: MemoryStep) -> None:
         self._settle_model(getattr(step, "token_usage", None))
         if not isinstance(step, ActionStep) or self.step is None:
@@ -476,26 +497,29 @@ class RunTrace(Renderer):
             span.error(step.error)
         span.end()
 
+    @_guarded
     def run_finished(self, result: RunResult) -> None:
-        self._settle_model()
-        for model in list(self.models):
-            model.error("the run ended during this model call")
-            model.end()
-        self._end_step("the run ended during this step")
-        while self.run in _open and _open[-1] is not self.run:  # a tool call an interrupt cut short
-            left = _open[-1]
-            left.error("the run ended during this call")
-            left.end()
-        self.run.attributes({
-            "smol_magic.run_state": str(result.state), "smol_magic.steps": len(result.action_steps),
-            "output.value": _text("" if result.output is None else result.output),
-            **_usage_attributes(result.token_usage),
-        })
-        if result.state in (RunState.FAILED, RunState.INTERRUPTED):
-            self.run.error(result.error or str(result.state))
-        self.run.end()
-        if self.root and _setup is not None:
-            _flush(_setup[2])
+        try:
+            self._settle_model()
+            for model in list(self.models):
+                model.error("the run ended during this model call")
+                model.end()
+            self._end_step("the run ended during this step")
+            while self.run in _open and _open[-1] is not self.run:  # a tool call an interrupt cut short
+                left = _open[-1]
+                left.error("the run ended during this call")
+                left.end()
+            self.run.attributes({
+                "smol_magic.run_state": str(result.state), "smol_magic.steps": len(result.action_steps),
+                "output.value": _text("" if result.output is None else result.output),
+                **_usage_attributes(result.token_usage),
+            })
+            if result.state in (RunState.FAILED, RunState.INTERRUPTED):
+                self.run.error(result.error or str(result.state))
+        finally:
+            self.run.end()  # whatever happened above: a run left open would take the next runs in
+            if self.root and _setup is not None:
+                _flush(_setup[2])
 
     def _end_step(self, unfinished: str | None = None) -> None:
         if self.step is not None:
@@ -506,6 +530,7 @@ class RunTrace(Renderer):
 
     # -- model calls -----------------------------------------------------------
 
+    @_guarded
     def _settle_model(self, usage: Any = None) -> None:
         """End the model call that replied last, with its cost if it is known by now."""
         if self.replied is None:
