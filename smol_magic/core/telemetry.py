@@ -371,6 +371,14 @@ class _Span:
             self.failed(exc)
         self.end()
 
+    def descends_from(self, ancestor: "_Span") -> bool:
+        span: _Span | None = self
+        while span is not None:
+            if span is ancestor:
+                return True
+            span = span.parent
+        return False
+
     def inner(self) -> "_Span | _NoSpan":
         """The same call seen again (the tool-calling loop's span, then the tool's ``__call__``)."""
         return _Reentered(self)
@@ -505,9 +513,8 @@ class RunTrace(Renderer):
                 model.error("the run ended during this model call")
                 model.end()
             self._end_step("the run ended during this step")
-            while self.run in _open and _open[-1] is not self.run:  # a tool call an interrupt cut short
-                left = _open[-1]
-                left.error("the run ended during this call")
+            for left in reversed([s for s in _open if s is not self.run and s.descends_from(self.run)]):
+                left.error("the run ended during this call")  # a tool call an interrupt cut short
                 left.end()
             self.run.attributes({
                 "smol_magic.run_state": str(result.state), "smol_magic.steps": len(result.action_steps),
