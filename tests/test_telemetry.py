@@ -22,7 +22,7 @@ from otlp_receiver import Blackhole, OTLPReceiver, ReceivedSpan, tree
 from smol_magic import (
     CodeAgent, ModelResponse, OpenAIServerModel, Renderer, ScriptedModel, TokenUsage, ToolCallingAgent, tool,
 )
-from smol_magic.core import telemetry
+from smol_magic.core import costs, telemetry
 from smol_magic.core.approval import Decision, ModeApprover
 from smol_magic.core.memory import ActionStep
 from smol_magic.safety import redact
@@ -392,3 +392,17 @@ def test_an_unpriced_call_has_tokens_and_no_cost(traced):
     spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
     chat = one(spans, "chat scripted")
     assert chat["gen_ai.usage.input_tokens"] > 0 and "smol_magic.cost_usd" not in chat.attributes
+
+
+def test_prices_from_the_cost_map_reach_the_calls_steps_and_run(traced):
+    priced = "openai/gpt-4o-mini"
+    model = ScriptedModel([ModelResponse(py("x = 1"), TokenUsage(1000, 100)),
+                           ModelResponse(py("final_answer(x)"), TokenUsage(2000, 50))], model_id=priced)
+    CodeAgent(model=model).run("two steps")
+    spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
+    first, second = costs.cost(priced, 1000, 100), costs.cost(priced, 2000, 50)
+    assert first and second, "litellm's cost map prices this model"
+    chats = sorted((s for s in spans if s.name == f"chat {priced}"), key=lambda s: s.start_ns)
+    assert [c["smol_magic.cost_usd"] for c in chats] == [pytest.approx(first), pytest.approx(second)]
+    assert one(spans, "step 1")["smol_magic.cost_usd"] == pytest.approx(first)
+    assert one(spans, "invoke_agent CodeAgent")["smol_magic.cost_usd"] == pytest.approx(first + second)

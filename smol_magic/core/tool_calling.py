@@ -94,6 +94,8 @@ class ToolCallingAgent(CodeAgent):
         rules: Rules | str | None = None,
         managed_agents: list[Any] | None = None,
         native_tools: bool | None = None,
+        budget: float | None = None,
+        max_tokens: int | None = None,
     ):
         super().__init__(
             tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
@@ -101,7 +103,7 @@ class ToolCallingAgent(CodeAgent):
             executor=executor, approver=approver, renderer=renderer, timeout=timeout,
             max_observation_chars=max_observation_chars, policy=policy, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
-            managed_agents=managed_agents,
+            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens,
         )
         self.native_tools = native_tools  # None: native when the model takes tools, else the text protocol
 
