@@ -406,3 +406,15 @@ def test_prices_from_the_cost_map_reach_the_calls_steps_and_run(traced):
     assert [c["smol_magic.cost_usd"] for c in chats] == [pytest.approx(first), pytest.approx(second)]
     assert one(spans, "step 1")["smol_magic.cost_usd"] == pytest.approx(first)
     assert one(spans, "invoke_agent CodeAgent")["smol_magic.cost_usd"] == pytest.approx(first + second)
+
+
+def test_a_run_the_budget_stopped_says_so_and_is_not_an_error(traced):
+    model = ScriptedModel([ModelResponse(py("x = 1"), TokenUsage(100_000, 100))] * 3, model_id="openai/gpt-4o-mini")
+    result = CodeAgent(model=model, budget=0.02).run("spend", return_full_result=True)
+    assert result.state == "budget"
+    spans = traced.wait_for(lambda got: any(s.name.startswith("invoke_agent") for s in got))
+    run = one(spans, "invoke_agent CodeAgent")
+    assert run["smol_magic.run_state"] == "budget" and run.status != 2
+    calls = [s for s in spans if s.name.startswith("chat ")]
+    assert len(calls) == len(model.requests) >= 1, "no span for the call the budget did not make"
+    assert all(s.status != 2 for s in spans), [(s.name, s.status_message) for s in spans if s.status == 2]

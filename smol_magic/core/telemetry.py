@@ -507,12 +507,14 @@ class RunTrace(Renderer):
 
     @_guarded
     def run_finished(self, result: RunResult) -> None:
+        failed = result.state in (RunState.FAILED, RunState.INTERRUPTED)
         try:
             self._settle_model()
             for model in list(self.models):
                 model.error("the run ended during this model call")
                 model.end()
-            self._end_step("the run ended during this step")
+            # A step the run ended in (an error, an interrupt; or the budget, before its model call).
+            self._end_step(f"the run ended during this step: {result.error or result.state}" if failed else None)
             for left in reversed([s for s in _open if s is not self.run and s.descends_from(self.run)]):
                 left.error("the run ended during this call")  # a tool call an interrupt cut short
                 left.end()
@@ -521,7 +523,7 @@ class RunTrace(Renderer):
                 "output.value": _text("" if result.output is None else result.output),
                 **_usage_attributes(result.token_usage),
             })
-            if result.state in (RunState.FAILED, RunState.INTERRUPTED):
+            if failed:
                 self.run.error(result.error or str(result.state))
         finally:
             self.run.end()  # whatever happened above: a run left open would take the next runs in
