@@ -21,7 +21,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Dict, Enum, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, List, TraitError, Unicode, default, observe, validate
 
 from .. import guard
 from ..context import namespace
@@ -37,6 +37,7 @@ from ..core.mcp_client import MCPError, MCPServers, MCPTool, ServerSpec, identif
 from ..core.model_spec import SPEC_HELP, model_from_spec
 from ..core.models import BaseModel, Model, ModelError
 from ..core.prompts import Rules
+from ..core import telemetry
 from ..core.stopping import check_timeout
 from ..core.tool_calling import ToolCallingAgent
 from ..core.tools import Tool
@@ -125,6 +126,22 @@ class AgentMagics(Magics):
         "annotated destructive or open-world), or never.",
     ).tag(config=True)
     mcp_timeout = Float(60.0, help="Seconds one MCP tool call may take.").tag(config=True)
+    otel = Bool(
+        None, allow_none=True,
+        help="OpenTelemetry traces of runs (a span per run, step, model call, tool call and approval), sent by "
+        "OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318): True, False, or None to trace "
+        'only when that variable is set. Needs pip install "smol-magic[otel]".',
+    ).tag(config=True)
+
+    @observe("otel")
+    def _otel_changed(self, change: Any) -> None:
+        on = change["new"]
+        if on is None:
+            telemetry.reset()
+        elif on:
+            telemetry.instrument()
+        else:
+            telemetry.uninstrument()
 
     @validate("mcp_servers")
     def _mcp_entries(self, proposal: Any) -> dict[str, Any]:
