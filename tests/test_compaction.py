@@ -231,3 +231,25 @@ def test_magic_settings_reach_the_agent(ip, capsys, caplog):
     ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)")])
     ip.run_cell("%%agent -m m\nagain")
     assert magics.current.compact_at is None
+
+
+def test_a_replay_compacts_as_the_recorded_model_did(tmp_path):
+    """Recorded from openai/gpt-4o-mini (litellm: 128,000 tokens) over HTTP, replayed offline: the same requests."""
+    from openai_server import OpenAIServer
+
+    from smol_magic.export.replay import RecordingModel, ReplayModel
+
+    steps = 8
+    replies = [printing(n) for n in range(1, steps)] + [fence(f"final_answer({steps})")]
+    path = tmp_path / "run.jsonl"
+    with OpenAIServer() as srv:
+        for n, reply in enumerate(replies):  # the prompt grows by a step's ~2,200 tokens each time
+            srv.push_reply(reply, prompt_tokens=1_000 + 2_200 * n, completion_tokens=40)
+        model = LiteLLMModel("openai/gpt-4o-mini", api_base=srv.base_url, api_key="k", retry_base_delay=0.001)
+        recorded = CodeAgent(model=RecordingModel(model, path), max_steps=steps, compact_at=0.05)
+        assert recorded.run("print many rows") == steps
+    assert any(s.compaction and s.compaction.window == 128_000 for s in recorded.memory.action_steps)
+    replayed = CodeAgent(model=ReplayModel(path), max_steps=steps, compact_at=0.05)
+    assert replayed.run("print many rows") == steps  # a request that differed would stop it: "replay diverged"
+    assert [s.model_input_messages for s in replayed.memory.action_steps] == [
+        s.model_input_messages for s in recorded.memory.action_steps]

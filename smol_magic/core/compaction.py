@@ -33,6 +33,7 @@ import sys
 from typing import Any
 
 from .memory import ActionStep, AgentMemory, Compaction, MemoryStep, alternate_roles, shared_prefix
+from .models import _litellm
 
 DEFAULT_COMPACT_AT = 0.75
 KEEP_RECENT = 3  # the latest action steps sent whole
@@ -51,8 +52,15 @@ def context_window(model: Any) -> int | None:
         if isinstance(window, int) and window > 0:
             return window
         model_id = getattr(candidate, "model_id", None)
+        if not isinstance(model_id, str):
+            continue
+        if model_id.startswith("replay:"):
+            # A ReplayModel ("replay:openai/gpt-4o") stands for the recorded model: it must compact as that one
+            # did, or its requests would differ from the recording's.
+            model_id = model_id.removeprefix("replay:")
+            _litellm()
         # litellm is asked only when it is loaded (by a LiteLLMModel): importing it takes seconds.
-        if isinstance(model_id, str) and "litellm" in sys.modules:
+        if "litellm" in sys.modules:
             found = _litellm_window(model_id)
             if found:
                 return found
