@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..safety.redact import redact_data
 from .models import TokenUsage
@@ -119,11 +119,11 @@ class Compaction:
 class MemoryStep:
     kind: ClassVar[str] = "step"
 
-    def to_dict(self, messages: bool = True) -> dict[str, Any]:
-        """The step's fields as JSON values; ``messages=False`` leaves out the request it sent (the
-        containers write requests once per message, see ``RequestWriter``); ``compaction`` only when set."""
-        data = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
-                if messages or f.name != "model_input_messages"}
+    def to_dict(self, write_messages: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
+        """The step's fields as JSON values; ``compaction`` only when set. ``write_messages`` writes the
+        request it sent (the containers write each message once, see ``RequestWriter``); default: whole."""
+        data = {f.name: (write_messages(getattr(self, f.name)) if write_messages and f.name == "model_input_messages"
+                         else _jsonable(getattr(self, f.name))) for f in fields(self)}
         if "compaction" in data and data["compaction"] is None:
             del data["compaction"]
         data["kind"] = self.kind
@@ -191,9 +191,9 @@ class ActionStep(MemoryStep):
     def ran(self) -> bool:
         return self.approval in RAN
 
-    def to_dict(self, messages: bool = True) -> dict[str, Any]:
+    def to_dict(self, write_messages: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
         """The step's fields; ``tool_calls`` and ``managed_runs`` only when it has some, so saved steps stay as they were."""
-        data = super().to_dict(messages)
+        data = super().to_dict(write_messages)
         for name in ("tool_calls", "managed_runs"):
             if not data[name]:
                 del data[name]
@@ -433,13 +433,8 @@ def shared_prefix(a: list[Any], b: list[Any]) -> int:
 
 def steps_to_dicts(steps: list[MemoryStep]) -> list[dict[str, Any]]:
     """The steps as JSON values, each request written with ``RequestWriter`` (each message once)."""
-    writer, out = RequestWriter(), []
-    for step in steps:
-        data = step.to_dict(messages=False)
-        if hasattr(step, "model_input_messages"):
-            data["model_input_messages"] = writer.write(step.model_input_messages)  # type: ignore[attr-defined]
-        out.append(data)
-    return out
+    writer = RequestWriter()
+    return [step.to_dict(writer.write) for step in steps]
 
 
 def steps_from_dicts(items: list[dict[str, Any]]) -> list[MemoryStep]:
