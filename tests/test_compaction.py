@@ -253,3 +253,14 @@ def test_a_replay_compacts_as_the_recorded_model_did(tmp_path):
     assert replayed.run("print many rows") == steps  # a request that differed would stop it: "replay diverged"
     assert [s.model_input_messages for s in replayed.memory.action_steps] == [
         s.model_input_messages for s in recorded.memory.action_steps]
+
+
+def test_a_detailed_replay_shows_the_summarised_messages_when_they_change():
+    from smol_magic.ui.text import replay
+
+    agent = long_run(12, context_window=WINDOW)
+    out: list[str] = []
+    replay(agent, detailed=True, write=out.append)
+    text = "\n".join(out)
+    assert any(s.compaction for s in agent.memory.action_steps)
+    assert "lines left out: an older observation, summarised to fit the context window" in text
