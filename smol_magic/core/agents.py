@@ -24,6 +24,8 @@ from ..safety import redact, undo, watch
 from .approval import Action, Approver, AutoApprover
 from . import compaction
 from .blocking import iterate_blocking, on_main_thread
+from . import costs
+from .costs import BudgetReached
 from .events import Renderer
 from .execution import ExecutionResult, Executor, LocalPythonExecutor
 from .interop import as_model, as_tools
@@ -195,6 +197,8 @@ class MultiStepAgent:
         managed_agents: list[MultiStepAgent] | None = None,
         context_window: int | None = None,
         compact_at: float | None = compaction.DEFAULT_COMPACT_AT,
+        budget: float | None = None,
+        max_tokens: int | None = None,
     ):
         if model is None:
             raise ValueError("an agent needs a model: CodeAgent(model=LiteLLMModel('openai/gpt-4o-mini'))")
@@ -228,6 +232,10 @@ class MultiStepAgent:
         # the window is the model's (litellm's model info) unless given. See core/compaction.py.
         self.context_window = context_window
         self.compact_at = compact_at
+        # Bounds of each run, managed agents' calls included: US dollars (litellm's cost map) and tokens.
+        self.budget, self.max_tokens = costs.check_budget(budget), costs.check_max_tokens(max_tokens)
+        self.called_by: MultiStepAgent | None = None  # the manager whose action runs this agent now (its budget counts)
+        self._calls: list[costs.Call] = []  # this run's model calls, for the budget's estimate of the next
 
     def _prompt_files(self) -> tuple[str, ...]:
         return type(self).prompt_files
@@ -331,6 +339,7 @@ class MultiStepAgent:
             redact.register(redact.secrets_in_text(self.rules.text))
         self.memory.system_prompt = redact.redact_secrets(self.system_prompt())
         self._stop_requested = False
+        self._calls = []
         run = RunResult(
             task=redact.redact_secrets(task), model_id=getattr(self.model, "model_id", type(self.model).__name__),
             started_at=datetime.now().isoformat(timespec="seconds"),
@@ -348,6 +357,8 @@ class MultiStepAgent:
             yield task_step
             async for step in self._steps(run, max_steps or self.max_steps):
                 yield step
+        except BudgetReached as exc:  # before a model call: the steps so far are kept
+            run.state, run.error = RunState.BUDGET, str(exc)
         except (KeyboardInterrupt, asyncio.CancelledError):
             run.state, run.error = RunState.INTERRUPTED, "interrupted by the user"
             raise
@@ -400,11 +411,14 @@ class MultiStepAgent:
                 run.state = RunState.STOPPED
                 return
         run.state = RunState.MAX_STEPS
+        calls = len(self._calls)
         try:
             answer = await self._final_answer_after_max_steps()
         except ModelError as exc:
             run.error = str(exc)
             return
+        for call in self._calls[calls:]:  # the final answer is no step, but its call is paid for
+            run.token_usage = run.token_usage + call.usage
         run.output = answer
         final = FinalAnswerStep(output=answer)
         self._keep(run, final)
@@ -503,6 +517,7 @@ class MultiStepAgent:
         if tools:
             options["tools_to_call_from"] = tools
         options = accepts_options(self.model.generate_stream, options)
+        self._check_limits(messages)
         async for delta in self.model.generate_stream(messages, stop_sequences=stop, **options):
             if delta.tool_calls:
                 accumulate_tool_calls(calls, delta.tool_calls)
@@ -516,7 +531,33 @@ class MultiStepAgent:
                 usage = delta.token_usage
         for call in calls:
             call.arguments = secrets.redact(call.arguments)
+        usage = costs.priced(getattr(self.model, "model_id", None), usage)
+        self._calls.append(costs.Call(costs.message_chars(messages), usage))
         return secrets.redact("".join(parts)), usage, calls
+
+    def spent(self) -> TokenUsage:
+        """What the current run has used so far: its model calls (the step in progress's too) and its managed runs."""
+        used = TokenUsage()
+        for call in self._calls:
+            used = used + call.usage
+        kept = [managed for step in self.runs[-1].action_steps for managed in step.managed_runs] if self.runs else []
+        for managed in kept + self.managed_calls:
+            used = used + managed.token_usage
+        return used
+
+    def _check_limits(self, messages: Messages) -> None:
+        """Stop before a model call that would pass this run's budget or token cap, or those of the managers
+        whose actions run this agent (their runs' use so far includes this one's); see ``costs.estimate``."""
+        agent, used, who = self, TokenUsage(), ""
+        next_call: TokenUsage | None = None
+        while agent is not None:
+            used = used + agent.spent()
+            if agent.budget or agent.max_tokens:
+                next_call = next_call or costs.estimate(self.model, messages, self._calls)
+                costs.Limits(agent.budget, agent.max_tokens, used, who).check(
+                    next_call, getattr(self.model, "model_id", None))
+            agent = agent.called_by
+            who = f"the manager {agent.name!r}" if agent is not None and agent.name else "the manager"
 
     def _find_secrets(self, names: Sequence[str] | None = None) -> None:
         """Register the credentials among the user's variables (all, or these), so they are redacted."""
@@ -589,6 +630,8 @@ class CodeAgent(MultiStepAgent):
         managed_agents: list[MultiStepAgent] | None = None,
         context_window: int | None = None,
         compact_at: float | None = compaction.DEFAULT_COMPACT_AT,
+        budget: float | None = None,
+        max_tokens: int | None = None,
     ):
         # Structured outputs: the model replies {"thought", "code"} as JSON (its own prompts, merged over the defaults).
         self.use_structured_outputs_internally = use_structured_outputs_internally
@@ -598,7 +641,8 @@ class CodeAgent(MultiStepAgent):
             step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
             approver=approver, renderer=renderer, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
-            managed_agents=managed_agents, context_window=context_window, compact_at=compact_at,
+            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens, context_window=context_window,
+            compact_at=compact_at,
         )
         self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
         self.policy = policy or guard.Policy()

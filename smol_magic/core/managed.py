@@ -114,7 +114,8 @@ class ManagedAgent(Tool):
     def run(self, task: str, additional_args: dict[str, Any] | None = None) -> RunResult:
         """Run the agent on ``task`` from a fresh memory; the run is kept for the manager's calling step."""
         agent, manager = self.agent, self.manager
-        saved = agent.renderer, agent.approver
+        saved = agent.renderer, agent.approver, agent.called_by
+        agent.called_by = manager  # the manager's budget bounds this run too
         if manager is not None:
             nested = getattr(manager.renderer, "managed_run", None)  # a renderer not made from ours shows nothing
             agent.renderer = _OnMainThread(nested(self.name, task) if nested else Renderer())
@@ -134,7 +135,7 @@ class ManagedAgent(Tool):
                 agent.runs.append(RunResult(task=task))
             agent.runs[-1].state, agent.runs[-1].error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
         finally:
-            agent.renderer, agent.approver = saved
+            agent.renderer, agent.approver, agent.called_by = saved
         run = agent.runs[-1] if len(agent.runs) > before else RunResult(task=task, state=RunState.INTERRUPTED)
         run.task, run.agent_name = task, self.name
         if manager is not None:

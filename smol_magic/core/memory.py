@@ -53,6 +53,7 @@ class RunState(StrEnum):
     DONE = "done"
     MAX_STEPS = "max_steps"
     STOPPED = "stopped"
+    BUDGET = "budget"  # stopped before a model call that would pass its budget or token cap
     INTERRUPTED = "interrupted"
     FAILED = "failed"
 

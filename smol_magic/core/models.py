@@ -31,11 +31,17 @@ class ModelError(RuntimeError):
 
 @dataclass
 class TokenUsage:
+    """Tokens of one or more model calls, and their cost in US dollars (None: unknown, see ``core.costs``)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cost: float | None = None
 
     def __add__(self, other: "TokenUsage") -> "TokenUsage":
-        return TokenUsage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+        """Tokens add up; so do costs, an unknown cost counting as nothing (None + None stays None)."""
+        costs = [c for c in (self.cost, other.cost) if c is not None]
+        return TokenUsage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                          sum(costs) if costs else None)
 
 
 @dataclass

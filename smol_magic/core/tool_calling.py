@@ -96,6 +96,8 @@ class ToolCallingAgent(CodeAgent):
         native_tools: bool | None = None,
         context_window: int | None = None,
         compact_at: float | None = DEFAULT_COMPACT_AT,
+        budget: float | None = None,
+        max_tokens: int | None = None,
     ):
         super().__init__(
             tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
@@ -103,7 +105,8 @@ class ToolCallingAgent(CodeAgent):
             executor=executor, approver=approver, renderer=renderer, timeout=timeout,
             max_observation_chars=max_observation_chars, policy=policy, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
-            managed_agents=managed_agents, context_window=context_window, compact_at=compact_at,
+            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens, context_window=context_window,
+            compact_at=compact_at,
         )
         self.native_tools = native_tools  # None: native when the model takes tools, else the text protocol
 

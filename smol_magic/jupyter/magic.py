@@ -25,6 +25,7 @@ from traitlets import Dict, Enum, Float, Integer, List, TraitError, Unicode, def
 
 from .. import guard
 from ..context import namespace
+from ..core import costs
 from ..core.agents import CodeAgent
 from ..core.approval import APPROVE_MODES, ApproveMode, ModeApprover
 from ..core.blocking import run_blocking
@@ -47,7 +48,7 @@ from . import commands, stale_cells
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 
-MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0}  # validated settings
+MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0, "max_tokens": 0}  # validated settings
 RULES_FILE = "AGENTS.md"  # project rules, as people write them for coding agents
 MAX_RULES_CHARS = 50_000
 AGENT_TYPES = {"code": CodeAgent, "tools": ToolCallingAgent}  # --agent / AgentMagics.agent_type
@@ -81,6 +82,10 @@ class AgentMagics(Magics):
     agent_type = Enum(list(AGENT_TYPES), "code",
                       help="Which agent a %%agent cell runs: 'code' (writes Python) or 'tools' (calls the Tool "
                       "objects among the notebook's variables, with JSON arguments).").tag(config=True)
+    budget = Float(0.0, help="Most US dollars a run may spend on model calls, managed agents' included, priced from "
+                   "litellm's cost map; the run stops before the call that would pass it. 0: no budget.").tag(config=True)
+    max_tokens = Integer(0, help="Most tokens (in and out) a run's model calls may use, managed agents' included; "
+                         "the run stops before the call that would pass it. 0: no cap.").tag(config=True)
     ui = Enum(["auto", "widgets", "text"], "auto",
               help="How runs are shown: widgets in a kernel, text in a terminal (auto), or forced.").tag(config=True)
 
@@ -164,6 +169,14 @@ class AgentMagics(Magics):
         except ValueError as exc:
             raise TraitError(f"{exc}: %config AgentMagics.{name} = {proposal['trait'].default_value:g}") from None
 
+    @validate("budget")
+    def _dollars(self, proposal: Any) -> float:
+        try:
+            return costs.check_budget(proposal["value"], "AgentMagics.budget") or 0.0
+        except ValueError:
+            raise TraitError(f"AgentMagics.budget must be a positive amount in US dollars, not {proposal['value']!r}: "
+                             "%config AgentMagics.budget = 0.05 (0 for no budget)") from None
+
     @validate("rules")
     def _rules_path(self, proposal: Any) -> str:
         value = proposal["value"].strip()
@@ -216,6 +229,10 @@ class AgentMagics(Magics):
               "as managed agents, for this cell only")
     @argument("--mcp", metavar="NAMES", help="comma-separated MCP servers whose tools this run may call "
               "(AgentMagics.mcp_servers, %%agent mcp add)")
+    @argument("--budget", metavar="USD", help="most US dollars this run's model calls may cost (litellm's cost "
+              "map); it stops before the call that would pass it (default: AgentMagics.budget)")
+    @argument("--max-tokens", metavar="N", help="most tokens (in and out) this run's model calls may use "
+              "(default: AgentMagics.max_tokens)")
     @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
     @argument("--replay", metavar="FILE", help="answer from FILE instead of the model; stops if the run diverges")
     @line_cell_magic
@@ -283,6 +300,7 @@ class AgentMagics(Magics):
                     setattr(args, flag, check_timeout(getattr(args, flag), "--" + flag.replace("_", "-")))
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
+        limits = self._limits(args)
         rules = self.read_rules()  # before anything changes: a missing rules file stops here
         task, unknown = namespace.interpolate(task, self.shell.user_ns)
         for name in unknown:
@@ -303,7 +321,9 @@ class AgentMagics(Magics):
                 raise UsageError(f"--record {args.record}: cannot write there ({exc.strerror or exc}); "
                                  "give a path in a folder you can write to") from None
         team = self._managed_agents(args.with_agents)
+        self._check_priced(model, limits[0], args)
         agent = self._prepare_agent(model, args)
+        agent.budget, agent.max_tokens = limits if not args.replay else (None, limits[1])  # a replay costs nothing
         mcp_tools = self._mcp_tools(_names(args.mcp), agent.tools)
         agent.rules = rules
         cell_id = self._cell_id()
@@ -337,6 +357,35 @@ class AgentMagics(Magics):
             if settle:  # the step's cell, if sent, is answered before the next step (and the trace knows)
                 await self.writer.settle()
         return agent.runs[-1]
+
+    def _limits(self, args: Any) -> tuple[float | None, int | None]:
+        """This run's budget (US dollars) and token cap: the flags, else AgentMagics.budget / max_tokens."""
+        limits = []
+        for flag, value, check, default in (("--budget", args.budget, costs.check_budget, self.budget),
+                                            ("--max-tokens", args.max_tokens, costs.check_max_tokens, self.max_tokens)):
+            if value is None:
+                limits.append(default or None)
+                continue
+            try:
+                limit = check(value, flag)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            if limit is None:
+                what = "no budget" if flag == "--budget" else "no cap"
+                example = "--budget 0.05" if flag == "--budget" else "--max-tokens 20000"
+                raise UsageError(f"{flag} 0 would mean {what}: give a positive amount, e.g. {example}, or leave "
+                                 f"the flag out for AgentMagics.{flag[2:].replace('-', '_')}")
+            limits.append(limit)
+        return limits[0], limits[1]
+
+    def _check_priced(self, model: Any, budget: float | None, args: Any) -> None:
+        """A budget needs the model's price: say so before the run rather than stop at its first call."""
+        model_id = getattr(model, "model_id", None)
+        if budget and not args.replay and costs.prices(model_id) is None:
+            where = "--budget" if args.budget is not None else "AgentMagics.budget"
+            raise UsageError(f"{where} {costs.format_cost(budget)} cannot be checked: the price of {model_id!r} is not "
+                             "in litellm's cost map. Bound the run with --max-tokens N instead (or %config "
+                             "AgentMagics.budget = 0), or register the price with litellm.register_model")
 
     def _ui(self, mode: str, interactive: bool, cell_id: str | None = None) -> tuple[Renderer, ModeApprover]:
         """A fresh trace and approver per run: widgets in a kernel, text and a prompt in a terminal.

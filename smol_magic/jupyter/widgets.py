@@ -111,6 +111,7 @@ class WidgetTrace(Renderer):
         self.status = "starting"
         self.started = time.perf_counter()
         self.tokens = [0, 0]
+        self.cost: float | None = None  # dollars so far; None while the model's price is unknown
         self.pending: asyncio.Future | None = None
         self.controls: dict[str, Any] = {}
         self.approval_box: w.VBox | None = None
@@ -178,9 +179,11 @@ class WidgetTrace(Renderer):
     def step_finished(self, step: MemoryStep) -> None:
         self._plain.step_finished(step)
         usage = getattr(step, "token_usage", None)
-        if usage is not None:
-            self.tokens[0] += usage.input_tokens
-            self.tokens[1] += usage.output_tokens
+        for used in ([usage] if usage is not None else []) + [r.token_usage for r in getattr(step, "managed_runs", [])]:
+            self.tokens[0] += used.input_tokens  # a managed agent's use is part of this run's, as in the run's total
+            self.tokens[1] += used.output_tokens
+            if used.cost is not None:
+                self.cost = (self.cost or 0.0) + used.cost
         if isinstance(step, PlanningStep):
             card = self.card if self.card is not None and not self.card.has_code else self._new_card("Plan")
             card.set(stream="", reasoning=h.text_html(step.plan))
@@ -225,7 +228,7 @@ class WidgetTrace(Renderer):
         static = {
             "text/html": h.run_html(self.task, self.model_id, result.steps, result.state, result.duration,
                                     result.token_usage.input_tokens, result.token_usage.output_tokens, result.error,
-                                    in_cells=self.in_cells),
+                                    in_cells=self.in_cells, cost=result.token_usage.cost),
             "text/plain": self._text.getvalue(),
         }
         if self._handle is not None:
@@ -392,7 +395,8 @@ class WidgetTrace(Renderer):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        header = h.header_html(self.task, self.model_id, self.status, time.perf_counter() - self.started, *self.tokens)
+        header = h.header_html(self.task, self.model_id, self.status, time.perf_counter() - self.started, *self.tokens,
+                               cost=self.cost)
         if header != self.header.value:
             self.header.value = header
         for box in self.cards_box.children[-2:]:  # only the newest cards change
@@ -447,7 +451,8 @@ class ManagedTrace(WidgetTrace):
         self.status = str(result.state)
         actions = len(result.action_steps)
         self.root.titles = (f"managed agent {self.title} · {result.state} · {actions} step"
-                            f"{'s' if actions != 1 else ''} · {result.duration:.1f} s",)
+                            f"{'s' if actions != 1 else ''} · {result.duration:.1f} s"
+                            f"{h.cost_text(result.token_usage.cost)}",)
         if result.error:
             self.final.outputs = ({"output_type": "stream", "name": "stderr", "text": result.error + "\n"},)
         self._flush()
@@ -456,7 +461,7 @@ class ManagedTrace(WidgetTrace):
         self._flush()
 
     def _flush(self) -> None:
-        if self.status not in ("done", "max_steps", "stopped", "interrupted", "failed"):
+        if self.status not in ("done", "max_steps", "stopped", "interrupted", "failed", "budget"):
             title = f"managed agent {self.title} · {self.status} · {time.perf_counter() - self.started:.1f} s"
             if (title,) != tuple(self.root.titles):
                 self.root.titles = (title,)

@@ -17,6 +17,7 @@ import functools
 import html
 from typing import Any, Collection
 
+from ..core.costs import format_cost
 from ..core.memory import (
     ActionStep, Compaction, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
 )
@@ -84,7 +85,7 @@ APPROVAL_LABELS = {
     "refused": "refused (needed approval)", "denied": "refused by the guard", "stop": "stopped",
 }
 STATE_COLOURS = {"waiting for you": "warn", "done": "ok", "max_steps": "warn", "stopped": "muted",
-                 "interrupted": "error", "failed": "error"}
+                 "interrupted": "error", "failed": "error", "budget": "warn"}
 
 BOX = (f"border:1px solid {colour('border')};border-radius:6px;padding:6px 10px;margin:4px 0;"
        f"font-family:var(--jp-ui-font-family,sans-serif);color:{colour('fg')}")
@@ -249,7 +250,12 @@ def output_html(output: dict[str, Any]) -> str:
 def step_summary(step: ActionStep) -> str:
     tokens = step.token_usage.input_tokens + step.token_usage.output_tokens
     label = APPROVAL_LABELS.get(step.approval, "no code" if step.code is None else step.approval)
-    return f"Step {step.step_number} · {label} · {step.duration:.2f} s · {tokens} tokens"
+    return f"Step {step.step_number} · {label} · {step.duration:.2f} s · {tokens} tokens{cost_text(step.token_usage.cost)}"
+
+
+def cost_text(cost: float | None) -> str:
+    """`` · $0.0012`` after a count of tokens; nothing when the model's price is unknown."""
+    return f" · {format_cost(cost)}" if cost is not None else ""
 
 
 def in_cell_html(step_number: int) -> str:
@@ -330,9 +336,10 @@ def final_html(value: Any) -> str:
 
 
 def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in: int, tokens_out: int,
-                expandable: bool = False) -> str:
+                expandable: bool = False, cost: float | None = None) -> str:
     """The run's first line: the task as the user typed it (shortened at a word, whole in the tooltip),
-    the model and the status. ``expandable`` adds the whole task under a "full task" toggle when shortened."""
+    the model, the status, tokens and cost (if the model's price is known).
+    ``expandable`` adds the whole task under a "full task" toggle when shortened."""
     full = shown_text(task.strip())
     title = task_title(full)
     more = (details_html("full task", text_html(full)) if expandable and title != full else "")
@@ -343,7 +350,7 @@ def header_html(task: str, model_id: str, status: str, elapsed: float, tokens_in
         f'<b class="smol-magic-task" title="{esc(elide(full, TITLE_CHARS, NOT_SHOWN))}">{esc(title)}</b><br>'
         f'<span style="{MUTED}">{esc(model_id)} · '
         f'<span class="smol-status" style="color:{status_colour}">{esc(status)}</span> · {elapsed:.1f} s · '
-        f"{tokens_in} tokens in, {tokens_out} out</span>{more}</div>"
+        f"{tokens_in} tokens in, {tokens_out} out{esc(cost_text(cost))}</span>{more}</div>"
     )
 
 
@@ -361,12 +368,14 @@ def task_title(task: str, limit: int = 100) -> str:
 
 
 def run_html(task: str, model_id: str, steps: list[MemoryStep], state: str, duration: float,
-             tokens_in: int, tokens_out: int, error: str | None = None, in_cells: Collection[int] = ()) -> str:
+             tokens_in: int, tokens_out: int, error: str | None = None, in_cells: Collection[int] = (),
+             cost: float | None = None) -> str:
     """The whole finished run, static: what a reopened notebook, GitHub and nbconvert show.
 
     Each step is one line, the newest open; ``in_cells`` are the steps whose outputs are in inserted cells.
     """
-    body = [scheme_style(), header_html(task, model_id, state, duration, tokens_in, tokens_out, expandable=True)]
+    body = [scheme_style(), header_html(task, model_id, state, duration, tokens_in, tokens_out, expandable=True,
+                                        cost=cost)]
     shown = 0
     shown_steps = [s for s in steps if isinstance(s, (ActionStep, PlanningStep))]
     newest = shown_steps[-1] if shown_steps else None
@@ -377,7 +386,8 @@ def run_html(task: str, model_id: str, steps: list[MemoryStep], state: str, dura
         if isinstance(step, ActionStep):
             shown = len(step.model_input_messages)
     actions = sum(isinstance(s, ActionStep) for s in steps)
-    summary = f"{state} · {actions} step{'s' if actions != 1 else ''} · {duration:.1f} s · {tokens_in + tokens_out} tokens"
+    summary = (f"{state} · {actions} step{'s' if actions != 1 else ''} · {duration:.1f} s · "
+               f"{tokens_in + tokens_out} tokens{cost_text(cost)}")
     if error:
         summary += f" · {error}"
     body.append(f'<div style="{MUTED}">{esc(summary)}</div>')

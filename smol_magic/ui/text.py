@@ -13,9 +13,10 @@ import textwrap
 from typing import Any, Callable
 
 from ..core.agents import MultiStepAgent
+from ..core.costs import usage_text
 from ..core.events import Renderer
 from ..core.outputs import output_text
-from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, TaskStep
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState, TaskStep
 from .html import shown_text, task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
@@ -140,9 +141,9 @@ class TextRenderer(Renderer):
             self._terminal.close()
             self._terminal = None
         actions = len(result.action_steps)
-        tokens = f"{result.token_usage.input_tokens} tokens in, {result.token_usage.output_tokens} out"
+        tokens = usage_text(result.token_usage)
         line = f"■ {result.state} · {actions} step{'s' if actions != 1 else ''} · {result.duration:.1f} s · {tokens}"
-        if result.error and self.show_error:
+        if result.error and (self.show_error or result.state == RunState.BUDGET):  # no error follows a budget stop
             line += f" · {result.error}"
         self.write(line)
 
