@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+
+# The run store: never in the repository (kernels and nbval start in its folders), never shared by
+# accident. This covers processes started outside a test function (nbval's kernels); each test
+# gets a store of its own below, which the kernels and subprocesses it starts inherit.
+os.environ["SMOL_MAGIC_STORE"] = os.path.join(tempfile.mkdtemp(prefix="smol-magic-store-"), "runs.sqlite")
+
+
+@pytest.fixture(autouse=True)
+def own_store(tmp_path_factory, monkeypatch):
+    """Each test's runs go to a store of its own (tests of the store itself name theirs)."""
+    path = tmp_path_factory.mktemp("store") / "runs.sqlite"
+    monkeypatch.setenv("SMOL_MAGIC_STORE", str(path))
+    return path
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 PACKAGE = Path(importlib.util.find_spec("smol_magic").origin).parent  # found, not imported: a cycle must not hide
 JUPYTER = {"IPython", "ipykernel", "ipywidgets", "jupyter_client", "nbformat", "nbclient", "comm", "traitlets"}
-PLAIN = ("core", "guard", "safety", "context")  # may not import Jupyter at all, nor the edges
+PLAIN = ("core", "guard", "safety", "context", "store")  # may not import Jupyter at all, nor the edges
 EDGES = ("export", "ui", "jupyter")
 
 

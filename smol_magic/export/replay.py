@@ -69,10 +69,15 @@ def _comparable(messages: Messages) -> list[tuple[str, str]]:
 
 
 class ReplayModel(BaseModel):
-    """Answers from a recording, in order; stops with a clear error if the run diverges from it."""
+    """Answers from a recording, in order; stops with a clear error if the run diverges from it.
+
+    The recording is a ``--record`` file, or (``from_records``) the replies of a stored run.
+    """
 
     def __init__(self, path: str | os.PathLike, check_requests: bool = True):
         self.path = Path(path)
+        self.name = self.path.name
+        self.hint = ""
         remake = f"make one with %%agent --record {self.path}"
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -95,22 +100,36 @@ class ReplayModel(BaseModel):
         self.check_requests = check_requests
         self.position = 0
 
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]], name: str, model_id: str, check_requests: bool = True,
+                     hint: str = "") -> "ReplayModel":
+        """Answer from ``records`` (``request``, ``reply``, ``token_usage``, ``tool_calls``), e.g. a stored run's.
+
+        A record whose ``request`` is None is not checked; ``hint`` says what to do when the
+        run carries an earlier conversation the records did not."""
+        model = cls.__new__(cls)
+        model.path, model.name, model.hint = None, name, hint
+        model.records = list(records)
+        model.model_id = f"replay:{model_id}"
+        model.check_requests, model.position = check_requests, 0
+        return model
+
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
                        tools_to_call_from: list[Any] | None = None) -> ModelResponse:
         if self.position >= len(self.records):
             raise ModelError(
-                f"replay diverged: the run asked for reply {self.position + 1} but {self.path.name} holds "
+                f"replay diverged: the run asked for reply {self.position + 1} but {self.name} holds "
                 f"{len(self.records)}; re-record with --record"
             )
         record = self.records[self.position]
-        if self.check_requests:
-            _check_same(self.position + 1, self.path.name, _comparable(record["request"]), _comparable(messages))
+        if self.check_requests and record.get("request") is not None:
+            _check_same(self.position + 1, self.name, _comparable(record["request"]), _comparable(messages), self.hint)
         self.position += 1
         calls = [ChatMessageToolCall(**call) for call in record.get("tool_calls", [])]
         return ModelResponse(record["reply"], TokenUsage(**record.get("token_usage", {})), calls)
 
 
-def _check_same(number: int, name: str, recorded: list, now: list) -> None:
+def _check_same(number: int, name: str, recorded: list, now: list, hint: str = "") -> None:
     if recorded == now:
         return
     where = next((i for i, (a, b) in enumerate(zip(recorded, now)) if a != b), min(len(recorded), len(now)))
@@ -121,6 +140,8 @@ def _check_same(number: int, name: str, recorded: list, now: list) -> None:
                   f"now {is_[max(0, at - 30):at + 50]!r}")
     else:
         detail = f"the recorded request had {len(recorded)} messages, this one has {len(now)}"
+    if len(recorded) > len(now) and hint:  # the recording carries an earlier conversation this run does not
+        raise ModelError(f"replay diverged at reply {number} of {name}: {hint}")
     if len(now) > len(recorded):  # the run carries an earlier conversation the recording did not
         raise ModelError(
             f"replay diverged at reply {number} of {name}: this run continues an earlier conversation "

@@ -43,8 +43,10 @@ from ..core.tool_calling import ToolCallingAgent
 from ..core.tools import Tool
 from ..export.replay import RecordingModel, ReplayModel
 from ..safety import undo
+from ..store import DEFAULT as STORE_DEFAULT
+from ..store import ENV as STORE_ENV
 from ..ui.text import TextRenderer
-from . import commands, stale_cells
+from . import commands, stale_cells, stored
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 
@@ -89,9 +91,20 @@ class AgentMagics(Magics):
     ui = Enum(["auto", "widgets", "text"], "auto",
               help="How runs are shown: widgets in a kernel, text in a terminal (auto), or forced.").tag(config=True)
 
+    store = Unicode(
+        help="The run store, a SQLite file that keeps every run, step by step (%agent runs, %%agent --resume). "
+        "Relative paths are from the kernel's working directory (the notebook's folder); the default falls back "
+        "to Jupyter's data dir when that folder is read-only. \"\" turns it off. Defaults to $SMOL_MAGIC_STORE, "
+        f"else {STORE_DEFAULT}.",
+    ).tag(config=True)
+
     @default("model")
     def _model_default(self) -> str:
         return os.environ.get("SMOL_MAGIC_MODEL", "")
+
+    @default("store")
+    def _store_default(self) -> str:
+        return os.environ.get(STORE_ENV, STORE_DEFAULT)
 
     allow = List(Unicode(), help="Capabilities granted to every run: " + ", ".join(guard.CAPABILITIES)).tag(config=True)
     protect = List(Unicode(), help="Variables the agent may not change without a person's click.").tag(config=True)
@@ -202,6 +215,9 @@ class AgentMagics(Magics):
         self.mcp_added: dict[str, Any] = {}  # servers added with %agent mcp add
         self._mcp = MCPServers()
         atexit.register(self._mcp.close)  # the servers' processes end with the kernel
+        self.stores = stored.Stores()
+        self.stored_ids: dict[int, int] = {}  # id() of a run of this kernel -> its id in the store
+        self.conversation_tail: int | None = None  # the stored run whose steps end the agent's memory
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, openai-server:MODEL@URL, transformers:PATH, "
@@ -234,7 +250,13 @@ class AgentMagics(Magics):
     @argument("--max-tokens", metavar="N", help="most tokens (in and out) this run's model calls may use "
               "(default: AgentMagics.max_tokens)")
     @argument("--record", metavar="FILE", help="save every model reply (with its request) to FILE")
-    @argument("--replay", metavar="FILE", help="answer from FILE instead of the model; stops if the run diverges")
+    @argument("--replay", metavar="FILE|N",
+              help="answer from FILE (made with --record), or from stored run N (%%agent runs), instead of the "
+              "model; stops if the run diverges")
+    @argument("--resume", nargs="?", type=int, const=0, metavar="N",
+              help="continue the conversation of stored run N (default: this notebook's last stored run), "
+              "e.g. after a kernel restart")
+    @argument("--no-store", action="store_true", help="do not keep this run in the run store")
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
         """Run a code-writing agent on this notebook's variables.
@@ -306,7 +328,13 @@ class AgentMagics(Magics):
         for name in unknown:
             print(f"smol-magic: warning: {{{name}}} is not a variable of this notebook; it is left as written "
                   "(write {{ for a literal brace)", file=sys.stderr)
-        if args.replay:
+        if args.resume is not None and args.reset:
+            raise UsageError("--resume continues a stored conversation and --reset starts a new one: use one of them")
+        store = self.stores.get(self.store)
+        resumed = self._resumed(args.resume) if args.resume is not None else None
+        if args.replay and args.replay.strip().isdigit():
+            model = stored.replay_model(self.stores.required(self.store), int(args.replay))
+        elif args.replay:
             try:
                 model = ReplayModel(args.replay)
             except ModelError as exc:
@@ -332,18 +360,29 @@ class AgentMagics(Magics):
         cells = await self._cells_renderer(args.cells or self.cells, cell_id, interactive)
         if cells is not None:  # the trace refers to inserted cells instead of repeating their outputs
             self.writer.on_inserted = getattr(trace, "cell_inserted", None)
-        agent.renderer = Tee(trace, cells) if cells else trace
-        self._say_new_conversation(agent, args)
+        if resumed is not None:
+            agent.memory.steps = list(resumed.steps)
+            self.conversation_tail, args.reset = resumed.number, False
+            print(resumed.notice())
+        else:
+            self._say_new_conversation(agent, args)
+        saving = None if store is None or args.no_store else stored.writer(
+            store, self.shell, self.conversation_tail, args.agent or self.agent_type)
+        agent.renderer = Tee(*(r for r in (trace, cells, saving) if r is not None)) if cells or saving else trace
         self.run_cells.append(cell_id)
         before, tools_before = list(agent.managed_agents.values()), dict(agent.tools)
         try:
             agent.managed_agents = before + team  # for this cell only
             agent.tools = {**agent.tools, **{t.name: t for t in mcp_tools}}  # this cell's MCP tools
-            result = await self._run(agent, task, args, settle=cells is not None)
+            with stored.told(agent, resumed.model_note() if resumed else ""):
+                result = await self._run(agent, task, args, settle=cells is not None)
         finally:
             agent.managed_agents = before
             agent.tools = tools_before
             bound()
+            self.conversation_tail = saving.run_id if saving is not None else None  # what the memory ends with
+            if agent.runs and self.conversation_tail is not None:
+                self.stored_ids[id(agent.runs[-1])] = self.conversation_tail
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
         if args.out and result.state in (RunState.DONE, RunState.MAX_STEPS):
@@ -476,8 +515,15 @@ class AgentMagics(Magics):
         notebook, or after a restart) there is none to continue: say so, once, rather than pretend."""
         if args.reset or len(agent.runs) > 0:
             return
+        how = ("%%agent --resume continues the last stored one (%agent runs lists them)" if self.store.strip()
+               else "re-run the earlier %%agent cells to continue theirs")
         self._notice("new-conversation", "smol-magic: starting a new conversation: this kernel has no earlier "
-                     "agent run (after a kernel restart, re-run the earlier %%agent cells to continue theirs)")
+                     f"agent run (after a kernel restart, {how})")
+
+    def _resumed(self, number: int) -> "stored.Resumed":
+        """--resume [N]: stored run N's conversation (0: this notebook's last run), checked before anything runs."""
+        store = self.stores.required(self.store)
+        return stored.resume(store, number or stored.last_number(store, self.shell), self.shell.user_ns)
 
     def _resolve_model(self, spec: str | None) -> Any:
         if spec is not None and not spec.strip().strip("'\""):

@@ -28,9 +28,19 @@ def run(magics: Any, args: Any) -> None:
     serving = getattr(magics, "serving", None)
     if serving is not None:
         print(f"serving: MCP at {serving.url} (%agent serve stop ends it)")
+    print(f"store: {_store(magics)}")
     for number, result in enumerate(current.runs if current else [], 1):
-        print(f"run {number}: {result.state} · {len(result.action_steps)} steps · {result.model_id} "
-              f"· {result.task[:60]!r}")
+        kept = magics.stored_ids.get(id(result))
+        print(f"run {number}{f' (stored {kept})' if kept is not None else ''}: {result.state} · "
+              f"{len(result.action_steps)} steps · {result.model_id} · {result.task[:60]!r}")
+
+
+def _store(magics: Any) -> str:
+    """Where runs are kept (%agent runs lists them), or that they are not."""
+    from ..stored import store_path
+
+    path = store_path(magics.store)
+    return f"{path} (%agent runs lists its runs)" if path is not None else "off (AgentMagics.store = \"\")"
 
 
 def _rules(magics: Any) -> str:
