@@ -147,3 +147,19 @@ def test_a_damaged_saved_memory_is_a_clear_error(damage, message):
     data["steps"][2]["model_input_messages"] = damage
     with pytest.raises(ValueError, match=message):
         AgentMemory.from_json(json.dumps(data))
+
+
+def test_a_compacted_run_goes_through_the_run_store_rows_and_back():
+    from smol_magic.store.records import Inputs, step_row, steps_from_rows
+
+    agent = long_run(30, context_window=12_000)
+    steps = agent.runs[-1].steps
+    assert any(getattr(s, "compaction", None) for s in steps)
+    rows, bodies, inputs = [], {}, Inputs()
+    for step in steps:
+        row, inputs = step_row(step, inputs)
+        rows.append((row.data, row.inputs))
+        bodies.update(row.new_messages)
+    again = steps_from_rows(rows, bodies)
+    assert requests(AgentMemory(steps=again)) == requests(AgentMemory(steps=steps))
+    assert [getattr(s, "compaction", None) for s in again] == [getattr(s, "compaction", None) for s in steps]
