@@ -264,3 +264,13 @@ def test_a_detailed_replay_shows_the_summarised_messages_when_they_change():
     text = "\n".join(out)
     assert any(s.compaction for s in agent.memory.action_steps)
     assert "lines left out: an older observation, summarised to fit the context window" in text
+
+
+def test_turning_compaction_off_sends_the_conversation_whole_again():
+    agent = long_run(12, context_window=WINDOW)
+    assert agent.memory.action_steps[-1].compaction is not None
+    agent.compact_at = None
+    agent.model.responses.append(fence("final_answer('again')"))
+    assert agent.run("one more", reset=False) == "again"
+    last = agent.memory.action_steps[-1]
+    assert last.compaction is None and "step 1 row 75: " in last.model_input_messages[3]["content"]

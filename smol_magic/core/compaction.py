@@ -151,7 +151,8 @@ def request(memory: AgentMemory, window: int | None, compact_at: float | None,
     sent: Messages = getattr(previous, "model_input_messages", None) or []
     before = getattr(previous, "compaction", None)
     actions = [s for s in memory.steps if isinstance(s, ActionStep)]
-    done = min(before.steps if before else 0, len(actions))
+    # Compacted as far as the previous request was; compaction turned off (or no window): sent whole.
+    done = min(before.steps if before else 0, len(actions)) if window and compact_at else 0
     extra = list(extra or [])
     messages = alternate_roles(conversation(memory, done) + extra)
     estimate = _estimate(messages, previous, sent)
