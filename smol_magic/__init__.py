@@ -22,6 +22,7 @@ from .core.models import (
     ChatMessageToolCall, InferenceClientModel, LiteLLMModel, Model, ModelError, ModelResponse, OpenAIServerModel,
     ScriptedModel, TokenUsage,
 )
+from .core.telemetry import instrument, uninstrument
 from .core.tool_calling import ToolCallingAgent
 from .core import sharing as _sharing
 from .core.sharing import ToolLoadError, load_tool
@@ -46,7 +47,7 @@ __all__ = [
     "ManagedAgent", "MCPClient", "MemoryStep", "Model", "ModelError", "ModelResponse", "MultiStepAgent", "OpenAIServerModel",
     "PlanningStep", "Policy", "PromptTemplateError", "Renderer", "Rules", "RunResult", "ScriptedModel", "TaskStep",
     "Timing", "TokenUsage", "Tool", "ToolCallingAgent", "ToolCollection", "ToolDefinitionError", "ToolLoadError", "TransformersModel",
-    "Verdict", "describe", "final_answer", "load_tool", "tool",
+    "Verdict", "describe", "final_answer", "instrument", "load_tool", "tool", "uninstrument",
 ]
 
 

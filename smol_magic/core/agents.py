@@ -40,7 +40,7 @@ from .models import (
     describe_model,
 )
 from .prompts import Placeholders, PromptSource, PromptTemplates, Rules
-from . import prompts
+from . import prompts, telemetry
 from .text import SHOWN_CHARS, truncate
 from .tools import Tool, final_answer, render_tools
 
@@ -177,6 +177,7 @@ class MultiStepAgent:
     # prompts of code_agent.yaml suit any agent, so a class without a file of its own starts from them.
     prompt_files: ClassVar[tuple[str, ...]] = ("code_agent.yaml",)
     placeholders: ClassVar[dict[str, Placeholders]] = PLACEHOLDERS
+    _telemetry: Renderer = telemetry.NO_TRACE  # the run's OpenTelemetry spans (core/telemetry.py), while it runs
 
     def __init__(
         self,
@@ -350,6 +351,8 @@ class MultiStepAgent:
         self.managed_calls = []
         await self._call_executor(
             lambda: self.executor.send_tools({**self.tools, **self.managed_agents, **(additional_args or {})}))
+        self._telemetry = telemetry.start_run(self, task)  # off: a no-op; on: spans fed the renderer's hooks
+        renderer, self.renderer = self.renderer, telemetry.observed(self.renderer, self._telemetry)
         try:
             task_step = TaskStep(task=redact.redact_secrets(task),
                                  context=redact.redact_secrets(self.task_context(task, additional_args)))
@@ -365,7 +368,10 @@ class MultiStepAgent:
         finally:
             run.timing.end_time = time.time()
             await self._call_executor(self.executor.restore)
-            self.renderer.run_finished(run)
+            try:
+                self.renderer.run_finished(run)
+            finally:
+                self.renderer, self._telemetry = renderer, telemetry.NO_TRACE
 
     # -- the loop -----------------------------------------------------------
 
@@ -518,7 +524,8 @@ class MultiStepAgent:
             options["tools_to_call_from"] = tools
         options = accepts_options(self.model.generate_stream, options)
         self._check_limits(messages)
-        async for delta in self.model.generate_stream(messages, stop_sequences=stop, **options):
+        stream = self.model.generate_stream(messages, stop_sequences=stop, **options)
+        async for delta in self._telemetry.model_stream(stream, messages, tools):  # a span per call, when traced
             if delta.tool_calls:
                 accumulate_tool_calls(calls, delta.tool_calls)
             if delta.content:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from . import telemetry
 from .memory import ActionStep, Ruling
 
 
@@ -82,7 +83,9 @@ class ModeApprover:
             return Decision(Action.RUN, by_person=True)  # "Run all": a person approved the rest of the run
         if not self.wants_person(step) or self.person is None:
             return await AutoApprover().approve(step)
-        decision = await self.person.approve(step)
+        with telemetry.approval_wait(step) as wait:  # a span while the person decides, when traced
+            decision = await self.person.approve(step)
+            wait.decided(decision)
         self.approve_all = self.approve_all or decision.run_all
         return decision
 

@@ -29,6 +29,7 @@ from .. import guard
 from ..context import namespace
 from ..safety import redact
 from .agents import AgentStopped, CodeAgent, _refusal
+from . import telemetry
 from .approval import Action, Approver
 from .compaction import DEFAULT_COMPACT_AT
 from .events import Renderer
@@ -208,7 +209,8 @@ class ToolCallingAgent(CodeAgent):
         results: list[CallResult] = []
         for call in ([None] if edited else valid):
             code = step.code if call is None else call.code
-            result = await self._call_executor(lambda code=code: self.executor.execute(code, self.timeout))
+            with telemetry.tool_call(call.name, call.arguments, call.id) if call else telemetry.NO_SPAN:
+                result = await self._call_executor(lambda code=code: self.executor.execute(code, self.timeout))
             value = self.executor.namespace.get(result_name, _NOTHING) if call is not None else _NOTHING
             results.append((call, result, value))  # the value now: the next call may rebind the name
             if result.is_final_answer or result.interrupted:

@@ -14,6 +14,8 @@ import inspect
 import typing
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import telemetry
+
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
@@ -71,8 +73,9 @@ class Tool:
                     raise ToolDefinitionError(f"tool {self.name}: input {key!r} has unknown type {t!r}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        bound = self._bind(args, kwargs)
-        return self.forward(*bound.args, **bound.kwargs)
+        with telemetry.tool_call(self.name, kwargs or args) as span:  # a span inside a traced run's step
+            bound = self._bind(args, kwargs)
+            return span.returned(self.forward(*bound.args, **bound.kwargs))
 
     def _bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
         try:

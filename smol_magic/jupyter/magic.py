@@ -21,7 +21,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Dict, Enum, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, List, TraitError, Unicode, default, observe, validate
 
 from .. import guard
 from ..context import namespace
@@ -38,6 +38,7 @@ from ..core.mcp_client import MCPError, MCPServers, MCPTool, ServerSpec, identif
 from ..core.model_spec import SPEC_HELP, model_from_spec
 from ..core.models import BaseModel, Model, ModelError
 from ..core.prompts import Rules
+from ..core import telemetry
 from ..core.stopping import check_timeout
 from ..core.tool_calling import ToolCallingAgent
 from ..core.tools import Tool
@@ -150,6 +151,23 @@ class AgentMagics(Magics):
             raise TraitError(f"AgentMagics.context_window is a number of tokens (0: from the model), not "
                              f"{proposal['value']}: %config AgentMagics.context_window = 128000")
         return proposal["value"]
+
+    otel = Bool(
+        None, allow_none=True,
+        help="OpenTelemetry traces of runs (a span per run, step, model call, tool call and approval), sent by "
+        "OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318): True, False, or None to trace "
+        'only when that variable is set. Needs pip install "smol-magic[otel]".',
+    ).tag(config=True)
+
+    @observe("otel")
+    def _otel_changed(self, change: Any) -> None:
+        on = change["new"]
+        if on is None:
+            telemetry.reset()
+        elif on:
+            telemetry.instrument()
+        else:
+            telemetry.uninstrument()
 
     @validate("mcp_servers")
     def _mcp_entries(self, proposal: Any) -> dict[str, Any]:
