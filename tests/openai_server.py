@@ -4,6 +4,9 @@ Model-client tests talk real HTTP to it instead of mocking litellm or
 huggingface_hub, so they catch what mocks cannot: the URL a client posts to,
 the JSON it sends, how it parses SSE, what it does on 429 / 500 / bad JSON.
 Stdlib only; every request pops the next scripted behaviour from a queue.
+
+It also answers Anthropic's ``/v1/messages`` (text replies, JSON or SSE), so a test can see
+what litellm sends an ``anthropic/...`` model (e.g. ``cache_control`` blocks).
 """
 
 from __future__ import annotations
@@ -168,15 +171,46 @@ class _Handler(BaseHTTPRequestHandler):
         with state._lock:
             state.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
 
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        anthropic = self.path.rstrip("/").endswith("/messages")
+        if not self.path.rstrip("/").endswith("/chat/completions") and not anthropic:
             return self._error(404, f"no route for {self.path}")
         behaviour = state._pop()
         if behaviour is None:
             return self._error(500, "OpenAIServer: no scripted behaviour left for this request")
         try:
-            self._serve(behaviour, body if isinstance(body, dict) else {})
+            serve = self._serve_anthropic if anthropic else self._serve
+            serve(behaviour, body if isinstance(body, dict) else {})
         except (BrokenPipeError, ConnectionResetError):
             pass  # client went away mid-response; nothing to do
+
+    def _serve_anthropic(self, b: Behaviour, body: dict) -> None:
+        """Anthropic's Messages API, for a text reply (``push_reply``): JSON, or its SSE events if asked to stream."""
+        if b.kind != "reply":
+            return self._error(500, f"the /v1/messages route answers only push_reply, not {b.kind!r}")
+        model = body.get("model") or "unknown"
+        prompt, completion = b.usage or (0, 0)
+        message = {"id": "msg_local", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": {"input_tokens": prompt, "output_tokens": completion}}
+        if not body.get("stream"):
+            return self._send(200, json.dumps(message).encode(), "application/json")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+
+        def event(kind: str, data: dict) -> None:
+            self.wfile.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode())
+            self.wfile.flush()
+
+        event("message_start", {"message": {**message, "content": [], "stop_reason": None,
+                                            "usage": {"input_tokens": prompt, "output_tokens": 1}}})
+        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        for i in range(0, len(b.text), 4):
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": b.text[i:i + 4]}})
+        event("content_block_stop", {"index": 0})
+        event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                "usage": {"output_tokens": completion}})
+        event("message_stop", {})
 
     def _serve(self, b: Behaviour, body: dict) -> None:
         model = body.get("model") or "unknown"

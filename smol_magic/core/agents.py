@@ -22,6 +22,7 @@ from .. import guard
 from ..context import namespace
 from ..safety import redact, undo, watch
 from .approval import Action, Approver, AutoApprover
+from . import compaction
 from .blocking import iterate_blocking, on_main_thread
 from . import costs
 from .costs import BudgetReached
@@ -31,8 +32,8 @@ from .interop import as_model, as_tools
 from .managed import ManagedAgent, check_managed, managed_agents_prompt
 from .names import used_names
 from .memory import (
-    ActionStep, AgentMemory, Approval, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState,
-    TaskStep, Timing, Verdict, alternate_roles,
+    ActionStep, AgentMemory, Approval, Compaction, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult,
+    RunState, TaskStep, Timing, Verdict, alternate_roles,
 )
 from .models import (
     BaseModel, ChatMessageToolCall, Messages, ModelError, TokenUsage, accepts_options, accumulate_tool_calls,
@@ -195,6 +196,8 @@ class MultiStepAgent:
         return_full_result: bool = False,
         rules: Rules | str | None = None,
         managed_agents: list[MultiStepAgent] | None = None,
+        context_window: int | None = None,
+        compact_at: float | None = compaction.DEFAULT_COMPACT_AT,
         budget: float | None = None,
         max_tokens: int | None = None,
     ):
@@ -226,6 +229,10 @@ class MultiStepAgent:
         self.managed_calls: list[RunResult] = []  # managed runs of the action in progress, for its step
         self._stop_requested = False
         self._skipped_blocks = 0  # code blocks after the first in the last reply (they do not run)
+        # Older steps are compacted in what is sent past compact_at of the context window (None: never);
+        # the window is the model's (litellm's model info) unless given. See core/compaction.py.
+        self.context_window = context_window
+        self.compact_at = compact_at
         # Bounds of each run, managed agents' calls included: US dollars (litellm's cost map) and tokens.
         self.budget, self.max_tokens = costs.check_budget(budget), costs.check_max_tokens(max_tokens)
         self.called_by: MultiStepAgent | None = None  # the manager whose action runs this agent now (its budget counts)
@@ -468,17 +475,23 @@ class MultiStepAgent:
     async def _planning_step(self, first: bool, remaining_steps: int | None = None) -> PlanningStep:
         key = "planning.initial_plan" if first else "planning.update_plan"
         prompt = self.render_prompt(key, remaining_steps=remaining_steps if remaining_steps is not None else "")
-        messages = self.memory.to_messages() + [{"role": "user", "content": prompt}]
+        messages, compacted = self._request([{"role": "user", "content": prompt}])
         start = time.perf_counter()
         content, usage = await self._generate(messages)
         return PlanningStep(
             plan=content.strip(), model_input_messages=messages, token_usage=usage,
-            duration=time.perf_counter() - start,
+            duration=time.perf_counter() - start, compaction=compacted,
         )
+
+    def _request(self, extra: Messages | None = None) -> tuple[Messages, Compaction | None]:
+        """The next request: the conversation (then ``extra``), its older steps compacted once it nears the
+        model's context window; and what was compacted (see core/compaction.py)."""
+        window = self.context_window or compaction.context_window(self.model)
+        return compaction.request(self.memory, window, self.compact_at, extra)
 
     async def _final_answer_after_max_steps(self) -> str:
         prompt = self.render_prompt("final_answer.post_messages")
-        messages = self.memory.to_messages() + [{"role": "user", "content": prompt}]
+        messages, _ = self._request([{"role": "user", "content": prompt}])
         content, _ = await self._generate(messages)
         code, reasoning = parse_code(content)
         return reasoning or content.strip()
@@ -622,6 +635,8 @@ class CodeAgent(MultiStepAgent):
         rules: Rules | str | None = None,
         use_structured_outputs_internally: bool = False,
         managed_agents: list[MultiStepAgent] | None = None,
+        context_window: int | None = None,
+        compact_at: float | None = compaction.DEFAULT_COMPACT_AT,
         budget: float | None = None,
         max_tokens: int | None = None,
     ):
@@ -633,7 +648,8 @@ class CodeAgent(MultiStepAgent):
             step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
             approver=approver, renderer=renderer, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
-            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens,
+            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens, context_window=context_window,
+            compact_at=compact_at,
         )
         self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
         self.policy = policy or guard.Policy()
@@ -667,7 +683,7 @@ class CodeAgent(MultiStepAgent):
         return "\n\n".join(p for p in parts if p)
 
     async def _action_step(self, step: ActionStep) -> None:
-        messages = self.memory.to_messages()
+        messages, step.compaction = self._request()
         step.model_input_messages = messages
         content, step.token_usage = await self._generate_action(messages)
         step.model_output = content

@@ -3,6 +3,11 @@
 The memory is the single record of a conversation: it rebuilds the messages
 sent to the model, feeds the trace and the exports, and survives a JSON
 round-trip so a run can be saved and inspected later.
+
+Each request a step sent holds the whole conversation so far, so writing every
+step's messages out in full would grow with the square of the steps. The saved
+form (``AgentMemory.to_json``, ``RunResult.to_dict``) writes each message once:
+see ``RequestWriter``. ``step.to_dict()`` alone still holds its messages whole.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..safety.redact import redact_data
 from .models import TokenUsage
@@ -91,11 +96,37 @@ class ToolCallRecord:
 
 
 @dataclass
+class Compaction:
+    """What one request summarised to fit the model's context window; the step itself keeps everything.
+
+    See ``core/compaction.py``. ``numbers`` are the summarised steps' numbers as ``[first, last]``
+    ranges, for the trace; ``since`` is how many leading messages this request shares with the previous
+    action's (what the trace showed before): a compaction new at this request changes messages from there.
+    """
+
+    steps: int = 0  # the oldest action steps of the conversation whose observations were summarised
+    numbers: list[list[int]] = field(default_factory=list)
+    window: int = 0  # the model's context window, tokens
+    estimate: int = 0  # the request's estimated input tokens, as sent
+    since: int | None = None
+
+    def label(self) -> str:
+        """"steps 1–40" (several runs in one conversation: "steps 1–12, 1–30")."""
+        ranges = [f"{a}–{b}" if a != b else f"{a}" for a, b in self.numbers]
+        return ("steps " if len(self.numbers) > 1 or self.steps > 1 else "step ") + ", ".join(ranges)
+
+
+@dataclass
 class MemoryStep:
     kind: ClassVar[str] = "step"
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+    def to_dict(self, write_messages: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
+        """The step's fields as JSON values; ``compaction`` only when set. ``write_messages`` writes the
+        request it sent (the containers write each message once, see ``RequestWriter``); default: whole."""
+        data = {f.name: (write_messages(getattr(self, f.name)) if write_messages and f.name == "model_input_messages"
+                         else _jsonable(getattr(self, f.name))) for f in fields(self)}
+        if "compaction" in data and data["compaction"] is None:
+            del data["compaction"]
         data["kind"] = self.kind
         return data
 
@@ -120,6 +151,7 @@ class PlanningStep(MemoryStep):
     model_input_messages: list[dict[str, str]] = field(default_factory=list)
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     duration: float = 0.0
+    compaction: Compaction | None = None  # what the request summarised to fit the context window
 
     def to_messages(self) -> list[dict[str, str]]:
         # The user turn after the plan: a request must not end with the model's own words.
@@ -150,6 +182,7 @@ class ActionStep(MemoryStep):
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)  # a ToolCallingAgent's calls, in order
     managed_runs: list["RunResult"] = field(default_factory=list)  # runs of managed agents this action called
+    compaction: Compaction | None = None  # what the request summarised to fit the context window
 
     @property
     def duration(self) -> float:
@@ -159,9 +192,9 @@ class ActionStep(MemoryStep):
     def ran(self) -> bool:
         return self.approval in RAN
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, write_messages: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
         """The step's fields; ``tool_calls`` and ``managed_runs`` only when it has some, so saved steps stay as they were."""
-        data = super().to_dict()
+        data = super().to_dict(write_messages)
         for name in ("tool_calls", "managed_runs"):
             if not data[name]:
                 del data[name]
@@ -257,7 +290,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         """Output, state, steps, tokens and timing as JSON values, secrets redacted (as ``AgentMemory.to_json``)."""
         data = {name: _jsonable(getattr(self, name)) for name in self.SAVED}
-        data["steps"] = [step.to_dict() for step in self.steps]
+        data["steps"] = steps_to_dicts(self.steps)
         data["timing"] = self.timing.to_dict()
         return redact_data(data)
 
@@ -269,7 +302,7 @@ class RunResult:
             kwargs["token_usage"] = TokenUsage(**kwargs["token_usage"])
         timing = data.get("timing") or {}
         kwargs["timing"] = Timing(timing.get("start_time", 0.0), timing.get("end_time"))
-        return cls(steps=[step_from_dict(s) for s in data.get("steps", [])], **kwargs)
+        return cls(steps=steps_from_dicts(data.get("steps", [])), **kwargs)
 
 
 @dataclass
@@ -296,13 +329,13 @@ class AgentMemory:
 
     def to_json(self, **kwargs: Any) -> str:
         """The memory as JSON, secret values redacted (a final answer may be the user's token)."""
-        data = {"system_prompt": self.system_prompt, "steps": [s.to_dict() for s in self.steps]}
+        data = {"system_prompt": self.system_prompt, "steps": steps_to_dicts(self.steps)}
         return json.dumps(redact_data(data), **kwargs)
 
     @classmethod
     def from_json(cls, text: str) -> "AgentMemory":
         data = json.loads(text)
-        return cls(data.get("system_prompt", ""), [step_from_dict(s) for s in data.get("steps", [])])
+        return cls(data.get("system_prompt", ""), steps_from_dicts(data.get("steps", [])))
 
 
 def step_from_dict(data: dict[str, Any]) -> MemoryStep:
@@ -319,12 +352,104 @@ def step_from_dict(data: dict[str, Any]) -> MemoryStep:
                                 for c in kwargs["tool_calls"]]
     if "managed_runs" in kwargs:
         kwargs["managed_runs"] = [RunResult.from_dict(r) for r in kwargs["managed_runs"]]
+    if isinstance(kwargs.get("compaction"), dict):
+        kwargs["compaction"] = Compaction(**{k: v for k, v in kwargs["compaction"].items() if k in _COMPACTION_FIELDS})
     if "verdict" in kwargs and isinstance(kwargs["verdict"], dict):
         kwargs["verdict"] = Verdict(**{k: v for k, v in kwargs["verdict"].items() if k in _VERDICT_FIELDS})
     return step_type(**kwargs)
 
 
+class RequestWriter:
+    """Writes each step's request so that every message is written once: linear, not quadratic.
+
+    A request is written as ``{"keep": K, "add": [...]}``: the first K messages of the request written
+    before it (the previous step that sent one), then the items of ``add``, each either a message
+    (written out, and numbered in the order messages are written, from 0) or the number of a message
+    written earlier. A step's request shares all but its last messages with the one before, so ``add``
+    holds only the new ones; after a compaction (older observations summarised, see core/compaction.py)
+    the unchanged messages come back as numbers. An empty request is written ``[]``.
+    ``RequestReader`` turns it back into the same messages; a list of messages (files written before
+    this format) is read as it is.
+    """
+
+    def __init__(self) -> None:
+        self.previous: list[dict[str, Any]] = []
+        self.numbers: dict[str, int] = {}  # a written message, as canonical JSON -> its number
+
+    def write(self, messages: list[dict[str, Any]]) -> dict[str, Any] | list[Any]:
+        if not messages:
+            return []
+        keep = shared_prefix(messages, self.previous)
+        add: list[Any] = []
+        for message in messages[keep:]:
+            key = json.dumps(message, sort_keys=True, default=repr)
+            if key in self.numbers:
+                add.append(self.numbers[key])
+            else:
+                self.numbers[key] = len(self.numbers)
+                add.append(_jsonable(message))
+        self.previous = messages
+        return {"keep": keep, "add": add}
+
+
+class RequestReader:
+    """Reads what ``RequestWriter`` wrote, step after step; consecutive requests share their message objects."""
+
+    def __init__(self) -> None:
+        self.previous: list[dict[str, Any]] = []
+        self.table: list[dict[str, Any]] = []
+
+    def read(self, value: Any) -> list[dict[str, Any]]:
+        if isinstance(value, list):  # written whole (or empty)
+            if value:
+                self.previous = value
+            return value
+        if not isinstance(value, dict) or not isinstance(value.get("keep"), int) or not isinstance(
+                value.get("add"), list) or not 0 <= value["keep"] <= len(self.previous):
+            raise ValueError(f"a step's model_input_messages is damaged ({str(value)[:80]!r}): expected a list of "
+                             "messages or {'keep': N, 'add': [...]} within the request before it")
+        messages = self.previous[:value["keep"]]
+        for item in value["add"]:
+            if isinstance(item, dict):
+                self.table.append(item)
+                messages.append(item)
+            elif isinstance(item, int) and 0 <= item < len(self.table):
+                messages.append(self.table[item])
+            else:
+                raise ValueError(f"a step's model_input_messages refers to message {item!r}, but only "
+                                 f"{len(self.table)} were written before it: the saved run is damaged")
+        self.previous = messages
+        return messages
+
+
+def shared_prefix(a: list[Any], b: list[Any]) -> int:
+    """How many leading items ``a`` and ``b`` have in common (the same object, or equal)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x is not y and x != y:
+            break
+        n += 1
+    return n
+
+
+def steps_to_dicts(steps: list[MemoryStep]) -> list[dict[str, Any]]:
+    """The steps as JSON values, each request written with ``RequestWriter`` (each message once)."""
+    writer = RequestWriter()
+    return [step.to_dict(writer.write) for step in steps]
+
+
+def steps_from_dicts(items: list[dict[str, Any]]) -> list[MemoryStep]:
+    """What ``steps_to_dicts`` wrote (or steps with their requests written whole), as steps."""
+    reader, steps = RequestReader(), []
+    for data in items:
+        if "model_input_messages" in data:
+            data = {**data, "model_input_messages": reader.read(data["model_input_messages"])}
+        steps.append(step_from_dict(data))
+    return steps
+
+
 _VERDICT_FIELDS = {f.name for f in fields(Verdict)}
+_COMPACTION_FIELDS = {f.name for f in fields(Compaction)}
 _CALL_FIELDS = {f.name for f in fields(ToolCallRecord)}
 
 

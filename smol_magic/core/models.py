@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import inspect
 import json
 import os
@@ -436,6 +437,8 @@ class LiteLLMModel(BaseModel):
             params["api_base"] = self.api_base
         if self.api_key:
             params["api_key"] = self.api_key
+        if marks_cache(self.model_id):
+            params["messages"] = cache_breakpoints(params["messages"])
         return params
 
     @staticmethod
@@ -501,6 +504,49 @@ class LiteLLMModel(BaseModel):
                 yield delta
         finally:
             await _close(stream)  # release the HTTP connection on early exit / Interrupt
+
+
+# Providers whose prompt cache is written where a request marks it (``cache_control``), as litellm passes it
+# on. OpenAI and DeepSeek cache on their own: nothing is sent. Gemini's explicit caching creates a stored
+# cache per prefix (its 2.5 models cache implicitly): not asked for. On Vertex, only Claude models.
+CACHE_CONTROL_PROVIDERS = ("anthropic", "bedrock", "bedrock_converse", "vertex_ai")
+EPHEMERAL = {"type": "ephemeral"}
+
+
+@functools.lru_cache(maxsize=64)
+def marks_cache(model_id: str) -> bool:
+    """Whether requests to ``model_id`` mark their stable prefix for the provider's prompt cache."""
+    litellm = _litellm()
+    try:
+        provider = litellm.get_llm_provider(model_id)[1]
+        from litellm.utils import supports_prompt_caching
+
+        supported = supports_prompt_caching(model_id)
+    except Exception:  # a model litellm does not know: no marks
+        return False
+    if provider == "vertex_ai" and "claude" not in model_id:
+        return False
+    return bool(supported) and provider in CACHE_CONTROL_PROVIDERS
+
+
+def cache_breakpoints(messages: Messages) -> Messages:
+    """The messages with ``cache_control`` on the stable prefix: the system prompt, and the last message of the
+    earlier steps (the end of this request's conversation, which the next request repeats) and the same point
+    one turn before (what the previous request cached, so it is read back). Three marks: providers allow four.
+
+    A marked message's content becomes a list of one text block carrying ``cache_control``, as litellm expects.
+    """
+    ends = [i for i, m in enumerate(messages) if m.get("role") in ("user", "tool")
+            and (i + 1 == len(messages) or messages[i + 1].get("role") == "assistant")]
+    system = [i for i, m in enumerate(messages) if m.get("role") == "system"][:1]
+    marked = list(messages)
+    for i in set(system + ends[-2:]):
+        content = marked[i].get("content")
+        if isinstance(content, str) and content:
+            marked[i] = {**marked[i], "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
+        elif isinstance(content, list) and content and isinstance(content[-1], dict):
+            marked[i] = {**marked[i], "content": content[:-1] + [{**content[-1], "cache_control": EPHEMERAL}]}
+    return marked
 
 
 class InferenceClientModel(BaseModel):

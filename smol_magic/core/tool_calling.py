@@ -31,6 +31,7 @@ from ..safety import redact
 from .agents import AgentStopped, CodeAgent, _refusal
 from . import telemetry
 from .approval import Action, Approver
+from .compaction import DEFAULT_COMPACT_AT
 from .events import Renderer
 from .execution import ExecutionResult, Executor
 from .memory import ActionStep, Approval, Ruling, ToolCallRecord
@@ -94,6 +95,8 @@ class ToolCallingAgent(CodeAgent):
         rules: Rules | str | None = None,
         managed_agents: list[Any] | None = None,
         native_tools: bool | None = None,
+        context_window: int | None = None,
+        compact_at: float | None = DEFAULT_COMPACT_AT,
         budget: float | None = None,
         max_tokens: int | None = None,
     ):
@@ -103,7 +106,8 @@ class ToolCallingAgent(CodeAgent):
             executor=executor, approver=approver, renderer=renderer, timeout=timeout,
             max_observation_chars=max_observation_chars, policy=policy, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
-            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens,
+            managed_agents=managed_agents, budget=budget, max_tokens=max_tokens, context_window=context_window,
+            compact_at=compact_at,
         )
         self.native_tools = native_tools  # None: native when the model takes tools, else the text protocol
 
@@ -136,7 +140,7 @@ class ToolCallingAgent(CodeAgent):
     # -- one step -----------------------------------------------------------
 
     async def _action_step(self, step: ActionStep) -> None:
-        messages = self.memory.to_messages()
+        messages, step.compaction = self._request()
         step.model_input_messages = messages
         native = self.uses_native_tools()
         try:
@@ -147,7 +151,8 @@ class ToolCallingAgent(CodeAgent):
             _REFUSES_TOOLS.add(self.model)  # this server takes no tools: say it in text from now on
             native = False
             self.memory.system_prompt = redact.redact_secrets(self.system_prompt())
-            messages = step.model_input_messages = self.memory.to_messages()
+            messages, step.compaction = self._request()
+            step.model_input_messages = messages
             content, step.token_usage, calls = await self._ask(messages, native)
         step.model_output = content
         problem = self._read_calls(step, content, calls)
@@ -240,7 +245,7 @@ class ToolCallingAgent(CodeAgent):
 
         The tools are offered again: some providers reject a conversation holding tool calls without them.
         """
-        messages = self.memory.to_messages() + [{"role": "user", "content": self.render_prompt("final_answer.post_messages")}]
+        messages, _ = self._request([{"role": "user", "content": self.render_prompt("final_answer.post_messages")}])
         content, _, calls = await self._ask(messages, self.uses_native_tools())
         for call in calls or parse_text_tool_calls(content)[0]:
             if call.name == "final_answer":

@@ -29,6 +29,7 @@ from ..core import costs
 from ..core.agents import CodeAgent
 from ..core.approval import APPROVE_MODES, ApproveMode, ModeApprover
 from ..core.blocking import run_blocking
+from ..core.compaction import DEFAULT_COMPACT_AT
 from ..core.events import Renderer, Tee
 from ..core.memory import RunResult, RunState
 from ..core.interop import as_model
@@ -126,6 +127,31 @@ class AgentMagics(Magics):
         "annotated destructive or open-world), or never.",
     ).tag(config=True)
     mcp_timeout = Float(60.0, help="Seconds one MCP tool call may take.").tag(config=True)
+    compact_at = Float(
+        DEFAULT_COMPACT_AT,
+        help="Share of the model's context window past which older steps are compacted in what is sent (their "
+        "observations summarised, their code kept; the trace keeps everything). 0: never compact.",
+    ).tag(config=True)
+    context_window = Integer(
+        0, help="The model's context window, in tokens. 0: litellm's model info, for the models it knows; give it "
+        "for a model it does not (a local server, a ScriptedModel), or nothing is compacted.",
+    ).tag(config=True)
+
+    @validate("compact_at")
+    def _share_of_window(self, proposal: Any) -> float:
+        value = proposal["value"]
+        if not 0 <= value <= 1:
+            raise TraitError(f"AgentMagics.compact_at is a share of the context window, from 0 (never compact) to 1, "
+                             f"not {value}: %config AgentMagics.compact_at = {DEFAULT_COMPACT_AT}")
+        return value
+
+    @validate("context_window")
+    def _window(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(f"AgentMagics.context_window is a number of tokens (0: from the model), not "
+                             f"{proposal['value']}: %config AgentMagics.context_window = 128000")
+        return proposal["value"]
+
     otel = Bool(
         None, allow_none=True,
         help="OpenTelemetry traces of runs (a span per run, step, model call, tool call and approval), sent by "
@@ -574,6 +600,7 @@ class AgentMagics(Magics):
         agent.timeout = args.timeout or self.timeout
         agent.max_observation_chars = self.max_observation_chars
         agent.namespace_budget = self.namespace_budget
+        agent.compact_at, agent.context_window = self.compact_at or None, self.context_window or None
         return agent
 
     def rules_file(self) -> tuple[Path | None, bool]:

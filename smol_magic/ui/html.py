@@ -18,7 +18,9 @@ import html
 from typing import Any, Collection
 
 from ..core.costs import format_cost
-from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict
+from ..core.memory import (
+    ActionStep, Compaction, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
+)
 from ..core.outputs import json_safe
 from ..core.text import SHOWN_CHARS, elide
 from ..safety.redact import redact_data, redact_secrets
@@ -196,6 +198,16 @@ def messages_html(messages: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def compaction_html(compaction: Compaction | None) -> str:
+    """Which older steps a request sent with their observations summarised: the model did not see them whole."""
+    if compaction is None:
+        return ""
+    window = f" ({compaction.window:,} tokens)" if compaction.window else ""
+    return (f'<div class="smol-magic-compacted" style="color:{strong("warn")};font-size:12px">'
+            f"{esc(compaction.label())}: observations summarised to fit the context window{window}; "
+            "the steps above keep them whole</div>")
+
+
 def model_view_html(step: ActionStep, shown: int = 0) -> str:
     """What the model saw and said, for people learning how agents work.
 
@@ -204,10 +216,13 @@ def model_view_html(step: ActionStep, shown: int = 0) -> str:
     """
     parsed = step.proposed_code or step.code
     earlier = min(shown, len(step.model_input_messages))
+    if step.compaction is not None and step.compaction.since is not None:
+        earlier = min(earlier, step.compaction.since)  # messages compacted since the last step are shown again
     note = (f'<div style="{MUTED};font-size:11px">… {earlier} earlier messages, as in the steps above</div>'
             if earlier else "")
     body = (
-        "<b>Messages sent</b>" + note + messages_html(step.model_input_messages[earlier:])
+        "<b>Messages sent</b>" + compaction_html(step.compaction) + note
+        + messages_html(step.model_input_messages[earlier:])
         + "<b>Raw reply</b>" + text_html("\n".join(filter(None, [step.model_output] + [
             f"calls {c.name}({c.arguments})" for c in step.tool_calls if c.native])) or "(no reply)")
         + "<b>Parsed code</b>" + (code_html(parsed) if parsed else text_html("(none found)"))

@@ -168,6 +168,9 @@ def replay(agent: MultiStepAgent, detailed: bool = False, write: Callable[[str],
         if detailed and messages:
             if sent > len(messages):  # a new conversation (reset) starts over
                 sent = 0
+            compacted = getattr(step, "compaction", None)
+            if compacted is not None and compacted.since is not None:  # older steps compacted: sent again
+                sent = min(sent, compacted.since)
             earlier = f" ({sent} earlier messages, as above)" if sent else ""
             out.write(f"{RULE}\nmessages sent to the model{earlier}:")
             for message in messages[sent:]:
