@@ -32,6 +32,7 @@ import functools
 import sys
 from typing import Any
 
+from .costs import CHARS_PER_TOKEN, message_chars
 from .memory import ActionStep, AgentMemory, Compaction, MemoryStep, alternate_roles, shared_prefix
 from .models import _litellm
 
@@ -123,13 +124,8 @@ def conversation(memory: AgentMemory, compacted: int) -> Messages:
 
 
 def tokens(messages: Messages) -> int:
-    """Estimated tokens of ``messages``: about 4 characters per token, tool calls included."""
-    chars = 0
-    for message in messages:
-        chars += len(message.get("content") or "")
-        for call in message.get("tool_calls") or []:
-            chars += len(call["function"]["name"]) + len(call["function"]["arguments"] or "")
-    return chars // 4
+    """Estimated tokens of ``messages``: the budget's estimate (``costs.CHARS_PER_TOKEN``), tool calls included."""
+    return message_chars(messages) // CHARS_PER_TOKEN
 
 
 def last_request(memory: AgentMemory) -> MemoryStep | None:
