@@ -164,7 +164,7 @@ def test_resume_errors_are_clear(ip, own_store, capsys):
 def test_a_new_conversation_mentions_resume(ip, capsys):
     ip.user_ns["m"] = ScriptedModel([fence("final_answer(1)")])
     agent_cell(ip, "-m m", "one")
-    assert ("starting a new conversation: this kernel has no earlier agent run (after a kernel restart, "
+    assert ("starting a new conversation: this kernel has no earlier agent run. After a kernel restart, "
             "%%agent --resume continues the last stored one") in capsys.readouterr().out
 
 

@@ -533,10 +533,10 @@ class AgentMagics(Magics):
         notebook, or after a restart) there is none to continue: say so, once, rather than pretend."""
         if args.reset or len(agent.runs) > 0:
             return
-        how = ("%%agent --resume continues the last stored one (%agent runs lists them)" if self.store.strip()
+        how = ("%%agent --resume continues the last stored one; %agent runs lists them" if self.store.strip()
                else "re-run the earlier %%agent cells to continue theirs")
         self._notice("new-conversation", "smol-magic: starting a new conversation: this kernel has no earlier "
-                     f"agent run (after a kernel restart, {how})")
+                     f"agent run. After a kernel restart, {how}.")
 
     def _resumed(self, number: int) -> "stored.Resumed":
         """--resume [N]: stored run N's conversation (0: this notebook's last run), checked before anything runs."""
