@@ -7,22 +7,15 @@ only the new ones, by the sha256 of their JSON, in ``messages``: the store grows
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.memory import ActionStep, MemoryStep, PlanningStep, step_from_dict
+from ..core.memory import ActionStep, MemoryStep, PlanningStep, shared_prefix, step_from_dict
 from ..safety.redact import redact_data
 
 INPUTS = "model_input_messages"
-
-
-@functools.cache
-def _has_inputs(kind: type) -> bool:
-    return INPUTS in {f.name for f in dataclasses.fields(kind)}
 
 
 def body(message: Any) -> str:
@@ -63,14 +56,13 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
     compared by ``==``, which for the same strings is a pointer or a memcmp).
     """
     messages = list(getattr(step, INPUTS, None) or [])
-    has_inputs = isinstance(step, (ActionStep, PlanningStep)) and _has_inputs(type(step))
-    light = dataclasses.replace(step, **{INPUTS: []}) if has_inputs else step
-    data = light.to_dict()
+    has_inputs = isinstance(step, (ActionStep, PlanningStep))
+    data = step.to_dict(lambda _: None)  # the input messages go to their own table, below
     data.pop(INPUTS, None)
     usage = getattr(step, "token_usage", None)
     inputs, new, after = None, [], previous
     if has_inputs:
-        keep = _common_prefix(previous.messages, messages)
+        keep = shared_prefix(previous.messages, messages)
         fresh = redact_data(messages[keep:])
         new = [(digest(text), text) for text in map(body, fresh)]
         inputs = json.dumps({"keep": keep, "new": [h for h, _ in new]})
@@ -84,17 +76,6 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
         cost=getattr(usage, "cost", None),
     )
     return row, after
-
-
-def _common_prefix(before: list[Any], now: list[Any]) -> int:
-    """How many first messages the two lists share: usually all of ``before`` (one list comparison, in C)."""
-    n = min(len(before), len(now))
-    if before[:n] == now[:n]:
-        return n
-    keep = 0
-    while keep < n and before[keep] == now[keep]:
-        keep += 1
-    return keep
 
 
 def _times(step: MemoryStep) -> tuple[float | None, float | None]:
