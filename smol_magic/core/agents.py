@@ -555,6 +555,12 @@ class MultiStepAgent:
     def _check_limits(self, messages: Messages) -> None:
         """Stop before a model call that would pass this run's budget or token cap, or those of the managers
         whose actions run this agent (their runs' use so far includes this one's); see ``costs.estimate``."""
+        chain, agent = [], self
+        while agent is not None:
+            chain.append(agent)
+            agent = agent.called_by
+        if not any(a.budget or a.max_tokens for a in chain):  # no bounds: nothing to add up before each call
+            return
         agent, used, who = self, TokenUsage(), ""
         next_call: TokenUsage | None = None
         while agent is not None:
