@@ -23,9 +23,13 @@ class Policy:
     allow: frozenset[str] | set[str] | list[str] = frozenset()  # capabilities granted (CAPABILITIES)
     enabled: bool = True  # False: the guard is off (an explicit choice, for one cell)
     workdir: str | os.PathLike | None = None  # the notebook's folder; None: the current directory
+    # Forbidden modules this policy lets code import anyway: only for code run in a separate, contained
+    # process (--executor isolated, AgentMagics.isolated_policy), never for the notebook's own kernel.
+    released: frozenset[str] | set[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.allow = frozenset(self.allow)
+        self.released = frozenset(self.released)
         unknown = sorted(self.allow - CAPABILITIES.keys())
         if unknown:
             raise ValueError(f"unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
@@ -43,10 +47,12 @@ class Policy:
         return os.path.realpath(os.fspath(self.workdir) if self.workdir is not None else os.getcwd())
 
     def module_forbidden(self, module: str) -> bool:
+        if any(module == m or module.startswith(m + ".") for m in self.released):
+            return False
         return module_forbidden(module)
 
     def import_allowed(self, module: str) -> bool:
-        if module_forbidden(module):
+        if self.module_forbidden(module):
             return False
         for pattern in self.authorized_imports:
             if pattern == "*" or module == pattern or module.startswith(pattern + "."):
