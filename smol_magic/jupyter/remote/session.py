@@ -25,6 +25,7 @@ from .isolated import IsolatedKernel, Settings, Workdir
 from .transfer import TransferError, parse_size, size_text
 
 EXECUTORS = ("live", "isolated", "gateway")
+MIN_MEMORY = 2**30  # RLIMIT_AS counts address space: a fresh kernel reserves ~0.7 GB, ~1 GB with pandas
 WORKDIRS = tuple(str(w) for w in Workdir)
 # AgentMagics.isolated_policy by default: what the guard allows besides the usual in an isolated kernel,
 # where the damage stays in a child process and its scratch folder.
@@ -62,9 +63,9 @@ def options(magics: Any, args: Any) -> Options:
             memory = parse_size(memory_text, "--memory")
         except ValueError as exc:
             raise UsageError(f"{exc} (e.g. --memory 2GB)") from None
-        if memory < 256 * 2**20:
-            raise UsageError(f"--memory {memory_text}: a kernel needs more than {size_text(memory)} to start; "
-                             "give at least 256MB, e.g. --memory 2GB")
+        if memory < MIN_MEMORY:
+            raise UsageError(f"--memory {memory_text}: a kernel needs more than {size_text(memory)} of address space "
+                             "to start; give at least 1GB, e.g. --memory 2GB")
     workdir_text = args.workdir or "scratch"
     if workdir_text not in WORKDIRS:
         raise UsageError(f"--workdir {workdir_text!r}: use scratch (a temp folder), ro (the notebook's folder, "
