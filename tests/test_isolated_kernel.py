@@ -15,8 +15,10 @@ child are the point of these tests and do not harm the notebook's kernel.
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from kernel_helpers import evaluate, ok, py, run, scripted
+from kernel_helpers import collect, evaluate, interrupt, ok, py, run, scripted, send, wait_for_file, wait_for_output
 
 pytest_plugins = ["kernel_fixtures"]  # kernel (shared by this module), kc, own_kernel
 
@@ -151,6 +153,45 @@ def test_the_child_cannot_see_the_notebooks_api_keys_unless_passed(notebook):
     assert "the isolated kernel restarts with the new settings (environment)" in restarted.stdout
     assert "has key: True" in observations(kc, "m7")[0]
     ok(kc, "%config AgentMagics.isolated_env = []\ndel os.environ['OPENAI_API_KEY']")
+
+
+def test_interrupt_stops_the_childs_action_and_keeps_both_kernels(own_kernel, tmp_path):
+    km, kc = own_kernel
+    ok(kc, "keep = {'a': [1, 2, 3]}")
+    marker = tmp_path / "started"
+    spin = f"open({str(marker)!r}, 'w').close()\nn = 0\nwhile True:\n    n += 1"
+    ok(kc, scripted("spin", py("x = 7"), py(spin), py("final_answer('should not run')")))
+    msg_id = send(kc, "%%agent -m spin --executor isolated --no-guard -o res\nspin forever")
+    seen = wait_for_output(kc, msg_id, "while True")  # the live trace shows the action
+    wait_for_file(marker, timeout=30)  # the action runs in the child
+    interrupt(km, lambda: collect(kc, msg_id, timeout=10, prior=seen), within=5.0)
+
+    assert evaluate(kc, "len(spin.requests)") == 2  # the run ended at the interrupted step
+    assert evaluate(kc, "'res' in globals()") is False
+    assert evaluate(kc, "keep") == {"a": [1, 2, 3]}
+    ok(kc, scripted("after", py("final_answer(x * 6)")))  # the child survived with its state
+    ok(kc, "%%agent -m after --executor isolated -o res\nuse x")
+    assert evaluate(kc, "res") == 42
+
+
+def test_the_child_works_in_a_scratch_folder_or_shares_the_notebooks(notebook, tmp_path):
+    kc = notebook
+    folder = os.path.realpath(tmp_path)
+    ok(kc, f"_here = os.getcwd()\nos.chdir({folder!r})\nopen('data.csv', 'w').write('a\\n1\\n')")
+    probe = py("import os\nprint('cwd', os.getcwd(), 'sees data:', os.path.exists('data.csv'))")
+    write = py("open('out.txt', 'w').write('hi')")
+    try:
+        for name, flags in (("w1", ""), ("w2", "--workdir ro"), ("w3", "--workdir rw")):
+            ok(kc, scripted(name, probe, write, py("final_answer(1)")))
+            ok(kc, f"%%agent -m {name} --executor isolated {flags} --reset\nLook around, then write")
+        scratch, ro, rw = (observations(kc, name)[:2] for name in ("w1", "w2", "w3"))
+    finally:
+        ok(kc, "os.chdir(_here)")
+    assert f"cwd {folder}" not in scratch[0] and "sees data: False" in scratch[0]  # a scratch folder of its own
+    assert f"cwd {folder} sees data: True" in ro[0]
+    assert "This code was not run" in ro[1] and "out.txt" in ro[1]  # read-only: the guard refuses the write
+    assert f"cwd {folder} sees data: True" in rw[0] and "This code was not run" not in rw[1]
+    assert (tmp_path / "out.txt").read_text() == "hi"  # only the read-write run wrote into the notebook's folder
 
 
 # -- %agent executor ---------------------------------------------------------------------------------

@@ -141,13 +141,22 @@ def _changed(old: Settings, new: Settings) -> str:
     return ", ".join(parts)
 
 
-def isolated_policy(magics: Any, policy: guard.Policy) -> guard.Policy:
-    """The run's policy, relaxed by ``AgentMagics.isolated_policy`` (the guard still runs: defence in depth)."""
+def isolated_policy(magics: Any, policy: guard.Policy, opts: Options, folder: str) -> guard.Policy:
+    """The run's policy, relaxed by ``AgentMagics.isolated_policy`` (the guard still runs: defence in depth).
+
+    Paths are judged from the child's working ``folder``. With ``--workdir ro`` no file write or
+    delete is granted: the guard asks a person for each (headless: refused). That is the guard's
+    policy; the child process itself is not prevented from writing there.
+    """
     spec = magics.isolated_policy
+    allow = set(spec.get("allow", []))
+    if opts.workdir == Workdir.READ_ONLY:
+        allow -= {"write_files", "delete_files"}
     imports = [m for m in spec.get("imports", []) if m not in policy.authorized_imports]
     released = {m for m in spec.get("imports", []) if guard.module_forbidden(m)}
-    relaxed = policy.with_grants(*spec.get("allow", []), imports=imports)
+    relaxed = policy.with_grants(*sorted(allow), imports=imports)
     relaxed.released = frozenset(released)
+    relaxed.workdir = folder
     return relaxed
 
 
@@ -255,5 +264,6 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
         raise UsageError(str(exc)) from None
     except KernelUnavailable as exc:
         raise UsageError(str(exc)) from None
-    agent.policy = isolated_policy(magics, agent.policy) if agent.policy.enabled else agent.policy
+    if opts.kind == "isolated" and agent.policy.enabled:
+        agent.policy = isolated_policy(magics, agent.policy, opts, executor.link.working_folder())
     return RemoteRun(magics, agent, executor, opts)
