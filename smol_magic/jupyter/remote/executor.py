@@ -131,7 +131,11 @@ class RemoteExecutor:
     # -- the Executor protocol --------------------------------------------------------------
 
     def send_tools(self, tools: dict[str, Any]) -> None:
+        """Functions become stubs in the kernel that call them here; data (``additional_args``) is sent in."""
         self._tools.send(tools)
+        data = {name: value for name, value in tools.items() if not callable(value)}
+        if data:
+            self.send_variables(data)
         if self.started and self.link.alive():
             self._call(child.tools_code(self._tool_names()))
 
@@ -341,7 +345,7 @@ class RemoteExecutor:
                 result.error = f"The final answer could not be brought back as an object ({exc}); its text is kept."
 
     def _tool_names(self) -> list[str]:
-        return [n for n in self._tools.tools if n.isidentifier()]
+        return [n for n, v in self._tools.tools.items() if n.isidentifier() and callable(v)]
 
     def call_tool(self, request: dict[str, Any]) -> str:
         """A tool call from the kernel (through ``input()``): run here, answered as JSON."""
