@@ -332,7 +332,7 @@ class Child:
         try:
             self.out = {"packet": pack(name, self.ns[name], self.scratch)}
         except Exception as exc:  # noqa: BLE001
-            self.out = {"error": f"a {type(self.ns[name]).__name__} cannot be pickled ({type(exc).__name__}: {exc})"}
+            self.out = {"error": f"a {type(self.ns[name]).__name__} could not be packed ({type(exc).__name__}: {exc})"}
 
     def set_tools(self, names: list[str]) -> None:
         for name in self.tools:
