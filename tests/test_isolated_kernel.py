@@ -34,7 +34,7 @@ def notebook(kernel):
     kc = kernel[1]
     ok(kc, "import os, pandas as pd\n"
            "sales = pd.DataFrame({'region': ['n', 's', 'e', 'w'], 'rev': [10, 30, 20, 5]})\n"
-           "precious = [1, 2, 3]\nnotebook_pid = os.getpid()")
+           "precious = [1, 2, 3]\nnotebook_pid = os.getpid()\nimport threading\nhandle = threading.Lock()")
     return kc
 
 
@@ -227,6 +227,7 @@ def test_agent_executor_status_restart_and_stop(notebook):
     ("--executor isolated --vars salse", "--vars: no variable named 'salse' (did you mean 'sales'?)"),
     ("--executor isolated --out-vars 1x", "--out-vars: '1x' is not a variable name"),
     ("--vars sales", "--vars only mean something with --executor isolated or gateway"),
+    ("--executor isolated --vars sales,handle", "handle (lock) cannot be sent to the kernel: it cannot be pickled"),
     ("--executor gateway", "--executor gateway is not available yet"),
 ])
 def test_bad_executor_flags_are_one_line_errors_that_run_nothing(notebook, flags, message):
