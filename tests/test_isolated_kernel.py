@@ -77,7 +77,8 @@ def test_a_variable_named_in_the_task_is_sent_and_a_replaced_one_can_be_undone(n
     result = ok(kc, "%%agent -m m2 --executor isolated --out-vars best\nWhich region of {sales} sells most?")
 
     assert "sent to the isolated kernel: sales (DataFrame" in result.stdout
-    assert "best: str = 's'" in result.stdout and "replaced your earlier one (%agent undo puts it back)" in result.stdout
+    assert "best: str = 's'" in result.stdout
+    assert "replaced your earlier one (%agent undo puts it back)" in result.stdout
     assert evaluate(kc, "best") == "s"
     undone = ok(kc, "%agent undo")
     assert "restored: best" in undone.stdout

@@ -392,7 +392,8 @@ class RemoteExecutor:
             return f"{self.link.name}: not running (starts on the next action){'; ' + self.lost if self.lost else ''}"
         variables = [n for n, v in self.namespace.items() if isinstance(v, RemoteValue)]
         shown = ", ".join(variables[:12]) + (", ..." if len(variables) > 12 else "")
-        return (f"{self.link.name}: running · pid {self.kernel_pid} · {self.link.describe()} · {self.actions} actions"
+        return (f"{self.link.name}: running · pid {self.kernel_pid} · {self.link.describe()} · "
+                f"{self.actions} actions"
                 f" · variables: {shown or '(none)'}")
 
 
