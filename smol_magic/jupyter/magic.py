@@ -50,6 +50,7 @@ from ..ui.text import TextRenderer
 from . import commands, stale_cells, stored
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
+from .remote import session as remote
 
 MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0, "max_tokens": 0}  # validated settings
 RULES_FILE = "AGENTS.md"  # project rules, as people write them for coding agents
@@ -136,6 +137,27 @@ class AgentMagics(Magics):
         0, help="The model's context window, in tokens. 0: litellm's model info, for the models it knows; give it "
         "for a model it does not (a local server, a ScriptedModel), or nothing is compacted.",
     ).tag(config=True)
+
+    executor = Enum(list(remote.EXECUTORS), "live",
+                    help="Where a %%agent run's actions run: live (this kernel's namespace), isolated (a child kernel "
+                    "on this machine: only --vars are sent in, --out-vars come back) or gateway (a remote kernel).",
+                    ).tag(config=True)
+    isolated_memory = Unicode("", help="Memory limit of the isolated kernel (--memory), e.g. 2GB; empty: none. "
+                              "Enforced with RLIMIT_AS on Linux and macOS.").tag(config=True)
+    isolated_env = List(Unicode(), help="Environment variables the isolated kernel gets although they look like "
+                        "secrets (*KEY*, *TOKEN*, *SECRET*, *PASSWORD*), which are otherwise dropped.").tag(config=True)
+    isolated_policy = Dict(
+        default_value=remote.DEFAULT_ISOLATED_POLICY,
+        help="How the guard is relaxed for --executor isolated, where damage stays in a child process: "
+        "{'allow': [capabilities granted], 'imports': [modules allowed, even forbidden ones such as os]}.",
+    ).tag(config=True)
+
+    @validate("isolated_policy")
+    def _isolated_policy(self, proposal: Any) -> dict[str, Any]:
+        try:
+            return remote.check_policy(dict(proposal["value"]))
+        except ValueError as exc:
+            raise TraitError(f"AgentMagics.isolated_policy: {exc}") from None
 
     @validate("compact_at")
     def _share_of_window(self, proposal: Any) -> float:
@@ -236,6 +258,8 @@ class AgentMagics(Magics):
         self.stores = stored.Stores()
         self.stored_ids: dict[int, int] = {}  # id() of a run of this kernel -> its id in the store
         self.conversation_tail: int | None = None  # the stored run whose steps end the agent's memory
+        self.executors = remote.Executors()  # the isolated (and gateway) kernels, kept for the session
+        atexit.register(self.executors.stop_all)
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, openai-server:MODEL@URL, transformers:PATH, "
@@ -275,6 +299,14 @@ class AgentMagics(Magics):
               help="continue the conversation of stored run N (default: this notebook's last stored run), "
               "e.g. after a kernel restart")
     @argument("--no-store", action="store_true", help="do not keep this run in the run store")
+    @argument("--executor", help="where actions run: live (this kernel), isolated (a child kernel), gateway "
+              "(default: AgentMagics.executor)")
+    @argument("--memory", metavar="SIZE", help="isolated: the child kernel's memory limit, e.g. 2GB")
+    @argument("--vars", metavar="NAMES", help="isolated/gateway: variables sent into the kernel (also those the "
+              "task names as {var})")
+    @argument("--out-vars", metavar="NAMES", help="isolated/gateway: variables brought back into the notebook")
+    @argument("--workdir", metavar="WHERE", help="isolated: scratch (a temp folder, default), ro or rw (the "
+              "notebook's folder, read-only or read-write)")
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
         """Run a code-writing agent on this notebook's variables.
@@ -341,6 +373,7 @@ class AgentMagics(Magics):
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
         limits = self._limits(args)
+        remote.options(self, args)  # bad executor flags stop here, before anything runs
         rules = self.read_rules()  # before anything changes: a missing rules file stops here
         task, unknown = namespace.interpolate(task, self.shell.user_ns)
         for name in unknown:
@@ -387,6 +420,7 @@ class AgentMagics(Magics):
         saving = None if store is None or args.no_store else stored.writer(
             store, self.shell, self.conversation_tail, args.agent or self.agent_type)
         agent.renderer = Tee(*(r for r in (trace, cells, saving) if r is not None)) if cells or saving else trace
+        executing = remote.begin(self, agent, args, typed)  # the kernel, the variables sent in
         self.run_cells.append(cell_id)
         before, tools_before = list(agent.managed_agents.values()), dict(agent.tools)
         try:
@@ -395,6 +429,7 @@ class AgentMagics(Magics):
             with stored.told(agent, resumed.model_note() if resumed else ""):
                 result = await self._run(agent, task, args, settle=cells is not None)
         finally:
+            executing.end()
             agent.managed_agents = before
             agent.tools = tools_before
             bound()
@@ -403,6 +438,7 @@ class AgentMagics(Magics):
                 self.stored_ids[id(agent.runs[-1])] = self.conversation_tail
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
+        executing.bring_back()
         if args.out and result.state in (RunState.DONE, RunState.MAX_STEPS):
             # -o is part of the run: undo removes (or puts back) what it bound
             result.undo.setdefault(args.out, self.shell.user_ns.get(args.out, undo.UNBOUND))
