@@ -1,0 +1,154 @@
+"""``--executor gateway`` against a real ``jupyter kernelgateway`` on 127.0.0.1, started by the tests.
+
+The agent's actions run in the gateway's kernel (another process, started by the gateway), data
+goes in and comes back, a transfer over ``--max-transfer`` is refused before anything is sent, and
+network faults (a gateway that is down, one killed in the middle of an action, a wrong token)
+become a sentence the model and the user can act on, with no hang; after the gateway is back,
+the run goes on in a new kernel and says the old one's variables are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smol_magic.jupyter.remote.executor import KernelUnavailable, RemoteExecutor
+from smol_magic.jupyter.remote.gateway import CHUNK, GatewayKernel, GatewaySettings, Secret
+from smol_magic.jupyter.remote.transfer import TransferError
+
+from gateway_server import Gateway, free_port, running_gateway
+from kernel_helpers import wait_for_file
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    with running_gateway(tmp_path_factory.mktemp("gateway")) as gw:
+        yield gw
+
+
+@pytest.fixture
+def executor(gateway):
+    remote = RemoteExecutor(GatewayKernel(GatewaySettings.of(gateway.url, gateway.token)))
+    yield remote
+    remote.stop()
+    remote.link.close()
+
+
+def frame(rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"region": rng.choice(["north", "south", "east"], rows), "revenue": rng.random(rows),
+                         "units": np.arange(rows), "day": pd.date_range("2026-01-01", periods=rows, freq="min")})
+
+
+def test_actions_run_in_a_kernel_the_gateway_started(executor, gateway):
+    result = executor.execute("import os\npid = os.getpid()\nprint(pid)")
+    assert result.error is None, result.error
+    pid = int(result.output.strip())
+    assert pid != os.getpid()
+    assert gateway.kernel_parent(pid) == gateway.pid  # a child of the gateway process
+    assert executor.link.pid() == pid
+    # the kernel keeps its state from one action to the next, and the mirror knows its variables
+    assert executor.execute("print(pid * 2)").output.strip() == str(pid * 2)
+    assert "pid" in executor.namespace
+
+
+def test_a_dataframe_goes_in_as_binary_frames_and_comes_back(executor):
+    df = frame(400_000)  # Arrow IPC of ~10 MB: several frames of CHUNK bytes
+    packets = executor.send_variables({"df": df})
+    assert packets[0].format == "arrow" and packets[0].nbytes > 2 * CHUNK
+    result = executor.execute("by_region = df.groupby('region', as_index=False)['revenue'].sum()\n"
+                              "print(len(df), df['units'].sum())")
+    assert result.error is None, result.error
+    assert result.output.split() == [str(len(df)), str(int(df["units"].sum()))]
+    back = executor.fetch("by_region")
+    expected = df.groupby("region", as_index=False)["revenue"].sum()
+    pd.testing.assert_frame_equal(back, expected)
+    pd.testing.assert_frame_equal(executor.fetch("df"), df)
+
+
+def test_a_transfer_over_the_limit_is_refused_before_anything_is_sent(executor):
+    df = frame(50_000)
+    with pytest.raises(TransferError) as refused:
+        executor.send_variables({"big": df}, max_bytes=100 * 1024)
+    text = str(refused.value)
+    assert "big (DataFrame," in text and "MB as arrow" in text  # the size, before sending
+    assert "100 KB" in text and "--max-transfer" in text  # the limit, and how to raise it
+    assert "big" not in executor.namespace
+    assert "NameError" in executor.execute("big").error
+
+
+def test_a_gateway_that_is_down_is_one_clear_error(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    remote = RemoteExecutor(GatewayKernel(GatewaySettings.of(url)))
+    started = time.monotonic()
+    result = remote.execute("print(1)")
+    assert time.monotonic() - started < 15
+    assert f"cannot reach the Jupyter gateway at {url}" in result.error
+    assert "jupyter kernelgateway" in result.error and "AgentMagics.gateway_url" in result.error
+    with pytest.raises(KernelUnavailable, match="cannot reach the Jupyter gateway"):
+        remote.send_variables({"x": 1})
+
+
+def test_a_wrong_token_says_which_setting_to_fix_and_never_shows_a_token(gateway):
+    link = GatewayKernel(GatewaySettings.of(gateway.url, "not-the-token"))
+    with pytest.raises(KernelUnavailable) as refused:
+        link.start()
+    text = str(refused.value)
+    assert "401" in text and "AgentMagics.gateway_token" in text and "JUPYTER_GATEWAY_AUTH_TOKEN" in text
+    assert "not-the-token" not in text and gateway.token not in text
+    assert "not-the-token" not in repr(link.settings) and "not-the-token" not in link.describe()
+    assert repr(Secret("not-the-token")) == "'<hidden>'"
+
+
+def test_settings_say_what_to_write(monkeypatch):
+    monkeypatch.delenv("JUPYTER_GATEWAY_URL", raising=False)
+    with pytest.raises(ValueError, match="AgentMagics.gateway_url"):
+        GatewaySettings.of("")
+    with pytest.raises(ValueError, match="http://host:8888"):
+        GatewaySettings.of("127.0.0.1:8888")
+    monkeypatch.setenv("JUPYTER_GATEWAY_URL", "http://example.org:8888/")
+    monkeypatch.setenv("JUPYTER_GATEWAY_AUTH_TOKEN", "from-env")
+    settings = GatewaySettings.of("")
+    assert settings.url == "http://example.org:8888" and settings.headers() == {"Authorization": "token from-env"}
+    assert settings != GatewaySettings.of("", "another")  # a new token is a change of settings
+
+
+def test_the_gateway_killed_mid_action_is_an_observation_and_the_run_goes_on(tmp_path):
+    gateway = Gateway(free_port(), "tok", tmp_path / "gateway.log").start()
+    remote = RemoteExecutor(GatewayKernel(GatewaySettings.of(gateway.url, gateway.token)))
+    started, release = tmp_path / "started", tmp_path / "release"
+    try:
+        assert remote.execute("kept = 41").error is None
+        gateway.kernel_parent(remote.link.pid())
+
+        def kill_when_started() -> None:
+            wait_for_file(started, timeout=60)
+            gateway.kill()
+
+        killer = threading.Thread(target=kill_when_started)
+        killer.start()
+        begun = time.monotonic()
+        result = remote.execute(f"import os, time\nopen({str(started)!r}, 'w').close()\n"
+                                f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)")
+        killer.join()
+        assert time.monotonic() - begun < 30  # no hang
+        assert "connection to the gateway dropped" in result.error, result.error
+        assert "the next action starts a fresh gateway kernel" in result.error
+
+        down = remote.execute("print(kept)")  # the gateway is still down: said, at once
+        assert f"cannot reach the Jupyter gateway at {gateway.url}" in down.error
+
+        gateway.start()  # back, on the same address: the run goes on in a new kernel
+        again = remote.execute("print('back')")
+        assert again.error is None, again.error
+        assert "back" in again.output and "variables made there before are gone" in again.output
+        assert "NameError" in remote.execute("kept").error
+    finally:
+        remote.stop()
+        remote.link.close()
+        gateway.stop()
