@@ -137,7 +137,7 @@ def test_the_gateway_killed_mid_action_is_an_observation_and_the_run_goes_on(tmp
                                 f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)")
         killer.join()
         assert time.monotonic() - begun < 30  # no hang
-        assert "connection to the gateway dropped" in result.error, result.error
+        assert f"the connection to the gateway at {gateway.url} dropped" in result.error, result.error
         assert "the next action starts a fresh gateway kernel" in result.error
 
         down = remote.execute("print(kept)")  # the gateway is still down: said, at once
@@ -152,3 +152,18 @@ def test_the_gateway_killed_mid_action_is_an_observation_and_the_run_goes_on(tmp
         remote.stop()
         remote.link.close()
         gateway.stop()
+
+
+def test_a_kernel_that_dies_on_the_gateway_is_said_and_replaced(executor, gateway):
+    assert executor.execute("kept = 1").error is None
+    first = executor.link.pid()
+    gateway.kernel_parent(first)
+    begun = time.monotonic()
+    result = executor.execute("import os\nos._exit(1)")
+    assert time.monotonic() - begun < 30
+    assert "The gateway kernel died: the kernel on the gateway died" in result.error, result.error
+    again = executor.execute("print('fresh')")
+    assert again.error is None and "fresh" in again.output
+    assert "variables made there before are gone" in again.output
+    assert executor.link.pid() != first
+    gateway.kernel_parent(executor.link.pid())

@@ -146,6 +146,7 @@ class Channels:
 
         # The gateway signs what it forwards with its own key; this one only quiets "signing is disabled".
         self.session = Session(key=uuid.uuid4().hex.encode(), username="smol-magic")
+        self.where = f"the connection to the gateway at {settings.url}"
         url = (f"{settings.ws_url}/api/kernels/{quote(kernel_id, safe='')}/channels"
                f"?session_id={self.session.session}")
         headers = [f"{k}: {v}" for k, v in settings.headers().items()]
@@ -172,7 +173,7 @@ class Channels:
         try:
             self._send_msg(channel, msg, buffers or [])
         except Exception as exc:  # noqa: BLE001 - the link reports it through alive()/death()
-            self._lose(f"sending to the gateway failed ({_reason(exc)})")
+            self._lose(f"{self.where} dropped: sending failed ({_reason(exc)})")
         return msg["header"]["msg_id"]
 
     def _send_msg(self, channel: str, msg: dict[str, Any], buffers: list[Any]) -> None:
@@ -229,12 +230,12 @@ class Channels:
                 opcode, data = self.ws.recv_data(control_frame=True)
             except Exception as exc:  # noqa: BLE001 - closed, reset, refused: all end the connection
                 if not self._closing:
-                    self._lose(f"the connection to the gateway dropped ({_reason(exc)})")
+                    self._lose(f"{self.where} dropped ({_reason(exc)})")
                 return
             self._last_frame, self._pinged = time.monotonic(), False
             _quick_ack(self.ws)
             if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self._lose("the gateway closed the connection")
+                self._lose(f"{self.where} was closed by the gateway")
                 return
             if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                 continue  # ping, pong: only a sign of life
@@ -272,14 +273,14 @@ class Channels:
             return False
         quiet = time.monotonic() - self._last_frame
         if quiet > DEAD_AFTER:
-            self._lose(f"the gateway sent nothing for {DEAD_AFTER:g} s, not even an answer to a ping")
+            self._lose(f"{self.where} went silent: nothing for {DEAD_AFTER:g} s, not even an answer to a ping")
             return False
         if quiet > PING_AFTER and not self._pinged:
             self._pinged = True
             try:
                 self.ws.ping()
             except Exception as exc:  # noqa: BLE001
-                self._lose(f"the connection to the gateway dropped ({_reason(exc)})")
+                self._lose(f"{self.where} dropped ({_reason(exc)})")
                 return False
         return True
 
@@ -321,7 +322,7 @@ def _plain(msg: dict[str, Any]) -> dict[str, Any]:
 
 def _reason(exc: BaseException) -> str:
     """An exception in a few words: a refused or reset connection, a timeout, a close."""
-    text = str(exc).strip() or type(exc).__name__
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
     for cause in (exc.__cause__, exc.__context__):
         if cause is not None and str(cause).strip() and str(cause).strip() not in text:
             text += f": {str(cause).strip()}"
@@ -406,6 +407,12 @@ class GatewayKernel:
 
     def start(self) -> None:
         """A new kernel on the gateway, connected and ready; the old one, if any, is shut down first."""
+        try:
+            import jupyter_server  # noqa: F401 - its wire (de)serializers
+            import websocket  # noqa: F401
+        except ImportError as exc:
+            raise KernelUnavailable(f"--executor gateway needs {exc.name}: pip install \"smol-magic[gateway]\"") \
+                from None
         self.shutdown()
         model = self._request("POST", "/api/kernels", {"name": self.settings.kernel_name, "env": {}},
                               timeout=START_TIMEOUT)
@@ -488,8 +495,7 @@ class GatewayKernel:
         if self._why is not None:
             return self._why
         if self.client is not None and self.client.lost is not None:
-            return (f"{self.client.lost}, so the kernel at the gateway {self.settings.url} was lost "
-                    f"(its variables with it)")
+            return self.client.lost
         return "it is not running"
 
     def interrupt(self) -> None:

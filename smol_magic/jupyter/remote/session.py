@@ -267,5 +267,9 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
         raise UsageError(str(exc)) from None
     except KernelUnavailable as exc:
         raise UsageError(str(exc)) from None
+    if executor.lost and executor.started:  # the kernel was replaced before this run's first action: say so here
+        print(f"smol-magic: {executor.lost} This run uses a fresh {executor.link.name} kernel: the variables made in "
+              "the old one are gone.")
+        executor.lost = None
     agent.policy = isolated_policy(magics, agent.policy) if agent.policy.enabled else agent.policy
     return RemoteRun(magics, agent, executor, opts)
