@@ -127,7 +127,7 @@ class NameRules:
         own_name = _str_attr(obj, "__name__") or "?"
         if module is None:
             return
-        if module.split(".")[0] in DANGEROUS_FUNCTION_MODULES:
+        if module.split(".")[0] in DANGEROUS_FUNCTION_MODULES and not self.policy.releases(module):
             self.deny(node, f"{shown} is {module}.{own_name}, from a forbidden module",
                       "use the authorized modules")
         elif own_name in FORBIDDEN_ATTRS and module.startswith(("IPython", "ipykernel")):

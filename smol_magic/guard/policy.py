@@ -15,6 +15,10 @@ from .rules import CAPABILITIES, DEFAULT_AUTHORIZED_IMPORTS, module_forbidden
 # -- the policy ----------------------------------------------------------------------------------
 
 
+# The modules a released module's functions come from (os.getpid is posix.getpid).
+_BEHIND = {"os": ("posix", "nt", "posixpath", "ntpath", "genericpath"), "subprocess": ("_posixsubprocess",)}
+
+
 @dataclass
 class Policy:
     """What agent code may do: authorized imports, granted capabilities, where the notebook lives."""
@@ -46,14 +50,19 @@ class Policy:
     def root(self) -> str:
         return os.path.realpath(os.fspath(self.workdir) if self.workdir is not None else os.getcwd())
 
+    def releases(self, module: str) -> bool:
+        """``module`` (or the C module behind it: posix for os) is one this policy lets code use."""
+        names = set(self.released) | {inner for m in self.released for inner in _BEHIND.get(m, ())}
+        return any(module == m or module.startswith(m + ".") for m in names)
+
     def module_forbidden(self, module: str) -> bool:
-        if any(module == m or module.startswith(m + ".") for m in self.released):
-            return False
-        return module_forbidden(module)
+        return not self.releases(module) and module_forbidden(module)
 
     def import_allowed(self, module: str) -> bool:
         if self.module_forbidden(module):
             return False
+        if any(module == inner or module.startswith(inner + ".") for m in self.released for inner in _BEHIND.get(m, ())):
+            return True  # os.path is posixpath: released with os
         for pattern in self.authorized_imports:
             if pattern == "*" or module == pattern or module.startswith(pattern + "."):
                 return True

@@ -177,6 +177,11 @@ def _plain_description(name: str, value: Any) -> str:
     return f"{head}: {text}" if columns is None else head
 
 
+def _module_name(value: Any) -> str | None:
+    """A module's real name (``pd`` is ``pandas``): the notebook's guard then knows what its functions do."""
+    return getattr(value, "__name__", None) if type(value).__name__ == "module" else None
+
+
 # -- the kernel's side -------------------------------------------------------------------------------
 
 
@@ -247,7 +252,8 @@ class Child:
         out: dict[str, Any] = {
             "pid": os.getpid(),
             "changes": {"created": created, "rebound": rebound, "deleted": deleted},
-            "vars": {n: [type(now[n]).__name__, self._text(n, now[n]), id(now[n])] for n in described},
+            "vars": {n: [type(now[n]).__name__, self._text(n, now[n]), id(now[n]), _module_name(now[n])]
+                     for n in described},
         }
         if self.has_answer:
             answer, self.answer, self.has_answer = self.answer, None, False
@@ -259,13 +265,14 @@ class Child:
         return out
 
     def receive(self, messages: list[dict[str, Any]]) -> None:
+        """Bind the variables sent in; the reply says which failed, and reports what is here now."""
         failed = {}
         for message in messages:
             try:
                 self.ns[message["name"]] = unpack(message)
             except Exception as exc:  # noqa: BLE001 - said by name to the notebook
                 failed[message["name"]] = f"{type(exc).__name__}: {exc}"
-        self.out = {"failed": failed}
+        self.out = {"failed": failed, "report": self.report()}
 
     def send_back(self, name: str) -> None:
         if name not in self.ns:

@@ -45,6 +45,7 @@ import contextlib
 import json
 import queue
 import re
+import sys
 import time
 from collections import ChainMap
 from dataclasses import dataclass, field
@@ -286,9 +287,7 @@ class RemoteExecutor:
             for p in packets:
                 p.discard()
         self.sent.update(values)
-        report = self._report()
-        if report is not None:
-            self._apply(report, ExecutionResult())
+        self._apply(reply.get("report") or {}, ExecutionResult())
         return packets
 
     def fetch(self, name: str) -> Any:
@@ -326,9 +325,12 @@ class RemoteExecutor:
         changes = report.get("changes") or {}
         for name in changes.get("deleted", []):
             self.namespace.pop(name, None)
-        for name, (type_name, text, ident) in (report.get("vars") or {}).items():
+        for name, (type_name, text, ident, module) in (report.get("vars") or {}).items():
             old = self.namespace.get(name)
-            if isinstance(old, RemoteValue) and old.ident == ident:
+            here = sys.modules.get(module) if module and self.link.local_files else None
+            if here is not None:  # the same module here: the guard knows what its functions do
+                self.namespace[name] = here
+            elif isinstance(old, RemoteValue) and old.ident == ident:
                 old.type_name, old.text = type_name, text  # same object, perhaps changed in place
             else:
                 self.namespace[name] = RemoteValue(name, type_name, text, ident)

@@ -69,6 +69,23 @@ def child_environment(environ: dict[str, str], passed: tuple[str, ...] = ()) -> 
             if k in passed or not (_SECRET_NAME.search(k) or v.strip() in values)}
 
 
+class DirectClient:
+    """A ``BlockingKernelClient`` whose reads go straight to its channels' sockets.
+
+    The client's own ``get_iopub_msg`` runs a coroutine to completion, which inside a running
+    event loop (a notebook cell) means a hop to another thread for every message.
+    """
+
+    def __init__(self, client: Any):
+        self.inner = client
+        self.get_iopub_msg = client.iopub_channel.get_msg
+        self.get_shell_msg = client.shell_channel.get_msg
+        self.get_stdin_msg = client.stdin_channel.get_msg
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 class IsolatedKernel:
     """A child ipykernel on this machine, reached with jupyter_client (see the module docstring)."""
 
@@ -111,16 +128,17 @@ class IsolatedKernel:
                                      "--HistoryManager.enabled=False"]
         try:
             self.km.start_kernel(env=env, cwd=cwd)
-            self.client = self.km.blocking_client()
-            self.client.start_channels()
-            self.client.wait_for_ready(timeout=STARTUP_TIMEOUT)
+            blocking = self.km.blocking_client()
+            blocking.start_channels()
+            blocking.wait_for_ready(timeout=STARTUP_TIMEOUT)
+            self.client = DirectClient(blocking)
         except Exception as exc:  # noqa: BLE001 - said to the user: the notebook's kernel goes on
             self._cleanup_kernel()
             raise KernelUnavailable(f"the isolated kernel did not start ({type(exc).__name__}: {exc}); "
                                     "check that ipykernel is installed in this environment") from None
 
     def alive(self) -> bool:
-        return self.km is not None and self.km.is_alive()
+        return self.km is not None and self._returncode() is None and self.pid() is not None
 
     def death(self) -> str:
         """Why the child is gone, in the words of its exit: a signal, an exit code, out of memory."""
@@ -204,7 +222,7 @@ class IsolatedKernel:
     def _cleanup_kernel(self) -> None:
         if self.client is not None:
             try:
-                self.client.stop_channels()
+                self.client.inner.stop_channels()
             except Exception:  # noqa: BLE001 - already gone
                 pass
             self.client = None

@@ -26,6 +26,7 @@ from .isolated import IsolatedKernel, Settings, Workdir
 from .transfer import TransferError, parse_size, size_text
 
 EXECUTORS = ("live", "isolated", "gateway")
+MIN_MEMORY = 2**30  # RLIMIT_AS counts address space: a fresh kernel reserves ~0.7 GB, ~1 GB with pandas
 WORKDIRS = tuple(str(w) for w in Workdir)
 # AgentMagics.isolated_policy by default: what the guard allows besides the usual in an isolated kernel,
 # where the damage stays in a child process and its scratch folder.
@@ -64,9 +65,9 @@ def options(magics: Any, args: Any) -> Options:
             memory = parse_size(memory_text, "--memory")
         except ValueError as exc:
             raise UsageError(f"{exc} (e.g. --memory 2GB)") from None
-        if memory < 256 * 2**20:
-            raise UsageError(f"--memory {memory_text}: a kernel needs more than {size_text(memory)} to start; "
-                             "give at least 256MB, e.g. --memory 2GB")
+        if memory < MIN_MEMORY:
+            raise UsageError(f"--memory {memory_text}: a kernel needs more than {size_text(memory)} of address space "
+                             "to start; give at least 1GB, e.g. --memory 2GB")
     workdir_text = args.workdir or "scratch"
     if workdir_text not in WORKDIRS:
         raise UsageError(f"--workdir {workdir_text!r}: use scratch (a temp folder), ro (the notebook's folder, "
@@ -153,13 +154,22 @@ def _changed(old: Settings, new: Settings) -> str:
     return ", ".join(parts)
 
 
-def isolated_policy(magics: Any, policy: guard.Policy) -> guard.Policy:
-    """The run's policy, relaxed by ``AgentMagics.isolated_policy`` (the guard still runs: defence in depth)."""
+def isolated_policy(magics: Any, policy: guard.Policy, opts: Options, folder: str) -> guard.Policy:
+    """The run's policy, relaxed by ``AgentMagics.isolated_policy`` (the guard still runs: defence in depth).
+
+    Paths are judged from the child's working ``folder``. With ``--workdir ro`` no file write or
+    delete is granted: the guard asks a person for each (headless: refused). That is the guard's
+    policy; the child process itself is not prevented from writing there.
+    """
     spec = magics.isolated_policy
+    allow = set(spec.get("allow", []))
+    if opts.workdir == Workdir.READ_ONLY:
+        allow -= {"write_files", "delete_files"}
     imports = [m for m in spec.get("imports", []) if m not in policy.authorized_imports]
     released = {m for m in spec.get("imports", []) if guard.module_forbidden(m)}
-    relaxed = policy.with_grants(*spec.get("allow", []), imports=imports)
+    relaxed = policy.with_grants(*sorted(allow), imports=imports)
     relaxed.released = frozenset(released)
+    relaxed.workdir = folder
     return relaxed
 
 
@@ -271,5 +281,6 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
         print(f"smol-magic: {executor.lost} This run uses a fresh {executor.link.name} kernel: the variables made in "
               "the old one are gone.")
         executor.lost = None
-    agent.policy = isolated_policy(magics, agent.policy) if agent.policy.enabled else agent.policy
+    if opts.kind == "isolated" and agent.policy.enabled:
+        agent.policy = isolated_policy(magics, agent.policy, opts, executor.link.working_folder())
     return RemoteRun(magics, agent, executor, opts)
