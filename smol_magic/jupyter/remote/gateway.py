@@ -12,8 +12,9 @@ asyncio loop, and the kernel's loop is busy running the ``%%agent`` cell (the
 action runs synchronously on the main thread); their ``get_msg`` spins on
 ``asyncio.sleep(0)`` while waiting; and their channels carry JSON text only,
 so data could not travel as binary frames. This is a small blocking client
-on the same ``websocket-client`` that one uses, ``httpx`` for REST,
-jupyter_client's ``Session`` for the messages and jupyter_server's own
+instead: ``websockets``' synchronous client (C-accelerated masking, keepalive
+pings), ``httpx`` for REST, jupyter_client's ``Session`` for the messages and
+jupyter_server's own
 (de)serializers for the wire formats (the ``v1.kernel.websocket.jupyter.org``
 subprotocol when the gateway offers it, the legacy JSON / binary format if not).
 
@@ -58,8 +59,8 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the gateway (REST or websocket)
 REQUEST_TIMEOUT = 20.0  # seconds for one REST call once connected
 START_TIMEOUT = 120.0  # a kernel on a cluster (Enterprise Gateway: YARN, Kubernetes) may take a while to start
 READY_TIMEOUT = 60.0  # from the websocket's opening to the kernel's first kernel_info_reply
-PING_AFTER = 10.0  # seconds without a frame from the gateway before alive() pings it
-DEAD_AFTER = 30.0  # seconds without any frame (a pong included) before the connection counts as lost
+PING_AFTER = 10.0  # seconds between keepalive pings on the websocket
+DEAD_AFTER = 30.0  # at most this long after the gateway goes silent, the connection counts as lost
 UPLOAD_TARGET = "smol_magic.gateway.upload"
 WHAT_TO_DO = (f"start the gateway (e.g. jupyter kernelgateway --port 8888), or point %config AgentMagics.gateway_url "
               f"(or ${URL_ENV}) at a running one")
@@ -137,30 +138,31 @@ class Channels:
 
     A reader thread routes each message into its channel's queue; ``lost`` says why the
     connection ended, once it has. ``execute``, ``get_iopub_msg``, ``get_shell_msg``,
-    ``get_stdin_msg`` and ``input`` are what ``RemoteExecutor`` uses.
+    ``get_stdin_msg`` and ``input`` are what ``RemoteExecutor`` uses. The websocket is
+    ``websockets``' synchronous client: C-accelerated masking (every byte a client sends is
+    masked, which is most of the cost of sending data) and keepalive pings, so a gateway that
+    goes silent is noticed within ``DEAD_AFTER`` seconds.
     """
 
     def __init__(self, settings: GatewaySettings, kernel_id: str):
-        import websocket
         from jupyter_client.session import Session
+        from websockets.sync.client import connect
 
         # The gateway signs what it forwards with its own key; this one only quiets "signing is disabled".
         self.session = Session(key=uuid.uuid4().hex.encode(), username="smol-magic")
         self.where = f"the connection to the gateway at {settings.url}"
         url = (f"{settings.ws_url}/api/kernels/{quote(kernel_id, safe='')}/channels"
                f"?session_id={self.session.session}")
-        headers = [f"{k}: {v}" for k, v in settings.headers().items()]
         self.queues: dict[str, queue.SimpleQueue] = {c: queue.SimpleQueue()
                                                     for c in ("shell", "iopub", "stdin", "control")}
         self.lost: str | None = None
         self.kernel_state = "starting"  # the last execution_state the kernel published (dead/restarting matter)
         self._closing = False
-        self._last_frame = time.monotonic()
-        self._pinged = False
-        self.ws = websocket.create_connection(url, header=headers, subprotocols=[V1], timeout=CONNECT_TIMEOUT,
-                                              enable_multithread=True, skip_utf8_validation=True)
-        self.v1 = self.ws.getsubprotocol() == V1
-        self.ws.settimeout(None)  # the reader blocks; alive() pings a quiet gateway, close() ends the wait
+        self._stack = contextlib.ExitStack()  # connect() as a context manager, as websockets wants it; closed in close()
+        self.ws = self._stack.enter_context(connect(
+            url, additional_headers=settings.headers(), subprotocols=[V1], compression=None, open_timeout=CONNECT_TIMEOUT,
+            ping_interval=PING_AFTER, ping_timeout=DEAD_AFTER - PING_AFTER, close_timeout=1, max_size=None, proxy=None))
+        self.v1 = self.ws.subprotocol == V1
         self._reader = threading.Thread(target=self._read, name="smol-magic-gateway", daemon=True)
         self._reader.start()
 
@@ -171,25 +173,22 @@ class Channels:
         """Send one message; returns its msg_id. A lost connection is not raised: ``lost`` says it."""
         msg = self.session.msg(msg_type, content, parent=parent, metadata=metadata)
         try:
-            self._send_msg(channel, msg, buffers or [])
+            self.ws.send(self._encode(channel, msg, buffers or []))
         except Exception as exc:  # noqa: BLE001 - the link reports it through alive()/death()
-            self._lose(f"{self.where} dropped: sending failed ({_reason(exc)})")
+            self._lose(f"{self.where} dropped ({_reason(exc)})")
         return msg["header"]["msg_id"]
 
-    def _send_msg(self, channel: str, msg: dict[str, Any], buffers: list[Any]) -> None:
-        import websocket
+    def _encode(self, channel: str, msg: dict[str, Any], buffers: list[Any]) -> bytes | str:
         from jupyter_server.services.kernels.connection.base import serialize_binary_message, serialize_msg_to_ws_v1
 
         pack = self.session.pack
         if self.v1:
             parts = [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]), pack(msg["content"]),
-                     *[memoryview(b).cast("B") for b in buffers]]
-            self.ws.send(serialize_msg_to_ws_v1(parts, channel), opcode=websocket.ABNF.OPCODE_BINARY)
-        elif buffers:
-            data = serialize_binary_message({**_plain(msg), "channel": channel, "buffers": [bytes(b) for b in buffers]})
-            self.ws.send(data, opcode=websocket.ABNF.OPCODE_BINARY)
-        else:
-            self.ws.send(json.dumps({**_plain(msg), "channel": channel}))
+                     *buffers]
+            return serialize_msg_to_ws_v1(parts, channel)
+        if buffers:
+            return serialize_binary_message({**_plain(msg), "channel": channel, "buffers": [bytes(b) for b in buffers]})
+        return json.dumps({**_plain(msg), "channel": channel})
 
     def execute(self, code: str, silent: bool = False, store_history: bool = True,
                 user_expressions: dict[str, str] | None = None, allow_stdin: bool = False,
@@ -223,22 +222,13 @@ class Channels:
         return q.get(timeout=timeout)
 
     def _read(self) -> None:
-        import websocket
-
-        while not self._closing:
+        while True:
             try:
-                opcode, data = self.ws.recv_data(control_frame=True)
-            except Exception as exc:  # noqa: BLE001 - closed, reset, refused: all end the connection
-                if not self._closing:
-                    self._lose(f"{self.where} dropped ({_reason(exc)})")
+                data = self.ws.recv()
+            except Exception as exc:  # noqa: BLE001 - closed, reset, a keepalive ping unanswered: the end
+                self._lose(f"{self.where} dropped ({_reason(exc)})")
                 return
-            self._last_frame, self._pinged = time.monotonic(), False
-            _quick_ack(self.ws)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self._lose(f"{self.where} was closed by the gateway")
-                return
-            if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                continue  # ping, pong: only a sign of life
+            _quick_ack(self.ws.socket)
             try:
                 channel, msg = self._decode(data)
             except Exception:  # noqa: BLE001 - a malformed frame is skipped, as JupyterLab skips it
@@ -268,21 +258,8 @@ class Channels:
     # -- health -----------------------------------------------------------------------------------
 
     def check(self) -> bool:
-        """Connected, as far as can be told cheaply: a quiet gateway is pinged, and lost if it stays silent."""
-        if self.lost is not None:
-            return False
-        quiet = time.monotonic() - self._last_frame
-        if quiet > DEAD_AFTER:
-            self._lose(f"{self.where} went silent: nothing for {DEAD_AFTER:g} s, not even an answer to a ping")
-            return False
-        if quiet > PING_AFTER and not self._pinged:
-            self._pinged = True
-            try:
-                self.ws.ping()
-            except Exception as exc:  # noqa: BLE001
-                self._lose(f"{self.where} dropped ({_reason(exc)})")
-                return False
-        return True
+        """Still connected (websockets' keepalive pings notice a gateway gone silent)."""
+        return self.lost is None
 
     def _lose(self, why: str) -> None:
         if self.lost is None and not self._closing:
@@ -291,13 +268,13 @@ class Channels:
     def close(self) -> None:
         self._closing = True
         try:
-            self.ws.close(timeout=1)
+            self._stack.close()
         except Exception:  # noqa: BLE001 - already gone
             pass
         self._reader.join(2)
 
 
-def _quick_ack(ws: Any) -> None:
+def _quick_ack(sock: Any) -> None:
     """Acknowledge at once what the gateway sent (Linux: TCP_QUICKACK, which resets after each read).
 
     The gateway's server (tornado) writes each message as its own small segment with Nagle's
@@ -307,7 +284,7 @@ def _quick_ack(ws: Any) -> None:
     option = getattr(socket, "TCP_QUICKACK", None)
     if option is not None:
         try:
-            ws.sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
         except (OSError, AttributeError):
             pass
 
@@ -409,7 +386,7 @@ class GatewayKernel:
         """A new kernel on the gateway, connected and ready; the old one, if any, is shut down first."""
         try:
             import jupyter_server  # noqa: F401 - its wire (de)serializers
-            import websocket  # noqa: F401
+            import websockets  # noqa: F401
         except ImportError as exc:
             raise KernelUnavailable(f"--executor gateway needs {exc.name}: pip install \"smol-magic[gateway]\"") \
                 from None
@@ -448,7 +425,10 @@ class GatewayKernel:
                 if time.monotonic() > deadline:
                     raise KernelUnavailable(f"the kernel started by the Jupyter gateway at {self.settings.url} did "
                                             f"not answer within {READY_TIMEOUT:g} s") from None
-        facts = self._ask({"pid": "__import__('os').getpid()", "tmp": "__import__('tempfile').gettempdir()"})
+        # Uploads land in memory (/dev/shm) where the kernel's machine has it, else in its temp folder.
+        facts = self._ask({"pid": "__import__('os').getpid()",
+                           "tmp": "(lambda os: '/dev/shm' if os.access('/dev/shm', os.W_OK) else "
+                                  "__import__('tempfile').gettempdir())(__import__('os'))"})
         self.kernel_pid = facts.get("pid")
         self.temp_dir = facts.get("tmp")
 
@@ -535,6 +515,9 @@ class GatewayKernel:
             except KernelUnavailable:
                 pass
         self.kernel_pid = None
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
 
     def close(self) -> None:
         """Shut down, and close the HTTP client."""
@@ -542,9 +525,6 @@ class GatewayKernel:
         if self._http is not None:
             self._http.close()
             self._http = None
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
 
     def pid(self) -> int | None:
         return self.kernel_pid
