@@ -167,3 +167,27 @@ def test_a_kernel_that_dies_on_the_gateway_is_said_and_replaced(executor, gatewa
     assert "variables made there before are gone" in again.output
     assert executor.link.pid() != first
     gateway.kernel_parent(executor.link.pid())
+
+
+def test_a_timeout_interrupts_the_remote_action_and_keeps_its_kernel(executor):
+    assert executor.execute("kept = 7").error is None
+    pid = executor.link.pid()
+    begun = time.monotonic()
+    result = executor.execute("import time\ntime.sleep(60)", timeout=1.0)
+    assert time.monotonic() - begun < 10  # interrupted through POST .../interrupt, not waited out
+    assert result.timed_out and "ActionTimeout" in result.error
+    after = executor.execute("print(kept)")
+    assert after.output.strip() == "7" and executor.link.pid() == pid  # same kernel, state kept
+
+
+def test_bringing_back_more_than_the_limit_is_refused_with_its_size(executor):
+    assert executor.execute("import numpy as np\nbig = np.zeros(3_000_000)\nsmall = [1, 2, 3]").error is None
+    executor.link.max_transfer = 1_000_000
+    with pytest.raises(TransferError) as refused:
+        executor.fetch("big")
+    text = str(refused.value)
+    assert "big (ndarray, 23 MB as pickle) was not brought back" in text
+    assert "transfer limit of 977 KB" in text and "--max-transfer" in text
+    assert executor.fetch("small") == [1, 2, 3]  # small ones still come
+    executor.link.max_transfer = None
+    assert executor.fetch("big").shape == (3_000_000,)

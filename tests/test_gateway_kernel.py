@@ -66,6 +66,13 @@ def test_an_agent_run_works_in_the_gateway_kernel_and_brings_a_frame_back(token_
         for text in (shown, status.text, config.text):
             assert TOKEN not in text
 
+        ok(kc, scripted("m3", py("final_answer(1)")))
+        refused = run(kc, "%%agent -m m3 --executor gateway --vars df --max-transfer 10KB\nLook at {df}.",
+                      cell_id=uuid.uuid4().hex, timeout=60)
+        assert refused.status == "error" and refused.ename == "UsageError"
+        assert "df (DataFrame, " in refused.evalue and "transfer limit of 10 KB" in refused.evalue
+        assert "raise --max-transfer" in refused.evalue
+
 
 def test_a_gateway_killed_mid_action_ends_that_action_and_the_next_cell_reconnects(token_env, tmp_path):
     gateway = Gateway(free_port(), TOKEN, tmp_path / "gateway.log").start()

@@ -294,11 +294,14 @@ class RemoteExecutor:
         """A variable of the kernel, brought here as a new object; ``transfer.TransferError`` if it cannot come."""
         if not self.started or not self.link.alive():
             raise transfer.TransferError(f"{name}: the {self.link.name} kernel is not running")
-        reply = self._call(child.pack_code(name))
+        # A link whose kernel is elsewhere may have big values packed into a file there, and bring it its own way.
+        reply = self._call(getattr(self.link, "fetch_code", child.pack_code)(name))
         if reply.get("error"):
             raise transfer.TransferError(f"{name} cannot be brought back from the {self.link.name} kernel: "
                                          f"{reply['error']}")
-        return transfer.unpack(reply["packet"])
+        packet = reply["packet"]
+        retrieve = getattr(self.link, "retrieve", None)
+        return transfer.unpack(retrieve(packet) if retrieve is not None and packet.get("path") else packet)
 
     # -- one request, its reply ---------------------------------------------------------------
 

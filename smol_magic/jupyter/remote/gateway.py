@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .executor import KernelUnavailable
-from .transfer import parse_size, size_text
+from .transfer import TransferError, parse_size, size_text
 
 URL_ENV = "JUPYTER_GATEWAY_URL"  # the names JupyterLab's GatewayClient reads
 TOKEN_ENV = "JUPYTER_GATEWAY_AUTH_TOKEN"
@@ -62,6 +62,8 @@ READY_TIMEOUT = 60.0  # from the websocket's opening to the kernel's first kerne
 PING_AFTER = 10.0  # seconds between keepalive pings on the websocket
 DEAD_AFTER = 30.0  # at most this long after the gateway goes silent, the connection counts as lost
 UPLOAD_TARGET = "smol_magic.gateway.upload"
+DOWNLOAD_TARGET = "smol_magic.gateway.download"
+DOWNLOAD_QUIET = 30.0  # seconds a download may go without a message before it counts as failed
 WHAT_TO_DO = (f"start the gateway (e.g. jupyter kernelgateway --port 8888), or point %config AgentMagics.gateway_url "
               f"(or ${URL_ENV}) at a running one")
 
@@ -306,11 +308,29 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-# The upload receiver, run in each fresh kernel: comm messages whose buffers are appended to a file there.
+# Run in each fresh kernel: the ends of the two comms data travels by. An upload's messages carry buffers
+# that are appended to a file there; a download's opening names a file there, sent back in buffers and removed.
 RECEIVER_CODE = f"""
 def _smol_magic_gateway_receiver():
     import os
     from comm import get_comm_manager
+
+    def download(comm, msg):
+        data = msg['content']['data']
+        try:
+            if data.get('send'):
+                with open(data['path'], 'rb') as f:
+                    while True:
+                        chunk = f.read({CHUNK})
+                        if not chunk:
+                            break
+                        comm.send({{}}, buffers=[chunk])
+        finally:
+            try:
+                os.unlink(data['path'])
+            except OSError:
+                pass
+            comm.close()
 
     def opened(comm, msg):
         data = msg['content']['data']
@@ -325,6 +345,7 @@ def _smol_magic_gateway_receiver():
         comm.on_close(closed)
 
     get_comm_manager().register_target({UPLOAD_TARGET!r}, opened)
+    get_comm_manager().register_target({DOWNLOAD_TARGET!r}, download)
 _smol_magic_gateway_receiver()
 del _smol_magic_gateway_receiver
 """
@@ -346,6 +367,7 @@ class GatewayKernel:
         self._why: str | None = None  # why the kernel was lost, besides the connection
         self._http: Any = None
         self._staging: str | None = None
+        self.max_transfer: int | None = None  # bytes one variable may bring back (--max-transfer); None: no limit
 
     # -- REST -------------------------------------------------------------------------------------
 
@@ -567,6 +589,57 @@ class GatewayKernel:
                         message["path"] = self.upload(data, message.get("format") or "bin")
             messages.append(message)
         return messages
+
+    def fetch_code(self, name: str) -> str:
+        """The helper's ``send_back``, packing into a file in the kernel's temp folder: ``retrieve`` brings it."""
+        folder = f"{(self.temp_dir or '/tmp').rstrip('/')}/smol-magic-{uuid.uuid4().hex}"
+        return (f"__import__('os').makedirs({folder!r}, exist_ok=True)\n__smol__.scratch = {folder!r}\n"
+                f"try:\n    __smol__.send_back({name!r})\nfinally:\n    __smol__.scratch = None")
+
+    def retrieve(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A packet packed into a file in the kernel, brought here as binary frames; its size checked first."""
+        name, remote = message.get("name"), message["path"]
+        nbytes = message.get("nbytes") or 0
+        if self.max_transfer is not None and nbytes > self.max_transfer:
+            self._download(remote, None)  # removed there, not sent
+            raise TransferError(f"{name} ({message.get('type')}, {size_text(nbytes)} as {message.get('format')}) "
+                                f"was not brought back: it is over the transfer limit of "
+                                f"{size_text(self.max_transfer)}; raise --max-transfer (or %config "
+                                "AgentMagics.max_transfer), or bring back something smaller")
+        if nbytes > CHUNK:
+            print(f"smol-magic: bringing back from the gateway kernel: {name} ({message.get('type')}, "
+                  f"{size_text(nbytes)} as {message.get('format')})", flush=True)
+        local = os.path.join(self.staging(), f"{uuid.uuid4().hex}.{message.get('format') or 'bin'}")
+        self._download(remote, local)
+        return {**message, "path": local}
+
+    def _download(self, remote: str, local: str | None) -> None:
+        """The kernel's file ``remote`` into ``local`` (None: only removed there); ``TransferError`` if it fails."""
+        client = self.client
+        if client is None:
+            raise TransferError("the gateway kernel is not running")
+        comm_id = uuid.uuid4().hex
+        client.send("shell", "comm_open", {"comm_id": comm_id, "target_name": DOWNLOAD_TARGET,
+                                           "data": {"path": remote, "send": local is not None}})
+        with open(local, "wb") if local is not None else contextlib.nullcontext() as out:
+            heard = time.monotonic()
+            while True:
+                try:
+                    msg = client.get_iopub_msg(timeout=0.5)
+                except queue.Empty:
+                    quiet = time.monotonic() - heard
+                    if client.lost is not None or quiet > DOWNLOAD_QUIET:
+                        why = client.lost or f"the gateway kernel sent nothing for {DOWNLOAD_QUIET:g} s"
+                        raise TransferError(f"bringing data back from the gateway kernel failed: {why}") from None
+                    continue
+                heard = time.monotonic()
+                if msg["content"].get("comm_id") != comm_id:
+                    continue
+                if msg["msg_type"] == "comm_close":
+                    return
+                if msg["msg_type"] == "comm_msg" and out is not None:
+                    for buf in msg["buffers"]:
+                        out.write(buf)
 
     def upload(self, data: Any, suffix: str) -> str:
         """Send these bytes to a file in the kernel's temp folder, as binary frames; returns the file's path there."""

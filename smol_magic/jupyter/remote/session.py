@@ -266,6 +266,8 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
     executor, note = magics.executors.get(opts.kind, magics, opts)
     if note:
         print(note)
+    if opts.kind == "gateway":
+        executor.link.max_transfer = opts.max_transfer  # checked again for what --out-vars brings back
     names = list(dict.fromkeys(opts.vars + task_names(task, user_ns)))
     try:
         if names:
