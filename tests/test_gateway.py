@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from IPython.core.error import UsageError
+
+from smol_magic.core.models import ScriptedModel
 from smol_magic.jupyter.remote.executor import KernelUnavailable, RemoteExecutor
 from smol_magic.jupyter.remote.gateway import CHUNK, GatewayKernel, GatewaySettings, Secret
 from smol_magic.jupyter.remote.transfer import TransferError
@@ -191,3 +194,34 @@ def test_bringing_back_more_than_the_limit_is_refused_with_its_size(executor):
     assert executor.fetch("small") == [1, 2, 3]  # small ones still come
     executor.link.max_transfer = None
     assert executor.fetch("big").shape == (3_000_000,)
+
+
+def test_the_notebooks_tools_are_called_from_the_gateway_kernel(executor):
+    calls = []
+
+    def double(x):
+        calls.append(os.getpid())
+        return 2 * x
+
+    executor.send_tools({"double": double})
+    result = executor.execute("print(double(21))")
+    assert result.error is None, result.error
+    assert result.output.strip() == "42" and calls == [os.getpid()]  # it ran here, in the notebook's process
+
+
+def test_a_cell_says_what_is_missing_or_wrong_before_anything_runs(ip, monkeypatch):
+    monkeypatch.delenv("JUPYTER_GATEWAY_URL", raising=False)
+    ip.user_ns["m"] = ScriptedModel(["```python\nfinal_answer(1)\n```"])
+    with pytest.raises(UsageError, match=r"needs the gateway's address: %config AgentMagics.gateway_url"):
+        ip.run_cell_magic("agent", "-m m --executor gateway", "task")
+    ip.run_line_magic("config", f"AgentMagics.gateway_url = 'http://127.0.0.1:{free_port()}'")
+    with pytest.raises(UsageError, match=r"--max-transfer takes a size such as 2GB"):
+        ip.run_cell_magic("agent", "-m m --executor gateway --max-transfer lots", "task")
+    with pytest.raises(UsageError, match=r"--max-transfer only means something with --executor gateway"):
+        ip.run_cell_magic("agent", "-m m --executor isolated --max-transfer 1GB", "task")
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=r"cannot reach the Jupyter gateway at http://127.0.0.1:\d+ .*: start the "
+                                         r"gateway .* AgentMagics.gateway_url"):
+        ip.run_cell_magic("agent", "-m m --executor gateway", "task")  # down at the start: one short error
+    assert time.monotonic() - started < 15
+    assert ip.user_ns["m"].requests == []  # the model was never asked

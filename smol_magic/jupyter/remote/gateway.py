@@ -413,7 +413,10 @@ class GatewayKernel:
             raise KernelUnavailable(f"--executor gateway needs {exc.name}: pip install \"smol-magic[gateway]\"") \
                 from None
         self.shutdown()
-        model = self._request("POST", "/api/kernels", {"name": self.settings.kernel_name, "env": {}},
+        # As JupyterLab's GatewayClient does: only KERNEL_* variables (KERNEL_USERNAME, KERNEL_NAMESPACE, ...)
+        # go to the gateway, which decides the rest of the kernel's environment.
+        env = {k: v for k, v in os.environ.items() if k.startswith("KERNEL_")}
+        model = self._request("POST", "/api/kernels", {"name": self.settings.kernel_name, "env": env},
                               timeout=START_TIMEOUT)
         self.kernel_id = model["id"]
         self._why = None
