@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,7 +64,7 @@ class Gateway:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "kernelgateway", "--KernelGatewayApp.ip=127.0.0.1",
              f"--KernelGatewayApp.port={self.port}", "--KernelGatewayApp.port_retries=0",
-             f"--KernelGatewayApp.auth_token={self.token}"],
+             f"--KernelGatewayApp.auth_token={self.token}", "--JupyterWebsocketPersonality.list_kernels=True"],
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + STARTUP_SECONDS
         request = urllib.request.Request(f"{self.url}/api", headers={"Authorization": f"token {self.token}"})
@@ -81,6 +82,14 @@ class Gateway:
                 raise RuntimeError(f"the kernel gateway did not answer within {STARTUP_SECONDS:g} s:\n"
                                    f"{self.log.read_text()[-3000:]}")
             time.sleep(0.05)  # the next look at the port
+
+    def kernel_ids(self) -> list[str]:
+        """The ids of the kernels the gateway runs now (GET /api/kernels)."""
+        import json
+
+        request = urllib.request.Request(f"{self.url}/api/kernels", headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return [k["id"] for k in json.load(response)]
 
     def kernel_parent(self, pid: int) -> int | None:
         self.kernels.add(pid)
@@ -112,3 +121,58 @@ def running_gateway(folder: Path, token: str = "gateway-test-token", port: int |
         yield gateway
     finally:
         gateway.stop()
+
+
+class Proxy:
+    """A TCP relay in front of the gateway whose connections the test can cut, as a flaky network would.
+
+    New connections are still relayed after a ``cut()``: the gateway stays reachable.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every connection open now."""
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()

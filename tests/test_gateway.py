@@ -24,7 +24,7 @@ from smol_magic.jupyter.remote.executor import KernelUnavailable, RemoteExecutor
 from smol_magic.jupyter.remote.gateway import CHUNK, GatewayKernel, GatewaySettings, Secret
 from smol_magic.jupyter.remote.transfer import TransferError
 
-from gateway_server import Gateway, free_port, running_gateway
+from gateway_server import Gateway, Proxy, free_port, running_gateway
 from kernel_helpers import wait_for_file
 
 
@@ -225,3 +225,38 @@ def test_a_cell_says_what_is_missing_or_wrong_before_anything_runs(ip, monkeypat
         ip.run_cell_magic("agent", "-m m --executor gateway", "task")  # down at the start: one short error
     assert time.monotonic() - started < 15
     assert ip.user_ns["m"].requests == []  # the model was never asked
+
+
+def test_a_connection_dropped_mid_action_is_said_and_the_next_action_goes_on(gateway, tmp_path):
+    proxy = Proxy(gateway.port)
+    remote = RemoteExecutor(GatewayKernel(GatewaySettings.of(proxy.url, gateway.token)))
+    started, release = tmp_path / "started", tmp_path / "release"
+    try:
+        assert remote.execute("kept = 1").error is None
+        gateway.kernel_parent(remote.link.pid())
+        old_kernel = remote.link.kernel_id
+
+        def cut_when_started() -> None:
+            wait_for_file(started, timeout=60)
+            proxy.cut()
+
+        cutter = threading.Thread(target=cut_when_started)
+        cutter.start()
+        begun = time.monotonic()
+        result = remote.execute(f"import os, time\nopen({str(started)!r}, 'w').close()\n"
+                                f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)")
+        cutter.join()
+        assert time.monotonic() - begun < 30  # no hang
+        assert f"the connection to the gateway at {proxy.url} dropped" in result.error, result.error
+
+        again = remote.execute("print('on')")  # the gateway is still up: a new kernel there, said
+        assert again.error is None and "on" in again.output
+        assert "variables made there before are gone" in again.output
+        gateway.kernel_parent(remote.link.pid())
+        assert old_kernel not in gateway.kernel_ids()  # the old kernel was shut down, not left running
+        assert remote.link.kernel_id in gateway.kernel_ids()
+    finally:
+        release.touch()
+        remote.stop()
+        remote.link.close()
+        proxy.close()
