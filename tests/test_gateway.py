@@ -260,3 +260,14 @@ def test_a_connection_dropped_mid_action_is_said_and_the_next_action_goes_on(gat
         remote.stop()
         remote.link.close()
         proxy.close()
+
+
+def test_a_restart_is_a_fresh_kernel_with_the_sent_variables_sent_again(executor, gateway):
+    executor.send_variables({"sent": {"a": 1}})
+    assert executor.execute("made = 2").error is None
+    before = executor.link.pid()
+    executor.restart()  # %agent executor restart: POST .../restart
+    gateway.kernel_parent(executor.link.pid())
+    assert executor.link.pid() != before
+    assert executor.execute("print(sent)").output.strip() == "{'a': 1}"
+    assert "NameError" in executor.execute("made").error

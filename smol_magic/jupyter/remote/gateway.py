@@ -34,6 +34,7 @@ new kernel and the executor says the old one's variables are gone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import mmap
 import os
@@ -48,6 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from IPython.core.error import UsageError
+
 from .executor import KernelUnavailable
 from .transfer import TransferError, parse_size, size_text
 
@@ -59,7 +62,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the gateway (REST or websocket)
 REQUEST_TIMEOUT = 20.0  # seconds for one REST call once connected
 START_TIMEOUT = 120.0  # a kernel on a cluster (Enterprise Gateway: YARN, Kubernetes) may take a while to start
 READY_TIMEOUT = 60.0  # from the websocket's opening to the kernel's first kernel_info_reply
-PING_AFTER = 10.0  # seconds between keepalive pings on the websocket
+PING_EVERY = 10.0  # seconds between keepalive pings on the websocket
 DEAD_AFTER = 30.0  # at most this long after the gateway goes silent, the connection counts as lost
 UPLOAD_TARGET = "smol_magic.gateway.upload"
 DOWNLOAD_TARGET = "smol_magic.gateway.download"
@@ -92,8 +95,6 @@ class GatewaySettings:
         if parts.username or parts.password or parts.query:
             raise ValueError("the gateway URL must not carry credentials or a query: give the token in "
                              f"AgentMagics.gateway_token or ${TOKEN_ENV}")
-        import hashlib
-
         digest = hashlib.sha256(token.encode()).hexdigest()[:12] if token else ""
         return cls(url=url, token=token, token_id=digest, kernel_name=kernel_name)
 
@@ -114,8 +115,6 @@ class Secret(str):
 
 def settings_for(magics: Any) -> GatewaySettings:
     """The gateway settings of ``AgentMagics`` (or the environment); ``UsageError`` with what to write."""
-    from IPython.core.error import UsageError
-
     try:
         return GatewaySettings.of(magics.gateway_url, str(magics.gateway_token))
     except ValueError as exc:
@@ -124,8 +123,6 @@ def settings_for(magics: Any) -> GatewaySettings:
 
 def max_transfer(magics: Any, args: Any) -> int | None:
     """``--max-transfer`` (else ``AgentMagics.max_transfer``) in bytes; ``0``/``none``: no limit."""
-    from IPython.core.error import UsageError
-
     text = getattr(args, "max_transfer", None) or magics.max_transfer
     if not text or str(text).strip().lower() in ("0", "none"):
         return None
@@ -163,7 +160,7 @@ class Channels:
         self._stack = contextlib.ExitStack()  # connect() as a context manager, as websockets wants it; closed in close()
         self.ws = self._stack.enter_context(connect(
             url, additional_headers=settings.headers(), subprotocols=[V1], compression=None, open_timeout=CONNECT_TIMEOUT,
-            ping_interval=PING_AFTER, ping_timeout=DEAD_AFTER - PING_AFTER, close_timeout=1, max_size=None, proxy=None))
+            ping_interval=PING_EVERY, ping_timeout=DEAD_AFTER - PING_EVERY, close_timeout=1, max_size=None, proxy=None))
         self.v1 = self.ws.subprotocol == V1
         self._reader = threading.Thread(target=self._read, name="smol-magic-gateway", daemon=True)
         self._reader.start()
@@ -376,13 +373,12 @@ class GatewayKernel:
         """One REST call; ``KernelUnavailable`` in words when the gateway cannot be reached or refuses."""
         import httpx
 
-        if self._http is None:
-            self._http = httpx.Client(headers=self.settings.headers(), trust_env=False,
-                                      timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT))
+        if self._http is None:  # like Jupyter's GatewayClient, not through $HTTP_PROXY
+            self._http = httpx.Client(trust_env=False)
         url = f"{self.settings.url}{path}"
         try:
-            response = self._http.request(method, url, json=body, timeout=httpx.Timeout(timeout,
-                                                                                        connect=CONNECT_TIMEOUT))
+            response = self._http.request(method, url, json=body, headers=self.settings.headers(),
+                                          timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT))
         except httpx.ConnectError as exc:
             raise KernelUnavailable(f"cannot reach the Jupyter gateway at {self.settings.url} ({_reason(exc)}): "
                                     f"{WHAT_TO_DO}") from None
@@ -392,7 +388,7 @@ class GatewayKernel:
         except httpx.HTTPError as exc:
             raise KernelUnavailable(f"talking to the Jupyter gateway at {self.settings.url} failed ({_reason(exc)}); "
                                     f"{WHAT_TO_DO}") from None
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             where = "AgentMagics.gateway_token or $" + TOKEN_ENV
             said = "was refused" if self.settings.token else "is needed"
             raise KernelUnavailable(f"the Jupyter gateway at {self.settings.url} answered {response.status_code} "
