@@ -81,16 +81,34 @@ def arrow_in_memory_ms(df: pd.DataFrame) -> float:
     return median_ms(write)
 
 
+def bare_request_ms(executor: RemoteExecutor) -> float:
+    """The floor under any action: an empty execute_request's round trip through the same kernel client."""
+    client = executor.link.client
+
+    def one(_code: str) -> Any:
+        msg_id = client.execute("", silent=False, store_history=False)
+        while True:
+            msg = client.get_iopub_msg(timeout=10)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" and \
+                    msg["content"]["execution_state"] == "idle":
+                break
+        while client.get_shell_msg(timeout=10)["parent_header"].get("msg_id") != msg_id:
+            pass
+        return type("Done", (), {"error": None})()
+    return per_action_ms(one)
+
+
 def measure(make: Callable[[], RemoteExecutor], df: pd.DataFrame) -> dict[str, float]:
-    """One remote executor's figures: a trivial action, and sending ``df`` in (ms)."""
+    """One remote executor's figures: a trivial action, the bare round trip, and sending ``df`` in (ms)."""
     executor = make()
     try:
         executor.ensure()
         action = per_action_ms(executor.execute)
+        floor = bare_request_ms(executor)
         transfer = median_ms(lambda: executor.send_variables({"df": df}))
         check = executor.execute("print(len(df), df.region.iloc[-1])")
         assert check.output == f"{len(df)} {df.region.iloc[-1]}", check.output
-        return {"action_ms": action, "transfer_ms": transfer}
+        return {"action_ms": action, "floor_ms": floor, "transfer_ms": transfer}
     finally:
         executor.stop()
 
@@ -115,6 +133,9 @@ def main(executors: dict[str, Callable[[], RemoteExecutor]] | None = None) -> di
               f"{figures['transfer_ms']:>11.1f}ms {ratio:>12.2f}x {'<= 2x':>8}   "
               f"{'OK' if extra <= TARGET_EXTRA_MS and ratio <= TARGET_TRANSFER_RATIO else 'MISSED'}")
     print(f"{'Arrow IPC':<10} {'':>9} {'':>14} {'':>8}   {reference_ms:>11.1f}ms {'(reference)':>13}")
+    for name, figures in results.items():
+        print(f"\n{name}: a bare execute_request round trip (the kernel's own floor) takes {figures['floor_ms']:.2f} ms; "
+              f"smol-magic's own part of an action is {figures['action_ms'] - figures['floor_ms']:.2f} ms")
     return results
 
 

@@ -105,19 +105,21 @@ def test_memory_past_the_limit_ends_only_the_child(notebook):
     assert_notebook_intact(kc)
 
 
-def test_os_exit_and_a_segfault_end_only_the_child_with_their_cause(notebook):
+def test_os_exit_a_segfault_and_a_kill_end_only_the_child_with_their_cause(notebook):
     kc = notebook
     ok(kc, scripted("m4", py("import os\nos._exit(1)"),
                     py("import ctypes\nctypes.string_at(0)"),
+                    py("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
                     py("import os\nprint('alive', os.getpid())"),
                     py("final_answer('ok')")))
-    result = ok(kc, "%%agent -m m4 --executor isolated --no-guard --reset -o status\nCrash twice")
+    result = ok(kc, "%%agent -m m4 --executor isolated --no-guard --reset -o status\nCrash thrice")
 
-    exited, segfault, alive = observations(kc, "m4")[:3]
+    exited, segfault, killed, alive = observations(kc, "m4")[:4]
     assert "The isolated kernel died: exited with code 1." in exited
     assert "The notebook's kernel and its variables are untouched" in exited
     assert "The isolated kernel died: it crashed with a segmentation fault (SIGSEGV)" in segfault
     assert "This action runs in a fresh isolated kernel: the variables made there before are gone" in segfault
+    assert "The isolated kernel died: killed by SIGKILL: out of memory, most likely" in killed
     assert "alive" in alive
     assert "exited with code 1" in result.trace  # the user reads the cause in the trace too
     assert evaluate(kc, "status") == "ok"

@@ -119,6 +119,13 @@ def unpack(message: dict[str, Any]) -> Any:
         import pyarrow as pa
 
         if path is not None:
+            if message.get("library") == "pandas":
+                try:
+                    return _pandas_mapped(path)
+                except Exception:  # noqa: BLE001 - an unusual frame: the plain conversion below
+                    pass
+                finally:
+                    _remove(path)
             table = pa.ipc.open_file(pa.memory_map(path, "r")).read_all()  # zero-copy: the buffers are the file's
             _remove(path)
         else:
@@ -138,6 +145,50 @@ def unpack(message: dict[str, Any]) -> Any:
     else:
         data = base64.b64decode(message["data"])
     return pickle.loads(data)
+
+
+def _pandas_mapped(path: str) -> Any:
+    """A pandas frame whose numeric columns are the file's memory, mapped copy-on-write: no copy, yet writable.
+
+    Arrow's zero-copy conversion gives read-only arrays (pandas then refuses in-place writes); here
+    the file is mapped privately (``ACCESS_COPY``), so a page is copied only when code writes to it,
+    and never reaches the file. Columns that cannot be so (nulls, several chunks) are copied.
+    """
+    import mmap
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    buffer = pa.py_buffer(mapped)
+    table = pa.ipc.open_file(pa.BufferReader(buffer)).read_all()
+    frame = table.to_pandas(split_blocks=True)
+    columns = {}
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        if isinstance(column.dtype, np.dtype):
+            values = column.to_numpy()
+            index = table.schema.get_field_index(str(frame.columns[i]))
+            chunks = table.column(index).chunks if index >= 0 else []
+            kind = chunks[0].type if len(chunks) == 1 else None
+            if kind is not None and chunks[0].null_count == 0 and (
+                    pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                    or (pa.types.is_timestamp(kind) and kind.tz is None)) and values.dtype.itemsize == kind.bit_width // 8:
+                start = chunks[0].buffers()[1].address + chunks[0].offset * values.itemsize - buffer.address
+                values = np.frombuffer(mapped, dtype=values.dtype, count=len(chunks[0]), offset=start)
+            else:
+                values = values.copy()
+            columns[i] = values
+        elif getattr(column.dtype, "storage", None) == "pyarrow" or type(column.dtype).__name__ == "ArrowDtype":
+            columns[i] = column.array  # Arrow-backed: immutable, changes make new arrays
+        else:
+            columns[i] = column.array.copy()  # categoricals, masked arrays: their own writable copy
+    result = pd.DataFrame(columns, index=frame.index, copy=False)
+    result.columns = frame.columns
+    result.attrs = dict(frame.attrs)
+    return result
 
 
 def _remove(path: str) -> None:
@@ -281,7 +332,7 @@ class Child:
         try:
             self.out = {"packet": pack(name, self.ns[name], self.scratch)}
         except Exception as exc:  # noqa: BLE001
-            self.out = {"error": f"a {type(self.ns[name]).__name__} cannot be pickled ({type(exc).__name__}: {exc})"}
+            self.out = {"error": f"a {type(self.ns[name]).__name__} could not be packed ({type(exc).__name__}: {exc})"}
 
     def set_tools(self, names: list[str]) -> None:
         for name in self.tools:

@@ -45,15 +45,17 @@ import contextlib
 import json
 import queue
 import re
+import signal
 import sys
+import threading
 import time
 from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol
 
 from ... import guard
 from ...context import namespace as ns_summary
-from ...core.execution import CappedText, ExecutionResult, ToolBindings, interruptible
+from ...core.execution import CappedText, ExecutionResult, ToolBindings
 from ...core.names import used_names
 from ...core.outputs import cell_outputs, output_text
 from . import child, transfer
@@ -131,7 +133,11 @@ class RemoteExecutor:
     # -- the Executor protocol --------------------------------------------------------------
 
     def send_tools(self, tools: dict[str, Any]) -> None:
+        """Functions become stubs in the kernel that call them here; data (``additional_args``) is sent in."""
         self._tools.send(tools)
+        data = {name: value for name, value in tools.items() if not callable(value)}
+        if data:
+            self.send_variables(data)
         if self.started and self.link.alive():
             self._call(child.tools_code(self._tool_names()))
 
@@ -157,8 +163,7 @@ class RemoteExecutor:
             self.lost = None
         self.actions += 1
         run = _Run(self.link, timeout)
-        with interruptible():
-            run.go(code, self, expressions={"report": child.report_expression(sorted(used_names(code)))})
+        run.go(code, self, expressions={"report": child.report_expression(sorted(used_names(code)))})
         result.duration = time.perf_counter() - start
         result.timed_out, result.interrupted = run.timed_out, run.interrupted
         report = run.report
@@ -170,7 +175,7 @@ class RemoteExecutor:
             self._forget_all()
         elif run.timed_out or run.interrupted:
             if not run.stopped:
-                self._restart(why="it did not stop when interrupted")
+                self._restart()
                 notes.append(f"[The {self.link.name} kernel did not stop within {INTERRUPT_GRACE:g} s of the "
                              "interrupt, so it was restarted: the variables made in it are gone.]")
             what = (f"ActionTimeout: the action ran past its {timeout:g} s time limit" if run.timed_out
@@ -183,9 +188,10 @@ class RemoteExecutor:
         if report is not None:
             self._apply(report, result)
         if run.ename == "MemoryError" and self.link.memory_limit and run.died is None:
+            # A process at its RLIMIT_AS may fail anywhere next (its own threads cannot allocate): a fresh one.
             limit = transfer.size_text(self.link.memory_limit)
-            self._restart(why="memory")
-            self.lost = None
+            self._restart()
+            result.changes = {"created": [], "rebound": [], "deleted": []}
             result.error = (f"{result.error or 'MemoryError'}\nThe action went past the {self.link.name} kernel's "
                             f"memory limit ({limit}); the kernel was restarted, so the variables made in it are gone"
                             f"{' (those sent in were sent again)' if self.sent else ''}. Work on less data at a time.")
@@ -225,7 +231,7 @@ class RemoteExecutor:
         if self.sent:
             self.send_variables(dict(self.sent))
 
-    def _restart(self, why: str) -> None:
+    def _restart(self) -> None:
         self.started = False
         self.link.restart()
         self._forget_all()
@@ -237,7 +243,7 @@ class RemoteExecutor:
             self.link.start()
             self._bootstrap()
             return
-        self._restart(why="asked")
+        self._restart()
 
     def stop(self) -> None:
         """``%agent executor stop``: end the kernel; the next action starts a new one."""
@@ -309,6 +315,8 @@ class RemoteExecutor:
         """Run helper code silently; it ends by setting ``__smol__.out`` (JSON), which comes back."""
         run = _Run(self.link, timeout=60.0)
         run.go(code, self, silent=True, expressions={"out": child.TAKE})
+        if run.interrupted:
+            raise KeyboardInterrupt
         if run.died is not None:
             self.started = False
             raise KernelUnavailable(f"the {self.link.name} kernel died: {run.died}")
@@ -348,7 +356,7 @@ class RemoteExecutor:
                 result.error = f"The final answer could not be brought back as an object ({exc}); its text is kept."
 
     def _tool_names(self) -> list[str]:
-        return [n for n in self._tools.tools if n.isidentifier()]
+        return [n for n, v in self._tools.tools.items() if n.isidentifier() and callable(v)]
 
     def call_tool(self, request: dict[str, Any]) -> str:
         """A tool call from the kernel (through ``input()``): run here, answered as JSON."""
@@ -358,7 +366,8 @@ class RemoteExecutor:
             return json.dumps({"error": f"there is no tool {name!r}"})
         try:
             args = transfer.unpack(request["args"])
-            value = tool(*args[0], **args[1])
+            with _raising_interrupt():  # a long tool (a managed agent) stops at the user's Interrupt
+                value = tool(*args[0], **args[1])
             return json.dumps({"value": transfer.pack(f"{name}()", value, self.link.scratch()
                                                       if self.link.local_files else None).message()})
         except BaseException as exc:  # noqa: BLE001 - the tool's failure is the action's observation
@@ -400,6 +409,13 @@ class _Run:
         self.stopped = True  # after a timeout or an interrupt: whether the kernel went idle in time
 
     def go(self, code: str, executor: RemoteExecutor, expressions: dict[str, str], silent: bool = False) -> None:
+        """Send the request and follow it to its end. The user's Interrupt (SIGINT) only sets a flag here,
+        read between messages: raised anywhere, it could leave the kernel running an action no one follows."""
+        with _interrupt_flag() as pressed:
+            self._follow(code, executor, expressions, silent, pressed)
+
+    def _follow(self, code: str, executor: RemoteExecutor, expressions: dict[str, str], silent: bool,
+                pressed: threading.Event) -> None:
         client = self.link.client
         # store_history=False: the kernel's own history numbering costs ~5 ms an action, and nobody reads it
         msg_id = client.execute(code, silent=silent, store_history=False, user_expressions=expressions,
@@ -408,35 +424,32 @@ class _Run:
         stop_by: float | None = None  # after an interrupt: when to give up waiting for idle
         idle = False
         while not idle:
-            try:
-                now = time.monotonic()
-                if stop_by is None and deadline is not None and now >= deadline:
-                    self.timed_out = True
-                    self.link.interrupt()
-                    stop_by = now + INTERRUPT_GRACE
-                if stop_by is not None and now >= stop_by:
-                    self.stopped = False
-                    return
-                wait = POLL if deadline is None or stop_by is not None else max(0.0, min(POLL, deadline - now))
-                try:
-                    msg = client.get_iopub_msg(timeout=wait)
-                except queue.Empty:
-                    self._answer_stdin(client, msg_id, executor)
-                    if not self.link.alive():
-                        self.died = self.link.death()
-                        return
-                    continue
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                idle = self._feed(msg)
-            except KeyboardInterrupt:
-                if stop_by is None:  # the user pressed Interrupt: pass it on to the kernel
+            now = time.monotonic()
+            if stop_by is None and (pressed.is_set() or (deadline is not None and now >= deadline)):
+                if pressed.is_set():  # the user pressed Interrupt: pass it on to the kernel
                     self.interrupted = True
-                    self.link.interrupt()
-                    stop_by = time.monotonic() + INTERRUPT_GRACE
+                else:
+                    self.timed_out = True
+                self.link.interrupt()
+                stop_by = now + INTERRUPT_GRACE
+            if stop_by is not None and now >= stop_by:
+                self.stopped = False
+                return
+            wait = POLL if deadline is None or stop_by is not None else max(0.0, min(POLL, deadline - now))
+            try:
+                msg = client.get_iopub_msg(timeout=wait)
+            except queue.Empty:
+                self._answer_stdin(client, executor, pressed)
+                if not self.link.alive():
+                    self.died = self.link.death()
+                    return
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            idle = self._feed(msg)
         self._read_reply(client, msg_id)
 
-    def _answer_stdin(self, client: Any, msg_id: str, executor: RemoteExecutor) -> None:
+    def _answer_stdin(self, client: Any, executor: RemoteExecutor, pressed: threading.Event) -> None:
         """A tool call from the kernel arrives as an ``input_request`` whose prompt is the call, as JSON."""
         try:
             msg = client.get_stdin_msg(timeout=0)
@@ -446,7 +459,12 @@ class _Run:
             return
         prompt = msg["content"].get("prompt", "")
         if prompt.startswith(child.TOOL_MARK):
-            client.input(executor.call_tool(json.loads(prompt[len(child.TOOL_MARK):])))
+            try:
+                answer = executor.call_tool(json.loads(prompt[len(child.TOOL_MARK):]))
+            except KeyboardInterrupt:
+                pressed.set()
+                answer = json.dumps({"error": "KeyboardInterrupt: interrupted by the user"})
+            client.input(answer)
         else:  # input() in agent code: nobody will type an answer
             client.input("")
             self.stderr.write("[smol-magic: the action called input(); it was given an empty answer]\n")
@@ -487,6 +505,33 @@ class _Run:
                     content.get("ename") != child.FINAL_ANSWER:
                 self.error, self.ename = _plain_traceback(content), content.get("ename")
             return
+
+
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
+    """While a request is followed, SIGINT sets an event instead of raising (on the main thread)."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    old = signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _raising_interrupt() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt again (a tool that runs here, inside a request being followed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _plain_traceback(content: dict[str, Any]) -> str:

@@ -38,6 +38,7 @@ from .executor import KernelUnavailable
 from .transfer import size_text
 
 STARTUP_TIMEOUT = 60.0
+SHM_MIN_FREE = 2 * 2**30  # bytes free in /dev/shm for it to hold the transfers
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.I)
 
 
@@ -191,10 +192,9 @@ class IsolatedKernel:
         return f"{memory} · works in {where[self.settings.workdir]}"
 
     def scratch(self) -> str | None:
+        """Where packets and the kernel's sockets go: /dev/shm (memory) when it has room, else the temp folder."""
         if self._transfers is None:
-            shm = "/dev/shm"
-            base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-            self._transfers = tempfile.mkdtemp(prefix="smol-magic-transfer-", dir=base)
+            self._transfers = tempfile.mkdtemp(prefix="smol-magic-transfer-", dir=_memory_folder())
         return self._transfers
 
     def setup_code(self) -> str:
@@ -235,6 +235,15 @@ class IsolatedKernel:
             except Exception:  # noqa: BLE001 - already gone
                 pass
             self.km = None
+
+
+def _memory_folder(shm: str = "/dev/shm") -> str | None:
+    """/dev/shm if it is there, writable and roomy (a container's is often 64 MB), else None (the temp folder)."""
+    try:
+        roomy = shutil.disk_usage(shm).free >= SHM_MIN_FREE
+    except OSError:
+        return None
+    return shm if roomy and os.access(shm, os.W_OK) else None
 
 
 def _can_limit_memory() -> bool:

@@ -100,7 +100,8 @@ def make_link(kind: str, magics: Any, opts: Options) -> Any:
 
 
 def isolated_settings(magics: Any, opts: Options) -> Settings:
-    return Settings(memory=opts.memory, workdir=opts.workdir, notebook_dir=os.getcwd(),
+    shared = opts.workdir != Workdir.SCRATCH  # the notebook's folder matters only when it is shared
+    return Settings(memory=opts.memory, workdir=opts.workdir, notebook_dir=os.getcwd() if shared else "",
                     passed_env=tuple(magics.isolated_env))
 
 

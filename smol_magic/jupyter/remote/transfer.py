@@ -50,6 +50,9 @@ def pack(name: str, value: Any, folder: str | None = None) -> Packet:
     """``value`` packed for the kernel (a file in ``folder`` if given); ``TransferError`` if it cannot go."""
     try:
         body = child.pack(name, value, folder)
+    except OSError as exc:
+        raise TransferError(f"{name} ({type(value).__name__}) could not be written to the transfer folder {folder} "
+                            f"({exc.strerror or exc}); free some space there, or send less") from None
     except Exception as exc:  # noqa: BLE001 - pickling fails in many ways (TypeError, PicklingError, ...)
         raise TransferError(
             f"{name} ({type(value).__name__}) cannot be sent to the kernel: it cannot be pickled "
