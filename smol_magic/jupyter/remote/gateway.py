@@ -52,6 +52,7 @@ from urllib.parse import quote, urlsplit
 from IPython.core.error import UsageError
 
 from .executor import KernelUnavailable
+from .isolated import SHM_MIN_FREE, _memory_folder
 from .transfer import TransferError, parse_size, size_text
 
 URL_ENV = "JUPYTER_GATEWAY_URL"  # the names JupyterLab's GatewayClient reads
@@ -446,10 +447,11 @@ class GatewayKernel:
                 if time.monotonic() > deadline:
                     raise KernelUnavailable(f"the kernel started by the Jupyter gateway at {self.settings.url} did "
                                             f"not answer within {READY_TIMEOUT:g} s") from None
-        # Uploads land in memory (/dev/shm) where the kernel's machine has it, else in its temp folder.
+        # Uploads land in memory (/dev/shm) where the kernel's machine has a roomy one, else in its temp folder.
         facts = self._ask({"pid": "__import__('os').getpid()",
-                           "tmp": "(lambda os: '/dev/shm' if os.access('/dev/shm', os.W_OK) else "
-                                  "__import__('tempfile').gettempdir())(__import__('os'))"})
+                           "tmp": "(lambda os, shutil, tempfile: '/dev/shm' if os.access('/dev/shm', os.W_OK) and "
+                                  f"shutil.disk_usage('/dev/shm').free >= {SHM_MIN_FREE} else tempfile.gettempdir())"
+                                  "(__import__('os'), __import__('shutil'), __import__('tempfile'))"})
         self.kernel_pid = facts.get("pid")
         self.temp_dir = facts.get("tmp")
 
@@ -563,11 +565,9 @@ class GatewayKernel:
     # -- data -------------------------------------------------------------------------------------
 
     def staging(self) -> str:
-        """A local folder where variables are packed before they are sent (in memory: /dev/shm where there is one)."""
+        """A local folder where variables are packed before they are sent (in memory: a roomy /dev/shm, as isolated)."""
         if self._staging is None or not os.path.isdir(self._staging):
-            shm = "/dev/shm"
-            base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-            self._staging = tempfile.mkdtemp(prefix="smol-magic-gateway-", dir=base)
+            self._staging = tempfile.mkdtemp(prefix="smol-magic-gateway-", dir=_memory_folder())
         return self._staging
 
     def deliver(self, packets: list[Any]) -> list[dict[str, Any]]:
