@@ -40,8 +40,8 @@ def test_an_agent_run_works_in_the_gateway_kernel_and_brings_a_frame_back(token_
     with running_gateway(tmp_path, token=TOKEN) as gateway, running_kernel() as (km, kc):
         ok(kc, "import numpy as np, pandas as pd\n"
                "rng = np.random.default_rng(1)\n"
-               "df = pd.DataFrame({'region': rng.choice(['north', 'south', 'east'], 5000), "
-               "'revenue': rng.random(5000)})")
+               "df = pd.DataFrame({'region': rng.choice(['north', 'south', 'east'], 300_000), "
+               "'revenue': rng.random(300_000)})")
         ok(kc, f"%config AgentMagics.gateway_url = {gateway.url!r}")
         ok(kc, scripted("m", py("import os\nprint('kernel pid', os.getpid())\n"
                                 "summary = df.groupby('region', as_index=False)['revenue'].sum()\n"
@@ -50,7 +50,9 @@ def test_an_agent_run_works_in_the_gateway_kernel_and_brings_a_frame_back(token_
         result = cell(kc, "%%agent -m m --executor gateway --vars df --out-vars summary --approve never --no-guard -o n\n"
                           "Sum the revenue of `df` by region.")
         shown = result.text + result.trace
-        assert "sent to the gateway kernel: df (DataFrame" in shown
+        sending = re.search(r"sending to the gateway kernel: df \(DataFrame, ([\d.]+) MB as arrow\)", result.text)
+        assert sending and float(sending.group(1)) > 4  # a big one is announced, with its size, before it goes
+        assert result.text.index("sending to the gateway") < result.text.index("sent to the gateway kernel: df")
         remote_pid = int(re.search(r"kernel pid (\d+)", shown).group(1))
         assert remote_pid != evaluate(kc, "__import__('os').getpid()")
         assert parent_pid(remote_pid) == gateway.pid  # the gateway started it
@@ -58,7 +60,7 @@ def test_an_agent_run_works_in_the_gateway_kernel_and_brings_a_frame_back(token_
         assert evaluate(kc, "n") == 3
         assert evaluate(kc, "type(summary).__name__") == "DataFrame"
         assert evaluate(kc, "summary.equals(df.groupby('region', as_index=False)['revenue'].sum())") is True
-        assert evaluate(kc, "len(df)") == 5000  # the notebook's own frame, untouched
+        assert evaluate(kc, "len(df)") == 300_000  # the notebook's own frame, untouched
         status = cell(kc, "%agent executor status --executor gateway")
         assert f"pid {remote_pid}" in status.text and gateway.url in status.text
         config = cell(kc, "%config AgentMagics")
