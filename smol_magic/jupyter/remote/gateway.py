@@ -590,9 +590,9 @@ class GatewayKernel:
         return messages
 
     def fetch_code(self, name: str) -> str:
-        """The helper's ``send_back``, packing into a file in the kernel's temp folder: ``retrieve`` brings it."""
-        folder = f"{(self.temp_dir or '/tmp').rstrip('/')}/smol-magic-{uuid.uuid4().hex}"
-        return (f"__import__('os').makedirs({folder!r}, exist_ok=True)\n__smol__.scratch = {folder!r}\n"
+        """The helper's ``send_back``, packing a big value into a file in the kernel's temp folder (a unique name,
+        removed once ``retrieve`` has brought it)."""
+        return (f"__smol__.scratch = {self.temp_dir or '/tmp'!r}\n"
                 f"try:\n    __smol__.send_back({name!r})\nfinally:\n    __smol__.scratch = None")
 
     def retrieve(self, message: dict[str, Any]) -> dict[str, Any]:
