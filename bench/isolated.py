@@ -10,9 +10,14 @@ Two figures per remote executor, measured in one run, side by side with their re
    Arrow IPC in memory (``pa.Table.from_pandas`` + ``pa.ipc.new_file`` on a
    ``BufferOutputStream``). Target: within 2x.
 
+Also shown: the bare round trip of an empty ``execute_request`` through the same client (the
+kernel's own floor, which no executor over the Jupyter protocol goes below) and smol-magic's part
+above it (the report of what changed, the outputs, the mirror of the kernel's variables).
+
 The executors measured are a dict of factories, so another remote executor adds a line:
 ``main({"isolated": ..., "gateway": lambda: RemoteExecutor(GatewayKernel(...))})``.
-Medians of ``REPEATS`` after one warm-up. Run it as ``python bench/isolated.py``, from anywhere.
+Medians of ``REPEATS`` rounds after one warm-up, each round running the executor and its reference
+in turn (a loaded machine then slows both alike). Run it as ``python bench/isolated.py``, from anywhere.
 """
 
 from __future__ import annotations
@@ -51,26 +56,22 @@ def frame(rows: int = ROWS) -> pd.DataFrame:
                          "units": rng.integers(0, 50, rows), "region": rng.choice(["north", "south", "east"], rows)})
 
 
-def median_ms(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def timed_ms(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
 
 
-def per_action_ms(execute: Callable[[str], Any]) -> float:
-    """The median time of one trivial action, from batches of ``ACTIONS``."""
+def actions(execute: Callable[[str], Any]) -> Callable[[], None]:
+    """A batch of ``ACTIONS`` trivial actions."""
     def batch() -> None:
         for _ in range(ACTIONS):
             result = execute(TRIVIAL)
             assert result.error is None, result.error
-    return median_ms(batch) / ACTIONS
+    return batch
 
 
-def arrow_in_memory_ms(df: pd.DataFrame) -> float:
+def write_arrow(df: pd.DataFrame) -> Callable[[], None]:
     """The reference: the frame written as Arrow IPC into memory."""
     def write() -> None:
         table = pa.Table.from_pandas(df)
@@ -78,10 +79,10 @@ def arrow_in_memory_ms(df: pd.DataFrame) -> float:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         sink.getvalue()
-    return median_ms(write)
+    return write
 
 
-def bare_request_ms(executor: RemoteExecutor) -> float:
+def bare_request(executor: RemoteExecutor) -> Callable[[str], Any]:
     """The floor under any action: an empty execute_request's round trip through the same kernel client."""
     client = executor.link.client
 
@@ -95,20 +96,35 @@ def bare_request_ms(executor: RemoteExecutor) -> float:
         while client.get_shell_msg(timeout=10)["parent_header"].get("msg_id") != msg_id:
             pass
         return type("Done", (), {"error": None})()
-    return per_action_ms(one)
+    return one
 
 
-def measure(make: Callable[[], RemoteExecutor], df: pd.DataFrame) -> dict[str, float]:
-    """One remote executor's figures: a trivial action, the bare round trip, and sending ``df`` in (ms)."""
+def interleaved(measures: dict[str, Callable[[], None]], repeats: int = REPEATS) -> dict[str, float]:
+    """Medians of ``repeats`` rounds, each running every measure once in turn: a machine whose load
+    changes during the run shifts all of them alike, not the ones that happened to run later."""
+    for fn in measures.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(repeats):
+        for name, fn in measures.items():
+            times[name].append(timed_ms(fn))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def measure(make: Callable[[], RemoteExecutor], live: KernelExecutor, df: pd.DataFrame) -> dict[str, float]:
+    """One remote executor against its references (ms): a trivial action and live's, the bare round
+    trip, sending ``df`` in and writing it to Arrow IPC in memory."""
     executor = make()
     try:
         executor.ensure()
-        action = per_action_ms(executor.execute)
-        floor = bare_request_ms(executor)
-        transfer = median_ms(lambda: executor.send_variables({"df": df}))
+        figures = interleaved({"live": actions(live.execute), "action": actions(executor.execute),
+                               "floor": actions(bare_request(executor))})
+        figures = {name: ms / ACTIONS for name, ms in figures.items()}
+        figures |= interleaved({"reference": write_arrow(df),
+                                "transfer": lambda: executor.send_variables({"df": df})})
         check = executor.execute("print(len(df), df.region.iloc[-1])")
         assert check.output == f"{len(df)} {df.region.iloc[-1]}", check.output
-        return {"action_ms": action, "floor_ms": floor, "transfer_ms": transfer}
+        return figures
     finally:
         executor.stop()
 
@@ -116,26 +132,23 @@ def measure(make: Callable[[], RemoteExecutor], df: pd.DataFrame) -> dict[str, f
 def main(executors: dict[str, Callable[[], RemoteExecutor]] | None = None) -> dict[str, dict[str, float]]:
     executors = executors or {"isolated": lambda: RemoteExecutor(IsolatedKernel())}
     live = KernelExecutor(InteractiveShell.instance())
-    live_ms = per_action_ms(live.execute)
     df = frame()
-    reference_ms = arrow_in_memory_ms(df)
-    results = {name: measure(make, df) for name, make in executors.items()}
+    results = {name: measure(make, live, df) for name, make in executors.items()}
 
-    print(f"Trivial action ({TRIVIAL!r}), median of {REPEATS} batches of {ACTIONS}; "
-          f"{ROWS:,}-row DataFrame sent in, median of {REPEATS}\n")
-    print(f"{'executor':<10} {'action':>9} {'extra vs live':>14} {'target':>8}   {'send 1M rows':>13} "
-          f"{'vs Arrow IPC':>13} {'target':>8}")
-    print(f"{'live':<10} {live_ms:>7.2f}ms {'(reference)':>14} {'':>8}   {'':>13} {'':>13}")
-    for name, figures in results.items():
-        extra = figures["action_ms"] - live_ms
-        ratio = figures["transfer_ms"] / reference_ms
-        print(f"{name:<10} {figures['action_ms']:>7.2f}ms {extra:>+12.2f}ms {'<= 5 ms':>8}   "
-              f"{figures['transfer_ms']:>11.1f}ms {ratio:>12.2f}x {'<= 2x':>8}   "
-              f"{'OK' if extra <= TARGET_EXTRA_MS and ratio <= TARGET_TRANSFER_RATIO else 'MISSED'}")
-    print(f"{'Arrow IPC':<10} {'':>9} {'':>14} {'':>8}   {reference_ms:>11.1f}ms {'(reference)':>13}")
-    for name, figures in results.items():
-        print(f"\n{name}: a bare execute_request round trip (the kernel's own floor) takes {figures['floor_ms']:.2f} ms; "
-              f"smol-magic's own part of an action is {figures['action_ms'] - figures['floor_ms']:.2f} ms")
+    print(f"Trivial action ({TRIVIAL!r}): median of {REPEATS} batches of {ACTIONS}, interleaved with the live "
+          f"executor's; a {ROWS:,}-row DataFrame sent in: median of {REPEATS}, interleaved with the reference\n")
+    print(f"{'executor':<10} {'action':>8} {'live':>8} {'extra':>9} {'target':>8}   {'send 1M rows':>12} "
+          f"{'Arrow IPC':>10} {'ratio':>7} {'target':>7}")
+    for name, f in results.items():
+        extra = f["action"] - f["live"]
+        ratio = f["transfer"] / f["reference"]
+        ok = extra <= TARGET_EXTRA_MS and ratio <= TARGET_TRANSFER_RATIO
+        print(f"{name:<10} {f['action']:>6.2f}ms {f['live']:>6.2f}ms {extra:>+7.2f}ms {'<= 5 ms':>8}   "
+              f"{f['transfer']:>10.1f}ms {f['reference']:>8.1f}ms {ratio:>6.2f}x {'<= 2x':>7}   "
+              f"{'OK' if ok else 'MISSED'}")
+    for name, f in results.items():
+        print(f"\n{name}: a bare execute_request round trip (the kernel's own floor) takes {f['floor']:.2f} ms; "
+              f"smol-magic's own part of an action is {f['action'] - f['floor']:.2f} ms")
     return results
 
 

@@ -34,7 +34,7 @@ def notebook(kernel):
     kc = kernel[1]
     ok(kc, "import os, pandas as pd\n"
            "sales = pd.DataFrame({'region': ['n', 's', 'e', 'w'], 'rev': [10, 30, 20, 5]})\n"
-           "precious = [1, 2, 3]\nnotebook_pid = os.getpid()")
+           "precious = [1, 2, 3]\nnotebook_pid = os.getpid()\nimport threading\nhandle = threading.Lock()")
     return kc
 
 
@@ -77,7 +77,8 @@ def test_a_variable_named_in_the_task_is_sent_and_a_replaced_one_can_be_undone(n
     result = ok(kc, "%%agent -m m2 --executor isolated --out-vars best\nWhich region of {sales} sells most?")
 
     assert "sent to the isolated kernel: sales (DataFrame" in result.stdout
-    assert "best: str = 's'" in result.stdout and "replaced your earlier one (%agent undo puts it back)" in result.stdout
+    assert "best: str = 's'" in result.stdout
+    assert "replaced your earlier one (%agent undo puts it back)" in result.stdout
     assert evaluate(kc, "best") == "s"
     undone = ok(kc, "%agent undo")
     assert "restored: best" in undone.stdout
@@ -227,6 +228,7 @@ def test_agent_executor_status_restart_and_stop(notebook):
     ("--executor isolated --vars salse", "--vars: no variable named 'salse' (did you mean 'sales'?)"),
     ("--executor isolated --out-vars 1x", "--out-vars: '1x' is not a variable name"),
     ("--vars sales", "--vars only mean something with --executor isolated or gateway"),
+    ("--executor isolated --vars sales,handle", "handle (lock) cannot be sent to the kernel: it cannot be pickled"),
     ("--executor gateway", "--executor gateway needs the gateway's address: %config AgentMagics.gateway_url"),
 ])
 def test_bad_executor_flags_are_one_line_errors_that_run_nothing(notebook, flags, message):

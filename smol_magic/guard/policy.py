@@ -61,7 +61,8 @@ class Policy:
     def import_allowed(self, module: str) -> bool:
         if self.module_forbidden(module):
             return False
-        if any(module == inner or module.startswith(inner + ".") for m in self.released for inner in _BEHIND.get(m, ())):
+        behind = [inner for m in self.released for inner in _BEHIND.get(m, ())]
+        if any(module == inner or module.startswith(inner + ".") for inner in behind):
             return True  # os.path is posixpath: released with os
         for pattern in self.authorized_imports:
             if pattern == "*" or module == pattern or module.startswith(pattern + "."):

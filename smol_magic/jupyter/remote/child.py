@@ -173,9 +173,9 @@ def _pandas_mapped(path: str) -> Any:
             index = table.schema.get_field_index(str(frame.columns[i]))
             chunks = table.column(index).chunks if index >= 0 else []
             kind = chunks[0].type if len(chunks) == 1 else None
-            if kind is not None and chunks[0].null_count == 0 and (
-                    pa.types.is_integer(kind) or pa.types.is_floating(kind)
-                    or (pa.types.is_timestamp(kind) and kind.tz is None)) and values.dtype.itemsize == kind.bit_width // 8:
+            fixed = kind is not None and (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                                          or (pa.types.is_timestamp(kind) and kind.tz is None))
+            if fixed and chunks[0].null_count == 0 and values.dtype.itemsize == kind.bit_width // 8:
                 start = chunks[0].buffers()[1].address + chunks[0].offset * values.itemsize - buffer.address
                 values = np.frombuffer(mapped, dtype=values.dtype, count=len(chunks[0]), offset=start)
             else:

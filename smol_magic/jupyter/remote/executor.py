@@ -175,9 +175,8 @@ class RemoteExecutor:
             self._forget_all()
         elif run.timed_out or run.interrupted:
             if not run.stopped:
-                self._restart()
                 notes.append(f"[The {self.link.name} kernel did not stop within {INTERRUPT_GRACE:g} s of the "
-                             "interrupt, so it was restarted: the variables made in it are gone.]")
+                             f"interrupt, so it was restarted: the variables made in it are gone.{self._renew()}]")
             what = (f"ActionTimeout: the action ran past its {timeout:g} s time limit" if run.timed_out
                     else "KeyboardInterrupt: interrupted by the user")
             result.error = what
@@ -190,11 +189,12 @@ class RemoteExecutor:
         if run.ename == "MemoryError" and self.link.memory_limit and run.died is None:
             # A process at its RLIMIT_AS may fail anywhere next (its own threads cannot allocate): a fresh one.
             limit = transfer.size_text(self.link.memory_limit)
-            self._restart()
+            failed = self._renew()
             result.changes = {"created": [], "rebound": [], "deleted": []}
             result.error = (f"{result.error or 'MemoryError'}\nThe action went past the {self.link.name} kernel's "
                             f"memory limit ({limit}); the kernel was restarted, so the variables made in it are gone"
-                            f"{' (those sent in were sent again)' if self.sent else ''}. Work on less data at a time.")
+                            f"{' (those sent in were sent again)' if self.sent else ''}. Work on less data at a time."
+                            f"{failed}")
         stdout = run.stdout
         if notes:
             head = CappedText()
@@ -214,8 +214,8 @@ class RemoteExecutor:
         if self.started:  # it died between actions
             self.lost = self.lost or f"The {self.link.name} kernel died: {self.link.death()}."
             self.started = False
-            with contextlib.suppress(Exception):
-                self.link.restart()
+            self._forget_all()
+            self.link.restart()
         else:
             self.link.start()
         self._bootstrap()
@@ -233,9 +233,18 @@ class RemoteExecutor:
 
     def _restart(self) -> None:
         self.started = False
-        self.link.restart()
         self._forget_all()
+        self.link.restart()
         self._bootstrap()
+
+    def _renew(self) -> str:
+        """Restart the kernel after an action left it unusable; "" or a sentence saying it failed."""
+        try:
+            self._restart()
+        except KernelUnavailable as exc:
+            self.started = False
+            return f" Starting a fresh one failed: {exc}; the next action tries again."
+        return ""
 
     def restart(self) -> None:
         """``%agent executor restart``: a fresh kernel now (the variables sent in are sent again)."""
@@ -253,7 +262,8 @@ class RemoteExecutor:
         self.link.shutdown()
 
     def _forget_all(self) -> None:
-        for name in [n for n in self.namespace if isinstance(self.namespace[n], RemoteValue)]:
+        """Empty the mirror (the tools bound in it stay)."""
+        for name in [n for n in self.namespace if n not in self._tools.tools]:
             del self.namespace[name]
 
     def namespace_reset(self) -> None:
@@ -389,7 +399,8 @@ class RemoteExecutor:
             return f"{self.link.name}: not running (starts on the next action){'; ' + self.lost if self.lost else ''}"
         variables = [n for n, v in self.namespace.items() if isinstance(v, RemoteValue)]
         shown = ", ".join(variables[:12]) + (", ..." if len(variables) > 12 else "")
-        return (f"{self.link.name}: running · pid {self.kernel_pid} · {self.link.describe()} · {self.actions} actions"
+        return (f"{self.link.name}: running · pid {self.kernel_pid} · {self.link.describe()} · "
+                f"{self.actions} actions"
                 f" · variables: {shown or '(none)'}")
 
 

@@ -23,7 +23,9 @@ Damage in the child stays there: a crash, an out-of-memory kill or
 from __future__ import annotations
 
 import atexit
+import hmac
 import os
+import queue
 import re
 import shutil
 import signal
@@ -79,12 +81,28 @@ class DirectClient:
 
     def __init__(self, client: Any):
         self.inner = client
-        self.get_iopub_msg = client.iopub_channel.get_msg
-        self.get_shell_msg = client.shell_channel.get_msg
+        self.get_iopub_msg = _reader(client.iopub_channel.socket, client.session)
+        self.get_shell_msg = _reader(client.shell_channel.socket, client.session)
         self.get_stdin_msg = client.stdin_channel.get_msg
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _reader(socket: Any, session: Any) -> Any:
+    """``get_msg(timeout)`` for one channel: the message checked against the session's key, its parts
+    parsed as JSON. jupyter_client's own also parses every date in the headers (~0.2 ms a message)."""
+    def get_msg(timeout: float | None = None) -> dict[str, Any]:
+        if not socket.poll(None if timeout is None else int(timeout * 1000)):
+            raise queue.Empty
+        _, frames = session.feed_identities(socket.recv_multipart())
+        if session.auth is not None and not hmac.compare_digest(frames[0], session.sign(frames[1:5])):
+            raise ValueError("a message from the isolated kernel had an invalid signature")
+        header = session.unpack(frames[1])
+        return {"header": header, "msg_id": header["msg_id"], "msg_type": header["msg_type"],
+                "parent_header": session.unpack(frames[2]), "metadata": session.unpack(frames[3]),
+                "content": session.unpack(frames[4]), "buffers": [memoryview(b) for b in frames[5:]]}
+    return get_msg
 
 
 class IsolatedKernel:

@@ -119,8 +119,9 @@ class Executors:
             wanted = isolated_settings(magics, opts)
             if executor.link.settings != wanted:
                 if executor.started:
-                    note = (f"smol-magic: the isolated kernel restarts with the new settings ({_changed(executor.link.settings, wanted)}); "
-                            "the variables made in it are gone")
+                    changed = _changed(executor.link.settings, wanted)
+                    note = (f"smol-magic: the isolated kernel restarts with the new settings ({changed}); the "
+                            "variables made in it are gone")
                     executor.stop()
                 executor.link.settings = wanted
         if executor is not None and kind == "gateway":
