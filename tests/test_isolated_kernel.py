@@ -239,3 +239,22 @@ def test_bad_executor_flags_are_one_line_errors_that_run_nothing(notebook, flags
     assert "\n" not in result.evalue
     assert evaluate(kc, "len(m9.requests)") == 0
     assert_notebook_intact(kc)
+
+
+def test_the_relaxed_guard_is_for_the_isolated_kernel_only(notebook):
+    kc = notebook
+    probe = py("import subprocess\nprint(subprocess.run(['echo', 'ran'], capture_output=True, text=True).stdout)")
+    ok(kc, scripted("g1", probe, py("final_answer(1)")))
+    ok(kc, "%%agent -m g1 --executor isolated --reset\nRun echo")
+    assert observations(kc, "g1")[0].startswith("Observation:\nran")  # AgentMagics.isolated_policy allows it there
+
+    ok(kc, scripted("g2", probe, py("final_answer(1)")))
+    ok(kc, "%%agent -m g2 --reset\nRun echo")
+    refused = observations(kc, "g2")[0]
+    assert "The guard refused this code and it did not run" in refused  # in the notebook's own kernel: never
+    assert "import of 'subprocess' is forbidden" in refused
+
+    magics = "get_ipython().magics_manager.registry['AgentMagics']"
+    bad = run(kc, f"{magics}.isolated_policy = {{'allow': ['fly']}}")  # what %config sets, its error shown here
+    assert bad.ename == "TraitError" and "AgentMagics.isolated_policy: unknown capabilities ['fly']" in bad.evalue
+    assert evaluate(kc, f"{magics}.isolated_policy['allow']") == ["write_files", "delete_files", "mutate_data"]
