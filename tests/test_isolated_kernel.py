@@ -229,7 +229,7 @@ def test_agent_executor_status_restart_and_stop(notebook):
     ("--executor isolated --out-vars 1x", "--out-vars: '1x' is not a variable name"),
     ("--vars sales", "--vars only mean something with --executor isolated or gateway"),
     ("--executor isolated --vars sales,handle", "handle (lock) cannot be sent to the kernel: it cannot be pickled"),
-    ("--executor gateway", "--executor gateway is not available yet"),
+    ("--executor gateway", "--executor gateway needs the gateway's address: %config AgentMagics.gateway_url"),
 ])
 def test_bad_executor_flags_are_one_line_errors_that_run_nothing(notebook, flags, message):
     kc = notebook

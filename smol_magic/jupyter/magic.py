@@ -51,6 +51,7 @@ from . import commands, stale_cells, stored
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 from .remote import session as remote
+from .remote.gateway import Secret
 
 MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0, "max_tokens": 0}  # validated settings
 RULES_FILE = "AGENTS.md"  # project rules, as people write them for coding agents
@@ -151,6 +152,19 @@ class AgentMagics(Magics):
         help="How the guard is relaxed for --executor isolated, where damage stays in a child process: "
         "{'allow': [capabilities granted], 'imports': [modules allowed, even forbidden ones such as os]}.",
     ).tag(config=True)
+
+    gateway_url = Unicode(
+        help="The Jupyter Kernel Gateway or Enterprise Gateway where --executor gateway starts its kernel, e.g. "
+        "http://host:8888. Defaults to $JUPYTER_GATEWAY_URL.").tag(config=True)
+    gateway_token = Unicode(
+        help="The gateway's auth token, sent in an Authorization header and never shown. Defaults to "
+        "$JUPYTER_GATEWAY_AUTH_TOKEN (better: it stays out of the notebook).").tag(config=True)
+    max_transfer = Unicode("100MB", help="--executor gateway: the most data one run sends into the remote kernel "
+                           "(--max-transfer), e.g. 1GB; 0: no limit.").tag(config=True)
+
+    @validate("gateway_token")
+    def _hidden_token(self, proposal: Any) -> str:
+        return Secret(proposal["value"])
 
     @validate("isolated_policy")
     def _isolated_policy(self, proposal: Any) -> dict[str, Any]:
@@ -305,6 +319,8 @@ class AgentMagics(Magics):
     @argument("--vars", metavar="NAMES", help="isolated/gateway: variables sent into the kernel (also those the "
               "task names as {var})")
     @argument("--out-vars", metavar="NAMES", help="isolated/gateway: variables brought back into the notebook")
+    @argument("--max-transfer", metavar="SIZE", help="gateway: the most data sent into the kernel for this run, "
+              "e.g. 500MB (default: AgentMagics.max_transfer, 100MB)")
     @argument("--workdir", metavar="WHERE", help="isolated: scratch (a temp folder, default), ro or rw (the "
               "notebook's folder, read-only or read-write)")
     @line_cell_magic

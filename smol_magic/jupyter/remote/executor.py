@@ -281,8 +281,10 @@ class RemoteExecutor:
         Every variable is packed (and its size known) before any is sent: over ``max_bytes`` in all, nothing is.
         """
         self.ensure()
-        packets = [transfer.pack(name, value, self.link.scratch() if self.link.local_files else None)
-                   for name, value in values.items()]
+        # A link whose kernel is elsewhere may stage packets in a local folder and deliver them its own way
+        # (the gateway: binary websocket frames); otherwise they travel inline, in the code sent.
+        folder = self.link.scratch() if self.link.local_files else getattr(self.link, "staging", lambda: None)()
+        packets = [transfer.pack(name, value, folder) for name, value in values.items()]
         try:
             total = sum(p.nbytes for p in packets)
             if max_bytes is not None and total > max_bytes:
@@ -290,7 +292,9 @@ class RemoteExecutor:
                     f"sending {', '.join(p.describe() for p in packets)} ({transfer.size_text(total)} in all) would "
                     f"pass the transfer limit of {transfer.size_text(max_bytes)}; send less (--vars) or raise "
                     "--max-transfer")
-            reply = self._call(child.receive_code([p.message() for p in packets]))
+            deliver = getattr(self.link, "deliver", None)
+            messages = deliver(packets) if deliver is not None else [p.message() for p in packets]
+            reply = self._call(child.receive_code(messages))
             failed = reply.get("failed") or {}
             if failed:
                 raise transfer.TransferError("; ".join(f"{name} could not be rebuilt in the {self.link.name} kernel: "
@@ -306,11 +310,14 @@ class RemoteExecutor:
         """A variable of the kernel, brought here as a new object; ``transfer.TransferError`` if it cannot come."""
         if not self.started or not self.link.alive():
             raise transfer.TransferError(f"{name}: the {self.link.name} kernel is not running")
-        reply = self._call(child.pack_code(name))
+        # A link whose kernel is elsewhere may have big values packed into a file there, and bring it its own way.
+        reply = self._call(getattr(self.link, "fetch_code", child.pack_code)(name))
         if reply.get("error"):
             raise transfer.TransferError(f"{name} cannot be brought back from the {self.link.name} kernel: "
                                          f"{reply['error']}")
-        return transfer.unpack(reply["packet"])
+        packet = reply["packet"]
+        retrieve = getattr(self.link, "retrieve", None)
+        return transfer.unpack(retrieve(packet) if retrieve is not None and packet.get("path") else packet)
 
     # -- one request, its reply ---------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 from ... import guard
 from ...context import namespace
 from ...safety import undo
+from . import gateway
 from .executor import KernelUnavailable, RemoteExecutor
 from .isolated import IsolatedKernel, Settings, Workdir
 from .transfer import TransferError, parse_size, size_text
@@ -45,6 +46,7 @@ class Options:
     workdir: Workdir = Workdir.SCRATCH
     vars: list[str] = field(default_factory=list)
     out_vars: list[str] = field(default_factory=list)
+    max_transfer: int | None = None  # gateway: the most bytes sent in for one run
 
 
 def _names(text: str | None) -> list[str]:
@@ -75,6 +77,10 @@ def options(magics: Any, args: Any) -> Options:
         bad = [n for n in names if not n.isidentifier()]
         if bad:
             raise UsageError(f"{flag}: {', '.join(map(repr, bad))} is not a variable name; write {flag} a,b")
+    if kind == "gateway":
+        opts.max_transfer = gateway.max_transfer(magics, args)
+    elif getattr(args, "max_transfer", None):
+        raise UsageError("--max-transfer only means something with --executor gateway (data sent over the network)")
     if kind == "live":
         used = [flag for flag, value in (("--vars", args.vars), ("--out-vars", args.out_vars),
                                          ("--memory", args.memory), ("--workdir", args.workdir)) if value]
@@ -89,8 +95,7 @@ def make_link(kind: str, magics: Any, opts: Options) -> Any:
     if kind == "isolated":
         return IsolatedKernel(isolated_settings(magics, opts))
     if kind == "gateway":
-        raise UsageError("--executor gateway is not available yet in this version of smol-magic; use --executor "
-                         "isolated (a kernel on this machine) or live")
+        return gateway.GatewayKernel(gateway.settings_for(magics))
     raise UsageError(f"--executor {kind!r}: use one of {', '.join(EXECUTORS)}")
 
 
@@ -119,6 +124,14 @@ class Executors:
                             "variables made in it are gone")
                     executor.stop()
                 executor.link.settings = wanted
+        if executor is not None and kind == "gateway":
+            wanted_gateway = gateway.settings_for(magics)
+            if executor.link.settings != wanted_gateway:
+                if executor.started:
+                    note = ("smol-magic: the gateway settings changed, so the run uses a new kernel there; the "
+                            "variables made in the old one are gone")
+                    executor.stop()
+                executor.link.settings = wanted_gateway
         if executor is None:
             executor = self.by_kind[kind] = RemoteExecutor(make_link(kind, magics, opts))
         return executor, note
@@ -255,10 +268,12 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
     executor, note = magics.executors.get(opts.kind, magics, opts)
     if note:
         print(note)
+    if opts.kind == "gateway":
+        executor.link.max_transfer = opts.max_transfer  # checked again for what --out-vars brings back
     names = list(dict.fromkeys(opts.vars + task_names(task, user_ns)))
     try:
         if names:
-            packets = executor.send_variables({n: user_ns[n] for n in names})
+            packets = executor.send_variables({n: user_ns[n] for n in names}, max_bytes=opts.max_transfer)
             print(f"smol-magic: sent to the {executor.link.name} kernel: " + ", ".join(p.describe() for p in packets))
         else:
             executor.ensure()
@@ -266,6 +281,10 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
         raise UsageError(str(exc)) from None
     except KernelUnavailable as exc:
         raise UsageError(str(exc)) from None
+    if executor.lost and executor.started:  # the kernel was replaced before this run's first action: say so here
+        print(f"smol-magic: {executor.lost} This run uses a fresh {executor.link.name} kernel: the variables made in "
+              "the old one are gone.")
+        executor.lost = None
     if opts.kind == "isolated" and agent.policy.enabled:
         agent.policy = isolated_policy(magics, agent.policy, opts, executor.link.working_folder())
     return RemoteRun(magics, agent, executor, opts)
