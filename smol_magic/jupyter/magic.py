@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Dict, Enum, Float, Integer, List, TraitError, Unicode, default, observe, validate
 
@@ -50,6 +50,7 @@ from ..ui.text import TextRenderer
 from . import commands, stale_cells, stored
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
+from .remote import cell as remote_cell
 from .remote import session as remote
 from .remote.gateway import Secret
 
@@ -273,6 +274,7 @@ class AgentMagics(Magics):
         self.stored_ids: dict[int, int] = {}  # id() of a run of this kernel -> its id in the store
         self.conversation_tail: int | None = None  # the stored run whose steps end the agent's memory
         self.executors = remote.Executors()  # the isolated (and gateway) kernels, kept for the session
+        self.remote_runs: dict[int, str] = {}  # id(RunResult) -> the remote executor its actions ran in
         atexit.register(self.executors.stop_all)
 
     @magic_arguments()
@@ -345,6 +347,18 @@ class AgentMagics(Magics):
         if cell is None:
             return self._subcommand(line)
         return run_blocking(self.run_async(line, cell, interactive=False))
+
+    @cell_magic("executor")
+    def executor_cell(self, line: str, cell: str) -> None:
+        """Run this cell in the isolated (or gateway) kernel of this session's agent runs.
+
+        %%executor isolated
+        <code>
+
+        The cells an --executor isolated or gateway run inserts start with it: run again, they run where the
+        agent ran them, on the variables made there.
+        """
+        remote_cell.run_cell(self, line, cell)
 
     def _subcommand(self, line: str) -> None:
         """``%agent <subcommand> ...``: each subcommand parses its own flags (see ``commands``)."""

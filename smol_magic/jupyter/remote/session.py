@@ -210,6 +210,7 @@ class RemoteRun:
         if len(agent.runs) > self.runs_before:
             run = agent.runs[-1]
             run.undo, run.undo_in_place, run.not_undoable = {}, {}, {}  # names of the kernel, not the notebook's
+            self.magics.remote_runs[id(run)] = self.executor.link.name  # for %agent cells: the header its cells need
 
     def bring_back(self) -> None:
         """``--out-vars``: new objects in the notebook; a name of the user's is replaced only with undo kept."""
