@@ -400,7 +400,7 @@ class RemoteExecutor:
         variables = [n for n, v in self.namespace.items() if isinstance(v, RemoteValue)]
         shown = ", ".join(variables[:12]) + (", ..." if len(variables) > 12 else "")
         return (f"{self.link.name}: running · pid {self.kernel_pid} · {self.link.describe()} · "
-                f"{self.actions} actions"
+                f"{self.actions} action{'' if self.actions == 1 else 's'}"
                 f" · variables: {shown or '(none)'}")
 
 

@@ -87,6 +87,13 @@ def options(magics: Any, args: Any) -> Options:
         if used:
             raise UsageError(f"{', '.join(used)} only mean something with --executor isolated or gateway (the live "
                              "executor works on the notebook's variables directly)")
+    user_ns = magics.shell.user_ns
+    missing = [n for n in opts.vars if n not in user_ns]
+    if missing:
+        variables = list(namespace.user_variables(user_ns, magics.shell.user_ns_hidden))
+        hints = [f"{n!r}" + (f" (did you mean {', '.join(map(repr, c))}?)"
+                             if (c := difflib.get_close_matches(n, variables, n=3)) else "") for n in missing]
+        raise UsageError(f"--vars: no variable named {', '.join(hints)}; send existing variables, e.g. --vars df")
     return opts
 
 
@@ -260,12 +267,6 @@ def begin(magics: Any, agent: Any, args: Any, task: str) -> RemoteRun | LiveRun:
     if opts.kind == "live":
         return LiveRun()
     user_ns = magics.shell.user_ns
-    missing = [n for n in opts.vars if n not in user_ns]
-    if missing:
-        variables = list(namespace.user_variables(user_ns, magics.shell.user_ns_hidden))
-        hints = [f"{n!r}" + (f" (did you mean {', '.join(map(repr, c))}?)"
-                             if (c := difflib.get_close_matches(n, variables, n=3)) else "") for n in missing]
-        raise UsageError(f"--vars: no variable named {', '.join(hints)}; send existing variables, e.g. --vars df")
     executor, note = magics.executors.get(opts.kind, magics, opts)
     if note:
         print(note)
