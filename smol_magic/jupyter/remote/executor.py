@@ -55,7 +55,7 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from ... import guard
 from ...context import namespace as ns_summary
-from ...core.execution import CappedText, ExecutionResult, ToolBindings
+from ...core.execution import CappedText, ExecutionResult, ToolBindings, interruptible
 from ...core.names import used_names
 from ...core.outputs import cell_outputs, output_text
 from . import child, transfer
@@ -376,7 +376,7 @@ class RemoteExecutor:
             return json.dumps({"error": f"there is no tool {name!r}"})
         try:
             args = transfer.unpack(request["args"])
-            with _raising_interrupt():  # a long tool (a managed agent) stops at the user's Interrupt
+            with interruptible():  # a long tool (a managed agent) stops at the user's Interrupt
                 value = tool(*args[0], **args[1])
             return json.dumps({"value": transfer.pack(f"{name}()", value, self.link.scratch()
                                                       if self.link.local_files else None).message()})
@@ -528,19 +528,6 @@ def _interrupt_flag() -> Iterator[threading.Event]:
     old = signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
     try:
         yield pressed
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-@contextlib.contextmanager
-def _raising_interrupt() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt again (a tool that runs here, inside a request being followed)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
     finally:
         signal.signal(signal.SIGINT, old)
 
