@@ -575,9 +575,13 @@ class MultiStepAgent:
     def _find_secrets(self, names: Sequence[str] | None = None) -> None:
         """Register the credentials among the user's variables (all, or these), so they are redacted."""
         executor = getattr(self, "executor", None)
-        if executor is not None:
-            variables = namespace.user_variables(executor.namespace, executor.hidden())
-            redact.register(redact.find_secrets(variables, names))
+        if executor is None:
+            return
+        ns = executor.namespace
+        if names is not None:  # after a step: only the names it bound, not a walk over the whole notebook
+            ns = {name: ns[name] for name in names if name in ns}
+        variables = namespace.user_variables(ns, executor.hidden())
+        redact.register(redact.find_secrets(variables))
 
     async def _call_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""

@@ -191,9 +191,17 @@ class ToolBindings:
 
 
 def finish(result: ExecutionResult, stdout: CappedText, stderr: CappedText, displays: list[tuple[dict, dict]],
-            before: namespace.Snapshot, ns: Mapping[str, Any], hidden: Any) -> None:
-    """What the action showed (made inert before it reaches a browser), what changed, what it replaced."""
-    result.changes = namespace.diff(before, namespace.snapshot(ns, hidden))
+           before: namespace.Bindings | namespace.Snapshot, ns: Mapping[str, Any] | None = None,
+           hidden: Any = ()) -> None:
+    """What the action showed (made inert before it reaches a browser), what changed, what it replaced.
+
+    ``before``: the ``namespace.Bindings`` taken before the action (or a ``namespace.snapshot``, then
+    compared with a new snapshot of ``ns``).
+    """
+    if isinstance(before, namespace.Bindings):
+        result.changes = before.changes()
+    else:
+        result.changes = namespace.diff(before, namespace.snapshot(ns or {}, hidden))
     result.previous = {n: before[n] for n in result.changes["rebound"] + result.changes["deleted"]}
     result.outputs = guard.sanitize_outputs(cell_outputs(stdout.getvalue(), stderr.getvalue(), displays))
     result.output = output_text(result.outputs)
@@ -218,7 +226,7 @@ class LocalPythonExecutor:
         return self._tools.tools
 
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
-        before = namespace.snapshot(self.namespace, self.hidden())
+        before = namespace.Bindings(self.namespace, self.hidden())
         result = ExecutionResult()
         stdout, stderr = CappedText(), CappedText()
         displays: list[tuple[dict, dict]] = []
@@ -246,5 +254,5 @@ class LocalPythonExecutor:
         result.duration = time.perf_counter() - start
         stdout.write(below.get(1, ""))  # what C code wrote to the file descriptors, after what Python printed
         stderr.write(below.get(2, ""))
-        finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
+        finish(result, stdout, stderr, displays, before)
         return result

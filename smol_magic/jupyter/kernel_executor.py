@@ -82,7 +82,7 @@ class KernelExecutor:
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
         shell = self.shell
         hidden = self.hidden()
-        before = namespace.snapshot(self.namespace, hidden)
+        before = namespace.Bindings(self.namespace, hidden)
         threads_before = set(threading.enumerate())
         caught: list[tuple[type, BaseException, Any]] = []
         result = ExecutionResult()
@@ -140,6 +140,5 @@ class KernelExecutor:
             _route_strays(strays)
             stderr.write(f"[smol-magic: {len(strays)} thread(s) started by this action still run; what they print "
                          "from now on is dropped, so it does not land in your later cells]\n")
-        finish(result, stdout, stderr, [(o.data, o.metadata) for o in captured.outputs], before, self.namespace,
-                hidden)
+        finish(result, stdout, stderr, [(o.data, o.metadata) for o in captured.outputs], before)
         return result
