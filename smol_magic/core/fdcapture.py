@@ -49,6 +49,28 @@ def read_bounded(f: IO[bytes], limit: int) -> str:
             + tail.decode("utf-8", "replace"))
 
 
+_SPARE: list[IO[bytes]] = []  # emptied files of earlier actions: making one costs ~25 us, two per action
+_MAX_SPARE = 4
+
+
+def _take() -> IO[bytes]:
+    return _SPARE.pop() if _SPARE else tempfile.TemporaryFile(prefix="smol-magic-fd")
+
+
+def _give_back(f: IO[bytes]) -> None:
+    """Keep the file for the next action, emptied; a nested action (a managed agent's) takes others."""
+    try:
+        f.seek(0)
+        f.truncate()
+    except OSError:
+        f.close()
+        return
+    if len(_SPARE) < _MAX_SPARE:
+        _SPARE.append(f)
+    else:
+        f.close()
+
+
 @contextlib.contextmanager
 def fd_capture(limit: int) -> Iterator[dict[int, str]]:
     """Point fds 1 and 2 at temporary files for the block; the dict gets {fd: text} when it ends.
@@ -68,7 +90,7 @@ def fd_capture(limit: int) -> Iterator[dict[int, str]]:
                 saved[fd] = os.dup(fd)
             except OSError:  # closed (pythonw, some daemons): nothing to capture
                 continue
-            files[fd] = tempfile.TemporaryFile(prefix="smol-magic-fd")
+            files[fd] = _take()
             os.dup2(files[fd].fileno(), fd)
         yield texts
     finally:
@@ -77,5 +99,7 @@ def fd_capture(limit: int) -> Iterator[dict[int, str]]:
             os.dup2(old, fd)
             os.close(old)
         for fd, f in files.items():
-            with f:
+            try:
                 texts[fd] = read_bounded(f, limit)
+            finally:
+                _give_back(f)

@@ -25,6 +25,7 @@ from ..core.execution import CappedText, ExecutionResult, ToolBindings, classify
 from ..core.execution import MAX_STREAM_CHARS
 from ..core.fdcapture import fd_capture
 from ..core.stopping import Stop, stoppable
+from ..core.tools import FinalAnswerSignal
 
 
 class StrayOutput:
@@ -56,6 +57,21 @@ def _route_strays(threads: list[threading.Thread]) -> None:
             stream = StrayOutput(stream)
             setattr(sys, name, stream)
         stream.threads.update(threads)
+
+
+def _caught(shell: Any, caught: list[tuple[type, BaseException, Any]], etype: type, value: BaseException,
+            tb: Any) -> None:
+    """What the action raised, kept for its observation.
+
+    ``final_answer`` ends an action by raising ``FinalAnswerSignal``: that is the action's normal end,
+    not an error, so IPython is not told it failed (it would format a traceback for its history of
+    errors, ~40 ms of pygments per run, and ``post_run_cell`` would see a failed cell).
+    """
+    caught.append((etype, value, tb))
+    if issubclass(etype, FinalAnswerSignal):
+        running = getattr(shell.displayhook, "exec_result", None)  # run_cell_async's result, while the code runs
+        if running is not None and running.error_in_exec is value:
+            running.error_in_exec = None
 
 
 class KernelExecutor:
@@ -99,7 +115,7 @@ class KernelExecutor:
             # Errors of the action become observations, not tracebacks in the agent cell;
             # the last expression's value is captured like any display output.
             shell.custom_exceptions = (BaseException,)
-            shell.CustomTB = lambda etype, value, tb, tb_offset=None: caught.append((etype, value, tb))
+            shell.CustomTB = lambda etype, value, tb, tb_offset=None: _caught(shell, caught, etype, value, tb)
             shell.display_trap.hook = sys.displayhook
             # IPython shows SystemExit itself (an error box in the agent cell) and tells the model only
             # "To exit: use 'exit'": the observation says what happened instead.
