@@ -334,7 +334,8 @@ class MultiStepAgent:
     ) -> AsyncIterator[MemoryStep]:
         if reset:
             self.memory.reset()
-        self._find_secrets()
+        variables = self._user_variables()  # one walk over the notebook's names for the run's start
+        self._find_secrets(variables=variables)
         redact.register(redact.find_secrets(additional_args or {}))
         if self.rules:  # a key written in the rules file is as secret as one in the environment
             redact.register(redact.secrets_in_text(self.rules.text))
@@ -344,7 +345,7 @@ class MultiStepAgent:
         run = RunResult(
             task=redact.redact_secrets(task), model_id=getattr(self.model, "model_id", type(self.model).__name__),
             started_at=datetime.now().isoformat(timespec="seconds"),
-            variables_before=self._variables(), timing=Timing(time.time()),
+            variables_before=list(variables), timing=Timing(time.time()),
         )
         self.runs.append(run)
         self.renderer.run_started(self, task)
@@ -572,16 +573,22 @@ class MultiStepAgent:
             agent = agent.called_by
             who = f"the manager {agent.name!r}" if agent is not None and agent.name else "the manager"
 
-    def _find_secrets(self, names: Sequence[str] | None = None) -> None:
-        """Register the credentials among the user's variables (all, or these), so they are redacted."""
+    def _find_secrets(self, names: Sequence[str] | None = None, variables: Mapping[str, Any] | None = None) -> None:
+        """Register the credentials among the user's variables (all, these names, or these ``variables``),
+        so they are redacted."""
         executor = getattr(self, "executor", None)
         if executor is None:
             return
-        ns = executor.namespace
-        if names is not None:  # after a step: only the names it bound, not a walk over the whole notebook
-            ns = {name: ns[name] for name in names if name in ns}
-        variables = namespace.user_variables(ns, executor.hidden())
+        if variables is None:
+            ns = executor.namespace
+            if names is not None:  # after a step: only the names it bound, not a walk over the whole notebook
+                ns = {name: ns[name] for name in names if name in ns}
+            variables = namespace.user_variables(ns, executor.hidden())
         redact.register(redact.find_secrets(variables))
+
+    def _user_variables(self) -> dict[str, Any]:
+        executor = getattr(self, "executor", None)
+        return namespace.user_variables(executor.namespace, executor.hidden()) if executor else {}
 
     async def _call_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""

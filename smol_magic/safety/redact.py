@@ -138,7 +138,13 @@ def secrets_in_text(text: str) -> list[str]:
     return list(dict.fromkeys(value.rstrip(".:").strip() for value in found))
 
 
+_PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credential, nothing inside
+_SEQUENCES = frozenset({list, tuple, set, frozenset})
+
+
 def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
+    if type(value) in _PLAIN:  # the commonest values first: isinstance against the ABCs below costs ~2 us
+        return
     if isinstance(value, str):
         if looks_like_secret(name, value):
             found.append(value.strip())
@@ -150,7 +156,7 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
         return
     if depth <= 0:
         return
-    if isinstance(value, Mapping):
+    if type(value) is dict or (type(value) not in _SEQUENCES and isinstance(value, Mapping)):
         for i, (key, item) in enumerate(value.items()):
             if i >= _CONTAINER_ITEMS:
                 break
