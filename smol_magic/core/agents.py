@@ -724,7 +724,8 @@ class CodeAgent(MultiStepAgent):
         Raises ``AgentStopped`` when a person clicks Stop, and ``KeyboardInterrupt`` when the code is interrupted.
         """
         step.code = code
-        step.verdict = self.check(code)
+        tree = _parse(code)  # parsed once: the guard judges this tree, the watch reads its names, the executor runs it
+        step.verdict = self.check(code, tree)
         self.renderer.action_ready(step)
         if step.verdict.decision == Ruling.DENY:
             step.approval = Approval.DENIED
@@ -745,7 +746,8 @@ class CodeAgent(MultiStepAgent):
             return
         if decision.code is not None and decision.code != code:
             step.proposed_code, step.code = code, decision.code
-            step.verdict = self.check(step.code)
+            tree = _parse(step.code)
+            step.verdict = self.check(step.code, tree)
             if step.verdict.decision == Ruling.DENY:
                 step.approval = Approval.DENIED
                 step.observation = _refusal("The user's edit was refused by the guard", step.verdict)
@@ -755,8 +757,8 @@ class CodeAgent(MultiStepAgent):
             step.approval = Approval.RUN if decision.by_person else Approval.AUTO
         self.renderer.action_started(step)
         copies = self._copies_for_undo(step)
-        watched = self._watch(step)
-        result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
+        watched = self._watch(step, tree)
+        result = await self._call_executor(lambda: self._execute(step.code, tree))
         refused = self._check_data(step, result, watched, copies)
         self._remember(step, result, copies)
         self._find_secrets([n for kind in ("created", "rebound") for n in result.changes.get(kind, [])])
@@ -817,11 +819,17 @@ class CodeAgent(MultiStepAgent):
         return guard.GuardContext(namespace=ns, agent_names=_AgentMade(ns, self.agent_made),
                                   protected=self.protected, hidden=self.executor.hidden(), can_undo=self.can_undo)
 
-    def check(self, code: str) -> guard.GuardVerdict:
-        """The guard's verdict, judged against the live namespace."""
-        verdict = guard.check(code, self.policy, self.guard_context())
+    def check(self, code: str, tree: ast.Module | None = None) -> guard.GuardVerdict:
+        """The guard's verdict, judged against the live namespace; ``tree``: ``ast.parse(code)``, if parsed already."""
+        verdict = guard.check(code, self.policy, self.guard_context(), tree=tree)
         verdict.guard_off = not self.policy.enabled
         return verdict
+
+    def _execute(self, code: str, tree: ast.Module | None) -> ExecutionResult:
+        """The executor runs the action; the guard's tree too when it takes one (no second parse)."""
+        if tree is not None and _takes_tree(self.executor):
+            return self.executor.execute(code, self.timeout, tree=tree)
+        return self.executor.execute(code, self.timeout)
 
     def _copies_for_undo(self, step: ActionStep) -> dict[str, Any]:
         """Copies of the user's objects an approved action changes in place, so undo can restore them."""
@@ -830,7 +838,7 @@ class CodeAgent(MultiStepAgent):
             return {}
         return undo.snapshots(step.code or "", self.executor.namespace, self.agent_made, self.guard_context())
 
-    def _watch(self, step: ActionStep) -> watch.Watch:
+    def _watch(self, step: ActionStep, tree: ast.Module | None = None) -> watch.Watch:
         """Snapshot the user's data this action can reach, by identity (aliases, containers, closures)."""
         ns = self.executor.namespace
 
@@ -840,7 +848,8 @@ class CodeAgent(MultiStepAgent):
                      if guard.users_data(name, context)[0]}
             return found | {name: ns[name] for name in self.protected if name in ns}
 
-        return watch.watch(used_names(step.code or ""), ns, variables, self.watch_limits)
+        names = {n.id for n in ast.walk(tree) if type(n) is ast.Name} if tree is not None else used_names(step.code or "")
+        return watch.watch(names, ns, variables, self.watch_limits)
 
     def _check_data(self, step: ActionStep, result: ExecutionResult, watched: watch.Watch,
                     copies: dict[str, Any]) -> list[tuple[watch.Watched, bool]]:
@@ -947,6 +956,30 @@ def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any
             {**call, "function": {**call["function"], "arguments": secrets.redact(call["function"]["arguments"])}}
             for call in message["tool_calls"]]
     return message
+
+
+def _parse(code: str) -> ast.Module | None:
+    """The action's tree, or None when it does not parse (the guard then says why)."""
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+_TAKES_TREE: dict[type, bool] = {}
+
+
+def _takes_tree(executor: Any) -> bool:
+    """Whether ``executor.execute`` accepts ``tree=`` (an optional addition to the Executor protocol)."""
+    kind = type(executor)
+    known = _TAKES_TREE.get(kind)
+    if known is None:
+        try:
+            params = inspect.signature(executor.execute).parameters
+        except (TypeError, ValueError):
+            params = {}
+        known = _TAKES_TREE[kind] = "tree" in params
+    return known
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:

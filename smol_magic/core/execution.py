@@ -52,6 +52,8 @@ class Executor(Protocol):
     def restore(self) -> None: ...
     def hidden(self) -> Mapping[str, Any]: ...
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult: ...
+    # An executor may also take ``tree=``, ``ast.parse(code)`` as the guard judged it, to run it without
+    # parsing again (both executors here do; the agent passes it only to those whose ``execute`` has it).
 
 
 @contextlib.contextmanager
@@ -225,7 +227,8 @@ class LocalPythonExecutor:
     def hidden(self) -> Mapping[str, Any]:
         return self._tools.tools
 
-    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
+    def execute(self, code: str, timeout: float | None = None, tree: ast.Module | None = None) -> ExecutionResult:
+        """Run ``code``; ``tree``: ``ast.parse(code)`` as the guard judged it (not changed here), to skip a parse."""
         before = namespace.Bindings(self.namespace, self.hidden())
         result = ExecutionResult()
         stdout, stderr = CappedText(), CappedText()
@@ -238,12 +241,13 @@ class LocalPythonExecutor:
         # Registered so tracebacks show the agent's source lines, as IPython does for cells.
         linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
         try:
-            tree = ast.parse(code)
-            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            body = list((tree if tree is not None else ast.parse(code)).body)
+            last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+            module = ast.Module(body=body, type_ignores=[])
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
                     fd_capture(MAX_STREAM_CHARS) as below, \
                     stoppable(timeout, LocalPythonExecutor.execute.__code__) as stop:
-                exec(compile(tree, filename, "exec"), self.namespace)
+                exec(compile(module, filename, "exec"), self.namespace)
                 if last is not None:
                     value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
                     if value is not None:

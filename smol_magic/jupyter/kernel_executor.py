@@ -7,6 +7,7 @@ SIGALRM and Interrupt relies on SIGINT raising KeyboardInterrupt.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import sys
 import threading
@@ -15,7 +16,7 @@ import weakref
 import traceback
 import warnings
 from collections import ChainMap
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from IPython.core.async_helpers import _pseudo_sync_runner
 from IPython.utils.capture import capture_output
@@ -74,6 +75,30 @@ def _caught(shell: Any, caught: list[tuple[type, BaseException, Any]], etype: ty
             running.error_in_exec = None
 
 
+@contextlib.contextmanager
+def _parsed(shell: Any, code: str, tree: ast.Module | None) -> Iterator[None]:
+    """IPython's cell path (In/Out, history, hooks, display) with ``tree`` as the parse of ``code``.
+
+    ``run_cell_async`` parses the cell with ``shell.compile.ast_parse``; for this cell (the very
+    string given) it returns the guard's tree instead. ``transformed_cell`` already skips the
+    input transformers: the guard admits plain Python only.
+    """
+    compiler = getattr(shell, "compile", None)
+    if tree is None or compiler is None or "ast_parse" in vars(compiler):
+        yield
+        return
+    parse = compiler.ast_parse
+
+    def ast_parse(source: str, *args: Any, **kwargs: Any) -> ast.Module:
+        return tree if source is code else parse(source, *args, **kwargs)
+
+    compiler.ast_parse = ast_parse
+    try:
+        yield
+    finally:
+        del compiler.ast_parse
+
+
 class KernelExecutor:
     """Runs actions in IPython's live ``user_ns`` through ``run_cell_async``."""
 
@@ -95,7 +120,8 @@ class KernelExecutor:
         # A view, not a copy: IPython adds an _iN name to user_ns_hidden for every cell.
         return ChainMap(self.shell.user_ns_hidden, self._tools.tools)
 
-    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
+    def execute(self, code: str, timeout: float | None = None, tree: ast.Module | None = None) -> ExecutionResult:
+        """Run ``code`` as a cell; ``tree``: ``ast.parse(code)`` as the guard judged it, run without a second parse."""
         shell = self.shell
         hidden = self.hidden()
         before = namespace.Bindings(self.namespace, hidden)
@@ -125,9 +151,10 @@ class KernelExecutor:
                 with fd_capture(MAX_STREAM_CHARS) as below, stoppable(timeout, boundary) as stop, \
                         warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="To exit: use 'exit'")
-                    cell_result = _pseudo_sync_runner(
-                        shell.run_cell_async(code, store_history=True, transformed_cell=code)
-                    )
+                    with _parsed(shell, code, tree):
+                        cell_result = _pseudo_sync_runner(
+                            shell.run_cell_async(code, store_history=True, transformed_cell=code)
+                        )
             except BaseException as exc:  # a stop that arrived outside the action's own frame
                 caught.append((type(exc), exc, exc.__traceback__))
             finally:

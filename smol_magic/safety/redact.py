@@ -112,11 +112,15 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> l
     """
     found: list[str] = []
     budget = [_FRAME_CELLS]  # cells of frames looked at, for all the frames together
+    plain = _PLAIN
     for name in (ns if names is None else names):
         if str(name)[:1] == "_" or name not in ns:
             continue
+        value = ns[name]
+        if type(value) in plain:  # most of a notebook's variables: nothing to look at, no call
+            continue
         try:
-            _collect(str(name), ns[name], found, 2, budget)
+            _collect(str(name), value, found, 2, budget)
         except Exception:  # a strange object must not break a run
             continue
     return found
@@ -165,7 +169,8 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
         for i, item in enumerate(value):
             if i >= _CONTAINER_ITEMS:
                 break
-            _collect(name, item, found, depth - 1, budget)
+            if type(item) not in _PLAIN:
+                _collect(name, item, found, depth - 1, budget)
     elif type(value).__module__.startswith("pandas") and type(value).__name__ in ("DataFrame", "Series"):
         _collect_frame(name, value, found, budget)
 
