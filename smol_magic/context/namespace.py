@@ -85,6 +85,8 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     if maps is None:
         return {name: value for name, value in ns.items()
                 if name[:1] != "_" and name not in IPYTHON_NAMES and name not in hidden}
+    if len(maps) > 1 and len(ns) < 64:  # a few names (a step's): looked up in each map
+        return {name: value for name, value in ns.items() if _visible(name, value, maps, hidden)}
     if len(maps) == 1:
         (only,) = maps
     else:  # one dict where the first map holding a name wins, as in the ChainMap (C-speed updates)

@@ -516,7 +516,7 @@ class MultiStepAgent:
         ``options`` (``response_format``) reach the model only if its ``generate_stream`` takes them.
         """
         secrets = redact.current()
-        messages[:] = [_redacted(m, secrets) for m in alternate_roles(messages)]
+        messages[:] = self._redact_messages(messages, secrets)
         parts: list[str] = []
         usage = TokenUsage()
         streamed = 0
@@ -542,6 +542,17 @@ class MultiStepAgent:
         usage = costs.priced(getattr(self.model, "model_id", None), usage)
         self._calls.append(costs.Call(costs.message_chars(messages), usage))
         return secrets.redact("".join(parts)), usage, calls
+
+    def _redact_messages(self, messages: Messages, secrets: redact.Secrets) -> Messages:
+        """Every message redacted, roles alternating. A message this agent sent in its previous request,
+        shared as the same object by ``compaction.request``, is already redacted under the same secrets
+        and is not scanned again: a long run's request costs what its new messages cost."""
+        sent = getattr(self, "_sent", None)
+        known = sent[1] if sent is not None and sent[0] is secrets else {}
+        redacted = [m if known.get(id(m)) is m else _redacted(m, secrets) for m in messages]
+        out = alternate_roles(redacted)
+        self._sent = (secrets, {id(m): m for m in out})  # held: their ids cannot be reused meanwhile
+        return out
 
     def spent(self) -> TokenUsage:
         """What the current run has used so far: its model calls (the step in progress's too) and its managed runs."""

@@ -57,11 +57,12 @@ def _take() -> IO[bytes]:
     return _SPARE.pop() if _SPARE else tempfile.TemporaryFile(prefix="smol-magic-fd")
 
 
-def _give_back(f: IO[bytes]) -> None:
+def _give_back(f: IO[bytes], written: int) -> None:
     """Keep the file for the next action, emptied; a nested action (a managed agent's) takes others."""
     try:
-        f.seek(0)
-        f.truncate()
+        if written:
+            f.seek(0)
+            f.truncate()
     except OSError:
         f.close()
         return
@@ -99,7 +100,9 @@ def fd_capture(limit: int) -> Iterator[dict[int, str]]:
             os.dup2(old, fd)
             os.close(old)
         for fd, f in files.items():
+            written = 0
             try:
-                texts[fd] = read_bounded(f, limit)
+                written = f.seek(0, os.SEEK_END)  # most actions write nothing below Python: no read, no truncate
+                texts[fd] = read_bounded(f, limit) if written else ""
             finally:
-                _give_back(f)
+                _give_back(f, written)
