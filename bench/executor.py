@@ -220,11 +220,11 @@ class TimedExecutor:
     def hidden(self) -> set[str]:
         return self.inner.hidden()
 
-    def execute(self, code: str, timeout: float | None = None) -> Any:
+    def execute(self, code: str, timeout: float | None = None, tree: Any = None) -> Any:
         self.settling += settle(self.shell, collect=False)  # the loop's own garbage is part of its cost
         start = time.perf_counter()
         try:
-            return self.inner.execute(code, timeout)
+            return self.inner.execute(code, timeout, tree=tree)  # the guard's tree, as the agent passes it
         finally:
             self.in_execute += time.perf_counter() - start
 
