@@ -19,17 +19,26 @@ from typing import IO, Iterator
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """The C library, loaded once: ``ctypes.CDLL`` costs ~25 us, twice per action otherwise."""
+def _libc(keep_gil: bool = False) -> ctypes.CDLL | None:
+    """The C library, loaded once: ``ctypes.CDLL`` costs ~25 us, twice per action otherwise.
+
+    ``keep_gil``: its functions are called without releasing the GIL (``ctypes.PyDLL``). Releasing it
+    hands the interpreter to any thread that waits for it (IPython's history writer wakes up with
+    every cell) and getting it back can take a thread switch interval (5 ms).
+    """
     try:
-        return ctypes.CDLL(None)
+        return ctypes.PyDLL(None) if keep_gil else ctypes.CDLL(None)
     except OSError:
         return None
 
 
-def _flush_c_streams() -> None:
-    """C's stdio buffers what it prints; flush it so the bytes land while our files are in place."""
-    libc = _libc()
+def _flush_c_streams(to_files: bool = False) -> None:
+    """C's stdio buffers what it prints; flush it so the bytes land while our files are in place.
+
+    ``to_files``: fds 1 and 2 point at our files, where a write never waits, so the GIL is kept;
+    before that they may be a pipe that is full until another Python thread reads it.
+    """
+    libc = _libc(to_files)
     if libc is not None:
         with contextlib.suppress(Exception):
             libc.fflush(None)
@@ -95,7 +104,7 @@ def fd_capture(limit: int) -> Iterator[dict[int, str]]:
             os.dup2(files[fd].fileno(), fd)
         yield texts
     finally:
-        _flush_c_streams()
+        _flush_c_streams(to_files=bool(files))
         for fd, old in saved.items():
             os.dup2(old, fd)
             os.close(old)
