@@ -550,7 +550,8 @@ class MultiStepAgent:
         sent = getattr(self, "_sent", None)
         known = sent[1] if sent is not None and sent[0] is secrets else {}
         redacted = [m if known.get(id(m)) is m else _redacted(m, secrets) for m in messages]
-        out = alternate_roles(redacted)
+        # compaction.request alternates the roles already: merge (and copy) only if something would merge
+        out = alternate_roles(redacted) if _would_merge(redacted) else redacted
         self._sent = (secrets, {id(m): m for m in out})  # held: their ids cannot be reused meanwhile
         return out
 
@@ -967,6 +968,12 @@ def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any
             {**call, "function": {**call["function"], "arguments": secrets.redact(call["function"]["arguments"])}}
             for call in message["tool_calls"]]
     return message
+
+
+def _would_merge(messages: Messages) -> bool:
+    """Whether ``alternate_roles`` would merge two of these messages (its condition, without the copies)."""
+    return any(a["role"] == b["role"] and b["role"] != "tool" and "tool_calls" not in a and "tool_calls" not in b
+               for a, b in zip(messages, messages[1:]))
 
 
 def _parse(code: str) -> ast.Module | None:
