@@ -792,11 +792,16 @@ class Bindings:
     def changes(self) -> dict[str, list[str]]:
         """The user's variables created, rebound (another object) and deleted since the copy, as ``diff`` gives."""
         ns, before = self.ns, self.before
-        # Names bound now to something else than before (or new): one C-level pass over the namespace.
-        moved = list(compress(ns, map(is_not, ns.values(), map(before.get, ns, repeat(_MISSING)))))
+        names, count = list(ns), len(before)
         gone: list[str] = []
-        if len(before) - len(ns) + sum(1 for n in moved if n not in before) > 0:  # some name left the namespace
-            gone = list(filterfalse(ns.__contains__, before))
+        if len(names) >= count and names[:count] == list(before):
+            # The usual case: no name left, new ones were appended (IPython's _iN too). The values line up
+            # with the copy's: compare them by identity, pairwise, in C.
+            moved = list(compress(names, map(is_not, ns.values(), before.values()))) + names[count:]
+        else:  # names deleted (or deleted and bound again): look each one up
+            moved = list(compress(names, map(is_not, ns.values(), map(before.get, names, repeat(_MISSING)))))
+            if count - len(names) + sum(1 for n in moved if n not in before) > 0:  # some name left the namespace
+                gone = list(filterfalse(ns.__contains__, before))
         maps, hidden = _maps(self.hidden), self.hidden
         created, rebound, deleted = [], [], []
         for name in moved:

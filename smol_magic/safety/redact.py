@@ -14,6 +14,7 @@ traceback quotes part of a line, code prints a key in two halves. Any run of
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -146,11 +147,18 @@ _PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credentia
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
 
+@functools.lru_cache(maxsize=65_536)
+def _short_looks_like_secret(name: str, value: str) -> bool:
+    return looks_like_secret(name, value)
+
+
 def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
     if type(value) in _PLAIN:  # the commonest values first: isinstance against the ABCs below costs ~2 us
         return
     if isinstance(value, str):
-        if looks_like_secret(name, value):
+        # Every run looks at every variable again: a short string is judged once (the cache holds at
+        # most 65k strings of <= 256 characters, ~16 MB at worst).
+        if _short_looks_like_secret(name, value) if len(value) <= 256 else looks_like_secret(name, value):
             found.append(value.strip())
         return
     if isinstance(value, bytes) and len(value) <= MAX_SECRET_CHARS:
@@ -195,6 +203,7 @@ def _weak_name(name: str) -> bool:
     return bool(_WEAK_NAME.search(name) or _WEAK_NAME.search(name.lower()))
 
 
+@functools.lru_cache(maxsize=4096)
 def _credential_name(name: str) -> bool:
     return bool(_STRONG_NAME.search(name)) or _weak_name(name)
 
