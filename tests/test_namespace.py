@@ -612,3 +612,36 @@ def test_the_guards_tree_is_what_runs_and_the_cell_is_still_in_history(ip):
     assert "ast_parse" not in vars(ip.compile)  # IPython's own parser is back for the user's cells
     ip.run_cell("after = 3")
     assert ip.user_ns["after"] == 3
+
+
+def test_an_action_that_runs_no_other_code_is_diffed_by_its_own_names_only():
+    import ast
+
+    from smol_magic.core.execution import LocalPythonExecutor, static_bindings
+
+    assert static_bindings(ast.parse("x = 1\ny, z = -2, [x, {'k': 'v'}]\ndel old\npass")) == ["x", "y", "z", "old"]
+    for code in ("x = f()", "x = a + 1", "a, b = pair", "x = d['k']", "x = o.attr", "x", "x = [*xs]",
+                 "x: int = 1", "x += 1", "import os", "def f(): pass", "x = {k: 1}", "o.a = 1", "d[0] = 1"):
+        assert static_bindings(ast.parse(code)) is None, code
+    executor = LocalPythonExecutor({"old": 1, "kept": [1]})
+    code = "x = 1\ny = kept\ndel old"
+    result = executor.execute(code, timeout=None, tree=ast.parse(code))
+    assert result.changes == {"created": ["x", "y"], "rebound": [], "deleted": ["old"]}
+    assert result.previous == {"old": 1}
+
+
+def test_a_hook_of_the_users_that_binds_a_name_is_seen_even_around_a_trivial_action(ip):
+    """Unknown code around the action (a user's post_run_cell hook) makes the executor compare every name."""
+    import ast
+
+    from smol_magic.jupyter.kernel_executor import KernelExecutor
+
+    def hook(result):
+        ip.user_ns["set_by_hook"] = object()
+
+    ip.events.register("post_run_cell", hook)
+    try:
+        result = KernelExecutor(ip).execute("x = 1", timeout=None, tree=ast.parse("x = 1"))
+    finally:
+        ip.events.unregister("post_run_cell", hook)
+    assert result.changes["created"] == ["x", "set_by_hook"]

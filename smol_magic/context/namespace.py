@@ -781,9 +781,15 @@ class Bindings:
     ``hidden`` as it is after the action).
     """
 
-    def __init__(self, ns: dict[str, Any], hidden: Container[str] = ()):
+    def __init__(self, ns: dict[str, Any], hidden: Container[str] = (), names: Iterable[str] | None = None):
+        """``names``: the only names the action can bind, when the caller knows it (an action that runs no
+        other code: ``core.execution.static_bindings``); then only they are copied and compared."""
         self.ns, self.hidden = ns, hidden
-        self.before: dict[str, Any] = ns.copy()
+        self.names = None if names is None else list(dict.fromkeys(names))
+        if self.names is None:
+            self.before: dict[str, Any] = ns.copy()
+        else:
+            self.before = {name: ns[name] for name in self.names if name in ns}
 
     def __getitem__(self, name: str) -> Any:
         """What ``name`` held before."""
@@ -792,6 +798,9 @@ class Bindings:
     def changes(self) -> dict[str, list[str]]:
         """The user's variables created, rebound (another object) and deleted since the copy, as ``diff`` gives."""
         ns, before = self.ns, self.before
+        if self.names is not None:
+            return self._judge([n for n in self.names if ns.get(n, _MISSING) is not before.get(n, _MISSING)
+                                and n in ns], [n for n in self.names if n in before and n not in ns])
         names, count = list(ns), len(before)
         gone: list[str] = []
         if len(names) >= count and names[:count] == list(before):
@@ -802,6 +811,11 @@ class Bindings:
             moved = list(compress(names, map(is_not, ns.values(), map(before.get, names, repeat(_MISSING)))))
             if count - len(names) + sum(1 for n in moved if n not in before) > 0:  # some name left the namespace
                 gone = list(filterfalse(ns.__contains__, before))
+        return self._judge(moved, gone)
+
+    def _judge(self, moved: list[str], gone: list[str]) -> dict[str, list[str]]:
+        """``moved``: names bound now to another object or new; ``gone``: names no longer bound."""
+        ns, before = self.ns, self.before
         maps, hidden = _maps(self.hidden), self.hidden
         created, rebound, deleted = [], [], []
         for name in moved:

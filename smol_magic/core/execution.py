@@ -192,6 +192,53 @@ class ToolBindings:
         self._saved.clear()
 
 
+def static_bindings(tree: ast.Module | None) -> list[str] | None:
+    """The names an action can bind, when it can run no other code; else None (any name may change).
+
+    Such an action is only ``name = <literal or name>`` (tuples, lists, dicts of those), ``del name``
+    and ``pass``: no call, no operator, no attribute, no subscript, nothing displayed, so no user code
+    (a function's ``global``, ``globals()[...]``, a ``__setattr__``) runs. Then the namespace diff
+    looks at these names alone, however many the notebook holds.
+    """
+    if tree is None:
+        return None
+    names: list[str] = []
+    for statement in tree.body:
+        if isinstance(statement, ast.Pass):
+            continue
+        if isinstance(statement, ast.Delete) and all(isinstance(t, ast.Name) for t in statement.targets):
+            names += [t.id for t in statement.targets]  # type: ignore[attr-defined]
+            continue
+        if not isinstance(statement, ast.Assign) or not _inert(statement.value):
+            return None
+        for target in statement.targets:
+            if isinstance(target, ast.Name):
+                names.append(target.id)
+            elif (isinstance(target, (ast.Tuple, ast.List)) and isinstance(statement.value, (ast.Tuple, ast.List))
+                  and len(target.elts) == len(statement.value.elts)
+                  and all(isinstance(e, ast.Name) for e in target.elts)):
+                names += [e.id for e in target.elts]  # type: ignore[attr-defined]
+            else:
+                return None  # unpacking a name's value iterates it: user code may run
+    return names
+
+
+def _inert(node: ast.expr) -> bool:
+    """An expression whose evaluation runs no user code: constants, names, and displays of them."""
+    kind = type(node)
+    if kind is ast.Constant or kind is ast.Name:
+        return True
+    if kind is ast.UnaryOp:  # -1: the parser's form of a negative number
+        return isinstance(node.op, (ast.USub, ast.UAdd)) and type(node.operand) is ast.Constant \
+            and type(node.operand.value) in (int, float, complex)
+    if kind in (ast.Tuple, ast.List):
+        return all(type(e) is not ast.Starred and _inert(e) for e in node.elts)
+    if kind is ast.Dict:  # keys hashed: constants of built-in types only
+        return all(k is not None and type(k) is ast.Constant and type(k.value) in (str, int, float, bool, bytes)
+                   for k in node.keys) and all(_inert(v) for v in node.values)
+    return False
+
+
 def finish(result: ExecutionResult, stdout: CappedText, stderr: CappedText, displays: list[tuple[dict, dict]],
            before: namespace.Bindings | namespace.Snapshot, ns: Mapping[str, Any] | None = None,
            hidden: Any = ()) -> None:
@@ -229,7 +276,7 @@ class LocalPythonExecutor:
 
     def execute(self, code: str, timeout: float | None = None, tree: ast.Module | None = None) -> ExecutionResult:
         """Run ``code``; ``tree``: ``ast.parse(code)`` as the guard judged it (not changed here), to skip a parse."""
-        before = namespace.Bindings(self.namespace, self.hidden())
+        before = namespace.Bindings(self.namespace, self.hidden(), static_bindings(tree))
         result = ExecutionResult()
         stdout, stderr = CappedText(), CappedText()
         displays: list[tuple[dict, dict]] = []

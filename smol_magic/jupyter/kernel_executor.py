@@ -23,7 +23,7 @@ from IPython.core.displayhook import CapturingDisplayHook
 from IPython.core.displaypub import CapturingDisplayPublisher
 
 from ..context import namespace
-from ..core.execution import CappedText, ExecutionResult, ToolBindings, classify, exit_error, finish
+from ..core.execution import CappedText, ExecutionResult, ToolBindings, classify, exit_error, finish, static_bindings
 from ..core.execution import MAX_STREAM_CHARS
 from ..core.fdcapture import fd_capture
 from ..core.stopping import Stop, stoppable
@@ -74,6 +74,26 @@ def _caught(shell: Any, caught: list[tuple[type, BaseException, Any]], etype: ty
         running = getattr(shell.displayhook, "exec_result", None)  # run_cell_async's result, while the code runs
         if running is not None and running.error_in_exec is value:
             running.error_in_exec = None
+
+
+# Code that runs around a cell and binds none of the user's names: IPython's own, ipykernel's, the
+# inline backend's, ours. Anything else (autoreload, a user's hook) may, so the whole namespace is compared.
+_KNOWN_HOOKS = ("IPython.core.", "ipykernel.", "matplotlib_inline.", "smol_magic.")
+
+
+def _hooks_bind_nothing(shell: Any) -> bool:
+    """Whether only known code runs around an action besides the action itself (AST transformers, events)."""
+    if getattr(shell, "ast_transformers", None):
+        return False
+    callbacks = getattr(getattr(shell, "events", None), "callbacks", None)
+    if not isinstance(callbacks, dict):
+        return False
+    for event in ("pre_execute", "pre_run_cell", "post_execute", "post_run_cell"):
+        for callback in callbacks.get(event, ()):
+            module = getattr(callback, "__module__", None) or ""
+            if not module.startswith(_KNOWN_HOOKS):
+                return False
+    return True
 
 
 @contextlib.contextmanager
@@ -149,7 +169,7 @@ class KernelExecutor:
         """Run ``code`` as a cell; ``tree``: ``ast.parse(code)`` as the guard judged it, run without a second parse."""
         shell = self.shell
         hidden = self.hidden()
-        before = namespace.Bindings(self.namespace, hidden)
+        before = namespace.Bindings(self.namespace, hidden, static_bindings(tree) if _hooks_bind_nothing(shell) else None)
         threads_before = set(threading.enumerate())
         caught: list[tuple[type, BaseException, Any]] = []
         result = ExecutionResult()
