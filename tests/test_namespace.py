@@ -538,3 +538,110 @@ def test_modules_are_not_described_in_depth():
     text = summarize({"np": np, "pd": pd, "types": types})
     assert text == "Variables in the notebook (live objects: use them directly):\n" \
                    "- imported modules: np (numpy), pd (pandas), types"
+
+
+# -- what an action changed, however it changed it (namespace.Bindings, both executors) ---------------
+
+CHANGED_ELSEWHERE = '''
+def helper():
+    global made_in_function, kept
+    made_in_function = 1
+    kept = [2]
+helper()
+globals()["made_by_globals"] = 3
+globals()["rebound_by_globals"] = 4
+del deleted_by_del
+globals().pop("deleted_by_pop")
+exit = "the user's own exit now"
+'''
+
+
+def _start(ns):
+    ns.update(kept=[1], rebound_by_globals=0, deleted_by_del=5, deleted_by_pop=6, untouched=[7])
+
+
+def _check_changes(result, ns):
+    assert result.error is None, result.error
+    changes = result.changes
+    # in the namespace's order: a hidden name rebound (exit) keeps its place
+    assert sorted(changes["created"]) == ["exit", "helper", "made_by_globals", "made_in_function"]
+    assert changes["rebound"] == ["kept", "rebound_by_globals"]
+    assert changes["deleted"] == ["deleted_by_del", "deleted_by_pop"]
+    assert result.previous == {"kept": [1], "rebound_by_globals": 0, "deleted_by_del": 5, "deleted_by_pop": 6}
+    assert "untouched" not in str(changes)
+
+
+def test_changes_made_through_functions_globals_and_del_are_seen_by_the_plain_executor():
+    from smol_magic.core.execution import LocalPythonExecutor
+
+    executor = LocalPythonExecutor()
+    _start(executor.namespace)
+    executor.namespace["exit"] = hidden_exit = object()
+    executor.send_tools({"exit": hidden_exit})  # hidden while it holds the tool: rebinding it makes it the user's
+    _check_changes(executor.execute(CHANGED_ELSEWHERE, timeout=None), executor.namespace)
+
+
+def test_changes_made_through_functions_globals_and_del_are_seen_in_ipython(ip):
+    from smol_magic.jupyter.kernel_executor import KernelExecutor
+
+    _start(ip.user_ns)
+    executor = KernelExecutor(ip)
+    result = executor.execute(CHANGED_ELSEWHERE, timeout=None)
+    _check_changes(result, ip.user_ns)
+    assert not any(name.startswith("_") for kind in result.changes.values() for name in kind)  # IPython's _iN, _
+
+
+def test_the_guards_tree_is_what_runs_and_the_cell_is_still_in_history(ip):
+    """The executor runs the tree it is given (no second parse) through IPython's cell path: In, history, hooks."""
+    import ast
+
+    from smol_magic.jupyter.kernel_executor import KernelExecutor
+
+    code = "answer = 1"
+    tree = ast.parse(code)
+    tree.body[0].value = ast.Constant(2)  # a tree that differs from the text: proof that the tree ran
+    ast.fix_missing_locations(tree)
+    fired = []
+    ip.events.register("post_run_cell", fired.append)
+    try:
+        result = KernelExecutor(ip).execute(code, timeout=None, tree=tree)
+    finally:
+        ip.events.unregister("post_run_cell", fired.append)
+    assert result.error is None and ip.user_ns["answer"] == 2
+    assert ip.user_ns["In"][-1] == code and fired and fired[-1].success
+    assert "ast_parse" not in vars(ip.compile)  # IPython's own parser is back for the user's cells
+    ip.run_cell("after = 3")
+    assert ip.user_ns["after"] == 3
+
+
+def test_an_action_that_runs_no_other_code_is_diffed_by_its_own_names_only():
+    import ast
+
+    from smol_magic.core.execution import LocalPythonExecutor, static_bindings
+
+    assert static_bindings(ast.parse("x = 1\ny, z = -2, [x, {'k': 'v'}]\ndel old\npass")) == ["x", "y", "z", "old"]
+    for code in ("x = f()", "x = a + 1", "a, b = pair", "x = d['k']", "x = o.attr", "x", "x = [*xs]",
+                 "x: int = 1", "x += 1", "import os", "def f(): pass", "x = {k: 1}", "o.a = 1", "d[0] = 1"):
+        assert static_bindings(ast.parse(code)) is None, code
+    executor = LocalPythonExecutor({"old": 1, "kept": [1]})
+    code = "x = 1\ny = kept\ndel old"
+    result = executor.execute(code, timeout=None, tree=ast.parse(code))
+    assert result.changes == {"created": ["x", "y"], "rebound": [], "deleted": ["old"]}
+    assert result.previous == {"old": 1}
+
+
+def test_a_hook_of_the_users_that_binds_a_name_is_seen_even_around_a_trivial_action(ip):
+    """Unknown code around the action (a user's post_run_cell hook) makes the executor compare every name."""
+    import ast
+
+    from smol_magic.jupyter.kernel_executor import KernelExecutor
+
+    def hook(result):
+        ip.user_ns["set_by_hook"] = object()
+
+    ip.events.register("post_run_cell", hook)
+    try:
+        result = KernelExecutor(ip).execute("x = 1", timeout=None, tree=ast.parse("x = 1"))
+    finally:
+        ip.events.unregister("post_run_cell", hook)
+    assert result.changes["created"] == ["x", "set_by_hook"]

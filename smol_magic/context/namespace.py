@@ -45,9 +45,10 @@ import inspect
 import re
 import types
 import weakref
-from collections import deque
+from collections import ChainMap, deque
 from collections.abc import Mapping, Sequence, Set
-from itertools import islice
+from itertools import compress, filterfalse, islice, repeat
+from operator import is_not
 from typing import Any, Callable, Container, Iterable
 
 from ..core.text import clip
@@ -68,6 +69,7 @@ DIFF_MAX_LINES = 30
 SHORT_STR = 80
 
 _IDENT = re.compile(r"[^\W\d]\w*")
+_MISSING = object()
 
 # -- which variables ---------------------------------------------------------
 
@@ -79,15 +81,43 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     mapping, a name is hidden only while it still holds the hidden object, so a
     user who rebinds ``exit`` or a tool's name sees their own variable.
     """
-    by_identity = isinstance(hidden, Mapping)
-    out = {}
-    for name, value in ns.items():
-        if name[:1] == "_" or name in IPYTHON_NAMES:
-            continue
-        if name in hidden and (not by_identity or hidden[name] is value):  # type: ignore[index]
-            continue
-        out[name] = value
-    return out
+    maps = _maps(hidden)
+    if maps is None:
+        return {name: value for name, value in ns.items()
+                if name[:1] != "_" and name not in IPYTHON_NAMES and name not in hidden}
+    if len(maps) > 1 and len(ns) < 64:  # a few names (a step's): looked up in each map
+        return {name: value for name, value in ns.items() if _visible(name, value, maps, hidden)}
+    if len(maps) == 1:
+        (only,) = maps
+    else:  # one dict where the first map holding a name wins, as in the ChainMap (C-speed updates)
+        only = {}
+        for each in reversed(maps):
+            only.update(each)
+    missing = _MISSING
+    return {name: value for name, value in ns.items()
+            if name[:1] != "_" and name not in IPYTHON_NAMES and only.get(name, missing) is not value}
+
+
+def _maps(hidden: Container[str]) -> list[Mapping[str, Any]] | None:
+    """The mappings behind ``hidden`` (a ChainMap's, in its order, each looked up at C speed), or None if it
+    is no mapping. A ChainMap's own ``in`` and ``[]`` are Python code, ~20x slower than a dict's."""
+    if isinstance(hidden, ChainMap):
+        return [m for each in hidden.maps for m in (_maps(each) or [each])]
+    if isinstance(hidden, Mapping):
+        return [hidden]
+    return None
+
+
+def _visible(name: str, value: Any, maps: list[Mapping[str, Any]] | None, hidden: Container[str]) -> bool:
+    """Whether ``name`` holding ``value`` is one of the user's variables (see ``user_variables``)."""
+    if name[:1] == "_" or name in IPYTHON_NAMES:
+        return False
+    if maps is None:
+        return name not in hidden
+    for m in maps:  # the first map that has the name decides, as ChainMap's lookup does
+        if name in m:
+            return m[name] is not value
+    return True
 
 
 # -- one object --------------------------------------------------------------
@@ -737,6 +767,68 @@ def diff(before: Snapshot, after: Snapshot) -> dict[str, list[str]]:
         "rebound": [n for n in after if n in before and after[n] is not before[n]],
         "deleted": [n for n in before if n not in after],
     }
+
+
+class Bindings:
+    """What a namespace's names are bound to now, to tell after an action what it created, rebound, deleted.
+
+    The per-step twin of ``snapshot`` + ``diff``, proportional to what the action touched rather than
+    to the notebook's size in Python work: a shallow copy of the namespace (C speed; it holds
+    references, so an ``id`` cannot be reused meanwhile), then one identity comparison of every
+    binding done by ``map``/``compress`` in C. Every way of binding counts, the action's own
+    statements as well as a function's ``global``, ``globals()[...]`` or ``del``; only the few names
+    that changed are then judged as the user's variables or not (``user_variables``' rules, with
+    ``hidden`` as it is after the action).
+    """
+
+    def __init__(self, ns: dict[str, Any], hidden: Container[str] = (), names: Iterable[str] | None = None):
+        """``names``: the only names the action can bind, when the caller knows it (an action that runs no
+        other code: ``core.execution.static_bindings``); then only they are copied and compared."""
+        self.ns, self.hidden = ns, hidden
+        self.names = None if names is None else list(dict.fromkeys(names))
+        if self.names is None:
+            self.before: dict[str, Any] = ns.copy()
+        else:
+            self.before = {name: ns[name] for name in self.names if name in ns}
+
+    def __getitem__(self, name: str) -> Any:
+        """What ``name`` held before."""
+        return self.before[name]
+
+    def changes(self) -> dict[str, list[str]]:
+        """The user's variables created, rebound (another object) and deleted since the copy, as ``diff`` gives."""
+        ns, before = self.ns, self.before
+        if self.names is not None:
+            return self._judge([n for n in self.names if ns.get(n, _MISSING) is not before.get(n, _MISSING)
+                                and n in ns], [n for n in self.names if n in before and n not in ns])
+        names, count = list(ns), len(before)
+        gone: list[str] = []
+        if len(names) >= count and names[:count] == list(before):
+            # The usual case: no name left, new ones were appended (IPython's _iN too). The values line up
+            # with the copy's: compare them by identity, pairwise, in C.
+            moved = list(compress(names, map(is_not, ns.values(), before.values()))) + names[count:]
+        else:  # names deleted (or deleted and bound again): look each one up
+            moved = list(compress(names, map(is_not, ns.values(), map(before.get, names, repeat(_MISSING)))))
+            if count - len(names) + sum(1 for n in moved if n not in before) > 0:  # some name left the namespace
+                gone = list(filterfalse(ns.__contains__, before))
+        return self._judge(moved, gone)
+
+    def _judge(self, moved: list[str], gone: list[str]) -> dict[str, list[str]]:
+        """``moved``: names bound now to another object or new; ``gone``: names no longer bound."""
+        ns, before = self.ns, self.before
+        maps, hidden = _maps(self.hidden), self.hidden
+        created, rebound, deleted = [], [], []
+        for name in moved:
+            now = _visible(name, ns[name], maps, hidden)
+            was = name in before and _visible(name, before[name], maps, hidden)
+            if now and was:
+                rebound.append(name)
+            elif now:
+                created.append(name)
+            elif was:
+                deleted.append(name)
+        deleted += [name for name in gone if _visible(name, before[name], maps, hidden)]
+        return {"created": created, "rebound": rebound, "deleted": deleted}
 
 
 def format_diff(changes: Mapping[str, list[str]], ns: Mapping[str, Any], max_lines: int = DIFF_MAX_LINES) -> str:

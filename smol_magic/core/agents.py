@@ -334,7 +334,8 @@ class MultiStepAgent:
     ) -> AsyncIterator[MemoryStep]:
         if reset:
             self.memory.reset()
-        self._find_secrets()
+        variables = self._user_variables()  # one walk over the notebook's names for the run's start
+        self._find_secrets(variables=variables)
         redact.register(redact.find_secrets(additional_args or {}))
         if self.rules:  # a key written in the rules file is as secret as one in the environment
             redact.register(redact.secrets_in_text(self.rules.text))
@@ -344,7 +345,7 @@ class MultiStepAgent:
         run = RunResult(
             task=redact.redact_secrets(task), model_id=getattr(self.model, "model_id", type(self.model).__name__),
             started_at=datetime.now().isoformat(timespec="seconds"),
-            variables_before=self._variables(), timing=Timing(time.time()),
+            variables_before=list(variables), timing=Timing(time.time()),
         )
         self.runs.append(run)
         self.renderer.run_started(self, task)
@@ -515,7 +516,7 @@ class MultiStepAgent:
         ``options`` (``response_format``) reach the model only if its ``generate_stream`` takes them.
         """
         secrets = redact.current()
-        messages[:] = [_redacted(m, secrets) for m in alternate_roles(messages)]
+        messages[:] = self._redact_messages(messages, secrets)
         parts: list[str] = []
         usage = TokenUsage()
         streamed = 0
@@ -541,6 +542,18 @@ class MultiStepAgent:
         usage = costs.priced(getattr(self.model, "model_id", None), usage)
         self._calls.append(costs.Call(costs.message_chars(messages), usage))
         return secrets.redact("".join(parts)), usage, calls
+
+    def _redact_messages(self, messages: Messages, secrets: redact.Secrets) -> Messages:
+        """Every message redacted, roles alternating. A message this agent sent in its previous request,
+        shared as the same object by ``compaction.request``, is already redacted under the same secrets
+        and is not scanned again: a long run's request costs what its new messages cost."""
+        sent = getattr(self, "_sent", None)
+        known = sent[1] if sent is not None and sent[0] is secrets else {}
+        redacted = [m if known.get(id(m)) is m else _redacted(m, secrets) for m in messages]
+        # compaction.request alternates the roles already: merge (and copy) only if something would merge
+        out = alternate_roles(redacted) if _would_merge(redacted) else redacted
+        self._sent = (secrets, {id(m): m for m in out})  # held: their ids cannot be reused meanwhile
+        return out
 
     def spent(self) -> TokenUsage:
         """What the current run has used so far: its model calls (the step in progress's too) and its managed runs."""
@@ -572,12 +585,22 @@ class MultiStepAgent:
             agent = agent.called_by
             who = f"the manager {agent.name!r}" if agent is not None and agent.name else "the manager"
 
-    def _find_secrets(self, names: Sequence[str] | None = None) -> None:
-        """Register the credentials among the user's variables (all, or these), so they are redacted."""
+    def _find_secrets(self, names: Sequence[str] | None = None, variables: Mapping[str, Any] | None = None) -> None:
+        """Register the credentials among the user's variables (all, these names, or these ``variables``),
+        so they are redacted."""
         executor = getattr(self, "executor", None)
-        if executor is not None:
-            variables = namespace.user_variables(executor.namespace, executor.hidden())
-            redact.register(redact.find_secrets(variables, names))
+        if executor is None:
+            return
+        if variables is None:
+            ns = executor.namespace
+            if names is not None:  # after a step: only the names it bound, not a walk over the whole notebook
+                ns = {name: ns[name] for name in names if name in ns}
+            variables = namespace.user_variables(ns, executor.hidden())
+        redact.register(redact.find_secrets(variables))
+
+    def _user_variables(self) -> dict[str, Any]:
+        executor = getattr(self, "executor", None)
+        return namespace.user_variables(executor.namespace, executor.hidden()) if executor else {}
 
     async def _call_executor(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the main thread, where signals (timeout, Interrupt) work."""
@@ -714,7 +737,8 @@ class CodeAgent(MultiStepAgent):
         Raises ``AgentStopped`` when a person clicks Stop, and ``KeyboardInterrupt`` when the code is interrupted.
         """
         step.code = code
-        step.verdict = self.check(code)
+        tree = _parse(code)  # parsed once: the guard judges this tree, the watch reads its names, the executor runs it
+        step.verdict = self.check(code, tree)
         self.renderer.action_ready(step)
         if step.verdict.decision == Ruling.DENY:
             step.approval = Approval.DENIED
@@ -735,7 +759,8 @@ class CodeAgent(MultiStepAgent):
             return
         if decision.code is not None and decision.code != code:
             step.proposed_code, step.code = code, decision.code
-            step.verdict = self.check(step.code)
+            tree = _parse(step.code)
+            step.verdict = self.check(step.code, tree)
             if step.verdict.decision == Ruling.DENY:
                 step.approval = Approval.DENIED
                 step.observation = _refusal("The user's edit was refused by the guard", step.verdict)
@@ -745,8 +770,8 @@ class CodeAgent(MultiStepAgent):
             step.approval = Approval.RUN if decision.by_person else Approval.AUTO
         self.renderer.action_started(step)
         copies = self._copies_for_undo(step)
-        watched = self._watch(step)
-        result = await self._call_executor(lambda: self.executor.execute(step.code, self.timeout))
+        watched = self._watch(step, tree)
+        result = await self._call_executor(lambda: self._execute(step.code, tree))
         refused = self._check_data(step, result, watched, copies)
         self._remember(step, result, copies)
         self._find_secrets([n for kind in ("created", "rebound") for n in result.changes.get(kind, [])])
@@ -809,11 +834,17 @@ class CodeAgent(MultiStepAgent):
         return guard.GuardContext(namespace=ns, agent_names=made,
                                   protected=self.protected, hidden=self.executor.hidden(), can_undo=self.can_undo)
 
-    def check(self, code: str) -> guard.GuardVerdict:
-        """The guard's verdict, judged against the live namespace."""
-        verdict = guard.check(code, self.policy, self.guard_context())
+    def check(self, code: str, tree: ast.Module | None = None) -> guard.GuardVerdict:
+        """The guard's verdict, judged against the live namespace; ``tree``: ``ast.parse(code)``, if parsed already."""
+        verdict = guard.check(code, self.policy, self.guard_context(), tree=tree)
         verdict.guard_off = not self.policy.enabled
         return verdict
+
+    def _execute(self, code: str, tree: ast.Module | None) -> ExecutionResult:
+        """The executor runs the action; the guard's tree too when it takes one (no second parse)."""
+        if tree is not None and _takes_tree(self.executor):
+            return self.executor.execute(code, self.timeout, tree=tree)
+        return self.executor.execute(code, self.timeout)
 
     def _copies_for_undo(self, step: ActionStep) -> dict[str, Any]:
         """Copies of the user's objects an approved action changes in place, so undo can restore them."""
@@ -822,7 +853,7 @@ class CodeAgent(MultiStepAgent):
             return {}
         return undo.snapshots(step.code or "", self.executor.namespace, self.agent_made, self.guard_context())
 
-    def _watch(self, step: ActionStep) -> watch.Watch:
+    def _watch(self, step: ActionStep, tree: ast.Module | None = None) -> watch.Watch:
         """Snapshot the user's data this action can reach, by identity (aliases, containers, closures)."""
         ns = self.executor.namespace
 
@@ -832,7 +863,8 @@ class CodeAgent(MultiStepAgent):
                      if guard.users_data(name, context)[0]}
             return found | {name: ns[name] for name in self.protected if name in ns}
 
-        return watch.watch(used_names(step.code or ""), ns, variables, self.watch_limits)
+        names = {n.id for n in ast.walk(tree) if type(n) is ast.Name} if tree is not None else used_names(step.code or "")
+        return watch.watch(names, ns, variables, self.watch_limits)
 
     def _check_data(self, step: ActionStep, result: ExecutionResult, watched: watch.Watch,
                     copies: dict[str, Any]) -> list[tuple[watch.Watched, bool]]:
@@ -946,6 +978,36 @@ def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any
             {**call, "function": {**call["function"], "arguments": secrets.redact(call["function"]["arguments"])}}
             for call in message["tool_calls"]]
     return message
+
+
+def _would_merge(messages: Messages) -> bool:
+    """Whether ``alternate_roles`` would merge two of these messages (its condition, without the copies)."""
+    return any(a["role"] == b["role"] and b["role"] != "tool" and "tool_calls" not in a and "tool_calls" not in b
+               for a, b in zip(messages, messages[1:]))
+
+
+def _parse(code: str) -> ast.Module | None:
+    """The action's tree, or None when it does not parse (the guard then says why)."""
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+_TAKES_TREE: dict[type, bool] = {}
+
+
+def _takes_tree(executor: Any) -> bool:
+    """Whether ``executor.execute`` accepts ``tree=`` (an optional addition to the Executor protocol)."""
+    kind = type(executor)
+    known = _TAKES_TREE.get(kind)
+    if known is None:
+        try:
+            params = inspect.signature(executor.execute).parameters
+        except (TypeError, ValueError):
+            params = {}
+        known = _TAKES_TREE[kind] = "tree" in params
+    return known
 
 
 def _refusal(prefix: str, verdict: Verdict) -> str:

@@ -52,6 +52,8 @@ class Executor(Protocol):
     def restore(self) -> None: ...
     def hidden(self) -> Mapping[str, Any]: ...
     def execute(self, code: str, timeout: float | None = None) -> ExecutionResult: ...
+    # An executor may also take ``tree=``, ``ast.parse(code)`` as the guard judged it, to run it without
+    # parsing again (both executors here do; the agent passes it only to those whose ``execute`` has it).
 
 
 @contextlib.contextmanager
@@ -190,10 +192,65 @@ class ToolBindings:
         self._saved.clear()
 
 
+def static_bindings(tree: ast.Module | None) -> list[str] | None:
+    """The names an action can bind, when it can run no other code; else None (any name may change).
+
+    Such an action is only ``name = <literal or name>`` (tuples, lists, dicts of those), ``del name``
+    and ``pass``: no call, no operator, no attribute, no subscript, nothing displayed, so no user code
+    (a function's ``global``, ``globals()[...]``, a ``__setattr__``) runs. Then the namespace diff
+    looks at these names alone, however many the notebook holds.
+    """
+    if tree is None:
+        return None
+    names: list[str] = []
+    for statement in tree.body:
+        if isinstance(statement, ast.Pass):
+            continue
+        if isinstance(statement, ast.Delete) and all(isinstance(t, ast.Name) for t in statement.targets):
+            names += [t.id for t in statement.targets]  # type: ignore[attr-defined]
+            continue
+        if not isinstance(statement, ast.Assign) or not _inert(statement.value):
+            return None
+        for target in statement.targets:
+            if isinstance(target, ast.Name):
+                names.append(target.id)
+            elif (isinstance(target, (ast.Tuple, ast.List)) and isinstance(statement.value, (ast.Tuple, ast.List))
+                  and len(target.elts) == len(statement.value.elts)
+                  and all(isinstance(e, ast.Name) for e in target.elts)):
+                names += [e.id for e in target.elts]  # type: ignore[attr-defined]
+            else:
+                return None  # unpacking a name's value iterates it: user code may run
+    return names
+
+
+def _inert(node: ast.expr) -> bool:
+    """An expression whose evaluation runs no user code: constants, names, and displays of them."""
+    kind = type(node)
+    if kind is ast.Constant or kind is ast.Name:
+        return True
+    if kind is ast.UnaryOp:  # -1: the parser's form of a negative number
+        return isinstance(node.op, (ast.USub, ast.UAdd)) and type(node.operand) is ast.Constant \
+            and type(node.operand.value) in (int, float, complex)
+    if kind in (ast.Tuple, ast.List):
+        return all(type(e) is not ast.Starred and _inert(e) for e in node.elts)
+    if kind is ast.Dict:  # keys hashed: constants of built-in types only
+        return all(k is not None and type(k) is ast.Constant and type(k.value) in (str, int, float, bool, bytes)
+                   for k in node.keys) and all(_inert(v) for v in node.values)
+    return False
+
+
 def finish(result: ExecutionResult, stdout: CappedText, stderr: CappedText, displays: list[tuple[dict, dict]],
-            before: namespace.Snapshot, ns: Mapping[str, Any], hidden: Any) -> None:
-    """What the action showed (made inert before it reaches a browser), what changed, what it replaced."""
-    result.changes = namespace.diff(before, namespace.snapshot(ns, hidden))
+           before: namespace.Bindings | namespace.Snapshot, ns: Mapping[str, Any] | None = None,
+           hidden: Any = ()) -> None:
+    """What the action showed (made inert before it reaches a browser), what changed, what it replaced.
+
+    ``before``: the ``namespace.Bindings`` taken before the action (or a ``namespace.snapshot``, then
+    compared with a new snapshot of ``ns``).
+    """
+    if isinstance(before, namespace.Bindings):
+        result.changes = before.changes()
+    else:
+        result.changes = namespace.diff(before, namespace.snapshot(ns or {}, hidden))
     result.previous = {n: before[n] for n in result.changes["rebound"] + result.changes["deleted"]}
     result.outputs = guard.sanitize_outputs(cell_outputs(stdout.getvalue(), stderr.getvalue(), displays))
     result.output = output_text(result.outputs)
@@ -217,8 +274,9 @@ class LocalPythonExecutor:
     def hidden(self) -> Mapping[str, Any]:
         return self._tools.tools
 
-    def execute(self, code: str, timeout: float | None = None) -> ExecutionResult:
-        before = namespace.snapshot(self.namespace, self.hidden())
+    def execute(self, code: str, timeout: float | None = None, tree: ast.Module | None = None) -> ExecutionResult:
+        """Run ``code``; ``tree``: ``ast.parse(code)`` as the guard judged it (not changed here), to skip a parse."""
+        before = namespace.Bindings(self.namespace, self.hidden(), static_bindings(tree))
         result = ExecutionResult()
         stdout, stderr = CappedText(), CappedText()
         displays: list[tuple[dict, dict]] = []
@@ -230,12 +288,13 @@ class LocalPythonExecutor:
         # Registered so tracebacks show the agent's source lines, as IPython does for cells.
         linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
         try:
-            tree = ast.parse(code)
-            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            body = list((tree if tree is not None else ast.parse(code)).body)
+            last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+            module = ast.Module(body=body, type_ignores=[])
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
                     fd_capture(MAX_STREAM_CHARS) as below, \
                     stoppable(timeout, LocalPythonExecutor.execute.__code__) as stop:
-                exec(compile(tree, filename, "exec"), self.namespace)
+                exec(compile(module, filename, "exec"), self.namespace)
                 if last is not None:
                     value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
                     if value is not None:
@@ -246,5 +305,5 @@ class LocalPythonExecutor:
         result.duration = time.perf_counter() - start
         stdout.write(below.get(1, ""))  # what C code wrote to the file descriptors, after what Python printed
         stderr.write(below.get(2, ""))
-        finish(result, stdout, stderr, displays, before, self.namespace, self.hidden())
+        finish(result, stdout, stderr, displays, before)
         return result

@@ -145,8 +145,12 @@ class Stop:
             each.f_trace = self.trace
 
     def disarm(self) -> None:
-        sys.settrace(self.old_trace)
-        sys.setprofile(self.old_profile)
+        # Only what arm() changed: setting a hook that is already in place is not free, and
+        # re-setting a C profiler (cProfile) from Python would replace it with a plain call.
+        if sys.gettrace() is not self.old_trace:
+            sys.settrace(self.old_trace)
+        if sys.getprofile() is not self.old_profile:
+            sys.setprofile(self.old_profile)
 
     def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
         if not self.active:

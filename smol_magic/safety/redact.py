@@ -14,6 +14,7 @@ traceback quotes part of a line, code prints a key in two halves. Any run of
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -112,11 +113,15 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> l
     """
     found: list[str] = []
     budget = [_FRAME_CELLS]  # cells of frames looked at, for all the frames together
+    plain = _PLAIN
     for name in (ns if names is None else names):
         if str(name)[:1] == "_" or name not in ns:
             continue
+        value = ns[name]
+        if type(value) in plain:  # most of a notebook's variables: nothing to look at, no call
+            continue
         try:
-            _collect(str(name), ns[name], found, 2, budget)
+            _collect(str(name), value, found, 2, budget)
         except Exception:  # a strange object must not break a run
             continue
     return found
@@ -138,9 +143,22 @@ def secrets_in_text(text: str) -> list[str]:
     return list(dict.fromkeys(value.rstrip(".:").strip() for value in found))
 
 
+_PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credential, nothing inside
+_SEQUENCES = frozenset({list, tuple, set, frozenset})
+
+
+@functools.lru_cache(maxsize=65_536)
+def _short_looks_like_secret(name: str, value: str) -> bool:
+    return looks_like_secret(name, value)
+
+
 def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
+    if type(value) in _PLAIN:  # the commonest values first: isinstance against the ABCs below costs ~2 us
+        return
     if isinstance(value, str):
-        if looks_like_secret(name, value):
+        # Every run looks at every variable again: a short string is judged once (the cache holds at
+        # most 65k strings of <= 256 characters, ~16 MB at worst).
+        if _short_looks_like_secret(name, value) if len(value) <= 256 else looks_like_secret(name, value):
             found.append(value.strip())
         return
     if isinstance(value, bytes) and len(value) <= MAX_SECRET_CHARS:
@@ -150,7 +168,7 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
         return
     if depth <= 0:
         return
-    if isinstance(value, Mapping):
+    if type(value) is dict or (type(value) not in _SEQUENCES and isinstance(value, Mapping)):
         for i, (key, item) in enumerate(value.items()):
             if i >= _CONTAINER_ITEMS:
                 break
@@ -159,7 +177,8 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
         for i, item in enumerate(value):
             if i >= _CONTAINER_ITEMS:
                 break
-            _collect(name, item, found, depth - 1, budget)
+            if type(item) not in _PLAIN:
+                _collect(name, item, found, depth - 1, budget)
     elif type(value).__module__.startswith("pandas") and type(value).__name__ in ("DataFrame", "Series"):
         _collect_frame(name, value, found, budget)
 
@@ -184,6 +203,7 @@ def _weak_name(name: str) -> bool:
     return bool(_WEAK_NAME.search(name) or _WEAK_NAME.search(name.lower()))
 
 
+@functools.lru_cache(maxsize=4096)
 def _credential_name(name: str) -> bool:
     return bool(_STRONG_NAME.search(name)) or _weak_name(name)
 
