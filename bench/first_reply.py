@@ -1,0 +1,127 @@
+"""How long from Shift-Enter on the first ``%%agent`` cell of a fresh kernel to the model's first request?
+
+A real fresh kernel (the installed ipykernel, driven over ZMQ by jupyter_client as JupyterLab
+drives it, the cell's id in the execute request's metadata) runs ``%load_ext smol_magic``,
+then a ``%%agent --model openai/local-model`` cell. The model is a litellm id, pointed at the
+local OpenAI-compatible test server (tests/openai_server.py, in this process) by the
+kernel's environment (``OPENAI_API_BASE``, ``OPENAI_API_KEY``), as a user of a local server
+(vLLM, llama.cpp, LM Studio) sets it. Measured: from sending the execute request to the
+server receiving the first chat request (same machine, ``time.monotonic`` on both sides).
+Target: <= 0.5 s.
+
+Printed next to it, as references measured in this run:
+- a plain ``import litellm`` in a fresh process (what the first request used to wait for);
+- what a background ``import litellm`` (a thread started at ``%load_ext``, the other way to hide
+  it) would cost the user's own cells meanwhile: a small CPU-bound cell timed alone and while a
+  thread imports litellm, in one fresh process. smol-magic does not import litellm in the
+  background; this says why.
+
+Run it as ``python bench/first_reply.py`` from anywhere (``--runs N`` fresh kernels, median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from kernel_helpers import collect, kernel_env, run, send, stop_kernel  # noqa: E402
+from openai_server import OpenAIServer  # noqa: E402
+from jupyter_client.manager import start_new_kernel  # noqa: E402
+
+TARGET_S = 0.5
+CELL = "%%agent --model openai/local-model --reset --approve never\nSay hi and finish."
+REPLY = "Thought: done.\n```python\nfinal_answer('hi')\n```"
+
+IMPORT_LITELLM = """
+import os, time
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+t = time.perf_counter()
+import litellm
+print(time.perf_counter() - t)
+"""
+
+# A user's small cell (pure Python, ~50 ms alone), timed alone, then while a thread imports litellm.
+BACKGROUND = """
+import os, statistics, sys, threading, time
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+def cell():
+    t = time.perf_counter()
+    sum(i * i for i in range(300_000))
+    return time.perf_counter() - t
+
+alone = statistics.median(cell() for _ in range(7))
+worker = threading.Thread(target=lambda: __import__("litellm"), daemon=True)
+start = time.perf_counter()
+worker.start()
+during = []
+while worker.is_alive():
+    during.append(cell())
+took = time.perf_counter() - start
+print(alone, statistics.median(during), len(during), took)
+"""
+
+
+def first_request(srv: OpenAIServer) -> tuple[float, float, str]:
+    """(seconds from the execute request to the first model request, %load_ext seconds, the cell's status)."""
+    env = kernel_env()
+    env.update(OPENAI_API_BASE=srv.base_url, OPENAI_API_KEY="sk-bench", SMOL_MAGIC_STORE="")
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120, env=env)
+    try:
+        started = time.monotonic()
+        loaded = run(kc, "%load_ext smol_magic", timeout=60)
+        load_s = time.monotonic() - started
+        assert loaded.status == "ok", loaded.text
+        before = len(srv.requests)
+        srv.push_reply(REPLY)
+        sent = time.monotonic()
+        msg_id = send(kc, CELL, cell_id=str(uuid.uuid4()))
+        result = collect(kc, msg_id, timeout=120, started=sent)
+        if len(srv.requests) <= before:
+            raise RuntimeError(f"the model was never asked; the cell shows: {result.text[-2000:]}")
+        return srv.requests[before].at - sent, load_s, result.status
+    finally:
+        stop_kernel(km, kc)
+
+
+def python(code: str) -> list[float]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [float(x) for x in out.stdout.split()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="fresh kernels to measure (median)")
+    options = parser.parse_args()
+    print(f"smol-magic first reply · Python {sys.version.split()[0]} · {options.runs} fresh kernels")
+    firsts, loads = [], []
+    with OpenAIServer() as srv:
+        for _ in range(options.runs):
+            first, load, status = first_request(srv)
+            firsts.append(first)
+            loads.append(load)
+            assert status == "ok", status
+    imports = [python(IMPORT_LITELLM)[0] for _ in range(options.runs)]
+    first = statistics.median(firsts)
+    print(f"  Shift-Enter -> first model request (%%agent --model openai/local-model, fresh kernel): "
+          f"median {first:5.2f} s (runs: {', '.join(f'{t:.2f}' for t in firsts)})   target <= {TARGET_S:g} s: "
+          f"{'ok' if first <= TARGET_S else 'OVER'}")
+    print(f"  %load_ext smol_magic before it:        median {statistics.median(loads):5.2f} s")
+    print(f"  reference: import litellm, fresh process: median {statistics.median(imports):5.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in imports)})")
+    alone, during, cells, took = python(BACKGROUND)
+    print(f"  a background import of litellm (not done) would slow a small user cell from {alone * 1e3:.0f} ms to "
+          f"{during * 1e3:.0f} ms ({during / alone:.1f}x, median of {cells:.0f} cells during the {took:.1f} s import)")
+    return 0 if first <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
