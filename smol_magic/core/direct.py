@@ -17,6 +17,7 @@ them), ``OPENAI_ORGANIZATION`` / ``OPENAI_PROJECT_ID`` (headers litellm adds).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -115,15 +116,24 @@ def _objects(text: str) -> Any:
     return json.loads(text, object_hook=lambda d: SimpleNamespace(**d))
 
 
-def _client(timeout: float) -> Any:
+def _client(url: str, timeout: float) -> Any:
+    """An httpx client for one request. Plain http never uses TLS, so it loads no certificates (a quarter
+    of a second, the first time, on a busy machine); https verifies with one shared default context."""
     import httpx
 
-    return httpx.AsyncClient(timeout=timeout)
+    return httpx.AsyncClient(timeout=timeout, verify=_tls() if url.startswith("https:") else False)
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> Any:
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
     """One chat completion: the reply as attribute objects; an error status raises ``HTTPStatusError``."""
-    async with _client(timeout) as client:
+    async with _client(route.url, timeout) as client:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
             raise status_error(response)
@@ -132,7 +142,7 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
     """A streamed chat completion, open once the server has answered with a success status."""
-    client = _client(timeout)
+    client = _client(route.url, timeout)
     try:
         request = client.build_request("POST", route.url, json=payload, headers=_headers(route))
         response = await client.send(request, stream=True)
@@ -180,6 +190,8 @@ class Stream:
 
     async def aclose(self) -> None:
         try:
+            if self._chunks is not None:
+                await self._chunks.aclose()
             await self.response.aclose()
         finally:
             await self.client.aclose()
