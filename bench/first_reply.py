@@ -12,6 +12,8 @@ Target: <= 0.5 s.
 
 Printed next to it, as references measured in this run:
 - a plain ``import litellm`` in a fresh process (what the first request used to wait for);
+- what the warm-up thread ``%load_ext`` starts (ipywidgets, httpx, the prompt templates, litellm's cost
+  map: about half a second of work) costs the user's next cell, sent right behind ``%load_ext``;
 - what a background ``import litellm`` (a thread started at ``%load_ext``, the other way to hide
   it) would cost the user's own cells meanwhile: a small CPU-bound cell timed alone and while a
   thread imports litellm, in one fresh process. smol-magic does not import litellm in the
@@ -34,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from kernel_helpers import kernel_env, run, send, send_comm, stop_kernel  # noqa: E402
+from kernel_helpers import collect, kernel_env, run, send, send_comm, stop_kernel  # noqa: E402
 from openai_server import OpenAIServer  # noqa: E402
 from jupyter_client.manager import start_new_kernel  # noqa: E402
 
@@ -122,6 +124,22 @@ def play_extension(kc, msg_id: str, timeout: float = 120) -> str:
     raise TimeoutError("the %%agent cell did not finish")
 
 
+USER_CELL = "import time as _t\n_s = _t.perf_counter()\nsum(i * i for i in range(300_000))\nprint(_t.perf_counter() - _s)"
+
+
+def warm_up_cost() -> tuple[float, float]:
+    """(a small user cell alone, the same cell sent right after %load_ext, while the warm-up thread runs), seconds."""
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120, env=kernel_env())
+    try:
+        alone = statistics.median(float(run(kc, USER_CELL).stdout) for _ in range(5))
+        load = send(kc, "%load_ext smol_magic")
+        during = send(kc, USER_CELL)  # queued right behind it, as Run All sends them
+        collect(kc, load, timeout=60)
+        return alone, float(collect(kc, during, timeout=60).stdout)
+    finally:
+        stop_kernel(km, kc)
+
+
 def python(code: str) -> list[float]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return [float(x) for x in out.stdout.split()]
@@ -147,6 +165,9 @@ def main() -> int:
     print(f"  %load_ext smol_magic before it:        median {statistics.median(loads):5.2f} s")
     print(f"  reference: import litellm, fresh process: median {statistics.median(imports):5.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in imports)})")
+    alone, during = warm_up_cost()
+    print(f"  the warm-up thread started by %load_ext (ipywidgets, httpx, prompts, cost map) slows the user's next cell "
+          f"from {alone * 1e3:.0f} ms to {during * 1e3:.0f} ms ({during / alone:.1f}x; Run All order)")
     alone, during, cells, took = python(BACKGROUND)
     print(f"  a background import of litellm (not done) would slow a small user cell from {alone * 1e3:.0f} ms to "
           f"{during * 1e3:.0f} ms ({during / alone:.1f}x, median of {cells:.0f} cells during the {took:.1f} s import)")
