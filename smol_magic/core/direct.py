@@ -26,6 +26,8 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlparse
 
+from .cost_map import model_cost_map
+
 PREFIX = "openai/"
 # Parameters litellm's OpenAI route passes through unchanged for a model it does not know.
 PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n",
@@ -72,8 +74,6 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
 
 def _known_model(model_id: str) -> bool:
     """litellm's cost map knows this model (read from its bundled file, litellm not imported)."""
-    from .costs import model_cost_map
-
     table = model_cost_map()
     return model_id in table or model_id[len(PREFIX):] in table
 
