@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 import difflib
+import importlib
 import os
 import sys
 import textwrap
@@ -798,7 +799,11 @@ def warm_up() -> None:
         for name in ("code_agent.yaml", "toolcalling_agent.yaml"):
             prompts._default(name)
         costs.model_cost_map()
-        import httpx  # noqa: F401
+        import httpx
+
+        httpx.AsyncHTTPTransport(verify=False)  # imports httpcore, h11, h2: what the first request's client needs
+        for name in ("anyio._backends._asyncio", "anyio.streams.tls", "encodings.idna"):  # and its first request
+            importlib.import_module(name)
 
         from . import widgets  # noqa: F401
     except Exception:  # nothing is lost: the first run loads what it needs itself
