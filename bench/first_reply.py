@@ -7,7 +7,8 @@ then a ``%%agent --model openai/local-model`` cell. The model is a litellm id, p
 local OpenAI-compatible test server (tests/openai_server.py, in this process) by the
 kernel's environment (``OPENAI_API_BASE``, ``OPENAI_API_KEY``), as a user of a local server
 (vLLM, llama.cpp, LM Studio) sets it. Measured: from sending the execute request to the
-server receiving the first chat request (same machine, ``time.monotonic`` on both sides).
+server receiving the first chat request (same machine, ``time.monotonic`` on both sides), with the
+cell sent at once after ``%load_ext`` (Run All) and 2 s after it (a person moving to the next cell).
 Target: <= 0.5 s.
 
 Printed next to it, as references measured in this run:
@@ -41,6 +42,9 @@ from openai_server import OpenAIServer  # noqa: E402
 from jupyter_client.manager import start_new_kernel  # noqa: E402
 
 TARGET_S = 0.5
+# When the %%agent cell is sent after %load_ext's reply: at once (Run All: the warm-up thread %load_ext
+# starts is still at work), or after a person's pause before Shift-Enter on the next cell.
+PAUSES = {0.0: "sent at once after %load_ext (Run All)", 2.0: "sent 2 s after %load_ext (a person's Shift-Enter)"}
 CELL = "%%agent --model openai/local-model --reset --approve never\nSay hi and finish."
 REPLY = "Thought: done.\n```python\nfinal_answer('hi')\n```"
 
@@ -74,8 +78,9 @@ print(alone, statistics.median(during), len(during), took)
 """
 
 
-def first_request(srv: OpenAIServer) -> tuple[float, float, str]:
-    """(seconds from the execute request to the first model request, %load_ext seconds, the cell's status)."""
+def first_request(srv: OpenAIServer, pause: float) -> tuple[float, float, str]:
+    """(seconds from the execute request to the first model request, %load_ext seconds, the cell's status),
+    the %%agent cell sent ``pause`` seconds after %load_ext's reply."""
     env = kernel_env()
     env.update(OPENAI_API_BASE=srv.base_url, OPENAI_API_KEY="sk-bench", SMOL_MAGIC_STORE="")
     km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120, env=env)
@@ -84,6 +89,7 @@ def first_request(srv: OpenAIServer) -> tuple[float, float, str]:
         loaded = run(kc, "%load_ext smol_magic", timeout=60)
         load_s = time.monotonic() - started
         assert loaded.status == "ok", loaded.text
+        time.sleep(pause)
         before = len(srv.requests)
         srv.push_reply(REPLY)
         sent = time.monotonic()
@@ -150,18 +156,23 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="fresh kernels to measure (median)")
     options = parser.parse_args()
     print(f"smol-magic first reply · Python {sys.version.split()[0]} · {options.runs} fresh kernels")
-    firsts, loads = [], []
+    firsts: dict[float, list[float]] = {pause: [] for pause in PAUSES}
+    loads = []
     with OpenAIServer() as srv:
         for _ in range(options.runs):
-            first, load, status = first_request(srv)
-            firsts.append(first)
-            loads.append(load)
-            assert status == "ok", status
+            for pause in PAUSES:
+                first, load, status = first_request(srv, pause)
+                firsts[pause].append(first)
+                loads.append(load)
+                assert status == "ok", status
     imports = [python(IMPORT_LITELLM)[0] for _ in range(options.runs)]
-    first = statistics.median(firsts)
-    print(f"  Shift-Enter -> first model request (%%agent --model openai/local-model, fresh kernel): "
-          f"median {first:5.2f} s (runs: {', '.join(f'{t:.2f}' for t in firsts)})   target <= {TARGET_S:g} s: "
-          f"{'ok' if first <= TARGET_S else 'OVER'}")
+    print("  Shift-Enter -> first model request (%%agent --model openai/local-model, a fresh kernel each time):")
+    verdicts = []
+    for pause, label in PAUSES.items():
+        first = statistics.median(firsts[pause])
+        verdicts.append(first <= TARGET_S)
+        print(f"    {label:<44} median {first:5.2f} s (runs: {', '.join(f'{t:.2f}' for t in firsts[pause])})"
+              f"   target <= {TARGET_S:g} s: {'ok' if first <= TARGET_S else 'OVER'}")
     print(f"  %load_ext smol_magic before it:        median {statistics.median(loads):5.2f} s")
     print(f"  reference: import litellm, fresh process: median {statistics.median(imports):5.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in imports)})")
@@ -171,7 +182,7 @@ def main() -> int:
     alone, during, cells, took = python(BACKGROUND)
     print(f"  a background import of litellm (not done) would slow a small user cell from {alone * 1e3:.0f} ms to "
           f"{during * 1e3:.0f} ms ({during / alone:.1f}x, median of {cells:.0f} cells during the {took:.1f} s import)")
-    return 0 if first <= TARGET_S else 1
+    return 0 if all(verdicts) else 1
 
 
 if __name__ == "__main__":
