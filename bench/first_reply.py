@@ -171,7 +171,7 @@ def main() -> int:
     for pause, label in PAUSES.items():
         first = statistics.median(firsts[pause])
         verdicts.append(first <= TARGET_S)
-        print(f"    {label:<44} median {first:5.2f} s (runs: {', '.join(f'{t:.2f}' for t in firsts[pause])})"
+        print(f"    {label:<50} median {first:5.2f} s (runs: {', '.join(f'{t:.2f}' for t in firsts[pause])})"
               f"   target <= {TARGET_S:g} s: {'ok' if first <= TARGET_S else 'OVER'}")
     print(f"  %load_ext smol_magic before it:        median {statistics.median(loads):5.2f} s")
     print(f"  reference: import litellm, fresh process: median {statistics.median(imports):5.2f} s "
