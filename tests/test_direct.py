@@ -111,3 +111,15 @@ def test_a_fresh_kernel_asks_a_local_server_without_importing_litellm(srv: OpenA
     assert "ANSWER hi there LITELLM False" in out.stdout, out.stdout + out.stderr
     assert srv.requests[0].headers["authorization"] == "Bearer sk-test"
     assert srv.bodies[0]["model"] == "local-model"
+
+
+def test_a_stream_without_usage_is_counted_as_litellm_counts_it(srv: OpenAIServer):
+    """Some local servers send no usage in a stream: litellm then estimates it, and the direct route must too,
+    or the trace, the costs and --max-tokens would see a different run."""
+    usages = []
+    for transport in ("litellm", "direct"):
+        srv.push_stream(["Thought: ", "the answer is 42", "\n"], usage=None)
+        model = LiteLLMModel("openai/local-model", api_base=srv.base_url, api_key="k", transport=transport)
+        usages.append([d.token_usage for d in ask(model, streaming=True) if d.token_usage])
+    assert usages[0] == usages[1]
+    assert len(usages[1]) == 1 and usages[1][0].input_tokens > 0 and usages[1][0].output_tokens > 0

@@ -95,7 +95,18 @@ class HTTPStatusError(Exception):
     def __init__(self, response: Any):
         self.response = response
         self.status_code = response.status_code
-        super().__init__(f"Error code: {response.status_code}")
+        message = _error_message(response)
+        super().__init__(f"Error code: {response.status_code}" + (f" - {message}" if message else ""))
+
+
+def _error_message(response: Any) -> str:
+    """The ``error.message`` of an error reply (what says "maximum context length", for one), or ""."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    message = error.get("message") if isinstance(error, dict) else error
+    return message if isinstance(message, str) else ""
 
 
 STATUS_ERRORS = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",

@@ -411,7 +411,13 @@ def _litellm():
 
 
 class LiteLLMModel(BaseModel):
-    """Any provider litellm knows (``openai/gpt-4o-mini``, ``ollama/llama3.1``, ...)."""
+    """Any provider litellm knows (``openai/gpt-4o-mini``, ``ollama/llama3.1``, ...).
+
+    ``transport="auto"`` sends a request that litellm would send unchanged to an OpenAI-compatible
+    server (an ``openai/`` model litellm does not know, at an ``api_base`` that is not openai.com)
+    directly, without importing litellm (seconds): see ``core/direct.py``. ``"litellm"`` always goes
+    through litellm; ``"direct"`` takes the direct route even when litellm is imported.
+    """
 
     def __init__(
         self,
@@ -543,7 +549,8 @@ class LiteLLMModel(BaseModel):
         finally:
             await _close(stream)  # release the HTTP connection on early exit / Interrupt
         if route is not None and not counted:
-            # A server that sends no usage: litellm estimates it (its token_counter), so the direct route does too.
+            # A server that sends no usage: litellm estimates it (its token_counter), so the direct route does too;
+            # this imports litellm (in a thread), once, for such servers only.
             yield StreamDelta(token_usage=await asyncio.to_thread(_estimated_usage, self.model_id, messages,
                                                                   "".join(text)))
 
