@@ -741,12 +741,12 @@ async def run_agent_cell(line: str, cell: str) -> RunResult | None:
         except KeyboardInterrupt:  # must not escape a Task: asyncio would re-raise it out of the kernel's loop
             raise _Interrupted() from None
 
-    # A bare await ignores the Interrupt button; waking every 0.1 s lets the kernel cancel us within 0.1 s,
-    # and waiting on the run itself (not sleeping) ends the cell as soon as the run does.
+    # A bare await ignores the Interrupt button; polling lets the kernel cancel us within 0.1 s.
+    # asyncio.wait returns as soon as the run ends (a sleep would add up to 0.1 s to every cell).
     run = asyncio.ensure_future(body())
     try:
         while not run.done():
-            await asyncio.wait((run,), timeout=0.1)
+            await asyncio.wait({run}, timeout=0.1)
         run.result()
     except (_Interrupted, KeyboardInterrupt, asyncio.CancelledError):
         if not run.done():
