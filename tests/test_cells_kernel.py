@@ -150,3 +150,34 @@ def test_queued_runs_of_removed_cells_are_no_ops_and_later_runs_are_not(kernel):
     assert by_hand.status == "ok" and by_hand.text.strip() == "41", by_hand.text
     # The notebook's final_answer is not among the variables the model is told about.
     assert evaluate(kernel, "'final_answer' in get_ipython().user_ns_hidden") is True
+
+
+ISOLATED_MODEL = '''from smol_magic import ScriptedModel
+m = ScriptedModel([
+    "```python\\nimport os\\nmade_there = 41\\nprint('pid', os.getpid())\\n```",
+    "```python\\nfinal_answer(made_there + 1)\\n```",
+])'''
+
+
+def test_an_isolated_runs_cells_run_again_in_the_isolated_kernel_not_in_the_notebooks(kernel):
+    run(kernel, ISOLATED_MODEL)
+    sent = play_frontend(kernel, execute_in_cell(kernel, "%%agent -m m -o out --executor isolated --approve never\n"
+                                                         "t", "iso-agent"), timeout=60)
+    inserts = [m for m in sent if m["type"] == "insert"]
+    assert [m["source"].splitlines()[0] for m in inserts] == ["%%executor isolated"] * 2
+    assert evaluate(kernel, "out") == 42
+    # The user runs the first inserted cell again: it runs in the child, on the child's variables.
+    printed: list[str] = []
+    play_frontend(kernel, execute_in_cell(kernel, inserts[0]["source"].replace("41", "7"), "iso-step-1"),
+                  printed=printed, timeout=60)
+    child_pid = int("".join(printed).split("pid ")[1].split()[0])
+    assert child_pid != evaluate(kernel, "__import__('os').getpid()")
+    assert evaluate(kernel, "'made_there' in globals()") is False  # the notebook's namespace is untouched
+    printed = []
+    play_frontend(kernel, execute_in_cell(kernel, "%%executor isolated\nprint(made_there * 2)", "iso-check"),
+                  printed=printed, timeout=60)
+    assert "14" in "".join(printed)
+    printed = []
+    play_frontend(kernel, execute_in_cell(kernel, "%%executor elsewhere\n1", "bad"), printed=printed)
+    assert "use %%executor isolated or gateway" in "".join(printed)
+    run(kernel, "%agent executor stop")

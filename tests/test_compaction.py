@@ -191,12 +191,15 @@ def test_the_context_window_comes_from_the_agent_the_model_or_litellm():
     assert compaction.context_window(model) == 9_000
     agent = CodeAgent(model=model, context_window=5_000)
     assert agent.context_window == 5_000
-    known = LiteLLMModel("openai/gpt-4o-mini")
+    # From litellm's cost map, read offline: the same before and after litellm is imported.
+    before = compaction.context_window(LiteLLMModel("openai/gpt-4o-mini"))
     from smol_magic.core.models import _litellm
 
-    _litellm()  # loaded by a LiteLLMModel's first request
-    assert compaction.context_window(known) == 128_000
+    litellm = _litellm()  # loaded by a LiteLLMModel's first request
+    assert before == compaction.context_window(LiteLLMModel("openai/gpt-4o-mini")) \
+        == litellm.get_model_info("openai/gpt-4o-mini")["max_input_tokens"] == 128_000
     assert compaction.context_window(LiteLLMModel("openai/a-model-behind-a-local-server")) is None
+    assert compaction.context_window(ScriptedModel([], model_id="replay:openai/gpt-4o-mini")) == 128_000
 
 
 def test_summaries_keep_first_and_last_lines_and_short_text_as_it_is():

@@ -681,6 +681,7 @@ class CodeAgent(MultiStepAgent):
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
         hidden = ChainMap(additional_args or {}, self.executor.hidden())
         parts = [namespace.summarize(self.executor.namespace, hidden, self.namespace_budget, task=task)]
+        parts.append(getattr(self.executor, "prompt_note", ""))  # where the code runs, if not in the notebook
         if additional_args:
             parts.append(
                 "You have been given these additional variables:\n"
@@ -803,7 +804,9 @@ class CodeAgent(MultiStepAgent):
     def guard_context(self) -> guard.GuardContext:
         """The live state the guard judges against; undo's predicate tells it what undo can restore."""
         ns = self.executor.namespace
-        return guard.GuardContext(namespace=ns, agent_names=_AgentMade(ns, self.agent_made),
+        # A contained executor (a separate kernel) holds copies: nothing there is the user's own data.
+        made = _Everything() if getattr(self.executor, "contained", False) else _AgentMade(ns, self.agent_made)
+        return guard.GuardContext(namespace=ns, agent_names=made,
                                   protected=self.protected, hidden=self.executor.hidden(), can_undo=self.can_undo)
 
     def check(self, code: str) -> guard.GuardVerdict:
@@ -913,6 +916,13 @@ class CodeAgent(MultiStepAgent):
         result.undo, result.undo_in_place = {}, {}
         done["not restored"] += [f"{path} ({why})" for path, why in result.not_undoable.items()]
         return done
+
+
+class _Everything:
+    """Every name: in a contained executor, all variables are the agent's to change."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
 
 
 class _AgentMade:

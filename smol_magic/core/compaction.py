@@ -22,19 +22,16 @@ its ``compaction`` says what was summarised ("what the model saw" in the trace s
 Each ``tool`` answer keeps its place after the call it answers, its id unchanged.
 
 The context window comes from the agent (``context_window=``), else the model
-(a ``context_window`` attribute), else litellm's model info (``max_input_tokens``, read
-offline) for a model litellm knows. With none known, nothing is compacted.
+(a ``context_window`` attribute), else litellm's cost map (``max_input_tokens``, read
+offline by ``costs``, the entry that also prices the model). With none known, nothing is compacted.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
 from typing import Any
 
-from .costs import CHARS_PER_TOKEN, message_chars
+from .costs import CHARS_PER_TOKEN, max_input_tokens, message_chars
 from .memory import ActionStep, AgentMemory, Compaction, MemoryStep, alternate_roles, shared_prefix
-from .models import _litellm
 
 DEFAULT_COMPACT_AT = 0.75
 KEEP_RECENT = 3  # the latest action steps sent whole
@@ -45,7 +42,7 @@ Messages = list[dict[str, Any]]
 
 
 def context_window(model: Any) -> int | None:
-    """The model's context window in input tokens: its ``context_window`` attribute, else litellm's model info."""
+    """The model's context window in input tokens: its ``context_window`` attribute, else litellm's cost map."""
     for candidate in (model, getattr(model, "inner", None)):  # a RecordingModel wraps the real one
         if candidate is None:
             continue
@@ -53,29 +50,13 @@ def context_window(model: Any) -> int | None:
         if isinstance(window, int) and window > 0:
             return window
         model_id = getattr(candidate, "model_id", None)
-        if not isinstance(model_id, str):
-            continue
-        if model_id.startswith("replay:"):
+        if isinstance(model_id, str):
             # A ReplayModel ("replay:openai/gpt-4o") stands for the recorded model: it must compact as that one
             # did, or its requests would differ from the recording's.
-            model_id = model_id.removeprefix("replay:")
-            _litellm()
-        # litellm is asked only when it is loaded (by a LiteLLMModel): importing it takes seconds.
-        if "litellm" in sys.modules:
-            found = _litellm_window(model_id)
+            found = max_input_tokens(model_id.removeprefix("replay:"))
             if found:
                 return found
     return None
-
-
-@functools.lru_cache(maxsize=64)
-def _litellm_window(model_id: str) -> int | None:
-    try:
-        info = sys.modules["litellm"].get_model_info(model_id)
-        window = info.get("max_input_tokens") or info.get("max_tokens")
-    except Exception:  # litellm does not know this model (a local server, a fine-tune)
-        return None
-    return int(window) if isinstance(window, (int, float)) and window > 0 else None
 
 
 def summarise(text: str) -> str:

@@ -31,29 +31,42 @@ class BudgetReached(Exception):
     """The next model call would pass the run's budget or token cap: the run stops before it."""
 
 
-def prices(model_id: str | None) -> tuple[float, float] | None:
-    """(dollars per input token, per output token) of a model, or None if the cost map does not know it.
-
-    Found by the whole id (``gpt-4o-mini``, ``openrouter/openai/gpt-4o``), else by the id without its
-    litellm provider prefix when the entry is that provider's (``openai/gpt-4o-mini``).
-    """
+def model_entry(model_id: str | None) -> Mapping[str, Any] | None:
+    """The cost map's entry for a model: by its whole id (``gpt-4o-mini``, ``openrouter/openai/gpt-4o``),
+    else by the id without its litellm provider prefix when the entry is that provider's (``openai/gpt-4o-mini``)."""
     if not model_id or not isinstance(model_id, str):
         return None
     try:
         table = model_cost_map()
         entry = table.get(model_id)
-        if not _priced(entry):
-            provider, _, rest = model_id.partition("/")
-            entry = table.get(rest) if rest else None
-            if not (_priced(entry) and entry.get("litellm_provider") == provider):
-                return None
-        return float(entry["input_cost_per_token"]), float(entry["output_cost_per_token"])
-    except Exception:  # a malformed map must not stop a run: the price is unknown
+        if isinstance(entry, Mapping):
+            return entry
+        provider, _, rest = model_id.partition("/")
+        entry = table.get(rest) if rest else None
+        return entry if isinstance(entry, Mapping) and entry.get("litellm_provider") == provider else None
+    except Exception:  # a malformed map must not stop a run: the model is unknown
         return None
 
 
+def prices(model_id: str | None) -> tuple[float, float] | None:
+    """(dollars per input token, per output token) of a model, or None if the cost map does not price it."""
+    entry = model_entry(model_id)
+    if not _priced(entry):
+        return None
+    return float(entry["input_cost_per_token"]), float(entry["output_cost_per_token"])
+
+
+def max_input_tokens(model_id: str | None) -> int | None:
+    """The model's context window in input tokens, from the same entry that prices it."""
+    entry = model_entry(model_id) or {}
+    window = entry.get("max_input_tokens") or entry.get("max_tokens")
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not math.isfinite(window) or window <= 0:
+        return None
+    return int(window)
+
+
 def _priced(entry: Any) -> bool:
-    return (isinstance(entry, dict) and _price_ok(entry.get("input_cost_per_token"))
+    return (isinstance(entry, Mapping) and _price_ok(entry.get("input_cost_per_token"))
             and _price_ok(entry.get("output_cost_per_token")))
 
 

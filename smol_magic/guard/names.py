@@ -13,7 +13,7 @@ from .refs import _Ref, _attr_ref, _installed, _is_submodule, _str_attr
 from .rules import (
     AMBIGUOUS_MODULE_ATTRS, DANGEROUS_FUNCTION_MODULES, FORBIDDEN_ATTRS, FORBIDDEN_BUILTINS, IPYTHON_NAMES,
     PROCESS_CALLS, SAFE_DUNDERS, SAFE_DUNDER_NAMES, SUPER_DUNDERS, _CLASS_NAME_ATTRS, _DANGEROUS_BUILTINS,
-    _IPYTHON_INPUT, _REF_EFFECTS, _SPECIAL_NAMES, module_forbidden,
+    _IPYTHON_INPUT, _REF_EFFECTS, _SPECIAL_NAMES,
 )
 
 
@@ -99,7 +99,7 @@ class NameRules:
     def check_ref(self, node: ast.AST, ref: _Ref, shown: str) -> None:
         """A name or chain reaches a module or an object: is it one agent code may use?"""
         if ref.kind == "module":
-            if module_forbidden(ref.name):
+            if self.policy.module_forbidden(ref.name):
                 self.deny(node, f"{shown} reaches the module {ref.name!r}, which is forbidden "
                                 "(process, OS or interpreter access)", "use the authorized modules")
             elif not self.import_allowed(ref.name):
@@ -127,7 +127,7 @@ class NameRules:
         own_name = _str_attr(obj, "__name__") or "?"
         if module is None:
             return
-        if module.split(".")[0] in DANGEROUS_FUNCTION_MODULES:
+        if module.split(".")[0] in DANGEROUS_FUNCTION_MODULES and not self.policy.releases(module):
             self.deny(node, f"{shown} is {module}.{own_name}, from a forbidden module",
                       "use the authorized modules")
         elif own_name in FORBIDDEN_ATTRS and module.startswith(("IPython", "ipykernel")):
@@ -238,7 +238,7 @@ class NameRules:
     # -- visitors: imports ----------------------------------------------------------
 
     def check_module(self, node: ast.AST, module: str) -> bool:
-        if module_forbidden(module):
+        if self.policy.module_forbidden(module):
             self.deny(node, f"import of {module!r} is forbidden (process, OS or interpreter access)",
                       "use the authorized modules")
             return False

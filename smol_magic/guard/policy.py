@@ -15,6 +15,10 @@ from .rules import CAPABILITIES, DEFAULT_AUTHORIZED_IMPORTS, module_forbidden
 # -- the policy ----------------------------------------------------------------------------------
 
 
+# The modules a released module's functions come from (os.getpid is posix.getpid).
+_BEHIND = {"os": ("posix", "nt", "posixpath", "ntpath", "genericpath"), "subprocess": ("_posixsubprocess",)}
+
+
 @dataclass
 class Policy:
     """What agent code may do: authorized imports, granted capabilities, where the notebook lives."""
@@ -23,9 +27,13 @@ class Policy:
     allow: frozenset[str] | set[str] | list[str] = frozenset()  # capabilities granted (CAPABILITIES)
     enabled: bool = True  # False: the guard is off (an explicit choice, for one cell)
     workdir: str | os.PathLike | None = None  # the notebook's folder; None: the current directory
+    # Forbidden modules this policy lets code import anyway: only for code run in a separate, contained
+    # process (--executor isolated, AgentMagics.isolated_policy), never for the notebook's own kernel.
+    released: frozenset[str] | set[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.allow = frozenset(self.allow)
+        self.released = frozenset(self.released)
         unknown = sorted(self.allow - CAPABILITIES.keys())
         if unknown:
             raise ValueError(f"unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
@@ -42,12 +50,20 @@ class Policy:
     def root(self) -> str:
         return os.path.realpath(os.fspath(self.workdir) if self.workdir is not None else os.getcwd())
 
+    def releases(self, module: str) -> bool:
+        """``module`` (or the C module behind it: posix for os) is one this policy lets code use."""
+        names = set(self.released) | {inner for m in self.released for inner in _BEHIND.get(m, ())}
+        return any(module == m or module.startswith(m + ".") for m in names)
+
     def module_forbidden(self, module: str) -> bool:
-        return module_forbidden(module)
+        return not self.releases(module) and module_forbidden(module)
 
     def import_allowed(self, module: str) -> bool:
-        if module_forbidden(module):
+        if self.module_forbidden(module):
             return False
+        behind = [inner for m in self.released for inner in _BEHIND.get(m, ())]
+        if any(module == inner or module.startswith(inner + ".") for inner in behind):
+            return True  # os.path is posixpath: released with os
         for pattern in self.authorized_imports:
             if pattern == "*" or module == pattern or module.startswith(pattern + "."):
                 return True

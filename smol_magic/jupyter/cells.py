@@ -11,6 +11,7 @@ from ..core.events import Renderer
 from ..core.memory import ActionStep, MemoryStep, RunResult
 from ..core.outputs import json_safe
 from ..export.notebook import cell_metadata, cell_outputs
+from .remote import cell as remote_cell
 
 POLL = 0.005  # seconds between looks for the extension's answers (a loop wake-up costs microseconds)
 
@@ -77,13 +78,14 @@ class CellWriter:
         if self.comm is not None and agent_cell_id:
             self.comm.send({"type": "begin_run", "agent_cell_id": agent_cell_id, "run_id": run_id})
 
-    def add(self, step: ActionStep, model_id: str, live: bool = True) -> None:
-        """Queue a cell for an action that ran; send it now when ``live``."""
+    def add(self, step: ActionStep, model_id: str, live: bool = True, header: str = "") -> None:
+        """Queue a cell for an action that ran; send it now when ``live``. ``header``: a first line
+        (``%%executor isolated``) that runs the cell where the action ran."""
         if not step.ran or step.code is None:
             return  # skipped or refused actions do not become cells
         message = {
             "type": "insert", "agent_cell_id": self.agent_cell_id, "run_id": self.run_id,
-            "step": step.step_number, "source": step.code, "outputs": json_safe(cell_outputs(step)),
+            "step": step.step_number, "source": header + step.code, "outputs": json_safe(cell_outputs(step)),
             "metadata": cell_metadata(step, run_id=self.run_id, model=model_id),
         }
         self.pending.append(message)
@@ -113,13 +115,16 @@ class CellsRenderer(Renderer):
     def __init__(self, writer: CellWriter, live: bool):
         self.writer, self.live = writer, live
         self.model_id = ""
+        self.header = ""
 
     def run_started(self, agent: Any, task: str) -> None:
         self.model_id = getattr(agent.model, "model_id", "")
+        link = getattr(agent.executor, "link", None)  # a RemoteExecutor's: the kernel the actions run in
+        self.header = remote_cell.header(link.name) if link is not None else ""
 
     def step_finished(self, step: MemoryStep) -> None:
         if isinstance(step, ActionStep):
-            self.writer.add(step, self.model_id, live=self.live)
+            self.writer.add(step, self.model_id, live=self.live, header=self.header)
 
     def run_finished(self, result: RunResult) -> None:
         self.writer.flush()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Dict, Enum, Float, Integer, List, TraitError, Unicode, default, observe, validate
 
@@ -52,6 +52,9 @@ from ..ui.text import TextRenderer
 from . import commands, stale_cells, stored
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
+from .remote import cell as remote_cell
+from .remote import session as remote
+from .remote.gateway import Secret
 
 MINIMUM = {"max_steps": 1, "max_observation_chars": 100, "namespace_budget": 0, "max_tokens": 0}  # validated settings
 RULES_FILE = "AGENTS.md"  # project rules, as people write them for coding agents
@@ -138,6 +141,40 @@ class AgentMagics(Magics):
         0, help="The model's context window, in tokens. 0: litellm's model info, for the models it knows; give it "
         "for a model it does not (a local server, a ScriptedModel), or nothing is compacted.",
     ).tag(config=True)
+
+    executor = Enum(list(remote.EXECUTORS), "live",
+                    help="Where a %%agent run's actions run: live (this kernel's namespace), isolated (a child kernel "
+                    "on this machine: only --vars are sent in, --out-vars come back) or gateway (a remote kernel).",
+                    ).tag(config=True)
+    isolated_memory = Unicode("", help="Memory limit of the isolated kernel (--memory), e.g. 2GB; empty: none. "
+                              "Enforced with RLIMIT_AS on Linux and macOS.").tag(config=True)
+    isolated_env = List(Unicode(), help="Environment variables the isolated kernel gets although they look like "
+                        "secrets (*KEY*, *TOKEN*, *SECRET*, *PASSWORD*), which are otherwise dropped.").tag(config=True)
+    isolated_policy = Dict(
+        default_value=remote.DEFAULT_ISOLATED_POLICY,
+        help="How the guard is relaxed for --executor isolated, where damage stays in a child process: "
+        "{'allow': [capabilities granted], 'imports': [modules allowed, even forbidden ones such as os]}.",
+    ).tag(config=True)
+
+    gateway_url = Unicode(
+        help="The Jupyter Kernel Gateway or Enterprise Gateway where --executor gateway starts its kernel, e.g. "
+        "http://host:8888. Defaults to $JUPYTER_GATEWAY_URL.").tag(config=True)
+    gateway_token = Unicode(
+        help="The gateway's auth token, sent in an Authorization header and never shown. Defaults to "
+        "$JUPYTER_GATEWAY_AUTH_TOKEN (better: it stays out of the notebook).").tag(config=True)
+    max_transfer = Unicode("100MB", help="--executor gateway: the most data one run sends into the remote kernel "
+                           "(--max-transfer), e.g. 1GB; 0: no limit.").tag(config=True)
+
+    @validate("gateway_token")
+    def _hidden_token(self, proposal: Any) -> str:
+        return Secret(proposal["value"])
+
+    @validate("isolated_policy")
+    def _isolated_policy(self, proposal: Any) -> dict[str, Any]:
+        try:
+            return remote.check_policy(dict(proposal["value"]))
+        except ValueError as exc:
+            raise TraitError(f"AgentMagics.isolated_policy: {exc}") from None
 
     @validate("compact_at")
     def _share_of_window(self, proposal: Any) -> float:
@@ -238,6 +275,9 @@ class AgentMagics(Magics):
         self.stores = stored.Stores()
         self.stored_ids: dict[int, int] = {}  # id() of a run of this kernel -> its id in the store
         self.conversation_tail: int | None = None  # the stored run whose steps end the agent's memory
+        self.executors = remote.Executors()  # the isolated (and gateway) kernels, kept for the session
+        self.remote_runs: dict[int, str] = {}  # id(RunResult) -> the remote executor its actions ran in
+        atexit.register(self.executors.stop_all)
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm id, hf:org/model, openai-server:MODEL@URL, transformers:PATH, "
@@ -277,6 +317,16 @@ class AgentMagics(Magics):
               help="continue the conversation of stored run N (default: this notebook's last stored run), "
               "e.g. after a kernel restart")
     @argument("--no-store", action="store_true", help="do not keep this run in the run store")
+    @argument("--executor", help="where actions run: live (this kernel), isolated (a child kernel), gateway "
+              "(default: AgentMagics.executor)")
+    @argument("--memory", metavar="SIZE", help="isolated: the child kernel's memory limit, e.g. 2GB")
+    @argument("--vars", metavar="NAMES", help="isolated/gateway: variables sent into the kernel (also those the "
+              "task names as {var})")
+    @argument("--out-vars", metavar="NAMES", help="isolated/gateway: variables brought back into the notebook")
+    @argument("--max-transfer", metavar="SIZE", help="gateway: the most data sent into the kernel for this run, "
+              "e.g. 500MB (default: AgentMagics.max_transfer, 100MB)")
+    @argument("--workdir", metavar="WHERE", help="isolated: scratch (a temp folder, default), ro or rw (the "
+              "notebook's folder, read-only or read-write)")
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
         """Run a code-writing agent on this notebook's variables.
@@ -299,6 +349,18 @@ class AgentMagics(Magics):
         if cell is None:
             return self._subcommand(line)
         return run_blocking(self.run_async(line, cell, interactive=False))
+
+    @cell_magic("executor")
+    def executor_cell(self, line: str, cell: str) -> None:
+        """Run this cell in the isolated (or gateway) kernel of this session's agent runs.
+
+        %%executor isolated
+        <code>
+
+        The cells an --executor isolated or gateway run inserts start with it: run again, they run where the
+        agent ran them, on the variables made there.
+        """
+        remote_cell.run_cell(self, line, cell)
 
     def _subcommand(self, line: str) -> None:
         """``%agent <subcommand> ...``: each subcommand parses its own flags (see ``commands``)."""
@@ -343,6 +405,7 @@ class AgentMagics(Magics):
                 except ValueError as exc:
                     raise UsageError(str(exc)) from None
         limits = self._limits(args)
+        remote.options(self, args)  # bad executor flags stop here, before anything runs
         rules = self.read_rules()  # before anything changes: a missing rules file stops here
         task, unknown = namespace.interpolate(task, self.shell.user_ns)
         for name in unknown:
@@ -389,6 +452,7 @@ class AgentMagics(Magics):
         saving = None if store is None or args.no_store else stored.writer(
             store, self.shell, self.conversation_tail, args.agent or self.agent_type)
         agent.renderer = Tee(*(r for r in (trace, cells, saving) if r is not None)) if cells or saving else trace
+        executing = remote.begin(self, agent, args, typed)  # the kernel, the variables sent in
         self.run_cells.append(cell_id)
         before, tools_before = list(agent.managed_agents.values()), dict(agent.tools)
         try:
@@ -397,6 +461,7 @@ class AgentMagics(Magics):
             with stored.told(agent, resumed.model_note() if resumed else ""):
                 result = await self._run(agent, task, args, settle=cells is not None)
         finally:
+            executing.end()
             agent.managed_agents = before
             agent.tools = tools_before
             bound()
@@ -405,6 +470,7 @@ class AgentMagics(Magics):
                 self.stored_ids[id(agent.runs[-1])] = self.conversation_tail
         if result.state == RunState.FAILED:
             raise UsageError(f"the agent run failed: {result.error}")
+        executing.bring_back()
         if args.out and result.state in (RunState.DONE, RunState.MAX_STEPS):
             # -o is part of the run: undo removes (or puts back) what it bound
             result.undo.setdefault(args.out, self.shell.user_ns.get(args.out, undo.UNBOUND))

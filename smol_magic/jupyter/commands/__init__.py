@@ -11,11 +11,11 @@ import shlex
 from types import ModuleType
 from IPython.core.error import UsageError
 
-from . import cells, code, export, forget, mcp, memory, reset, runs, serve, show, status, undo
+from . import cells, code, executor, export, forget, mcp, memory, reset, runs, serve, show, status, undo
 
 COMMANDS: dict[str, ModuleType] = {
     "reset": reset, "code": code, "memory": memory, "status": status, "export": export, "cells": cells, "undo": undo,
-    "mcp": mcp, "serve": serve, "runs": runs, "show": show, "forget": forget,
+    "mcp": mcp, "serve": serve, "runs": runs, "show": show, "forget": forget, "executor": executor,
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from ..remote import cell as remote_cell
 from .base import Parser, add_run, pick_run
 
 HELP = "insert the last run's actions as notebook cells (needs the JupyterLab extension)"
@@ -25,6 +26,8 @@ def run(magics: Any, args: Any) -> None:
         raise UsageError("no notebook extension answered in this session (VS Code, Colab, classic Notebook "
                          "or headless?): use %agent export instead")
     magics.writer.begin_run(cell_id, f"run-{number}")
+    kind = magics.remote_runs.get(id(result))
+    header = remote_cell.header(kind) if kind else ""  # run again, the cells run where the actions ran
     for step in result.action_steps:
-        magics.writer.add(step, result.model_id)
+        magics.writer.add(step, result.model_id, header=header)
     print(f"smol-magic: inserted the cells of run {number}")
