@@ -34,7 +34,16 @@ API_KEY = "sk-local-test"
 
 def litellm_client(srv: OpenAIServer, **kwargs) -> LiteLLMModel:
     return LiteLLMModel(
-        "openai/local-model", api_base=srv.base_url, api_key=API_KEY, retry_base_delay=0.001, **kwargs
+        "openai/local-model", api_base=srv.base_url, api_key=API_KEY, retry_base_delay=0.001, transport="litellm",
+        **kwargs
+    )
+
+
+def direct_client(srv: OpenAIServer, **kwargs) -> LiteLLMModel:
+    """The same model on its direct route (core/direct.py): what a fresh kernel uses, litellm not imported."""
+    return LiteLLMModel(
+        "openai/local-model", api_base=srv.base_url, api_key=API_KEY, retry_base_delay=0.001, transport="direct",
+        **kwargs
     )
 
 
@@ -51,7 +60,8 @@ def openai_client(srv: OpenAIServer, **kwargs) -> OpenAIServerModel:
 MakeModel = Callable[..., BaseModel]
 
 
-@pytest.fixture(params=[litellm_client, hf_client, openai_client], ids=["litellm", "hf", "openai-server"])
+@pytest.fixture(params=[litellm_client, direct_client, hf_client, openai_client],
+                ids=["litellm", "litellm-direct", "hf", "openai-server"])
 def make(request: pytest.FixtureRequest) -> MakeModel:
     return request.param
 

@@ -14,43 +14,21 @@ does not know has no price (None): the trace then shows its tokens only.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib.util
 import json
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
+# litellm's cost map, read offline: in its own module, which the model clients read too
+from .cost_map import BUNDLED_MAP, model_cost_map  # noqa: F401
 from .models import TokenUsage
 
-BUNDLED_MAP = "model_prices_and_context_window_backup.json"  # in litellm's package folder
 DEFAULT_REPLY_TOKENS = 500  # expected reply before the first one, when the model sets no max_tokens
 CHARS_PER_TOKEN = 4  # the estimate of a text's tokens used across smol-magic
 
 
 class BudgetReached(Exception):
     """The next model call would pass the run's budget or token cap: the run stops before it."""
-
-
-@functools.lru_cache(maxsize=1)
-def _bundled_map() -> Mapping[str, Any]:
-    spec = importlib.util.find_spec("litellm")  # finds the package without importing it
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        try:
-            return json.loads((Path(folder) / BUNDLED_MAP).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-    return {}
-
-
-def model_cost_map() -> Mapping[str, Any]:
-    """litellm's model cost map: the imported ``litellm.model_cost`` if litellm is loaded, else its bundled file."""
-    litellm = sys.modules.get("litellm")
-    loaded = getattr(litellm, "model_cost", None)
-    return loaded if isinstance(loaded, Mapping) and loaded else _bundled_map()
 
 
 def model_entry(model_id: str | None) -> Mapping[str, Any] | None:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
+from . import direct
 from .text import clip
 
 Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content, and tool_calls / tool_call_id
@@ -410,7 +411,13 @@ def _litellm():
 
 
 class LiteLLMModel(BaseModel):
-    """Any provider litellm knows (``openai/gpt-4o-mini``, ``ollama/llama3.1``, ...)."""
+    """Any provider litellm knows (``openai/gpt-4o-mini``, ``ollama/llama3.1``, ...).
+
+    ``transport="auto"`` sends a request that litellm would send unchanged to an OpenAI-compatible
+    server (an ``openai/`` model litellm does not know, at an ``api_base`` that is not openai.com)
+    directly, without importing litellm (seconds): see ``core/direct.py``. ``"litellm"`` always goes
+    through litellm; ``"direct"`` takes the direct route even when litellm is imported.
+    """
 
     def __init__(
         self,
@@ -420,11 +427,17 @@ class LiteLLMModel(BaseModel):
         max_retries: int = 3,
         retry_base_delay: float = 1.0,
         timeout: float = 120.0,
+        transport: str = "auto",
         **kwargs: Any,
     ):
+        if transport not in direct.TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(direct.TRANSPORTS)}, not {transport!r}")
         super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
+        # auto: an OpenAI-compatible server gets litellm's request without importing litellm (core/direct.py)
+        # when litellm would send it unchanged and is not loaded; litellm: always through litellm.
+        self.transport = transport
         self._credentials_checked = False
 
     def _params(self, messages: Messages, stop_sequences: list[str] | None, stream: bool,
@@ -453,6 +466,16 @@ class LiteLLMModel(BaseModel):
         )
         return _transient_in_chain(exc, transient)
 
+    def _route(self, messages: Messages, tools: list[Any] | None) -> direct.Route | None:
+        """The direct route to an OpenAI-compatible server for this request, or None for litellm's."""
+        found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,
+                             tool_schemas(tools))
+        if found is not None and found.api_key is None:
+            raise ModelError(  # what litellm's validate_environment says of an openai/ model without a key
+                f"{self.model_id}: no API key: set OPENAI_API_KEY in the environment "
+                f"(or pass api_key=... to {type(self).__name__})")
+        return found
+
     def _check_credentials(self) -> None:
         """A missing API key is configuration, not a passing fault: say which variable to set, at once.
 
@@ -477,6 +500,14 @@ class LiteLLMModel(BaseModel):
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
                        tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
+        route = self._route(messages, tools_to_call_from)
+        if route is not None:
+            async def post(remaining: float):
+                params = _chat_request(self.model_id, messages, stop_sequences, False, tools_to_call_from,
+                                       response_format, **self.kwargs)
+                return await direct.post(route, direct.body(params), remaining)
+
+            return _reply(self.model_id, await self._with_retries(post, _direct_transient))
         litellm = _litellm()
         self._check_credentials()
 
@@ -490,20 +521,49 @@ class LiteLLMModel(BaseModel):
         self, messages: Messages, stop_sequences: list[str] | None = None,
         tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
-        litellm = _litellm()
-        self._check_credentials()
+        route = self._route(messages, tools_to_call_from)
+        if route is not None:
+            async def call(remaining: float):
+                params = _chat_request(self.model_id, messages, stop_sequences, True, tools_to_call_from,
+                                       response_format, **self.kwargs)
+                return await direct.open_stream(route, direct.body(params), remaining)
 
-        async def call(remaining: float):
-            return await litellm.acompletion(
-                **self._params(messages, stop_sequences, True, remaining, tools_to_call_from, response_format))
+            transient = _direct_transient
+        else:
+            litellm = _litellm()
+            self._check_credentials()
 
+            async def call(remaining: float):
+                return await litellm.acompletion(
+                    **self._params(messages, stop_sequences, True, remaining, tools_to_call_from, response_format))
+
+            transient = self._is_transient
         deadline = asyncio.get_running_loop().time() + self.timeout
-        stream = await self._with_retries(call, self._is_transient)
+        stream = await self._with_retries(call, transient)
+        text, counted = [], False
         try:
             async for delta in _deltas(self.model_id, self._bounded(stream, deadline)):
+                text.append(delta.content + "".join(c.arguments for c in delta.tool_calls))
+                counted = counted or delta.token_usage is not None
                 yield delta
         finally:
             await _close(stream)  # release the HTTP connection on early exit / Interrupt
+        if route is not None and not counted:
+            # A server that sends no usage: litellm estimates it (its token_counter), so the direct route does too;
+            # this imports litellm (in a thread), once, for such servers only.
+            yield StreamDelta(token_usage=await asyncio.to_thread(_estimated_usage, self.model_id, messages,
+                                                                  "".join(text)))
+
+
+def _estimated_usage(model_id: str, messages: Messages, reply: str) -> TokenUsage:
+    """What litellm's stream reports when the server sent no usage: its own token counts of the request and reply."""
+    counter = _litellm().token_counter
+    model = model_id.partition("/")[2] or model_id
+    try:
+        prompt = counter(model=model, messages=messages)
+    except Exception:  # as litellm: a count that fails is 0
+        prompt = 0
+    return TokenUsage(prompt, counter(model=model, text=reply, count_response_tokens=True))
 
 
 # Providers whose prompt cache is written where a request marks it (``cache_control``), as litellm passes it
@@ -727,6 +787,13 @@ def _chat_request(model_id: str, messages: Messages, stop_sequences: list[str] |
         params["stream"] = True
         params["stream_options"] = {"include_usage": True}
     return params
+
+
+def _direct_transient(exc: BaseException) -> bool:
+    """The direct route's transient failures: 429, 5xx, timeouts, refused or dropped connections (httpx)."""
+    import httpx
+
+    return _transient_in_chain(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError, httpx.TransportError))
 
 
 def _reply(model_id: str, response: Any) -> ModelResponse:

@@ -13,6 +13,8 @@ from ..core.outputs import json_safe
 from ..export.notebook import cell_metadata, cell_outputs
 from .remote import cell as remote_cell
 
+POLL = 0.005  # seconds between looks for the extension's answers (a loop wake-up costs microseconds)
+
 
 class CellWriter:
     """Puts each action that ran into the notebook as a real code cell, through the labextension.
@@ -51,8 +53,8 @@ class CellWriter:
         self.comm.on_close(lambda msg: closed.append(True))
         waited = 0.0
         while not hello and not closed and waited < timeout:
-            await asyncio.sleep(0.05)
-            waited += 0.05
+            await asyncio.sleep(POLL)  # short: the first model request of the run waits for this answer
+            waited += POLL
         self.available = bool(hello)
         if not self.available:
             self.comm = None

@@ -12,9 +12,11 @@ import asyncio
 import atexit
 import contextlib
 import difflib
+import importlib
 import os
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -850,12 +852,38 @@ def rewrite_agent_cell(lines: list[str]) -> list[str]:
 rewrite_agent_cell.has_side_effects = True  # type: ignore[attr-defined]
 
 
+def warm_up() -> None:
+    """What the first %%agent cell needs besides the magic: the widget trace (ipywidgets), the prompt
+    templates (PyYAML), litellm's cost map and httpx (the direct route to an OpenAI-compatible server).
+
+    Loaded in a thread at %load_ext, about half a second of work (bench/first_reply.py measures what
+    it costs the user's cells meanwhile), so the first %%agent's request leaves without waiting for it.
+    litellm itself is not warmed: seconds of work, and most runs never need it (core/direct.py).
+    """
+    try:
+        from ..core import costs, prompts
+
+        for name in ("code_agent.yaml", "toolcalling_agent.yaml"):
+            prompts._default(name)
+        costs.model_cost_map()
+        import httpx
+
+        httpx.AsyncHTTPTransport(verify=False)  # imports httpcore, h11, h2: what the first request's client needs
+        for name in ("anyio._backends._asyncio", "anyio.streams.tls", "encodings.idna"):  # and its first request
+            importlib.import_module(name)
+
+        from . import widgets  # noqa: F401
+    except Exception:  # nothing is lost: the first run loads what it needs itself
+        pass
+
+
 def load_ipython_extension(shell: Any) -> None:
     magics = AgentMagics(shell=shell)
     shell.register_magics(magics)
     if rewrite_agent_cell not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.append(rewrite_agent_cell)
     stale_cells.install(shell)
+    threading.Thread(target=warm_up, name="smol-magic warm-up", daemon=True).start()
 
 
 def unload_ipython_extension(shell: Any) -> None:

@@ -134,5 +134,5 @@ async def await_begun(shell: Any, writer: Any, timeout: float = 3.0) -> None:
                 if reply["type"] == "begun":
                     stale.note_begun(reply)
                 return
-        await asyncio.sleep(0.02)
-        waited += 0.02
+        await asyncio.sleep(0.005)  # short: the run's first model request waits for this reply
+        waited += 0.005

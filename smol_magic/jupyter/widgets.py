@@ -55,13 +55,16 @@ class _Card:
     """One step: a collapsible box whose content is one HTML widget, filled in as the step happens.
 
     Few widgets per card on purpose: each is a comm and a message, and the
-    trace must not slow the agent down (see bench/ui.py).
+    trace must not slow the agent down (see bench/ui.py). The widgets are made
+    when the card is first shown (the trace's next update), with what the card
+    holds by then: a step that is quick sends its card once, not once and then
+    its changes.
     """
 
     def __init__(self, title: str, layout: w.Layout, style: HTMLStyle):
         self.layout, self.style = layout, style
-        self.html = w.HTML(layout=layout, style=style)
-        self.box = w.Accordion(children=[self.html], titles=(title,), selected_index=0, layout=layout)
+        self.html: w.HTML | None = None  # made by show()
+        self.box: w.Accordion | None = None
         self.body: w.VBox | None = None  # made only when the card needs more than its HTML
         self.outputs: w.Output | None = None  # the step's rich outputs, until its inserted cell holds them
         self.had_outputs = False
@@ -77,15 +80,28 @@ class _Card:
     def set_title(self, title: str) -> None:
         self.title = title
 
+    def value(self) -> str:
+        return "".join(self.parts.get(k, "") for k in ("stream", "reasoning", "code", "printed", "details"))
+
+    def show(self) -> w.Accordion:
+        """The card's widgets, made now (open, with its content and title) if they were not yet."""
+        if self.box is None:
+            self.html = w.HTML(value=self.value(), layout=self.layout, style=self.style)
+            self.box = w.Accordion(children=[self.html], titles=(self.title,), selected_index=0, layout=self.layout)
+        return self.box
+
     def push(self) -> None:
-        """Send what changed: one message for the HTML, one for the title, at most."""
-        value = "".join(self.parts.get(k, "") for k in ("stream", "reasoning", "code", "printed", "details"))
+        """Send what changed: one message for the HTML, one for the title, at most (nothing before it is shown)."""
+        if self.box is None:
+            return
+        value = self.value()
         if value != self.html.value:
             self.html.value = value
         if (self.title,) != tuple(self.box.titles):
             self.box.titles = (self.title,)
 
     def add_widget(self, widget: w.Widget) -> None:
+        self.show()
         if self.body is None:
             self.body = w.VBox([self.html], layout=self.layout)
             self.box.children = [self.body]
@@ -119,7 +135,8 @@ class WidgetTrace(Renderer):
         self.messages_shown = 0  # "what the model saw" shows only what is new since the last step
         self._last_stream = 0.0
         self._flush_handle: asyncio.TimerHandle | None = None
-        self._cards: dict[str, _Card] = {}
+        self._cards: list[_Card] = []  # every card of the run, in order; shown by _show_cards
+        self._shown = 0  # how many of them are in cards_box
         self._handle: Any = None
         self._text = io.StringIO()
         self._plain = TextRenderer(write=self._text.write, show=self._show_text)
@@ -201,6 +218,7 @@ class WidgetTrace(Renderer):
             else:
                 card.set(printed="".join(h.output_html(o) for o in printed))
                 if rich:
+                    card.show()
                     card.outputs = w.Output(layout=self._layout)
                     card.outputs.outputs = tuple(rich)
                     card.add_widget(card.outputs)
@@ -237,8 +255,11 @@ class WidgetTrace(Renderer):
 
     def managed_run(self, name: str, task: str) -> "ManagedTrace":
         """A managed agent's run, live in the card of the step that calls it."""
+        card = self.card or self._new_card("Step")
+        card.show()  # the card's widgets before the ones it holds, as a frontend reads them in order
         nested = self.nested = ManagedTrace(self, name, task)
-        (self.card or self._new_card("Step")).add_widget(nested.root)
+        card.add_widget(nested.root)
+        self._show_cards()  # now: the manager's action holds the event loop until the managed run ends
         return nested
 
     def cell_inserted(self, step_number: int, cell_id: str) -> None:
@@ -311,6 +332,7 @@ class WidgetTrace(Renderer):
     def _approval_card(self, step: ActionStep, decide: Callable[[Decision], None]) -> None:
         """The approval card in the step's card: each button calls ``decide`` with what was chosen."""
         card = self.card or self._new_card(f"Step {step.step_number}")
+        card.show()  # the card's widgets before its buttons, as a frontend reads them in order
         editor = w.Textarea(value=step.code or "", layout=w.Layout(width="100%", height="140px", display="none"))
         editor.add_class("smol-magic-edit")  # monospace here; the labextension makes it a CodeMirror editor
         reason = w.Text(placeholder="reason to skip (optional)", layout=w.Layout(width="260px"))
@@ -364,13 +386,24 @@ class WidgetTrace(Renderer):
     # -- helpers --------------------------------------------------------------
 
     def _new_card(self, title: str) -> _Card:
-        if self.cards_box.children:  # newest open, the one before collapsed
-            self.cards_box.children[-1].selected_index = None
+        """A card for the current step, shown at the next update (at most STREAM_INTERVAL away)."""
         card = _Card(title, self._layout, self._style)
-        self._cards[card.box.model_id] = card
-        self.cards_box.children = self.cards_box.children + (card.box,)
+        self._cards.append(card)
         self.card = card
+        self._schedule()
         return card
+
+    def _show_cards(self) -> None:
+        """Put the cards made since the last update in the trace: the newest open, the one before collapsed."""
+        if self._shown == len(self._cards):
+            return
+        if self._shown:
+            self._cards[self._shown - 1].show().selected_index = None
+        new = self._cards[self._shown:]
+        for card in new[:-1]:  # made and passed within one update (a plan, then its step): shown collapsed
+            card.show().selected_index = None
+        self.cards_box.children = self.cards_box.children + tuple(card.show() for card in new)
+        self._shown = len(self._cards)
 
     def _close_approval(self, note: str) -> None:
         for control in self.controls.values():
@@ -399,8 +432,9 @@ class WidgetTrace(Renderer):
                                cost=self.cost)
         if header != self.header.value:
             self.header.value = header
-        for box in self.cards_box.children[-2:]:  # only the newest cards change
-            self._cards[box.model_id].push()
+        for card in self._cards[-2:]:  # only the newest cards change
+            card.push()
+        self._show_cards()
 
     async def _tick(self) -> None:
         while True:
@@ -465,8 +499,9 @@ class ManagedTrace(WidgetTrace):
             title = f"managed agent {self.title} · {self.status} · {time.perf_counter() - self.started:.1f} s"
             if (title,) != tuple(self.root.titles):
                 self.root.titles = (title,)
-        for box in self.cards_box.children[-2:]:
-            self._cards[box.model_id].push()
+        for card in self._cards[-2:]:
+            card.push()
+        self._show_cards()
 
 
 def _code_and_verdict(step: ActionStep) -> str:

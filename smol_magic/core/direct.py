@@ -1,0 +1,208 @@
+"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server: one httpx POST, litellm not imported.
+
+``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
+waited for it before its first request. For the plainest case, an ``openai/MODEL`` id aimed at an
+OpenAI-compatible server (vLLM, llama.cpp, LM Studio, a proxy: an ``api_base`` that is not
+openai.com) for a model litellm does not know, litellm sends the request as it is given: the
+model's name without ``openai/``, the messages, and the parameters. This module sends the same
+request itself (httpx is already a dependency) and reads the same reply; ``tests/test_direct.py``
+checks against the local test server that both routes send the same body and read the same reply.
+
+Anything litellm would change or that a user configured in litellm goes through litellm as before:
+litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), hosted
+OpenAI or a model in litellm's cost map (model-specific parameter rules), parameters beyond the plain
+sampling ones, content that is not text, tool schemas with regex ``pattern`` (litellm filters
+them), ``OPENAI_ORGANIZATION`` / ``OPENAI_PROJECT_ID`` (headers litellm adds).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, AsyncIterator
+from urllib.parse import urlparse
+
+from .cost_map import model_cost_map
+
+PREFIX = "openai/"
+# Parameters litellm's OpenAI route passes through unchanged for a model it does not know.
+PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n",
+                          "presence_penalty", "frequency_penalty", "logit_bias"})
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+TRANSPORTS = ("auto", "litellm", "direct")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a direct request goes, and with which key (None: no key given; the caller says which to set)."""
+
+    url: str
+    api_key: str | None
+
+
+def api_base(given: str | None) -> str | None:
+    """The server's address as litellm resolves it for ``openai/`` ids (its own globals aside)."""
+    return given or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or None
+
+
+def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: dict[str, Any], transport: str,
+          messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> Route | None:
+    """The direct route for this request, or None when it must go through litellm (see the module's doc)."""
+    if transport == "litellm" or not model_id.startswith(PREFIX):
+        return None
+    if transport == "auto" and "litellm" in sys.modules:
+        return None
+    base = api_base(given_base)
+    host = urlparse(base).hostname if base else None
+    if not host or host == "openai.com" or host.endswith(".openai.com"):
+        return None
+    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_PROJECT_ID"):
+        return None
+    if set(kwargs) - PASSED_AS_IS or _known_model(model_id):
+        return None
+    for message in messages:
+        if message.get("role") not in ROLES or not isinstance(message.get("content"), (str, type(None))):
+            return None
+    if tools and '"pattern"' in json.dumps(tools):
+        return None
+    return Route(base.rstrip("/") + "/chat/completions", api_key or os.environ.get("OPENAI_API_KEY") or None)
+
+
+def _known_model(model_id: str) -> bool:
+    """litellm's cost map knows this model (read from its bundled file, litellm not imported)."""
+    table = model_cost_map()
+    return model_id in table or model_id[len(PREFIX):] in table
+
+
+def body(params: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
+    sent = dict(params)
+    sent["model"] = sent["model"][len(PREFIX):]
+    return sent
+
+
+class HTTPStatusError(Exception):
+    """A reply with an error status; ``response`` (read) carries the status, headers and the server's message.
+
+    Named and worded per status as the openai client names its errors (``RateLimitError: Error code: 429``),
+    which is what litellm's errors say when the server gave no message.
+    """
+
+    def __init__(self, response: Any):
+        self.response = response
+        self.status_code = response.status_code
+        message = _error_message(response)
+        super().__init__(f"Error code: {response.status_code}" + (f" - {message}" if message else ""))
+
+
+def _error_message(response: Any) -> str:
+    """The ``error.message`` of an error reply (what says "maximum context length", for one), or ""."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    message = error.get("message") if isinstance(error, dict) else error
+    return message if isinstance(message, str) else ""
+
+
+STATUS_ERRORS = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+                 404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError", 429: "RateLimitError"}
+_ERROR_TYPES: dict[str, type[HTTPStatusError]] = {}
+
+
+def status_error(response: Any) -> HTTPStatusError:
+    """The error for a reply with an error status, of a type named as the openai client names it."""
+    status = response.status_code
+    name = STATUS_ERRORS.get(status) or ("InternalServerError" if status >= 500 else "APIStatusError")
+    kind = _ERROR_TYPES.setdefault(name, type(name, (HTTPStatusError,), {"__module__": __name__}))
+    return kind(response)
+
+
+def _objects(text: str) -> Any:
+    """JSON as attribute objects, as the openai client's replies are read (``reply.choices[0].message``)."""
+    return json.loads(text, object_hook=lambda d: SimpleNamespace(**d))
+
+
+def _client(url: str, timeout: float) -> Any:
+    """An httpx client for one request. Plain http never uses TLS, so it loads no certificates (a quarter
+    of a second, the first time, on a busy machine); https verifies with one shared default context."""
+    import httpx
+
+    return httpx.AsyncClient(timeout=timeout, verify=_tls() if url.startswith("https:") else False)
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> Any:
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
+async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
+    """One chat completion: the reply as attribute objects; an error status raises ``HTTPStatusError``."""
+    async with _client(route.url, timeout) as client:
+        response = await client.post(route.url, json=payload, headers=_headers(route))
+        if response.status_code >= 400:
+            raise status_error(response)
+        return _objects(response.text)
+
+
+async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
+    """A streamed chat completion, open once the server has answered with a success status."""
+    client = _client(route.url, timeout)
+    try:
+        request = client.build_request("POST", route.url, json=payload, headers=_headers(route))
+        response = await client.send(request, stream=True)
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            raise status_error(response)
+    except BaseException:
+        await client.aclose()
+        raise
+    return Stream(client, response)
+
+
+def _headers(route: Route) -> dict[str, str]:
+    return {"Authorization": f"Bearer {route.api_key}"} if route.api_key else {}
+
+
+class Stream:
+    """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt)."""
+
+    def __init__(self, client: Any, response: Any):
+        self.client, self.response = client, response
+        self._chunks: AsyncIterator[Any] | None = None
+
+    def __aiter__(self) -> "Stream":
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._chunks is None:
+            self._chunks = self._read()
+        return await self._chunks.__anext__()
+
+    async def _read(self) -> AsyncIterator[Any]:
+        async for line in self.response.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # comments, event names, blank separators; a body that is not SSE yields nothing
+            data = line[len("data:"):].strip()
+            if data == "[DONE]":
+                return
+            chunk = _objects(data)
+            error = getattr(chunk, "error", None)
+            if error is not None:
+                raise RuntimeError(f"the server sent an error mid-stream: {getattr(error, 'message', error)}")
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            if self._chunks is not None:
+                await self._chunks.aclose()
+            await self.response.aclose()
+        finally:
+            await self.client.aclose()
