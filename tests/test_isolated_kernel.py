@@ -258,3 +258,24 @@ def test_the_relaxed_guard_is_for_the_isolated_kernel_only(notebook):
     bad = run(kc, f"{magics}.isolated_policy = {{'allow': ['fly']}}")  # what %config sets, its error shown here
     assert bad.ename == "TraitError" and "AgentMagics.isolated_policy: unknown capabilities ['fly']" in bad.evalue
     assert evaluate(kc, f"{magics}.isolated_policy['allow']") == ["write_files", "delete_files", "mutate_data"]
+
+
+def test_the_tools_agent_reads_what_its_tool_returned_in_the_isolated_kernel(notebook):
+    """--agent tools: each call runs as ``result = tool(...)`` in the child; the model reads the tool's answer."""
+    kc = notebook
+    ok(kc, "from smol_magic import tool\n"
+           "@tool\ndef region_total(region: str) -> str:\n"
+           "    \"\"\"The revenue of one region.\n\n    Args:\n        region: n, s, e or w\n    \"\"\"\n"
+           "    return f'{region} sold {int(sales[sales.region == region].rev.sum())} units'\n"
+           "@tool\ndef as_dict(region: str) -> dict:\n"
+           "    \"\"\"The region as a record.\n\n    Args:\n        region: n, s, e or w\n    \"\"\"\n"
+           "    return {'region': region}")
+    ok(kc, scripted("mt", 'Action: {"name": "region_total", "arguments": {"region": "s"}}',
+                    'Action: {"name": "as_dict", "arguments": {"region": "e"}}',
+                    'Action: {"name": "final_answer", "arguments": {"answer": "s"}}'))
+    ok(kc, "%%agent -m mt --agent tools --executor isolated -o best --reset\nWhich region sells most?")
+    told = observations(kc, "mt")
+    assert "s sold 30 units" in told[0] and "remote kernel" not in told[0]
+    assert "{'region': 'e'}" in told[1] and "\"{'region'" not in told[1]  # a repr, not the repr of a repr
+    assert evaluate(kc, "best") == "s"
+    assert_notebook_intact(kc)

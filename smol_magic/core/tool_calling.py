@@ -212,6 +212,9 @@ class ToolCallingAgent(CodeAgent):
             with telemetry.tool_call(call.name, call.arguments, call.id) if call else telemetry.NO_SPAN:
                 result = await self._call_executor(lambda code=code: self.executor.execute(code, self.timeout))
             value = self.executor.namespace.get(result_name, _NOTHING) if call is not None else _NOTHING
+            value_of = getattr(self.executor, "value_of", None)  # a kernel elsewhere: the value's text, from there
+            if value_of is not None and value is not _NOTHING and not result.error:
+                value = await self._call_executor(lambda: value_of(result_name, self.max_observation_chars))
             results.append((call, result, value))  # the value now: the next call may rebind the name
             if result.is_final_answer or result.interrupted:
                 break

@@ -287,6 +287,15 @@ class Child:
         except Exception as exc:  # noqa: BLE001 - a summary must not fail the report
             return f"{type(value).__name__} (could not summarise: {type(exc).__name__})"
 
+    def value_text(self, name: str, limit: int) -> None:
+        """A tool call's result as the model reads it: a string as it is, anything else as its repr."""
+        value = self.ns.get(name)
+        try:
+            text, is_str = (value, True) if isinstance(value, str) else (repr(value), False)
+        except Exception as exc:  # noqa: BLE001 - a broken repr is an observation, not a failure
+            text, is_str = f"(repr failed: {type(exc).__name__}: {exc})", False
+        self.out = {"text": text[:limit], "str": is_str}
+
     def report_raw(self, refresh: tuple[str, ...] = ()) -> Raw:
         """The report as a user expression's result (after an action)."""
         return Raw(json.dumps(self.report(False, refresh), default=str))
@@ -400,6 +409,10 @@ def receive_code(messages: list[dict[str, Any]]) -> str:
 
 def pack_code(name: str) -> str:
     return f"__smol__.send_back({name!r})"
+
+
+def value_text_code(name: str, limit: int) -> str:
+    return f"__smol__.value_text({name!r}, {int(limit)})"
 
 
 def report_code(full: bool = False) -> str:

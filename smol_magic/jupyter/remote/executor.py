@@ -319,6 +319,13 @@ class RemoteExecutor:
         retrieve = getattr(self.link, "retrieve", None)
         return transfer.unpack(retrieve(packet) if retrieve is not None and packet.get("path") else packet)
 
+    def value_of(self, name: str, limit: int) -> Any:
+        """What a tool call left in ``name``, for the observation: the kernel's string itself, or an object
+        whose repr is the kernel's repr (cut to ``limit``); nothing is transferred but that text."""
+        reply = self._call(child.value_text_code(name, limit))
+        text = str(reply.get("text", ""))
+        return text if reply.get("str") else child.Raw(text)
+
     # -- one request, its reply ---------------------------------------------------------------
 
     def _call(self, code: str) -> dict[str, Any]:
