@@ -48,6 +48,22 @@ def frame(rows: int) -> pd.DataFrame:
                          "units": np.arange(rows), "day": pd.date_range("2026-01-01", periods=rows, freq="min")})
 
 
+
+def fault_mid_action(remote, started, release, fault):
+    """Run an action that blocks until ``release`` exists; ``fault()`` strikes once it has begun. No hang."""
+    def strike() -> None:
+        wait_for_file(started, timeout=60)
+        fault()
+
+    striker = threading.Thread(target=strike)
+    striker.start()
+    begun = time.monotonic()
+    result = remote.execute(f"import os, time\nopen({str(started)!r}, 'w').close()\n"
+                            f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)")
+    striker.join()
+    assert time.monotonic() - begun < 30  # no hang
+    return result
+
 def test_actions_run_in_a_kernel_the_gateway_started(executor, gateway):
     result = executor.execute("import os\npid = os.getpid()\nprint(pid)")
     assert result.error is None, result.error
@@ -129,17 +145,7 @@ def test_the_gateway_killed_mid_action_is_an_observation_and_the_run_goes_on(tmp
         assert remote.execute("kept = 41").error is None
         gateway.kernel_parent(remote.link.pid())
 
-        def kill_when_started() -> None:
-            wait_for_file(started, timeout=60)
-            gateway.kill()
-
-        killer = threading.Thread(target=kill_when_started)
-        killer.start()
-        begun = time.monotonic()
-        result = remote.execute(f"import os, time\nopen({str(started)!r}, 'w').close()\n"
-                                f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)")
-        killer.join()
-        assert time.monotonic() - begun < 30  # no hang
+        result = fault_mid_action(remote, started, release, gateway.kill)
         assert f"the connection to the gateway at {gateway.url} dropped" in result.error, result.error
         assert "the next action starts a fresh gateway kernel" in result.error
 
@@ -236,17 +242,7 @@ def test_a_connection_dropped_mid_action_is_said_and_the_next_action_goes_on(gat
         gateway.kernel_parent(remote.link.pid())
         old_kernel = remote.link.kernel_id
 
-        def cut_when_started() -> None:
-            wait_for_file(started, timeout=60)
-            proxy.cut()
-
-        cutter = threading.Thread(target=cut_when_started)
-        cutter.start()
-        begun = time.monotonic()
-        result = remote.execute(f"import os, time\nopen({str(started)!r}, 'w').close()\n"
-                                f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)")
-        cutter.join()
-        assert time.monotonic() - begun < 30  # no hang
+        result = fault_mid_action(remote, started, release, proxy.cut)
         assert f"the connection to the gateway at {proxy.url} dropped" in result.error, result.error
 
         again = remote.execute("print('on')")  # the gateway is still up: a new kernel there, said
