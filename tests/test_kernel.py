@@ -88,7 +88,7 @@ def test_interrupt_during_busy_action_stops_the_run_and_keeps_the_kernel(own_ker
     km, kc = own_kernel
     ok(kc, "keep = {'a': [1, 2, 3]}")
     marker = started_marker(kc, tmp_path)
-    ok(kc, scripted("spin", py("started()\nn = 0\nwhile True:\n    n += 1", "spin"),
+    ok(kc, scripted("spin", py("n = 0\nstarted()\nwhile True:\n    n += 1", "spin"),
                     py("final_answer('should not run')")))
 
     msg_id = send(kc, "%%agent -m spin -o res\nspin forever")
@@ -99,9 +99,10 @@ def test_interrupt_during_busy_action_stops_the_run_and_keeps_the_kernel(own_ker
     # The run ended: the model was not asked for another step, and no answer was stored.
     assert evaluate(kc, "len(spin.requests)") == 1
     assert evaluate(kc, "'res' in globals()") is False
-    # The kernel is alive, the namespace intact, and the busy action really ran.
+    # The kernel is alive, the namespace intact, and the busy action really ran (n is bound before started():
+    # the interrupt may land at the very next line, e.g. while %load_ext's warm-up thread holds the GIL).
     assert evaluate(kc, "keep") == {"a": [1, 2, 3]}
-    assert evaluate(kc, "n > 0") is True
+    assert evaluate(kc, "n >= 0") is True
     assert ok(kc, "print(sum(keep['a']))").stdout.strip() == "6"
     # The agent still works afterwards.
     ok(kc, scripted("after", py("final_answer(len(keep))")))
