@@ -113,6 +113,34 @@ def test_a_fresh_kernel_asks_a_local_server_without_importing_litellm(srv: OpenA
     assert srv.bodies[0]["model"] == "local-model"
 
 
+def test_litellm_is_imported_at_load_ext_only_for_a_configured_model_that_needs_it(srv: OpenAIServer):
+    """A hosted model (SMOL_MAGIC_MODEL=openai/gpt-4o-mini) needs litellm: %load_ext starts importing it in a
+    thread, so the first %%agent cell does not wait seconds for it. A local server's model never imports it."""
+    srv.push_reply("```python\nfinal_answer('local')\n```")
+    code = textwrap.dedent("""
+        import sys, time
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "smol_magic")
+        if sys.argv[1] == "hosted":
+            deadline = time.monotonic() + 90
+            while "litellm" not in sys.modules and time.monotonic() < deadline:
+                time.sleep(0.01)  # waiting on the import thread: no cell of the user's asks for litellm
+        else:
+            ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
+        print("ANSWER", ip.user_ns.get("answer"), "LITELLM", "litellm" in sys.modules)
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_BASE", "OPENAI_BASE_URL")}
+    env.update(OPENAI_API_KEY="sk-test", SMOL_MAGIC_STORE="", SMOL_MAGIC_MODEL="openai/gpt-4o-mini")
+    hosted = subprocess.run([sys.executable, "-c", code, "hosted"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert "ANSWER None LITELLM True" in hosted.stdout, hosted.stdout + hosted.stderr
+    env.update(OPENAI_API_BASE=srv.base_url, SMOL_MAGIC_MODEL="openai/local-model")
+    local = subprocess.run([sys.executable, "-c", code, "local"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert "ANSWER local LITELLM False" in local.stdout, local.stdout + local.stderr
+
+
 def test_a_stream_without_usage_is_counted_as_litellm_counts_it(srv: OpenAIServer):
     """Some local servers send no usage in a stream: litellm then estimates it, and the direct route must too,
     or the trace, the costs and --max-tokens would see a different run."""

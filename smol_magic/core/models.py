@@ -466,6 +466,10 @@ class LiteLLMModel(BaseModel):
         )
         return _transient_in_chain(exc, transient)
 
+    def needs_litellm(self) -> bool:
+        """Its first request goes through litellm (a hosted or known model): worth importing litellm early."""
+        return direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, [], None) is None
+
     def _route(self, messages: Messages, tools: list[Any] | None) -> direct.Route | None:
         """The direct route to an OpenAI-compatible server for this request, or None for litellm's."""
         found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,

@@ -38,7 +38,7 @@ from ..core.interop import as_model
 from ..core.mcp_client import APPROVAL_MODES as MCP_APPROVAL_MODES
 from ..core.mcp_client import MCPError, MCPServers, MCPTool, ServerSpec, identifier, server_spec
 from ..core.model_spec import SPEC_HELP, model_from_spec
-from ..core.models import BaseModel, Model, ModelError
+from ..core.models import BaseModel, LiteLLMModel, Model, ModelError
 from ..core.prompts import Rules
 from ..core import telemetry
 from ..core.stopping import check_timeout
@@ -207,6 +207,10 @@ class AgentMagics(Magics):
             telemetry.instrument()
         else:
             telemetry.uninstrument()
+
+    @observe("model")
+    def _model_changed(self, change: Any) -> None:
+        preload_litellm(change["new"])  # %config AgentMagics.model = "anthropic/...": litellm loads meanwhile
 
     @validate("mcp_servers")
     def _mcp_entries(self, proposal: Any) -> dict[str, Any]:
@@ -858,7 +862,7 @@ def warm_up() -> None:
 
     Loaded in a thread at %load_ext, about half a second of work (bench/first_reply.py measures what
     it costs the user's cells meanwhile), so the first %%agent's request leaves without waiting for it.
-    litellm itself is not warmed: seconds of work, and most runs never need it (core/direct.py).
+    litellm itself is loaded early only for a configured model that needs it (``preload_litellm``).
     """
     try:
         from ..core import costs, prompts
@@ -877,6 +881,36 @@ def warm_up() -> None:
         pass
 
 
+def preload_litellm(spec: str) -> bool:
+    """Start importing litellm in a thread when the configured model's first request will need it.
+
+    ``import litellm`` takes seconds; begun at ``%load_ext`` (or when ``AgentMagics.model`` is set), it is
+    done, or nearly, by the first ``%%agent`` cell. It slows the user's cells meanwhile (about 1.3x a
+    small cell, bench/first_reply.py), so only for a model that needs it: not a local OpenAI-compatible
+    server (core/direct.py), a ScriptedModel variable or a transformers model.
+    """
+    spec = (spec or "").strip()
+    if not spec or spec.isidentifier() or "litellm" in sys.modules:
+        return False
+    try:
+        model = model_from_spec(spec)
+    except Exception:  # a bad spec is said by the first %%agent cell, not here
+        return False
+    if not (isinstance(model, LiteLLMModel) and model.needs_litellm()):
+        return False
+    threading.Thread(target=_import_litellm, name="smol-magic litellm import", daemon=True).start()
+    return True
+
+
+def _import_litellm() -> None:
+    try:
+        from ..core.models import _litellm
+
+        _litellm()
+    except Exception:  # nothing is lost: the first request imports it and says what is wrong
+        pass
+
+
 def load_ipython_extension(shell: Any) -> None:
     magics = AgentMagics(shell=shell)
     shell.register_magics(magics)
@@ -884,6 +918,7 @@ def load_ipython_extension(shell: Any) -> None:
         shell.input_transformers_cleanup.append(rewrite_agent_cell)
     stale_cells.install(shell)
     threading.Thread(target=warm_up, name="smol-magic warm-up", daemon=True).start()
+    preload_litellm(magics.model)
 
 
 def unload_ipython_extension(shell: Any) -> None:
