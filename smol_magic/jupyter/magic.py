@@ -281,6 +281,7 @@ class AgentMagics(Magics):
         self.conversation_tail: int | None = None  # the stored run whose steps end the agent's memory
         self.executors = remote.Executors()  # the isolated (and gateway) kernels, kept for the session
         self.remote_runs: dict[int, str] = {}  # id(RunResult) -> the remote executor its actions ran in
+        self.warming: threading.Thread | None = None  # %load_ext's warm-up imports, until the first run
         atexit.register(self.executors.stop_all)
 
     @magic_arguments()
@@ -394,6 +395,11 @@ class AgentMagics(Magics):
 
         ``ui``: the trace and approver to use instead of a new trace under the cell (a run started from
         outside, shown inside the ``%agent serve`` trace)."""
+        if self.warming is not None:
+            # The first run waits for %load_ext's warm-up imports to end: the trace's own imports racing them in
+            # another thread can fail (pygments.lexers loads its lexers lazily, not thread-safely).
+            self.warming.join(timeout=10)
+            self.warming = None
         args = self._parse(line)
         task = typed = cell.strip()
         if not task:
@@ -917,7 +923,8 @@ def load_ipython_extension(shell: Any) -> None:
     if rewrite_agent_cell not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.append(rewrite_agent_cell)
     stale_cells.install(shell)
-    threading.Thread(target=warm_up, name="smol-magic warm-up", daemon=True).start()
+    magics.warming = threading.Thread(target=warm_up, name="smol-magic warm-up", daemon=True)
+    magics.warming.start()
     preload_litellm(magics.model)
 
 
