@@ -130,7 +130,7 @@ def token_style(kind: str) -> str:
 def code_html(code: str) -> str:
     """Syntax-highlighted code with inline styles (no stylesheet needed), in the theme's editor colours."""
     from pygments import lex
-    from pygments.lexers import PythonLexer
+    from pygments.lexers.python import PythonLexer  # the module itself: the package's lazy names race threads
 
     code = shown_text(code)
     parts: list[str] = []
