@@ -204,3 +204,16 @@ def test_a_secret_passed_as_an_additional_arg_is_redacted_in_a_plain_python_run(
     assert agent.run("log in", additional_args={"api_key": USER_CANARY}) == "done"
     assert not leaks(USER_CANARY, json.dumps(model.requests) + agent.memory.to_json())
     assert "- api_key: str, 43 characters (looks like a secret" in model.requests[0][-1]["content"]
+
+
+def test_variables_rebound_between_runs_are_judged_again():
+    """Each run looks at the user's variables again; a string already judged is skipped only while the name
+    holds that very object, so a name rebound (or a container filled) to a credential is found."""
+    ns = {"note": "quarterly revenue by region", "api_key": "not set yet", "cfg": {"region": "west"},
+          "ids": [1, 2, 3]}
+    assert redact.find_secrets(ns) == []
+    ns["api_key"] = "Zq8Lm2Rv6Tb1Kx5Pc9Mf"  # rebound: a new object under a credential's name
+    ns["cfg"]["token"] = "Hq3Vz8Ln2Rw6Tb1Kx5Pc"  # filled in place
+    ns["ids"].append("sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd")
+    assert sorted(redact.find_secrets(ns)) == sorted(["Zq8Lm2Rv6Tb1Kx5Pc9Mf", "Hq3Vz8Ln2Rw6Tb1Kx5Pc",
+                                                      "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"])

@@ -264,3 +264,22 @@ def test_the_cost_is_kept_and_listed(ip, own_store, capsys):
     ip.run_line_magic("agent", "runs")
     assert f"${cost:.4f}" in capsys.readouterr().out
     assert queries.load_run(RunStore(own_store), 1).result.token_usage.cost == pytest.approx(cost)
+
+
+def test_a_run_in_a_big_notebook_stores_only_the_variables_its_code_names(ip, own_store, tmp_path):
+    """A notebook of thousands of variables: the stored run keeps those its code reads (what the export
+    needs), not every name, and the stored run exports to the same notebook as the live one."""
+    for i in range(3000):
+        ip.user_ns[f"v_{i}"] = i
+    ip.user_ns["sales"] = [3, 9, 4]
+    ip.user_ns["m"] = ScriptedModel([fence("best = max(sales)\nprint(best, v_7)"), fence("final_answer(best)")])
+    agent_cell(ip, "-m m", "Which is the best?")
+    (before, read, size), = rows(own_store, "SELECT variables_before, variables_read, length(variables_before) "
+                                            "FROM runs")
+    assert json.loads(before) == ["sales", "v_7"] and json.loads(read) == ["sales", "v_7"]
+    assert size < 100
+    ip.run_line_magic("agent", f"export {tmp_path / 'live.ipynb'}")
+    ip.run_line_magic("agent", f"export {tmp_path / 'stored.ipynb'} --stored 1")
+    live, kept = (json.loads((tmp_path / n).read_text())["cells"] for n in ("live.ipynb", "stored.ipynb"))
+    assert [c["source"] for c in live] == [c["source"] for c in kept]
+    assert any("sales" in "".join(c["source"]) for c in kept)

@@ -48,6 +48,7 @@ import weakref
 from collections import ChainMap, deque
 from collections.abc import Mapping, Sequence, Set
 from itertools import compress, filterfalse, islice, repeat
+import operator
 from operator import is_not
 from typing import Any, Callable, Container, Iterable
 
@@ -80,22 +81,42 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     ``hidden`` names IPython's and the agent's own objects; when it is a
     mapping, a name is hidden only while it still holds the hidden object, so a
     user who rebinds ``exit`` or a tool's name sees their own variable.
+
+    Every run starts with this walk over the whole namespace: one comprehension over the names, the rest
+    at C speed (sets, ``filterfalse``, ``map``); only the few names that are also hidden ones are looked
+    at one by one.
     """
     maps = _maps(hidden)
+    names = [name for name in ns if name[:1] != "_"]
     if maps is None:
-        return {name: value for name, value in ns.items()
-                if name[:1] != "_" and name not in IPYTHON_NAMES and name not in hidden}
-    if len(maps) > 1 and len(ns) < 64:  # a few names (a step's): looked up in each map
-        return {name: value for name, value in ns.items() if _visible(name, value, maps, hidden)}
-    if len(maps) == 1:
-        (only,) = maps
-    else:  # one dict where the first map holding a name wins, as in the ChainMap (C-speed updates)
-        only = {}
-        for each in reversed(maps):
-            only.update(each)
-    missing = _MISSING
-    return {name: value for name, value in ns.items()
-            if name[:1] != "_" and name not in IPYTHON_NAMES and only.get(name, missing) is not value}
+        if isinstance(hidden, (set, frozenset)) or not hidden:
+            drop = (IPYTHON_NAMES | hidden if hidden else IPYTHON_NAMES).__contains__
+        else:  # another container: asked name by name
+            drop = lambda name: name in IPYTHON_NAMES or name in hidden  # noqa: E731
+        names = list(filterfalse(drop, names))
+    else:
+        if len(maps) == 1:
+            (only,) = maps
+        else:  # one dict where the first map holding a name wins, as in the ChainMap
+            only = {}
+            for each in reversed(maps):
+                only.update(each)
+        both = only.keys() & names if isinstance(only, dict) else {n for n in names if n in only}
+        dropped = IPYTHON_NAMES | {n for n in both if only[n] is ns[n]}
+        names = list(filterfalse(dropped.__contains__, names))
+    return dict(zip(names, map(ns.__getitem__, names)))
+
+
+
+def still_bound(variables: Mapping[str, Any], ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[str, Any]:
+    """Those of ``variables`` (an earlier ``user_variables(ns)``) whose names still hold the same object and
+    are not in ``hidden``: the user's variables now, when only hidden names (tools, arguments) were bound
+    since. At C speed, as ``user_variables``."""
+    names = list(variables)
+    if hidden:
+        names = list(filterfalse(hidden.__contains__, names))
+    same = list(compress(names, map(operator.is_, map(ns.get, names), map(variables.__getitem__, names))))
+    return dict(zip(same, map(variables.__getitem__, same)))
 
 
 def _maps(hidden: Container[str]) -> list[Mapping[str, Any]] | None:
@@ -627,8 +648,9 @@ def rank(names: Iterable[str], task: str = "") -> list[str]:
     names = list(names)
     known = set(names)
     mentioned = [w for w in dict.fromkeys(_IDENT.findall(task)) if w in known]
-    first = set(mentioned)
-    return mentioned + [n for n in reversed(names) if n not in first]
+    if not mentioned:
+        return names[::-1]
+    return mentioned + list(filterfalse(set(mentioned).__contains__, reversed(names)))
 
 
 def summarize(
@@ -636,20 +658,26 @@ def summarize(
     hidden: Container[str] = (),
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     task: str = "",
+    variables: Mapping[str, Any] | None = None,
 ) -> str:
     """The 'Variables in the notebook' section of a task prompt, within ``budget_tokens`` (chars / 4).
+
+    ``variables``: ``user_variables(ns, hidden)`` when the caller has it already (a run's start).
 
     Two passes over the ranked variables: first one headline each, until one
     does not fit (it and the rest are named in an "and N more variables" line);
     then, in rank order, each gets its detail lines (all columns, index and
     memory, nulls, sample rows: most useful first) while the budget allows.
     """
-    variables = user_variables(ns, hidden)
+    if variables is None:
+        variables = user_variables(ns, hidden)
     if not variables:
         return ""
     budget = max(budget_tokens, 0) * CHARS_PER_TOKEN
-    modules = [(n, v) for n, v in variables.items() if isinstance(v, types.ModuleType)]
-    ranked = rank((n for n in variables if not isinstance(variables[n], types.ModuleType)), task)
+    names = list(variables)
+    is_module = list(map(isinstance, variables.values(), repeat(types.ModuleType)))  # C speed: no code per name
+    modules = [(n, variables[n]) for n in compress(names, is_module)]
+    ranked = rank(compress(names, map(operator.not_, is_module)) if modules else names, task)
     module_line = _names_line("- imported modules: ", [_module_label(n, m) for n, m in modules],
                               min(300, budget // 5)) if modules else ""
     reserve = min(300, budget // 6) if ranked else 0  # room kept for the "and N more variables" line

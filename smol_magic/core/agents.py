@@ -335,6 +335,7 @@ class MultiStepAgent:
         if reset:
             self.memory.reset()
         variables = self._user_variables()  # one walk over the notebook's names for the run's start
+        self._run_variables = variables  # the task's context lists them (task_context)
         self._find_secrets(variables=variables)
         redact.register(redact.find_secrets(additional_args or {}))
         if self.rules:  # a key written in the rules file is as secret as one in the environment
@@ -702,8 +703,11 @@ class CodeAgent(MultiStepAgent):
                                   instructions=self.instructions_text())
 
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
-        hidden = ChainMap(additional_args or {}, self.executor.hidden())
-        parts = [namespace.summarize(self.executor.namespace, hidden, self.namespace_budget, task=task)]
+        ns, hidden = self.executor.namespace, ChainMap(additional_args or {}, self.executor.hidden())
+        # The run's start walked the namespace already; no reference to the user's objects is kept past it.
+        known, self._run_variables = getattr(self, "_run_variables", None), None
+        variables = namespace.still_bound(known, ns, additional_args) if known is not None else None
+        parts = [namespace.summarize(ns, hidden, self.namespace_budget, task=task, variables=variables)]
         parts.append(getattr(self.executor, "prompt_note", ""))  # where the code runs, if not in the notebook
         if additional_args:
             parts.append(

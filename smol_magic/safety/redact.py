@@ -20,6 +20,8 @@ import os
 import re
 import threading
 from collections import Counter
+import operator
+from itertools import compress, islice
 from typing import Any, Iterable, Mapping
 
 WINDOW = 8  # characters of a secret that may not appear together
@@ -113,17 +115,27 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> l
     """
     found: list[str] = []
     budget = [_FRAME_CELLS]  # cells of frames looked at, for all the frames together
-    plain = _PLAIN
-    for name in (ns if names is None else names):
-        if str(name)[:1] == "_" or name not in ns:
-            continue
-        value = ns[name]
-        if type(value) in plain:  # most of a notebook's variables: nothing to look at, no call
-            continue
+    try:
+        names = [name for name in (ns if names is None else names) if name[:1] != "_"]
+    except TypeError:  # a name that is no string
+        names = [name for name in (ns if names is None else names) if str(name)[:1] != "_"]
+    if names is not ns:
+        names = [name for name in names if name in ns]
+    values = list(map(ns.__getitem__, names))
+    # Every run looks at all the user's variables again. Skipped at C speed (map/compress, no Python code
+    # per name): numbers, and a string judged before under the same name (the same object: it cannot change).
+    look = map(operator.and_, map(_PLAIN.isdisjoint, zip(map(type, values))),
+               map(operator.is_not, map(_CLEAN.get, names), values))
+    for name, value in compress(zip(names, values), look):
+        before = len(found)
         try:
             _collect(str(name), value, found, 2, budget)
         except Exception:  # a strange object must not break a run
             continue
+        if type(value) is str and len(value) <= _SHORT and len(found) == before:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.clear()
+            _CLEAN[name] = value
     return found
 
 
@@ -147,9 +159,20 @@ _PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credentia
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
 
+_SHORT = 256  # characters: a string judged is remembered if it is no longer
+_CLEAN_MAX = 65_536
+_CLEAN: dict[str, str] = {}  # variable name -> the short string it held when judged no credential
+
+
 @functools.lru_cache(maxsize=65_536)
 def _short_looks_like_secret(name: str, value: str) -> bool:
     return looks_like_secret(name, value)
+
+
+def _all_plain(items: Iterable[Any]) -> bool:
+    """The first items of a container are all numbers (a list of ints, a dict of floats): nothing to look at,
+    found at C speed."""
+    return all(map(_PLAIN.__contains__, map(type, islice(items, _CONTAINER_ITEMS))))
 
 
 def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[int]) -> None:
@@ -158,7 +181,7 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
     if isinstance(value, str):
         # Every run looks at every variable again: a short string is judged once (the cache holds at
         # most 65k strings of <= 256 characters, ~16 MB at worst).
-        if _short_looks_like_secret(name, value) if len(value) <= 256 else looks_like_secret(name, value):
+        if _short_looks_like_secret(name, value) if len(value) <= _SHORT else looks_like_secret(name, value):
             found.append(value.strip())
         return
     if isinstance(value, bytes) and len(value) <= MAX_SECRET_CHARS:
@@ -169,11 +192,15 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
     if depth <= 0:
         return
     if type(value) is dict or (type(value) not in _SEQUENCES and isinstance(value, Mapping)):
+        if _all_plain(value.values()):
+            return
         for i, (key, item) in enumerate(value.items()):
             if i >= _CONTAINER_ITEMS:
                 break
             _collect(str(key) if _credential_name(str(key)) else name, item, found, depth - 1, budget)
     elif isinstance(value, (list, tuple, set, frozenset)):
+        if _all_plain(value):
+            return
         for i, item in enumerate(value):
             if i >= _CONTAINER_ITEMS:
                 break

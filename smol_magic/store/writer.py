@@ -1,9 +1,10 @@
 """``StoreWriter``: a ``Renderer`` that commits each step to the store as it completes.
 
-One transaction per event (run started, step finished, run finished), so a kernel killed in
-the middle of step 3 leaves steps 1 and 2 whole. A write that fails (disk full, the store
-locked by another kernel beyond the busy timeout, read-only) is kept and tried again with
-the next event; the store warns once and the run never stops for it.
+One transaction per step (the run's start goes with its task step, the final answer with the
+run's end: nothing happens in between), so a kernel killed in the middle of step 3 leaves steps
+1 and 2 whole. A write that fails (disk full, the store locked by another kernel beyond the busy
+timeout, read-only) is kept and tried again with the next event; the store warns once and the run
+never stops for it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 from ..context import namespace
 from ..core.events import Renderer
-from ..core.memory import ActionStep, MemoryStep, RunResult
+from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, RunResult
 from ..core.models import describe_model
 from ..core.text import elide
 from ..safety.redact import redact_data, redact_secrets
@@ -46,21 +47,25 @@ class StoreWriter(Renderer):
         self._inputs = Inputs()
         self._run: RunResult | None = None
         self._actions = 0  # action steps written (the listing's "steps")
+        self._before: set[str] = set()  # the user's variables when the run began
+        self._named: dict[str, None] = {}  # those of them the run's code names: what is stored of them
         self._failed = False
 
     # -- the run's events ------------------------------------------------------
 
     def run_started(self, agent: Any, task: str) -> None:
         self._run = run = agent.runs[-1]
+        self._before = set(run.variables_before)
         parent = self.parent if agent.memory.steps else None  # a --reset or %agent reset starts afresh
+        # Written with the task step that follows at once: one transaction fewer per run.
         self._pending.append(("start", (run, parent, describe_model(agent.model))))
-        self._flush()
 
     def step_finished(self, step: MemoryStep) -> None:
         if self._run is None:
             return
         self._pending.append(("step", step))
-        self._flush()
+        if not isinstance(step, FinalAnswerStep):  # the run's end follows at once: written with it
+            self._flush()
 
     def run_finished(self, result: RunResult) -> None:
         if self._run is None:
@@ -101,7 +106,7 @@ class StoreWriter(Renderer):
                 self._insert_step(conn, run_id, position, row)
                 position += 1
                 actions += isinstance(item, ActionStep)
-                self._update_totals(conn, run_id, actions)
+                self._update_totals(conn, run_id, actions, self._names_in(item))
             else:
                 self._finish(conn, run_id, item)
         return run_id, position, inputs, actions
@@ -112,7 +117,7 @@ class StoreWriter(Renderer):
             "INSERT INTO runs (parent_id, notebook, task, model_id, model, agent_type, started, state, "
             "variables_before, pid, pid_started, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
             (parent, self.notebook, redact_secrets(run.task), run.model_id, json.dumps(redact_data(model)),
-             self.agent_type, run.timing.start_time or time.time(), json.dumps(run.variables_before),
+             self.agent_type, run.timing.start_time or time.time(), json.dumps(list(self._named)),
              writer.pid, writer.started, writer.host))
         return int(cursor.lastrowid)
 
@@ -126,12 +131,27 @@ class StoreWriter(Renderer):
             (run_id, position, row.kind, row.step_number, row.data, row.inputs, row.started, row.ended,
              row.input_tokens, row.output_tokens, row.cost))
 
-    def _update_totals(self, conn: sqlite3.Connection, run_id: int | None, actions: int) -> None:
+    def _names_in(self, step: MemoryStep) -> bool:
+        """Note the user's variables (as the run began) that this step's code names; whether there were new ones.
+
+        Only these are stored as the run's ``variables_before``, not the whole notebook's names: the export
+        needs those its code reads, and a notebook of 10,000 variables would make each run's row 100 KB,
+        written again with every step's totals."""
+        if not isinstance(step, ActionStep):
+            return False
+        code = "\n".join([step.code or ""] + [getattr(c, "code", None) or "" for c in step.tool_calls or []])
+        new = [n for n in dict.fromkeys(_NAME.findall(code)) if n in self._before and n not in self._named]
+        self._named.update(dict.fromkeys(new))
+        return bool(new)
+
+    def _update_totals(self, conn: sqlite3.Connection, run_id: int | None, actions: int, named: bool) -> None:
         """The listing's columns, kept current while the run goes on (an interrupted run shows what it did)."""
         usage = self._run.token_usage
         conn.execute("UPDATE runs SET steps = ?, input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?",
                      (actions, usage.input_tokens, usage.output_tokens, getattr(usage, "cost", None),
                       run_id))
+        if named:
+            conn.execute("UPDATE runs SET variables_before = ? WHERE id = ?", (json.dumps(list(self._named)), run_id))
 
     def _finish(self, conn: sqlite3.Connection, run_id: int | None, result: RunResult) -> None:
         usage = result.token_usage
