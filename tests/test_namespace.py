@@ -645,3 +645,24 @@ def test_a_hook_of_the_users_that_binds_a_name_is_seen_even_around_a_trivial_act
     finally:
         ip.events.unregister("post_run_cell", hook)
     assert result.changes["created"] == ["x", "set_by_hook"]
+
+
+def test_the_listing_follows_rebinding_and_registrations_between_runs():
+    """The listing is built again at every run: a name rebound to another value, or a summary registered
+    for its type, shows in the next listing."""
+    from smol_magic.context import namespace as nsm
+
+    ns = {"rate": 0.25, "label": "north"}
+    first = nsm.summarize(ns)
+    assert "rate: float = 0.25" in first and "label: str = 'north'" in first
+    ns["rate"], ns["label"] = 0.5, "south"
+    second = nsm.summarize(ns)
+    assert "rate: float = 0.5" in second and "label: str = 'south'" in second
+
+    class Percent(float):
+        pass
+
+    ns["rate"] = Percent(0.5)
+    nsm.describe.register(Percent, lambda p: f"{p * 100:.0f} percent\nof the quarter")
+    third = nsm.summarize(ns)
+    assert "rate: 50 percent" in third and "of the quarter" in third

@@ -170,10 +170,35 @@ def named_description(name: str, value: Any) -> str:
     return "\n".join([head, *details()])
 
 
-def _named_parts(name: str, value: Any) -> tuple[str, Callable[[], list[str]]]:
-    if redact.looks_like_secret(name, value) or redact.is_secret(value):
+def _named_parts(name: str, value: Any, known: redact.Secrets | None = None) -> tuple[str, Callable[[], list[str]]]:
+    if redact.looks_like_secret(name, value) or redact.is_secret(value, known):
         return f"{type(value).__name__}, {len(value)} characters (looks like a secret: value not shown)", list
     return _parts(value)
+
+
+_ATOMS = frozenset({int, float, bool, complex, str, bytes, type(None)})  # values that cannot change
+_SHORT_ATOM = 256  # a str or bytes no longer than this is remembered with its headline
+_HEADS: dict[str, tuple[Any, str, int, Any]] = {}  # name -> (value, headline, registrations, secrets) last shown
+
+
+def _summary_parts(name: str, value: Any, known: redact.Secrets) -> tuple[str, Callable[[], list[str]]]:
+    """``_named_parts`` for the prompt's listing, which every run builds again for the same variables: the
+    headline of a number or short string is kept while its name holds that very object (it cannot change),
+    no ``describe`` was registered and the known secrets are the same."""
+    kind = type(value)
+    if kind not in _ATOMS or (kind in (str, bytes) and len(value) > _SHORT_ATOM):
+        return _named_parts(name, value, known)
+    hit = _HEADS.get(name)
+    registered = len(describe.registry)
+    if hit is not None and hit[0] is value and hit[2] == registered and hit[3] is known:
+        return hit[1], list
+    head, details = _named_parts(name, value, known)
+    if describe.dispatch(kind) is not _DEFAULT:  # a registered summary may have detail lines: not kept
+        return head, details
+    if len(_HEADS) >= 65_536:
+        _HEADS.clear()
+    _HEADS[name] = (value, head, registered, known)
+    return head, details
 
 
 def _parts(value: Any) -> tuple[str, Callable[[], list[str]]]:
@@ -253,8 +278,13 @@ def _builtin(*keys: str, details: Callable[[Any], list[str]] | None = None) -> C
 # -- plain Python ------------------------------------------------------------
 
 
+_CONTAINERS = frozenset({list, dict, tuple, set, frozenset, deque})
+
+
 def _plain_headline(value: Any) -> str:
     type_name = type(value).__name__
+    if type(value) in _CONTAINERS:  # the commonest first: the checks below (ABCs, inspect) cost microseconds
+        return f"{type_name} of {len(value):,}: {_sample(value)}"
     if isinstance(value, types.ModuleType):
         return f"module {value.__name__}"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
@@ -290,7 +320,7 @@ def _callable_headline(value: Any) -> str:
 
 def _sample(value: Any) -> str:
     """The first few items of a container, each clipped: never the repr of a big container."""
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         items = [f"{_peek(k)}: {_peek(v)}" for k, v in islice(value.items(), SAMPLE_VALUES)]
         brackets = "{}"
     else:
@@ -684,8 +714,9 @@ def summarize(
     room = budget - len(HEADER) - (len(module_line) + 1 if module_line else 0) - reserve
 
     entries: list[list[Any]] = []  # [text, detail function]
+    known = redact.current()
     for name in ranked:
-        head, details = _named_parts(name, variables[name])
+        head, details = _summary_parts(name, variables[name], known)
         line = f"- {name}: {head}"
         if len(line) + 1 > room:
             break

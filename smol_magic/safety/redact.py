@@ -101,9 +101,10 @@ def _scan_env(env: Mapping[str, str]) -> list[str]:
     return found
 
 
-def is_secret(value: Any) -> bool:
-    """``value`` is one of the secrets known now (an environment key, a registered credential)."""
-    return isinstance(value, str) and len(value) >= WINDOW and value.strip() in current().values
+def is_secret(value: Any, known: "Secrets | None" = None) -> bool:
+    """``value`` is one of the secrets known now (an environment key, a registered credential), or in ``known``
+    (``current()``, when the caller asks about many values)."""
+    return isinstance(value, str) and len(value) >= WINDOW and value.strip() in (known or current()).values
 
 
 def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> list[str]:
