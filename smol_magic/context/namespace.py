@@ -108,15 +108,22 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
 
 
 
-def still_bound(variables: Mapping[str, Any], ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[str, Any]:
-    """Those of ``variables`` (an earlier ``user_variables(ns)``) whose names still hold the same object and
-    are not in ``hidden``: the user's variables now, when only hidden names (tools, arguments) were bound
-    since. At C speed, as ``user_variables``."""
-    names = list(variables)
-    if hidden:
-        names = list(filterfalse(hidden.__contains__, names))
-    same = list(compress(names, map(operator.is_, map(ns.get, names), map(variables.__getitem__, names))))
-    return dict(zip(same, map(variables.__getitem__, same)))
+def still_bound(variables: dict[str, Any], ns: Mapping[str, Any], hidden: Container[str], bound: Iterable[str]
+                ) -> dict[str, Any]:
+    """``variables`` (an earlier ``user_variables(ns, ...)``) after only the names ``bound`` were bound (the
+    tools and arguments sent to the namespace), judged again with ``hidden``: the user's variables now,
+    without another walk over the whole namespace."""
+    bound = [name for name in bound if name in variables]
+    if not bound:
+        return variables
+    maps, now = _maps(hidden), dict(variables)
+    for name in bound:
+        value = ns.get(name, _MISSING)
+        if value is _MISSING or not _visible(name, value, maps, hidden):
+            del now[name]
+        else:
+            now[name] = value
+    return now
 
 
 def _maps(hidden: Container[str]) -> list[Mapping[str, Any]] | None:

@@ -706,7 +706,8 @@ class CodeAgent(MultiStepAgent):
         ns, hidden = self.executor.namespace, ChainMap(additional_args or {}, self.executor.hidden())
         # The run's start walked the namespace already; no reference to the user's objects is kept past it.
         known, self._run_variables = getattr(self, "_run_variables", None), None
-        variables = namespace.still_bound(known, ns, additional_args) if known is not None else None
+        sent = [*self.tools, *self.managed_agents, *(additional_args or {})]  # bound since the walk (send_tools)
+        variables = namespace.still_bound(known, ns, hidden, sent) if known is not None else None
         parts = [namespace.summarize(ns, hidden, self.namespace_budget, task=task, variables=variables)]
         parts.append(getattr(self.executor, "prompt_note", ""))  # where the code runs, if not in the notebook
         if additional_args:
