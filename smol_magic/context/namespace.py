@@ -94,6 +94,8 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
         else:  # another container: asked name by name
             drop = lambda name: name in IPYTHON_NAMES or name in hidden  # noqa: E731
         names = list(filterfalse(drop, names))
+    elif len(maps) > 1 and len(names) < 64:  # a few names (a step's): looked up in each map
+        return {name: ns[name] for name in names if name not in IPYTHON_NAMES and _visible(name, ns[name], maps, hidden)}
     else:
         if len(maps) == 1:
             (only,) = maps
