@@ -97,17 +97,13 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     elif len(maps) > 1 and len(names) < 64:  # a few names (a step's): looked up in each map
         return {name: ns[name] for name in names if name not in IPYTHON_NAMES and _visible(name, ns[name], maps, hidden)}
     else:
-        if len(maps) == 1:
-            (only,) = maps
-        else:  # one dict where the first map holding a name wins, as in the ChainMap
-            only = {}
-            for each in reversed(maps):
-                only.update(each)
-        both = only.keys() & names if isinstance(only, dict) else {n for n in names if n in only}
-        dropped = IPYTHON_NAMES | {n for n in both if only[n] is ns[n]}
+        public, decided, dropped = set(names), set(), set(IPYTHON_NAMES)
+        for each in maps:  # the first map holding a name decides, as in the ChainMap
+            common = (each.keys() & public if isinstance(each, dict) else {n for n in public if n in each}) - decided
+            dropped.update(name for name in common if each[name] is ns[name])
+            decided |= common
         names = list(filterfalse(dropped.__contains__, names))
     return dict(zip(names, map(ns.__getitem__, names)))
-
 
 
 def still_bound(variables: dict[str, Any], ns: Mapping[str, Any], hidden: Container[str], bound: Iterable[str]
