@@ -1,18 +1,30 @@
 """A ``LiteLLMModel``'s direct route to an OpenAI-compatible server: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. For the plainest case, an ``openai/MODEL`` id aimed at an
-OpenAI-compatible server (vLLM, llama.cpp, LM Studio, a proxy: an ``api_base`` that is not
-openai.com) for a model litellm does not know, litellm sends the request as it is given: the
-model's name without ``openai/``, the messages, and the parameters. This module sends the same
-request itself (httpx is already a dependency) and reads the same reply; ``tests/test_direct.py``
-checks against the local test server that both routes send the same body and read the same reply.
+waited for it before its first request. Two kinds of ``openai/`` request are sent exactly as
+litellm would send them (the model's name without ``openai/``, the messages, the parameters), by
+this module itself (httpx is already a dependency), and the reply is read the same way:
+
+- a model litellm does not know, at an OpenAI-compatible server (vLLM, llama.cpp, LM Studio, a
+  proxy: an ``api_base`` that is not openai.com);
+- a hosted OpenAI chat model whose request litellm passes through unchanged, wherever it is
+  sent: decided from litellm's own cost map (``litellm_provider`` "openai", ``mode`` "chat", not
+  ``supports_reasoning``) and from the rules of litellm's OpenAI route (``litellm/llms/openai/``):
+  o-series and gpt-5/gpt-6 names get their own parameter rules (no ``stop``,
+  ``max_completion_tokens``, temperature 1 only), ``gpt-4`` and ``gpt-3.5-turbo-16k`` refuse
+  ``response_format``, and tool schemas with a top-level combinator are rewritten for openai.com.
+  A bare id of such a model (``gpt-4o-mini``) is taken too: litellm sends it to OpenAI unchanged.
+
+``tests/test_direct.py`` checks against the local test server, for every model the cost map puts
+on the direct route, that both routes send the same body and read the same reply (litellm given
+openai.com's rules and a proxy's).
 
 Anything litellm would change or that a user configured in litellm goes through litellm as before:
-litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), hosted
-OpenAI or a model in litellm's cost map (model-specific parameter rules), parameters beyond the plain
-sampling ones, content that is not text, tool schemas with regex ``pattern`` (litellm filters
-them), ``OPENAI_ORGANIZATION`` / ``OPENAI_PROJECT_ID`` (headers litellm adds).
+litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), reasoning
+models, an unknown model at openai.com, parameters beyond the plain sampling ones, content that is
+not text, tool schemas with regex ``pattern`` (litellm filters them) or a top-level combinator,
+``OPENAI_ORGANIZATION`` / ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` (headers litellm and the openai
+client add).
 """
 
 from __future__ import annotations
@@ -33,6 +45,11 @@ PREFIX = "openai/"
 PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n",
                           "presence_penalty", "frequency_penalty", "logit_bias"})
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+OPENAI_API = "https://api.openai.com/v1"  # litellm's address for openai models when none is given
+# litellm's OpenAIGPTConfig.get_supported_openai_params: the two models without response_format.
+NO_RESPONSE_FORMAT = frozenset({"gpt-4", "gpt-3.5-turbo-16k"})
+# Top-level keys of tool parameters litellm rewrites for openai.com (flatten_top_level_schema_combinators).
+COMBINATORS = frozenset({"oneOf", "anyOf", "allOf", "enum", "const", "not"})
 TRANSPORTS = ("auto", "litellm", "direct")
 
 
@@ -50,26 +67,65 @@ def api_base(given: str | None) -> str | None:
 
 
 def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: dict[str, Any], transport: str,
-          messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> Route | None:
+          messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+          response_format: dict[str, Any] | None = None) -> Route | None:
     """The direct route for this request, or None when it must go through litellm (see the module's doc)."""
-    if transport == "litellm" or not model_id.startswith(PREFIX):
+    if transport == "litellm" or (transport == "auto" and "litellm" in sys.modules):
         return None
-    if transport == "auto" and "litellm" in sys.modules:
-        return None
+    name = served_name(model_id)
     base = api_base(given_base)
-    host = urlparse(base).hostname if base else None
-    if not host or host == "openai.com" or host.endswith(".openai.com"):
+    if name is not None and plain_openai_chat_model(name):
+        base = base or OPENAI_API
+        if response_format and name in NO_RESPONSE_FORMAT:
+            return None
+    elif not model_id.startswith(PREFIX) or _gpt_reasoning(model_id[len(PREFIX):]) or _known_model(model_id):
         return None
-    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_PROJECT_ID"):
+    elif _is_openai_com(base):
         return None
-    if set(kwargs) - PASSED_AS_IS or _known_model(model_id):
+    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID") or os.environ.get("OPENAI_PROJECT_ID"):
+        return None
+    if set(kwargs) - PASSED_AS_IS:
         return None
     for message in messages:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), (str, type(None))):
             return None
-    if tools and '"pattern"' in json.dumps(tools):
+    if tools and ('"pattern"' in json.dumps(tools) or any(_top_level_combinator(tool) for tool in tools)):
         return None
     return Route(base.rstrip("/") + "/chat/completions", api_key or os.environ.get("OPENAI_API_KEY") or None)
+
+
+def served_name(model_id: str) -> str | None:
+    """The model's name as the server gets it: without ``openai/``; a bare id only if litellm's cost map
+    lists it as an OpenAI model (litellm then sends it to OpenAI), else None (another provider's)."""
+    if model_id.startswith(PREFIX):
+        return model_id[len(PREFIX):]
+    entry = model_cost_map().get(model_id)
+    return model_id if isinstance(entry, dict) and entry.get("litellm_provider") == "openai" else None
+
+
+def plain_openai_chat_model(name: str) -> bool:
+    """An OpenAI chat model whose request litellm's OpenAI route sends unchanged (see the module's doc)."""
+    entry = model_cost_map().get(name)
+    return (isinstance(entry, dict) and entry.get("litellm_provider") == "openai" and entry.get("mode") == "chat"
+            and not entry.get("supports_reasoning") and not name.startswith("ft:") and not _o_series(name) and not _gpt_reasoning(name))
+
+
+def _o_series(name: str) -> bool:
+    """litellm's ``is_model_o_series_model`` (for models in its cost map): o1, o3-mini, o4-mini..."""
+    short = name.rsplit("/", 1)[-1]
+    return len(short) > 1 and short[0] == "o" and short[1].isdigit()
+
+
+def _gpt_reasoning(name: str) -> bool:
+    """litellm's ``is_gpt_reasoning_series_name``, which applies to any name, known or not:
+    gpt-5-mini, gpt-6-..., but not gpt-5-chat."""
+    return any(marker in name for marker in ("gpt-5", "gpt-6")) and "gpt-5-chat" not in name.rsplit("/", 1)[-1]
+
+
+def _is_openai_com(base: str | None) -> bool:
+    """Where litellm applies openai.com's rules: no ``api_base`` at all, or an openai.com host."""
+    host = urlparse(base).hostname if base else None
+    return not host or host == "openai.com" or host.endswith(".openai.com")
 
 
 def _known_model(model_id: str) -> bool:
@@ -78,10 +134,16 @@ def _known_model(model_id: str) -> bool:
     return model_id in table or model_id[len(PREFIX):] in table
 
 
+def _top_level_combinator(tool: dict[str, Any]) -> bool:
+    """A tool whose parameters litellm rewrites for openai.com (``flatten_top_level_schema_combinators``)."""
+    parameters = (tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None
+    return isinstance(parameters, dict) and bool(COMBINATORS & set(parameters))
+
+
 def body(params: dict[str, Any]) -> dict[str, Any]:
     """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
     sent = dict(params)
-    sent["model"] = sent["model"][len(PREFIX):]
+    sent["model"] = served_name(sent["model"])
     return sent
 
 
