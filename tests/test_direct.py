@@ -29,6 +29,8 @@ from smol_magic.core.tools import tool
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}]
 # Every hosted OpenAI model the direct route takes, from litellm's own cost map (read without litellm).
 DIRECT_OPENAI_MODELS = sorted(name for name in bundled_map() if direct.plain_openai_chat_model(name))
+DEEPSEEK_MODELS = sorted({name.removeprefix("deepseek/") for name in bundled_map()
+                          if direct.deepseek_chat_model(name.removeprefix("deepseek/"))})
 
 
 @tool
@@ -129,6 +131,47 @@ def test_openai_models_left_to_litellm_are_ones_it_changes(srv: OpenAIServer, na
     expected = direct.body({"model": "openai/" + name, "messages": MESSAGES, "stop": ["<end>"], "temperature": 0.3,
                             "response_format": schema})
     assert sent != expected
+
+
+@pytest.mark.parametrize("name", DEEPSEEK_MODELS)
+def test_deepseek_models_on_the_direct_route_get_the_body_litellm_sends(srv: OpenAIServer, name: str):
+    models = [LiteLLMModel("deepseek/" + name, api_base=srv.base_url, api_key="k", transport=transport,
+                           temperature=0.3, max_tokens=200) for transport in ("litellm", "direct")]
+    for streaming in (False, True):
+        replies = []
+        for model in models:
+            srv.push_tool_calls(("weather", {"city": "Paris"}), usage=(40, 9))
+            deltas = ask(model, streaming, tools_to_call_from=[weather])
+            calls = [(c.name, c.arguments) for d in deltas for c in d.tool_calls] if streaming else \
+                [(c.name, c.arguments) for c in deltas.tool_calls]
+            replies.append(json.loads("".join(args for _, args in calls)))
+        litellm_body, direct_body = srv.bodies[-2:]
+        assert direct_body == litellm_body, name
+        assert direct_body["model"] == name and replies == [{"city": "Paris"}] * 2
+    assert srv.requests[-1].headers["authorization"] == "Bearer k"
+
+
+def test_deepseek_requests_go_where_litellm_sends_them_with_its_key(monkeypatch: pytest.MonkeyPatch):
+    from litellm.llms.deepseek.chat.transformation import DeepSeekChatConfig
+
+    def litellm_url(base):
+        return DeepSeekChatConfig().get_complete_url(
+            base or os.environ.get("DEEPSEEK_API_BASE"), "k", "deepseek-chat", {}, {})
+
+    monkeypatch.delenv("DEEPSEEK_API_BASE", raising=False)
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deep")
+    for base in (None, "http://127.0.0.1:9/v1/", "http://127.0.0.1:9/v1/chat/completions"):
+        found = direct.route("deepseek/deepseek-chat", base, None, {}, "direct", MESSAGES, None)
+        assert found == direct.Route(litellm_url(base), "sk-deep", "DEEPSEEK_API_KEY")
+    monkeypatch.setenv("DEEPSEEK_API_BASE", "http://127.0.0.1:9/beta")
+    assert direct.route("deepseek/deepseek-chat", None, None, {}, "direct", MESSAGES, None).url == litellm_url(None)
+    assert direct.route("deepseek/deepseek-chat", None, None, {"thinking": {"type": "enabled"}}, "direct",
+                        MESSAGES, None) is None, "thinking: litellm maps it and fills reasoning_content"
+    assert direct.route("deepseek/some-new-model", None, None, {}, "direct", MESSAGES, None) is None
+    monkeypatch.delenv("DEEPSEEK_API_KEY")
+    model = LiteLLMModel("deepseek/deepseek-chat", transport="direct")
+    with pytest.raises(Exception, match="set DEEPSEEK_API_KEY"):
+        asyncio.run(model.generate(MESSAGES))
 
 
 def test_requests_litellm_would_change_go_through_litellm(monkeypatch: pytest.MonkeyPatch):

@@ -13,11 +13,17 @@ this module itself (httpx is already a dependency), and the reply is read the sa
   o-series and gpt-5/gpt-6 names get their own parameter rules (no ``stop``,
   ``max_completion_tokens``, temperature 1 only), ``gpt-4`` and ``gpt-3.5-turbo-16k`` refuse
   ``response_format``, and tool schemas with a top-level combinator are rewritten for openai.com.
-  A bare id of such a model (``gpt-4o-mini``) is taken too: litellm sends it to OpenAI unchanged.
+  A bare id of such a model (``gpt-4o-mini``) is taken too: litellm sends it to OpenAI unchanged;
+- a DeepSeek chat model in the cost map (``deepseek/deepseek-chat``): litellm's DeepSeek route is
+  OpenAI's body at ``https://api.deepseek.com/beta`` (or ``DEEPSEEK_API_BASE``) with
+  ``DEEPSEEK_API_KEY`` (see ``deepseek_chat_model``). The other OpenAI-compatible providers litellm
+  has are left to it: it changes their requests (mistral drops ``stream_options``, xai refuses
+  ``stop`` for grok-4, fireworks_ai and together_ai check tools and response formats per model,
+  groq and openrouter have routes of their own).
 
 ``tests/test_direct.py`` checks against the local test server, for every model the cost map puts
-on the direct route, that both routes send the same body and read the same reply (litellm given
-openai.com's rules and a proxy's).
+on the direct route, that both routes send the same body and read the same reply (for OpenAI's,
+litellm given openai.com's rules and a proxy's).
 
 Anything litellm would change or that a user configured in litellm goes through litellm as before:
 litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), reasoning
@@ -46,6 +52,8 @@ PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_
                           "presence_penalty", "frequency_penalty", "logit_bias"})
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 OPENAI_API = "https://api.openai.com/v1"  # litellm's address for openai models when none is given
+DEEPSEEK_PREFIX = "deepseek/"
+DEEPSEEK_API = "https://api.deepseek.com/beta"  # litellm's, when neither api_base nor DEEPSEEK_API_BASE is given
 # litellm's OpenAIGPTConfig.get_supported_openai_params: the two models without response_format.
 NO_RESPONSE_FORMAT = frozenset({"gpt-4", "gpt-3.5-turbo-16k"})
 # Top-level keys of tool parameters litellm rewrites for openai.com (flatten_top_level_schema_combinators).
@@ -55,10 +63,11 @@ TRANSPORTS = ("auto", "litellm", "direct")
 
 @dataclass(frozen=True)
 class Route:
-    """Where a direct request goes, and with which key (None: no key given; the caller says which to set)."""
+    """Where a direct request goes, and with which key (None: no key given; ``key_variable`` says which to set)."""
 
     url: str
     api_key: str | None
+    key_variable: str = "OPENAI_API_KEY"
 
 
 def api_base(given: str | None) -> str | None:
@@ -72,42 +81,69 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
     """The direct route for this request, or None when it must go through litellm (see the module's doc)."""
     if transport == "litellm" or (transport == "auto" and "litellm" in sys.modules):
         return None
-    name = served_name(model_id)
-    base = api_base(given_base)
-    if name is not None and plain_openai_chat_model(name):
-        base = base or OPENAI_API
-        if response_format and name in NO_RESPONSE_FORMAT:
-            return None
-    elif not model_id.startswith(PREFIX) or _gpt_reasoning(model_id[len(PREFIX):]) or _known_model(model_id):
-        return None
-    elif _is_openai_com(base):
-        return None
-    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID") or os.environ.get("OPENAI_PROJECT_ID"):
-        return None
-    if set(kwargs) - PASSED_AS_IS:
+    target = _target(model_id, given_base, response_format)
+    if target is None or set(kwargs) - PASSED_AS_IS:
         return None
     for message in messages:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), (str, type(None))):
             return None
     if tools and ('"pattern"' in json.dumps(tools) or any(_top_level_combinator(tool) for tool in tools)):
         return None
-    return Route(base.rstrip("/") + "/chat/completions", api_key or os.environ.get("OPENAI_API_KEY") or None)
+    url, key_variable = target
+    return Route(url, api_key or os.environ.get(key_variable) or None, key_variable)
+
+
+def _target(model_id: str, given_base: str | None, response_format: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The chat-completions URL and the key's variable, as litellm resolves them, for a model it sends unchanged."""
+    if model_id.startswith(DEEPSEEK_PREFIX):
+        if not deepseek_chat_model(model_id[len(DEEPSEEK_PREFIX):]):
+            return None
+        # litellm's get_llm_provider and DeepSeekChatConfig.get_complete_url (ensure_api_route)
+        base = (given_base or os.environ.get("DEEPSEEK_API_BASE") or DEEPSEEK_API).rstrip("/")
+        return (base if urlparse(base).path.endswith("/chat/completions") else base + "/chat/completions",
+                "DEEPSEEK_API_KEY")
+    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID") or os.environ.get("OPENAI_PROJECT_ID"):
+        return None
+    name = served_name(model_id)
+    base = api_base(given_base)
+    if name is not None and plain_openai_chat_model(name):
+        if response_format and name in NO_RESPONSE_FORMAT:
+            return None
+        base = base or OPENAI_API
+    elif (not model_id.startswith(PREFIX) or _gpt_reasoning(model_id[len(PREFIX):]) or _known_model(model_id)
+          or _is_openai_com(base)):
+        return None
+    return base.rstrip("/") + "/chat/completions", "OPENAI_API_KEY"
 
 
 def served_name(model_id: str) -> str | None:
-    """The model's name as the server gets it: without ``openai/``; a bare id only if litellm's cost map
-    lists it as an OpenAI model (litellm then sends it to OpenAI), else None (another provider's)."""
-    if model_id.startswith(PREFIX):
-        return model_id[len(PREFIX):]
+    """The model's name as the server gets it: without ``openai/`` (or ``deepseek/``); a bare id only if
+    litellm's cost map lists it as an OpenAI model (litellm then sends it to OpenAI), else None."""
+    for prefix in (PREFIX, DEEPSEEK_PREFIX):
+        if model_id.startswith(prefix):
+            return model_id[len(prefix):]
     entry = model_cost_map().get(model_id)
     return model_id if isinstance(entry, dict) and entry.get("litellm_provider") == "openai" else None
+
+
+def deepseek_chat_model(name: str) -> bool:
+    """A DeepSeek chat model in litellm's cost map (``deepseek-chat`` or ``deepseek/deepseek-chat``).
+
+    litellm's DeepSeekChatConfig changes a request only for content lists (images, joined text), tools
+    not of type function, and the ``thinking`` / ``reasoning_effort`` parameters: none pass the checks
+    of ``route``; its default address is ``https://api.deepseek.com/beta``, its key ``DEEPSEEK_API_KEY``.
+    """
+    table = model_cost_map()
+    entry = table.get(DEEPSEEK_PREFIX + name) or table.get(name)
+    return isinstance(entry, dict) and entry.get("litellm_provider") == "deepseek" and entry.get("mode") == "chat"
 
 
 def plain_openai_chat_model(name: str) -> bool:
     """An OpenAI chat model whose request litellm's OpenAI route sends unchanged (see the module's doc)."""
     entry = model_cost_map().get(name)
     return (isinstance(entry, dict) and entry.get("litellm_provider") == "openai" and entry.get("mode") == "chat"
-            and not entry.get("supports_reasoning") and not name.startswith("ft:") and not _o_series(name) and not _gpt_reasoning(name))
+            and not entry.get("supports_reasoning") and not name.startswith("ft:") and not _o_series(name)
+            and not _gpt_reasoning(name))
 
 
 def _o_series(name: str) -> bool:

@@ -416,7 +416,8 @@ class LiteLLMModel(BaseModel):
     ``transport="auto"``, while litellm is not imported, sends a request that litellm would send
     unchanged directly, without importing litellm (seconds): an ``openai/`` model litellm does not
     know at an ``api_base`` that is not openai.com, or a hosted OpenAI chat model that litellm's cost
-    map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5): see ``core/direct.py``. ``"litellm"`` always goes
+    map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5), or a DeepSeek chat
+    model: see ``core/direct.py``. ``"litellm"`` always goes
     through litellm; ``"direct"`` takes the direct route even when litellm is imported.
     """
 
@@ -477,8 +478,8 @@ class LiteLLMModel(BaseModel):
         found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,
                              tool_schemas(tools), response_format)
         if found is not None and found.api_key is None:
-            raise ModelError(  # what litellm's validate_environment says of an openai/ model without a key
-                f"{self.model_id}: no API key: set OPENAI_API_KEY in the environment "
+            raise ModelError(  # what litellm's validate_environment says of such a model without a key
+                f"{self.model_id}: no API key: set {found.key_variable} in the environment "
                 f"(or pass api_key=... to {type(self).__name__})")
         return found
 
