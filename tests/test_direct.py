@@ -211,6 +211,11 @@ def test_requests_litellm_would_change_go_through_litellm(monkeypatch: pytest.Mo
         with monkeypatch.context() as env:
             env.setenv(header_variable, "org-1")
             assert routed(model_id="gpt-4o-mini") is None, f"{header_variable}: a header litellm's client adds"
+    for setting in ("LITELLM_ROUTE_ALL_CHAT_OPENAI_TO_RESPONSES", "LITELLM_MODIFY_PARAMS"):
+        with monkeypatch.context() as env:
+            env.setenv(setting, "true")
+            assert routed(model_id="gpt-4o-mini") is None, f"{setting}: litellm sends another request"
+            assert direct.route("deepseek/deepseek-chat", None, "k", {}, "direct", MESSAGES, None) is None
 
 
 def test_once_litellm_is_imported_auto_goes_through_it(monkeypatch: pytest.MonkeyPatch):
@@ -237,8 +242,7 @@ def test_a_fresh_kernel_asks_without_importing_litellm(srv: OpenAIServer, model_
         ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
         print("ANSWER", ip.user_ns.get("answer"), "LITELLM", "litellm" in sys.modules)
     """)
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
-                                                             "OPENAI_ORGANIZATION")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k not in direct.LITELLM_SETTINGS}
     env.update(OPENAI_API_BASE=srv.base_url, OPENAI_API_KEY="sk-test", SMOL_MAGIC_STORE="", SMOL_MAGIC_MODEL=model_id)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "ANSWER hi there LITELLM False" in out.stdout, out.stdout + out.stderr

@@ -30,7 +30,7 @@ litellm already imported (its callbacks, ``litellm.api_base`` and other globals 
 models, an unknown model at openai.com, parameters beyond the plain sampling ones, content that is
 not text, tool schemas with regex ``pattern`` (litellm filters them) or a top-level combinator,
 ``OPENAI_ORGANIZATION`` / ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` (headers litellm and the openai
-client add).
+client add), ``LITELLM_MODIFY_PARAMS`` and the other settings in ``LITELLM_SETTINGS``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_
                           "presence_penalty", "frequency_penalty", "logit_bias"})
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 OPENAI_API = "https://api.openai.com/v1"  # litellm's address for openai models when none is given
+# Set in the environment, these make litellm send something else: the Responses API, modified or dropped params.
+LITELLM_SETTINGS = ("LITELLM_ROUTE_ALL_CHAT_OPENAI_TO_RESPONSES", "LITELLM_MODIFY_PARAMS", "LITELLM_DROP_PARAMS")
+# Headers litellm or the openai client it uses add to OpenAI requests.
+OPENAI_HEADER_VARIABLES = ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_PROJECT")
 DEEPSEEK_PREFIX = "deepseek/"
 DEEPSEEK_API = "https://api.deepseek.com/beta"  # litellm's, when neither api_base nor DEEPSEEK_API_BASE is given
 # litellm's OpenAIGPTConfig.get_supported_openai_params: the two models without response_format.
@@ -81,6 +85,8 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
     """The direct route for this request, or None when it must go through litellm (see the module's doc)."""
     if transport == "litellm" or (transport == "auto" and "litellm" in sys.modules):
         return None
+    if any(os.environ.get(name) for name in LITELLM_SETTINGS):
+        return None
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -102,7 +108,7 @@ def _target(model_id: str, given_base: str | None, response_format: dict[str, An
         base = (given_base or os.environ.get("DEEPSEEK_API_BASE") or DEEPSEEK_API).rstrip("/")
         return (base if urlparse(base).path.endswith("/chat/completions") else base + "/chat/completions",
                 "DEEPSEEK_API_KEY")
-    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_ORG_ID") or os.environ.get("OPENAI_PROJECT_ID"):
+    if any(os.environ.get(name) for name in OPENAI_HEADER_VARIABLES):
         return None
     name = served_name(model_id)
     base = api_base(given_base)
