@@ -1,9 +1,9 @@
 """A ``LiteLLMModel``'s direct route to an OpenAI-compatible server: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. Two kinds of ``openai/`` request are sent exactly as
-litellm would send them (the model's name without ``openai/``, the messages, the parameters), by
-this module itself (httpx is already a dependency), and the reply is read the same way:
+waited for it before its first request. Three kinds of request are sent exactly as litellm would
+send them (the model's name without its ``openai/`` or ``deepseek/`` prefix, the messages, the
+parameters), by this module itself (httpx is already a dependency), and the reply is read the same way:
 
 - a model litellm does not know, at an OpenAI-compatible server (vLLM, llama.cpp, LM Studio, a
   proxy: an ``api_base`` that is not openai.com);
