@@ -1,18 +1,36 @@
 """A ``LiteLLMModel``'s direct route to an OpenAI-compatible server: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. For the plainest case, an ``openai/MODEL`` id aimed at an
-OpenAI-compatible server (vLLM, llama.cpp, LM Studio, a proxy: an ``api_base`` that is not
-openai.com) for a model litellm does not know, litellm sends the request as it is given: the
-model's name without ``openai/``, the messages, and the parameters. This module sends the same
-request itself (httpx is already a dependency) and reads the same reply; ``tests/test_direct.py``
-checks against the local test server that both routes send the same body and read the same reply.
+waited for it before its first request. Three kinds of request are sent exactly as litellm would
+send them (the model's name without its ``openai/`` or ``deepseek/`` prefix, the messages, the
+parameters), by this module itself (httpx is already a dependency), and the reply is read the same way:
+
+- a model litellm does not know, at an OpenAI-compatible server (vLLM, llama.cpp, LM Studio, a
+  proxy: an ``api_base`` that is not openai.com);
+- a hosted OpenAI chat model whose request litellm passes through unchanged, wherever it is
+  sent: decided from litellm's own cost map (``litellm_provider`` "openai", ``mode`` "chat", not
+  ``supports_reasoning``) and from the rules of litellm's OpenAI route (``litellm/llms/openai/``):
+  o-series and gpt-5/gpt-6 names get their own parameter rules (no ``stop``,
+  ``max_completion_tokens``, temperature 1 only), ``gpt-4`` and ``gpt-3.5-turbo-16k`` refuse
+  ``response_format``, and tool schemas with a top-level combinator are rewritten for openai.com.
+  A bare id of such a model (``gpt-4o-mini``) is taken too: litellm sends it to OpenAI unchanged;
+- a DeepSeek chat model in the cost map (``deepseek/deepseek-chat``): litellm's DeepSeek route is
+  OpenAI's body at ``https://api.deepseek.com/beta`` (or ``DEEPSEEK_API_BASE``) with
+  ``DEEPSEEK_API_KEY`` (see ``deepseek_chat_model``). The other OpenAI-compatible providers litellm
+  has are left to it: it changes their requests (mistral drops ``stream_options``, xai refuses
+  ``stop`` for grok-4, fireworks_ai and together_ai check tools and response formats per model,
+  groq and openrouter have routes of their own).
+
+``tests/test_direct.py`` checks against the local test server, for every model the cost map puts
+on the direct route, that both routes send the same body and read the same reply (for OpenAI's,
+litellm given openai.com's rules and a proxy's).
 
 Anything litellm would change or that a user configured in litellm goes through litellm as before:
-litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), hosted
-OpenAI or a model in litellm's cost map (model-specific parameter rules), parameters beyond the plain
-sampling ones, content that is not text, tool schemas with regex ``pattern`` (litellm filters
-them), ``OPENAI_ORGANIZATION`` / ``OPENAI_PROJECT_ID`` (headers litellm adds).
+litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), reasoning
+models, an unknown model at openai.com, parameters beyond the plain sampling ones, content that is
+not text, tool schemas with regex ``pattern`` (litellm filters them) or a top-level combinator,
+``OPENAI_ORGANIZATION`` / ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` (headers litellm and the openai
+client add), ``LITELLM_MODIFY_PARAMS`` and the other settings in ``LITELLM_SETTINGS``.
 """
 
 from __future__ import annotations
@@ -33,15 +51,27 @@ PREFIX = "openai/"
 PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n",
                           "presence_penalty", "frequency_penalty", "logit_bias"})
 ROLES = frozenset({"system", "user", "assistant", "tool"})
+OPENAI_API = "https://api.openai.com/v1"  # litellm's address for openai models when none is given
+# Set in the environment, these make litellm send something else: the Responses API, modified or dropped params.
+LITELLM_SETTINGS = ("LITELLM_ROUTE_ALL_CHAT_OPENAI_TO_RESPONSES", "LITELLM_MODIFY_PARAMS", "LITELLM_DROP_PARAMS")
+# Headers litellm or the openai client it uses add to OpenAI requests.
+OPENAI_HEADER_VARIABLES = ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_PROJECT")
+DEEPSEEK_PREFIX = "deepseek/"
+DEEPSEEK_API = "https://api.deepseek.com/beta"  # litellm's, when neither api_base nor DEEPSEEK_API_BASE is given
+# litellm's OpenAIGPTConfig.get_supported_openai_params: the two models without response_format.
+NO_RESPONSE_FORMAT = frozenset({"gpt-4", "gpt-3.5-turbo-16k"})
+# Top-level keys of tool parameters litellm rewrites for openai.com (flatten_top_level_schema_combinators).
+COMBINATORS = frozenset({"oneOf", "anyOf", "allOf", "enum", "const", "not"})
 TRANSPORTS = ("auto", "litellm", "direct")
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where a direct request goes, and with which key (None: no key given; the caller says which to set)."""
+    """Where a direct request goes, and with which key (None: no key given; ``key_variable`` says which to set)."""
 
     url: str
     api_key: str | None
+    key_variable: str = "OPENAI_API_KEY"
 
 
 def api_base(given: str | None) -> str | None:
@@ -50,26 +80,94 @@ def api_base(given: str | None) -> str | None:
 
 
 def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: dict[str, Any], transport: str,
-          messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> Route | None:
+          messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+          response_format: dict[str, Any] | None = None) -> Route | None:
     """The direct route for this request, or None when it must go through litellm (see the module's doc)."""
-    if transport == "litellm" or not model_id.startswith(PREFIX):
+    if transport == "litellm" or (transport == "auto" and "litellm" in sys.modules):
         return None
-    if transport == "auto" and "litellm" in sys.modules:
+    if any(os.environ.get(name) for name in LITELLM_SETTINGS):
         return None
-    base = api_base(given_base)
-    host = urlparse(base).hostname if base else None
-    if not host or host == "openai.com" or host.endswith(".openai.com"):
-        return None
-    if os.environ.get("OPENAI_ORGANIZATION") or os.environ.get("OPENAI_PROJECT_ID"):
-        return None
-    if set(kwargs) - PASSED_AS_IS or _known_model(model_id):
+    target = _target(model_id, given_base, response_format)
+    if target is None or set(kwargs) - PASSED_AS_IS:
         return None
     for message in messages:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), (str, type(None))):
             return None
-    if tools and '"pattern"' in json.dumps(tools):
+    if tools and ('"pattern"' in json.dumps(tools) or any(_top_level_combinator(tool) for tool in tools)):
         return None
-    return Route(base.rstrip("/") + "/chat/completions", api_key or os.environ.get("OPENAI_API_KEY") or None)
+    url, key_variable = target
+    return Route(url, api_key or os.environ.get(key_variable) or None, key_variable)
+
+
+def _target(model_id: str, given_base: str | None, response_format: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The chat-completions URL and the key's variable, as litellm resolves them, for a model it sends unchanged."""
+    if model_id.startswith(DEEPSEEK_PREFIX):
+        if not deepseek_chat_model(model_id[len(DEEPSEEK_PREFIX):]):
+            return None
+        # litellm's get_llm_provider and DeepSeekChatConfig.get_complete_url (ensure_api_route)
+        base = (given_base or os.environ.get("DEEPSEEK_API_BASE") or DEEPSEEK_API).rstrip("/")
+        return (base if urlparse(base).path.endswith("/chat/completions") else base + "/chat/completions",
+                "DEEPSEEK_API_KEY")
+    if any(os.environ.get(name) for name in OPENAI_HEADER_VARIABLES):
+        return None
+    name = served_name(model_id)
+    base = api_base(given_base)
+    if name is not None and plain_openai_chat_model(name):
+        if response_format and name in NO_RESPONSE_FORMAT:
+            return None
+        base = base or OPENAI_API
+    elif (not model_id.startswith(PREFIX) or _gpt_reasoning(model_id[len(PREFIX):]) or _known_model(model_id)
+          or _is_openai_com(base)):
+        return None
+    return base.rstrip("/") + "/chat/completions", "OPENAI_API_KEY"
+
+
+def served_name(model_id: str) -> str | None:
+    """The model's name as the server gets it: without ``openai/`` (or ``deepseek/``); a bare id only if
+    litellm's cost map lists it as an OpenAI model (litellm then sends it to OpenAI), else None."""
+    for prefix in (PREFIX, DEEPSEEK_PREFIX):
+        if model_id.startswith(prefix):
+            return model_id[len(prefix):]
+    entry = model_cost_map().get(model_id)
+    return model_id if isinstance(entry, dict) and entry.get("litellm_provider") == "openai" else None
+
+
+def deepseek_chat_model(name: str) -> bool:
+    """A DeepSeek chat model in litellm's cost map (``deepseek-chat`` or ``deepseek/deepseek-chat``).
+
+    litellm's DeepSeekChatConfig changes a request only for content lists (images, joined text), tools
+    not of type function, and the ``thinking`` / ``reasoning_effort`` parameters: none pass the checks
+    of ``route``; its default address is ``https://api.deepseek.com/beta``, its key ``DEEPSEEK_API_KEY``.
+    """
+    table = model_cost_map()
+    entry = table.get(DEEPSEEK_PREFIX + name) or table.get(name)
+    return isinstance(entry, dict) and entry.get("litellm_provider") == "deepseek" and entry.get("mode") == "chat"
+
+
+def plain_openai_chat_model(name: str) -> bool:
+    """An OpenAI chat model whose request litellm's OpenAI route sends unchanged (see the module's doc)."""
+    entry = model_cost_map().get(name)
+    return (isinstance(entry, dict) and entry.get("litellm_provider") == "openai" and entry.get("mode") == "chat"
+            and not entry.get("supports_reasoning") and not name.startswith("ft:") and not _o_series(name)
+            and not _gpt_reasoning(name))
+
+
+def _o_series(name: str) -> bool:
+    """litellm's ``is_model_o_series_model`` (for models in its cost map): o1, o3-mini, o4-mini..."""
+    short = name.rsplit("/", 1)[-1]
+    return len(short) > 1 and short[0] == "o" and short[1].isdigit()
+
+
+def _gpt_reasoning(name: str) -> bool:
+    """litellm's ``is_gpt_reasoning_series_name``, which applies to any name, known or not:
+    gpt-5-mini, gpt-6-..., but not gpt-5-chat."""
+    return any(marker in name for marker in ("gpt-5", "gpt-6")) and "gpt-5-chat" not in name.rsplit("/", 1)[-1]
+
+
+def _is_openai_com(base: str | None) -> bool:
+    """Where litellm applies openai.com's rules: no ``api_base`` at all, or an openai.com host."""
+    host = urlparse(base).hostname if base else None
+    return not host or host == "openai.com" or host.endswith(".openai.com")
 
 
 def _known_model(model_id: str) -> bool:
@@ -78,10 +176,16 @@ def _known_model(model_id: str) -> bool:
     return model_id in table or model_id[len(PREFIX):] in table
 
 
+def _top_level_combinator(tool: dict[str, Any]) -> bool:
+    """A tool whose parameters litellm rewrites for openai.com (``flatten_top_level_schema_combinators``)."""
+    parameters = (tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None
+    return isinstance(parameters, dict) and bool(COMBINATORS & set(parameters))
+
+
 def body(params: dict[str, Any]) -> dict[str, Any]:
     """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
     sent = dict(params)
-    sent["model"] = sent["model"][len(PREFIX):]
+    sent["model"] = served_name(sent["model"])
     return sent
 
 

@@ -413,9 +413,11 @@ def _litellm():
 class LiteLLMModel(BaseModel):
     """Any provider litellm knows (``openai/gpt-4o-mini``, ``ollama/llama3.1``, ...).
 
-    ``transport="auto"`` sends a request that litellm would send unchanged to an OpenAI-compatible
-    server (an ``openai/`` model litellm does not know, at an ``api_base`` that is not openai.com)
-    directly, without importing litellm (seconds): see ``core/direct.py``. ``"litellm"`` always goes
+    ``transport="auto"``, while litellm is not imported, sends a request that litellm would send
+    unchanged directly, without importing litellm (seconds): an ``openai/`` model litellm does not
+    know at an ``api_base`` that is not openai.com, or a hosted OpenAI chat model that litellm's cost
+    map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5), or a DeepSeek chat
+    model: see ``core/direct.py``. ``"litellm"`` always goes
     through litellm; ``"direct"`` takes the direct route even when litellm is imported.
     """
 
@@ -470,13 +472,14 @@ class LiteLLMModel(BaseModel):
         """Its first request goes through litellm (a hosted or known model): worth importing litellm early."""
         return direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, [], None) is None
 
-    def _route(self, messages: Messages, tools: list[Any] | None) -> direct.Route | None:
+    def _route(self, messages: Messages, tools: list[Any] | None,
+               response_format: dict[str, Any] | None) -> direct.Route | None:
         """The direct route to an OpenAI-compatible server for this request, or None for litellm's."""
         found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,
-                             tool_schemas(tools))
+                             tool_schemas(tools), response_format)
         if found is not None and found.api_key is None:
-            raise ModelError(  # what litellm's validate_environment says of an openai/ model without a key
-                f"{self.model_id}: no API key: set OPENAI_API_KEY in the environment "
+            raise ModelError(  # what litellm's validate_environment says of such a model without a key
+                f"{self.model_id}: no API key: set {found.key_variable} in the environment "
                 f"(or pass api_key=... to {type(self).__name__})")
         return found
 
@@ -504,7 +507,7 @@ class LiteLLMModel(BaseModel):
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
                        tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
-        route = self._route(messages, tools_to_call_from)
+        route = self._route(messages, tools_to_call_from, response_format)
         if route is not None:
             async def post(remaining: float):
                 params = _chat_request(self.model_id, messages, stop_sequences, False, tools_to_call_from,
@@ -525,7 +528,7 @@ class LiteLLMModel(BaseModel):
         self, messages: Messages, stop_sequences: list[str] | None = None,
         tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
-        route = self._route(messages, tools_to_call_from)
+        route = self._route(messages, tools_to_call_from, response_format)
         if route is not None:
             async def call(remaining: float):
                 params = _chat_request(self.model_id, messages, stop_sequences, True, tools_to_call_from,
