@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.memory import ActionStep, MemoryStep, PlanningStep, shared_prefix, step_from_dict
-from ..safety.redact import redact_data
+from ..safety.redact import current
 
 INPUTS = "model_input_messages"
 
@@ -55,6 +55,8 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
     serialised: the cost of a step does not grow with the conversation (the prefix is
     compared by ``==``, which for the same strings is a pointer or a memcmp).
     """
+    secrets = current()
+    scrub = secrets.redact_data if secrets else _as_is  # no secret known: nothing to walk (serialised at once)
     messages = list(getattr(step, INPUTS, None) or [])
     has_inputs = isinstance(step, (ActionStep, PlanningStep))
     data = step.to_dict(lambda _: None)  # the input messages go to their own table, below
@@ -63,19 +65,23 @@ def step_row(step: MemoryStep, previous: Inputs) -> tuple[StepRow, Inputs]:
     inputs, new, after = None, [], previous
     if has_inputs:
         keep = shared_prefix(previous.messages, messages)
-        fresh = redact_data(messages[keep:])
+        fresh = scrub(messages[keep:])
         new = [(digest(text), text) for text in map(body, fresh)]
         inputs = json.dumps({"keep": keep, "new": [h for h, _ in new]})
         after = Inputs(messages)
     started, ended = _times(step)
     row = StepRow(
         kind=step.kind, step_number=getattr(step, "step_number", None),
-        data=json.dumps(redact_data(data), ensure_ascii=False, default=repr), inputs=inputs, new_messages=new,
+        data=json.dumps(scrub(data), ensure_ascii=False, default=repr), inputs=inputs, new_messages=new,
         started=started, ended=ended,
         input_tokens=getattr(usage, "input_tokens", 0) or 0, output_tokens=getattr(usage, "output_tokens", 0) or 0,
         cost=getattr(usage, "cost", None),
     )
     return row, after
+
+
+def _as_is(data: Any) -> Any:
+    return data
 
 
 def _times(step: MemoryStep) -> tuple[float | None, float | None]:
