@@ -659,6 +659,13 @@ def test_the_listing_follows_rebinding_and_registrations_between_runs():
     second = nsm.summarize(ns)
     assert "rate: float = 0.5" in second and "label: str = 'south'" in second
 
+    ns["regions"], ns["limits"] = ["north", "west"], {"low": 0.0}
+    assert "regions: list of 2: ['north', 'west']" in nsm.summarize(ns)
+    ns["regions"].append("east")  # changed in place, and an equal value of another look
+    ns["regions"][0], ns["limits"]["low"] = "south", -0.0
+    changed = nsm.summarize(ns)
+    assert "regions: list of 3: ['south', 'west', 'east']" in changed and "limits: dict of 1: {'low': -0.0}" in changed
+
     class Percent(float):
         pass
 

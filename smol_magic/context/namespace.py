@@ -47,7 +47,7 @@ import types
 import weakref
 from collections import ChainMap, deque
 from collections.abc import Mapping, Sequence, Set
-from itertools import compress, filterfalse, islice, repeat
+from itertools import chain, compress, filterfalse, islice, repeat
 import operator
 from operator import is_not
 from typing import Any, Callable, Container, Iterable
@@ -183,27 +183,51 @@ def _named_parts(name: str, value: Any, known: redact.Secrets | None = None) -> 
 
 _ATOMS = frozenset({int, float, bool, complex, str, bytes, type(None)})  # values that cannot change
 _SHORT_ATOM = 256  # a str or bytes no longer than this is remembered with its headline
-_HEADS: dict[str, tuple[Any, str, int, Any]] = {}  # name -> (value, headline, registrations, secrets) last shown
+_SMALL = 8  # items: a list, tuple or dict this small, of such values, is remembered by its items
+_HEADS: dict[str, tuple] = {}  # name -> (type, items, headline, registrations, secrets) last shown
 
 
 def _summary_parts(name: str, value: Any, known: redact.Secrets) -> tuple[str, Callable[[], list[str]]]:
-    """``_named_parts`` for the prompt's listing, which every run builds again for the same variables: the
-    headline of a number or short string is kept while its name holds that very object (it cannot change),
-    no ``describe`` was registered and the known secrets are the same."""
+    """``_named_parts`` for the prompt's listing, which every run builds again for the same variables.
+
+    The headline of a number, a short string, or a small list, tuple or dict of those is kept while the
+    name holds the same type with the very same items (compared by identity: the cache holds the items,
+    not the container, so they cannot be freed and their ids reused), no ``describe`` was registered and
+    the known secrets are the same. Such a headline depends on nothing else.
+    """
     kind = type(value)
-    if kind not in _ATOMS or (kind in (str, bytes) and len(value) > _SHORT_ATOM):
+    items = _items(value, kind)
+    if items is None:
         return _named_parts(name, value, known)
     hit = _HEADS.get(name)
     registered = len(describe.registry)
-    if hit is not None and hit[0] is value and hit[2] == registered and hit[3] is known:
-        return hit[1], list
+    if (hit is not None and hit[0] is kind and len(hit[1]) == len(items) and all(map(operator.is_, hit[1], items))
+            and hit[3] == registered and hit[4] is known):
+        return hit[2], list
     head, details = _named_parts(name, value, known)
     if describe.dispatch(kind) is not _DEFAULT:  # a registered summary may have detail lines: not kept
         return head, details
     if len(_HEADS) >= 65_536:
         _HEADS.clear()
-    _HEADS[name] = (value, head, registered, known)
+    _HEADS[name] = (kind, items, head, registered, known)
     return head, details
+
+
+def _items(value: Any, kind: type) -> tuple | None:
+    """``(value,)`` for an atom, the items of a small container of atoms (a dict's keys and values), or None."""
+    if kind in _ATOMS:
+        return (value,) if kind not in (str, bytes) or len(value) <= _SHORT_ATOM else None
+    if kind is list or kind is tuple:
+        items = tuple(value) if len(value) <= _SMALL else None
+    elif kind is dict:
+        items = tuple(chain.from_iterable(value.items())) if len(value) <= _SMALL else None
+    else:
+        return None
+    if items is None or not _ATOMS.issuperset(map(type, items)):
+        return None
+    if any(len(item) > _SHORT_ATOM for item in items if type(item) in (str, bytes)):
+        return None
+    return items
 
 
 def _parts(value: Any) -> tuple[str, Callable[[], list[str]]]:
