@@ -477,7 +477,9 @@ def _jsonable(value: Any) -> Any:
 def alternate_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge consecutive messages of one role: many chat templates require user/assistant turns to alternate.
 
-    Tool calls and ``tool`` answers are never merged: each answer belongs to its call's id.
+    Tool calls and ``tool`` answers are never merged: each answer belongs to its call's id. A merge
+    makes a new message; the others are the very objects given (copying each one, each step, made a
+    request's cost grow with the run), and none of them is changed.
     """
     merged: list[dict[str, Any]] = []
     for message in messages:
@@ -486,5 +488,5 @@ def alternate_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             merged[-1] = {"role": message["role"],
                           "content": (merged[-1]["content"] or "") + "\n\n" + (message["content"] or "")}
         else:
-            merged.append(dict(message))
+            merged.append(message)
     return merged
