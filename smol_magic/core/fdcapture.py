@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import threading
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @functools.cache
@@ -87,12 +87,31 @@ class _Fd:
 _FD = _Fd()
 
 
+@functools.cache
+def _pending_bytes() -> tuple[Any, list[Any]] | None:
+    """glibc's ``__fpending`` and its ``stdout``, ``stderr``: how many bytes C holds unwritten; None elsewhere."""
+    libc = _libc(True) if sys.platform.startswith("linux") else None
+    try:
+        fpending = libc.__fpending  # type: ignore[union-attr]
+        streams = [ctypes.c_void_p.in_dll(libc, name) for name in ("stdout", "stderr")]
+    except (AttributeError, ValueError):
+        return None
+    fpending.restype, fpending.argtypes = ctypes.c_size_t, (ctypes.c_void_p,)
+    return fpending, streams
+
+
 def _flush_c_streams(to_files: bool = False) -> None:
     """C's stdio buffers what it prints; flush it so the bytes land while our files are in place.
 
     ``to_files``: fds 1 and 2 point at our files, where a write never waits, so the GIL is kept;
-    before that they may be a pipe that is full until another Python thread reads it.
+    before that they may be a pipe that is full until another Python thread reads it, so the GIL
+    is released, and that hands it to any thread that waits for it: C's stdout and stderr are
+    first asked (keeping the GIL) whether they hold anything at all, which they seldom do.
     """
+    if not to_files:
+        pending = _pending_bytes()
+        if pending is not None and not any(pending[0](stream.value) for stream in pending[1] if stream.value):
+            return
     libc = _libc(to_files)
     if libc is not None:
         with contextlib.suppress(Exception):
