@@ -11,7 +11,7 @@ in a cell. This script measures, in one process:
    ``exec(compile(code, "<bench>", "exec"), ns)`` on a plain dict (target <= 1.10);
    and, if smolagents is installed, its AST-interpreting ``LocalPythonExecutor``;
 2. the agent loop's own cost per step: a ``CodeAgent`` driven by a
-   ``ScriptedModel`` through many trivial steps (target <= 3 ms per step);
+   ``ScriptedModel`` through many trivial steps (target <= 1 ms per step, issue 17);
 3. how the fixed cost of one action grows with the session's history.
 
 Reference columns: IPython's own ``run_cell`` (the floor under KernelExecutor)
@@ -51,7 +51,10 @@ from smol_magic.core.models import ScriptedModel  # noqa: E402
 REPEATS = 5
 SMOL_REPEATS = 1
 TARGET_RATIO = 1.10
-TARGET_STEP_MS = 3.0
+# fib(22) lasts ~3.5 ms: the fixed cost of an action weighs on it, as IPython's own per-cell cost does on
+# run_cell's (~1.25-1.5): its target (issue 17) is to stay below that.
+TARGET_RATIOS = {"fib(22)": 1.25}
+TARGET_STEP_MS = 1.0
 AGENT_STEPS = 50
 ROWS = 1_000_000
 EXTRA_CELLS = 5_000
@@ -210,7 +213,7 @@ class TimedExecutor:
 
     def __init__(self, inner: Any, shell: InteractiveShell):
         self.inner, self.shell, self.namespace = inner, shell, inner.namespace
-        self.in_execute = self.settling = 0.0
+        self.in_execute = self.settling = self.settling_cpu = 0.0
 
     def send_tools(self, tools: dict[str, Any]) -> None:
         self.inner.send_tools(tools)
@@ -222,7 +225,9 @@ class TimedExecutor:
         return self.inner.hidden()
 
     def execute(self, code: str, timeout: float | None = None, tree: Any = None) -> Any:
+        cpu = time.thread_time()
         self.settling += settle(self.shell, collect=False)  # the loop's own garbage is part of its cost
+        self.settling_cpu += time.thread_time() - cpu
         start = time.perf_counter()
         try:
             return self.inner.execute(code, timeout, tree=tree)  # the guard's tree, as the agent passes it
@@ -230,24 +235,29 @@ class TimedExecutor:
             self.in_execute += time.perf_counter() - start
 
 
-def measure_agent(make_executor: Callable[[], Any], shell: InteractiveShell) -> tuple[float, float, float]:
-    """Medians over REPEATS runs of seconds per step, of which in execute, and settling (left out)."""
+def measure_agent(make_executor: Callable[[], Any], shell: InteractiveShell) -> tuple[float, float, float, float]:
+    """Medians over REPEATS runs of seconds per step, of which in execute, settling (left out), and the
+    main thread's CPU seconds per step (settling left out): the work itself, whatever else the machine runs."""
     replies = ["Thought: a trivial step.\n```python\nx = 1\n```"] * AGENT_STEPS
     replies.append("Thought: done.\n```python\nfinal_answer(x)\n```")
     steps = len(replies)
-    per_step, in_execute, settling = [], [], []
+    per_step, in_execute, settling, cpu = [], [], [], []
     for _ in range(REPEATS):
         executor = TimedExecutor(make_executor(), shell)
         # timeout=60 is what %%agent passes by default: SIGALRM is armed around every action.
         agent = CodeAgent(model=ScriptedModel(replies), executor=executor, max_steps=steps, timeout=60)
+        start_cpu = time.thread_time()
         elapsed = timed(shell, lambda: asyncio.run(agent.arun("set x to 1, many times")))
+        used_cpu = time.thread_time() - start_cpu
         run = agent.runs[-1]
         if run.state != "done" or run.output != 1 or len(run.action_steps) != steps:
             raise AssertionError(f"the scripted run did not end as expected: {run.state} {run.error}")
         per_step.append((elapsed - executor.settling) / steps)
         in_execute.append(executor.in_execute / steps)
         settling.append(executor.settling / steps)
-    return statistics.median(per_step), statistics.median(in_execute), statistics.median(settling)
+        cpu.append((used_cpu - executor.settling_cpu) / steps)
+    return (statistics.median(per_step), statistics.median(in_execute), statistics.median(settling),
+            statistics.median(cpu))
 
 
 # -- 3. growth with the session ---------------------------------------------------
@@ -332,9 +342,12 @@ def main() -> int:
     print(f"times: medians of {REPEATS} repetitions after 1 warm-up; a repetition of a short workload is "
           f"the mean of xN calls (N shown) so that it lasts >= {MIN_REPEAT_SECONDS:g} s")
     print(f"ratio = median over the repetitions of time / time of plain exec(compile(code)) on a dict; "
-          f"target <= {TARGET_RATIO:.2f}")
+          f"target <= {TARGET_RATIO:.2f}" + "".join(f", {label}: <= {target:.2f}" for label, target in TARGET_RATIOS.items()))
     rows = measure_workloads(shell, df, smol)
     with_smol = isinstance(smol, Runner)
+
+    def target(row: dict[str, Any]) -> float:
+        return TARGET_RATIOS.get(row["label"], TARGET_RATIO)
 
     def workload(row: dict[str, Any]) -> str:
         return f"{row['label']} x{row['number']}" if row["number"] > 1 else row["label"]
@@ -343,9 +356,9 @@ def main() -> int:
         ("workload", 22, lambda r: f"{workload(r):<22}"),
         ("exec ms", 8, lambda r: f"{r['exec'] * 1e3:8.1f}"),
         ("kernel ms", 9, lambda r: f"{r['kernel'] * 1e3:9.1f}"),
-        ("ratio", 10, lambda r: f"{r['kernel ratio']:5.3f} {verdict(r['kernel ratio'], TARGET_RATIO):<4}"),
+        ("ratio", 10, lambda r: f"{r['kernel ratio']:5.3f} {verdict(r['kernel ratio'], target(r)):<4}"),
         ("local ms", 8, lambda r: f"{r['local'] * 1e3:8.1f}"),
-        ("ratio", 10, lambda r: f"{r['local ratio']:5.3f} {verdict(r['local ratio'], TARGET_RATIO):<4}"),
+        ("ratio", 10, lambda r: f"{r['local ratio']:5.3f} {verdict(r['local ratio'], target(r)):<4}"),
         ("t=60", 5, lambda r: f"{r['kernel t=60 ratio']:5.3f}"),
         ("run_cell", 8, lambda r: f"{r['run_cell ratio']:8.3f}"),
         ("noise", 5, lambda r: f"{r['noise ratio']:5.3f}"),
@@ -381,12 +394,15 @@ def main() -> int:
           "final_answer), default renderer, timeout=60; the code is trivial, so total/step is all overhead")
     executors = (("KernelExecutor", lambda: KernelExecutor(shell)), ("LocalPythonExecutor", LocalPythonExecutor))
     for name, make in executors:
-        total, in_exec, settling = measure_agent(make, shell)
+        total, in_exec, settling, cpu = measure_agent(make, shell)
         print(f"  {name:<19} {total * 1e3:6.3f} ms/step  {verdict(total * 1e3, TARGET_STEP_MS):<4} "
               f"(target <= {TARGET_STEP_MS:g} ms) = {in_exec * 1e3:.3f} ms in execute() "
-              f"+ {(total - in_exec) * 1e3:.3f} ms in the agent loop; left out: {settling * 1e3:.3f} ms/step settling")
+              f"+ {(total - in_exec) * 1e3:.3f} ms in the agent loop; main thread CPU {cpu * 1e3:.3f} ms/step; "
+              f"left out: {settling * 1e3:.3f} ms/step settling")
     print("  settling = IPython's history commit before each step (see settle()): "
           "a real model's latency hides it")
+    print("  main thread CPU = time.thread_time() of the run, settling left out: the work per step without "
+          "the waits for a CPU that other processes hold (on a busy machine, ms/step can be twice it)")
 
     (n0, c0), (n1, c1) = measure_growth(shell)
     print()

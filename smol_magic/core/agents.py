@@ -11,6 +11,7 @@ import ast
 import asyncio
 import inspect
 import json
+import operator
 import re
 import time
 from collections import ChainMap
@@ -541,19 +542,24 @@ class MultiStepAgent:
         for call in calls:
             call.arguments = secrets.redact(call.arguments)
         usage = costs.priced(getattr(self.model, "model_id", None), usage)
-        self._calls.append(costs.Call(costs.message_chars(messages), usage))
+        self._calls.append(costs.Call(self._sent.chars, usage))
         return secrets.redact("".join(parts)), usage, calls
 
     def _redact_messages(self, messages: Messages, secrets: redact.Secrets) -> Messages:
-        """Every message redacted, roles alternating. A message this agent sent in its previous request,
-        shared as the same object by ``compaction.request``, is already redacted under the same secrets
-        and is not scanned again: a long run's request costs what its new messages cost."""
-        sent = getattr(self, "_sent", None)
-        known = sent[1] if sent is not None and sent[0] is secrets else {}
-        redacted = [m if known.get(id(m)) is m else _redacted(m, secrets) for m in messages]
+        """Every message redacted, roles alternating. The messages this agent sent in its previous request,
+        shared as the same objects by ``compaction.request`` (usually all but the last two), are already
+        redacted under the same secrets and counted: a long run's request costs what its new messages cost."""
+        sent: _Sent | None = getattr(self, "_sent", None)
+        previous = sent.messages if sent is not None and sent.secrets is secrets else []
+        keep = _same_prefix(previous, messages)
+        redacted = messages[:keep] + [_redacted(m, secrets) for m in messages[keep:]]
         # compaction.request alternates the roles already: merge (and copy) only if something would merge
         out = alternate_roles(redacted) if _would_merge(redacted) else redacted
-        self._sent = (secrets, {id(m): m for m in out})  # held: their ids cannot be reused meanwhile
+        if out is redacted and keep == len(previous) and sent is not None:
+            chars = sent.chars + costs.message_chars(out[keep:])
+        else:
+            chars = costs.message_chars(out)
+        self._sent = _Sent(secrets, out, chars)
         return out
 
     def spent(self) -> TokenUsage:
@@ -976,8 +982,11 @@ class _AgentMade:
 
 
 def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any]:
-    """A message with its text and its tool calls' arguments redacted."""
-    message = {**message, "content": secrets.redact(message.get("content") or "")}
+    """A message with its text and its tool calls' arguments redacted: the message itself if it holds no secret."""
+    content = message.get("content")
+    if isinstance(content, str) and content and not message.get("tool_calls") and secrets.redact(content) is content:
+        return message
+    message = {**message, "content": secrets.redact(content or "")}
     if message.get("tool_calls"):
         message["tool_calls"] = [
             {**call, "function": {**call["function"], "arguments": secrets.redact(call["function"]["arguments"])}}
@@ -985,8 +994,29 @@ def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any
     return message
 
 
+@dataclass
+class _Sent:
+    """An agent's previous request as sent: its messages (held, so they stay the same objects), the
+    secrets they were redacted under, and their characters (``costs.message_chars``)."""
+
+    secrets: redact.Secrets
+    messages: Messages
+    chars: int
+
+
+def _same_prefix(a: list[Any], b: list[Any]) -> int:
+    """How many leading items of ``a`` and ``b`` are the same objects (compared in C while they are)."""
+    n = min(len(a), len(b))
+    if all(map(operator.is_, a[:n], b[:n])):
+        return n
+    return next(i for i in range(n) if a[i] is not b[i])
+
+
 def _would_merge(messages: Messages) -> bool:
     """Whether ``alternate_roles`` would merge two of these messages (its condition, without the copies)."""
+    roles = [m["role"] for m in messages]
+    if not any(map(operator.eq, roles, roles[1:])):  # the usual answer, found in C
+        return False
     return any(a["role"] == b["role"] and b["role"] != "tool" and "tool_calls" not in a and "tool_calls" not in b
                for a, b in zip(messages, messages[1:]))
 

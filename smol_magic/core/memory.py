@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Callable, ClassVar
 
@@ -123,8 +123,9 @@ class MemoryStep:
     def to_dict(self, write_messages: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
         """The step's fields as JSON values; ``compaction`` only when set. ``write_messages`` writes the
         request it sent (the containers write each message once, see ``RequestWriter``); default: whole."""
-        data = {f.name: (write_messages(getattr(self, f.name)) if write_messages and f.name == "model_input_messages"
-                         else _jsonable(getattr(self, f.name))) for f in fields(self)}
+        names = _DATA_FIELDS.get(type(self)) or _field_names(type(self))
+        data = {name: (write_messages(getattr(self, name)) if write_messages and name == "model_input_messages"
+                       else _jsonable(getattr(self, name))) for name in names}
         if "compaction" in data and data["compaction"] is None:
             del data["compaction"]
         data["kind"] = self.kind
@@ -459,6 +460,13 @@ _CALL_FIELDS = {f.name for f in fields(ToolCallRecord)}
 
 def _jsonable(value: Any) -> Any:
     """Keep JSON values as they are; dataclasses as dicts; anything else as its repr."""
+    kind = type(value)
+    if kind in _PLAIN:  # most values, and a stored step is written each step: no isinstance chain for them
+        return value
+    if kind is list:
+        return [_jsonable(v) for v in value]
+    if kind is dict:
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, StrEnum):
         return str(value)
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -469,15 +477,29 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (Verdict, RunResult)):
         return value.to_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        return _jsonable(asdict(value))
+    names = _DATA_FIELDS.get(kind)
+    if names is None and hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
+        names = _field_names(kind)
+    if names is not None:  # a dataclass, field by field (dataclasses.asdict would deep-copy every value first)
+        return {name: _jsonable(getattr(value, name)) for name in names}
     return repr(value)
+
+
+_DATA_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass -> its fields' names (dataclasses.fields is slow)
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _DATA_FIELDS[kind] = tuple(f.name for f in fields(kind))
+    return names
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def alternate_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge consecutive messages of one role: many chat templates require user/assistant turns to alternate.
 
-    Tool calls and ``tool`` answers are never merged: each answer belongs to its call's id.
+    Tool calls and ``tool`` answers are never merged: each answer belongs to its call's id. A merge
+    makes a new message; the others are the very objects given (copying each one, each step, made a
+    request's cost grow with the run), and none of them is changed.
     """
     merged: list[dict[str, Any]] = []
     for message in messages:
@@ -486,5 +508,5 @@ def alternate_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             merged[-1] = {"role": message["role"],
                           "content": (merged[-1]["content"] or "") + "\n\n" + (message["content"] or "")}
         else:
-            merged.append(dict(message))
+            merged.append(message)
     return merged

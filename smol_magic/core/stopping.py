@@ -24,6 +24,7 @@ executor's own bookkeeping around the action is never interrupted twice.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import enum
 import math
@@ -207,8 +208,9 @@ def stoppable(timeout: float | None, boundary: CodeType) -> Iterator[Stop | None
         yield None
         return
     stop = Stop(boundary, timeout)
-    old_int = signal.signal(signal.SIGINT, stop.on_interrupt)
-    old_alarm = signal.signal(signal.SIGALRM, stop.on_alarm)
+    # signal.signal is _signal.signal wrapped to turn handlers into enums and back: ~30 us an action
+    old_int = _signal.signal(signal.SIGINT, stop.on_interrupt)
+    old_alarm = _signal.signal(signal.SIGALRM, stop.on_alarm)
     if timeout:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
@@ -217,8 +219,8 @@ def stoppable(timeout: float | None, boundary: CodeType) -> Iterator[Stop | None
         signal.setitimer(signal.ITIMER_REAL, 0)
         stop.end()
         stop.disarm()
-        signal.signal(signal.SIGALRM, old_alarm)
-        signal.signal(signal.SIGINT, old_int)
+        _signal.signal(signal.SIGALRM, old_alarm)
+        _signal.signal(signal.SIGINT, old_int)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ from ..core.costs import usage_text
 from ..core.events import Renderer
 from ..core.outputs import output_text
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState, TaskStep
-from .html import shown_text, task_title, undo_warnings, value_bundle
+from ..core.text import SHOWN_CHARS, elide
+from ..safety import redact
+from .html import NOT_SHOWN, task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
 
@@ -64,8 +66,15 @@ class TextRenderer(Renderer):
         self._stream: Any = None  # sys.stdout when the run began: an action redirects sys.stdout while it runs
         self._terminal: Any = None  # the terminal for managed runs, which write while their manager's action runs
 
-    def write(self, text: str) -> None:
-        text = shown_text(text)  # secrets redacted, a 2 MB reply shown as its head and tail
+    def write(self, *parts: str) -> None:
+        """Write each part as its lines, in one write: a step's few lines cost one flush, not one each.
+
+        Each part is shown as ``html.shown_text`` shows it: secrets redacted, a 2 MB reply as its head and tail.
+        """
+        if not parts:
+            return
+        secrets = redact.current()
+        text = "\n".join(secrets.redact(elide(part, SHOWN_CHARS, NOT_SHOWN)) for part in parts)
         if self._write is not None:
             self._write(text + "\n")
         else:
@@ -99,24 +108,22 @@ class TextRenderer(Renderer):
         self.write(f"▶ agent · {self.model_id} · {task_title(self.typed_task or task, 80)}")
 
     def action_ready(self, step: ActionStep) -> None:
-        self.write(f"{RULE}\nstep {step.step_number}")
+        parts = [f"{RULE}\nstep {step.step_number}"]
         if step.reasoning:
-            self.write(textwrap.indent(step.reasoning.strip(), "  "))
+            parts.append(textwrap.indent(step.reasoning.strip(), "  "))
         if step.code:
-            self.write(textwrap.indent(step.code, "  │ "))
+            parts.append(textwrap.indent(step.code, "  │ "))
         if step.verdict.decision != Ruling.ALLOW or step.verdict.guard_off:
-            self.write(f"  guard: {step.verdict.decision.upper()}")
-            for reason in step.verdict.reasons:
-                self.write(f"    - {reason}")
+            parts.append(f"  guard: {step.verdict.decision.upper()}")
+            parts += [f"    - {reason}" for reason in step.verdict.reasons]
         elif undo_warnings(step.verdict):  # allowed (--allow mutate_data), and still worth a word before it runs
-            self.write("  ⚠ undo cannot restore what this step changes:")
-            for warning in undo_warnings(step.verdict):
-                self.write(f"    - {warning}")
+            parts.append("  ⚠ undo cannot restore what this step changes:")
+            parts += [f"    - {warning}" for warning in undo_warnings(step.verdict)]
+        self.write(*parts)
 
     def action_started(self, step: ActionStep) -> None:
         if step.proposed_code is not None and step.code:
-            self.write("  edited by you; this runs instead:")
-            self.write(textwrap.indent(step.code, "  │ "))
+            self.write("  edited by you; this runs instead:", textwrap.indent(step.code, "  │ "))
 
     def step_finished(self, step: MemoryStep) -> None:
         if isinstance(step, PlanningStep):
@@ -127,11 +134,13 @@ class TextRenderer(Renderer):
                 self.write(f"{RULE}\nstep {step.step_number}\n  ({why})")
             for output in step.outputs:
                 self.show(output)
+            parts = []
             if step.error and step.code is not None:
-                self.write(textwrap.indent(step.error.rstrip(), "  ! "))
+                parts.append(textwrap.indent(step.error.rstrip(), "  ! "))
             if self.show_observation and step.observation:
-                self.write(f"  observation ({step.duration:.2f} s):")
-                self.write(textwrap.indent(step.observation.rstrip(), "    "))
+                parts.append(f"  observation ({step.duration:.2f} s):")
+                parts.append(textwrap.indent(step.observation.rstrip(), "    "))
+            self.write(*parts)
         elif isinstance(step, FinalAnswerStep):
             self.write(f"{RULE}\nfinal answer:")
             self.show(value_bundle(step.output))
