@@ -250,3 +250,19 @@ def test_reply_without_code_becomes_an_observation_and_the_run_recovers(kc):
     assert "no Python code" in told["content"] and "```python" in told["content"], told["content"]
     assert evaluate(kc, "g.requests[1][-2]") == {"role": "assistant", "content": "I don't know."}
     assert "answer after all" in result.trace
+
+
+def test_the_actions_reach_the_history_database_when_the_run_ends(kc):
+    """A run holds IPython's history writes until it ends (one write, not one per action): then each
+    action is in the history database, as a typed cell is, and the history setting is as it was."""
+    ok(kc, scripted("h1", py("hist_a = 41", "first"), py("hist_b = hist_a + 1\nfinal_answer(hist_b)", "done")))
+    ok(kc, "%%agent -m h1 -o hist_out --reset\nCount on.")
+    assert evaluate(kc, "get_ipython().history_manager.db_cache_size") == 0
+    query = ("[s for (s,) in get_ipython().history_manager.db.execute("
+             "'SELECT source FROM history WHERE session = ?', (get_ipython().history_manager.session_number,))]")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # IPython's thread writes it: wait for the rows, not for a set time
+        stored = evaluate(kc, query)
+        if "hist_a = 41" in stored:
+            break
+    assert "hist_a = 41" in stored and "hist_b = hist_a + 1\nfinal_answer(hist_b)" in stored
