@@ -889,13 +889,15 @@ class Bindings:
         if self.names is not None:
             return self._judge([n for n in self.names if ns.get(n, _MISSING) is not before.get(n, _MISSING)
                                 and n in ns], [n for n in self.names if n in before and n not in ns])
-        names, count = list(ns), len(before)
+        count = len(before)
         gone: list[str] = []
-        if len(names) >= count and names[:count] == list(before):
-            # The usual case: no name left, new ones were appended (IPython's _iN too). The values line up
-            # with the copy's: compare them by identity, pairwise, in C.
-            moved = list(compress(names, map(is_not, ns.values(), before.values()))) + names[count:]
+        if len(ns) >= count and not any(map(is_not, ns, before)):
+            # The usual case: no name left, new ones were appended (IPython's _iN too): the first names are
+            # the copy's (the same str objects, in order). The values line up with the copy's: compare
+            # them by identity, pairwise, in C.
+            moved = list(compress(ns, map(is_not, ns.values(), before.values()))) + list(islice(ns, count, None))
         else:  # names deleted (or deleted and bound again): look each one up
+            names = list(ns)
             moved = list(compress(names, map(is_not, ns.values(), map(before.get, names, repeat(_MISSING)))))
             if count - len(names) + sum(1 for n in moved if n not in before) > 0:  # some name left the namespace
                 gone = list(filterfalse(ns.__contains__, before))
