@@ -209,11 +209,15 @@ def measure_workloads(shell: InteractiveShell, df: pd.DataFrame, smol: Runner | 
 
 
 class TimedExecutor:
-    """Delegates to an executor; adds up the time in ``execute`` and in settling before it."""
+    """Delegates to an executor; adds up the time in ``execute``.
+
+    Nothing is settled between the steps: a run holds IPython's history writes until it ends
+    (jupyter/kernel_executor.py ``_hold_history``), so no history commit lands in the middle of the
+    next action, and the run's end, where the writes go, is in the time measured."""
 
     def __init__(self, inner: Any, shell: InteractiveShell):
         self.inner, self.shell, self.namespace = inner, shell, inner.namespace
-        self.in_execute = self.settling = self.settling_cpu = 0.0
+        self.in_execute = 0.0
 
     def send_tools(self, tools: dict[str, Any]) -> None:
         self.inner.send_tools(tools)
@@ -225,9 +229,6 @@ class TimedExecutor:
         return self.inner.hidden()
 
     def execute(self, code: str, timeout: float | None = None, tree: Any = None) -> Any:
-        cpu = time.thread_time()
-        self.settling += settle(self.shell, collect=False)  # the loop's own garbage is part of its cost
-        self.settling_cpu += time.thread_time() - cpu
         start = time.perf_counter()
         try:
             return self.inner.execute(code, timeout, tree=tree)  # the guard's tree, as the agent passes it
@@ -235,13 +236,13 @@ class TimedExecutor:
             self.in_execute += time.perf_counter() - start
 
 
-def measure_agent(make_executor: Callable[[], Any], shell: InteractiveShell) -> tuple[float, float, float, float]:
-    """Medians over REPEATS runs of seconds per step, of which in execute, settling (left out), and the
-    main thread's CPU seconds per step (settling left out): the work itself, whatever else the machine runs."""
+def measure_agent(make_executor: Callable[[], Any], shell: InteractiveShell) -> tuple[float, float, float]:
+    """Medians over REPEATS runs of seconds per step, of which in execute, and the main thread's CPU seconds
+    per step: the work itself, whatever else the machine runs."""
     replies = ["Thought: a trivial step.\n```python\nx = 1\n```"] * AGENT_STEPS
     replies.append("Thought: done.\n```python\nfinal_answer(x)\n```")
     steps = len(replies)
-    per_step, in_execute, settling, cpu = [], [], [], []
+    per_step, in_execute, cpu = [], [], []
     for _ in range(REPEATS):
         executor = TimedExecutor(make_executor(), shell)
         # timeout=60 is what %%agent passes by default: SIGALRM is armed around every action.
@@ -252,12 +253,10 @@ def measure_agent(make_executor: Callable[[], Any], shell: InteractiveShell) -> 
         run = agent.runs[-1]
         if run.state != "done" or run.output != 1 or len(run.action_steps) != steps:
             raise AssertionError(f"the scripted run did not end as expected: {run.state} {run.error}")
-        per_step.append((elapsed - executor.settling) / steps)
+        per_step.append(elapsed / steps)
         in_execute.append(executor.in_execute / steps)
-        settling.append(executor.settling / steps)
-        cpu.append((used_cpu - executor.settling_cpu) / steps)
-    return (statistics.median(per_step), statistics.median(in_execute), statistics.median(settling),
-            statistics.median(cpu))
+        cpu.append(used_cpu / steps)
+    return statistics.median(per_step), statistics.median(in_execute), statistics.median(cpu)
 
 
 # -- 3. growth with the session ---------------------------------------------------
@@ -394,14 +393,12 @@ def main() -> int:
           "final_answer), default renderer, timeout=60; the code is trivial, so total/step is all overhead")
     executors = (("KernelExecutor", lambda: KernelExecutor(shell)), ("LocalPythonExecutor", LocalPythonExecutor))
     for name, make in executors:
-        total, in_exec, settling, cpu = measure_agent(make, shell)
+        total, in_exec, cpu = measure_agent(make, shell)
         print(f"  {name:<19} {total * 1e3:6.3f} ms/step  {verdict(total * 1e3, TARGET_STEP_MS):<4} "
               f"(target <= {TARGET_STEP_MS:g} ms) = {in_exec * 1e3:.3f} ms in execute() "
-              f"+ {(total - in_exec) * 1e3:.3f} ms in the agent loop; main thread CPU {cpu * 1e3:.3f} ms/step; "
-              f"left out: {settling * 1e3:.3f} ms/step settling")
-    print("  settling = IPython's history commit before each step (see settle()): "
-          "a real model's latency hides it")
-    print("  main thread CPU = time.thread_time() of the run, settling left out: the work per step without "
+              f"+ {(total - in_exec) * 1e3:.3f} ms in the agent loop; main thread CPU {cpu * 1e3:.3f} ms/step")
+    print("  nothing is left out: IPython's history writes wait for the run's end, which is measured")
+    print("  main thread CPU = time.thread_time() of the run: the work per step without "
           "the waits for a CPU that other processes hold (on a busy machine, ms/step can be twice it)")
 
     (n0, c0), (n1, c1) = measure_growth(shell)
