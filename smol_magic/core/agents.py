@@ -603,7 +603,7 @@ class MultiStepAgent:
             if names is not None:  # after a step: only the names it bound, not a walk over the whole notebook
                 ns = {name: ns[name] for name in names if name in ns}
             variables = namespace.user_variables(ns, executor.hidden())
-        redact.register(redact.find_secrets(variables))
+        redact.register(redact.find_secrets(variables, public=True))
 
     def _user_variables(self) -> dict[str, Any]:
         executor = getattr(self, "executor", None)

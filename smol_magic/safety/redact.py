@@ -107,23 +107,27 @@ def is_secret(value: Any, known: "Secrets | None" = None) -> bool:
     return isinstance(value, str) and len(value) >= WINDOW and value.strip() in (known or current()).values
 
 
-def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None) -> list[str]:
+def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, public: bool = False) -> list[str]:
     """The credential-looking values among the user's variables (``names``, or all of ``ns``).
 
     Strings, and strings one level inside dicts, lists and pandas frames (bounded:
     a frame's text columns up to ``_FRAME_CELLS`` cells), judged by their own name,
-    key or column name.
+    key or column name. ``public``: ``ns`` is a dict of the user's variables already
+    (``user_variables``), no ``_name`` in it.
     """
     found: list[str] = []
     budget = [_FRAME_CELLS]  # cells of frames looked at, for all the frames together
-    given = names is not None
-    try:
-        names = [name for name in (names if given else ns) if name[:1] != "_"]
-    except TypeError:  # a name that is no string
-        names = [name for name in (names if given else ns) if str(name)[:1] != "_"]
-    if given:
-        names = [name for name in names if name in ns]
-    values = list(map(ns.__getitem__, names))
+    if public and names is None and type(ns) is dict:
+        names, values = list(ns), list(ns.values())
+    else:
+        given = names is not None
+        try:
+            names = [name for name in (names if given else ns) if name[:1] != "_"]
+        except TypeError:  # a name that is no string
+            names = [name for name in (names if given else ns) if str(name)[:1] != "_"]
+        if given:
+            names = [name for name in names if name in ns]
+        values = list(map(ns.__getitem__, names))
     kinds = list(map(type, values))
     # Every run looks at all the user's variables again. Skipped at C speed (map/compress, no Python code
     # per name): numbers, a string judged before under the same name (the same object: it cannot change),
