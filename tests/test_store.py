@@ -283,3 +283,33 @@ def test_a_run_in_a_big_notebook_stores_only_the_variables_its_code_names(ip, ow
     live, kept = (json.loads((tmp_path / n).read_text())["cells"] for n in ("live.ipynb", "stored.ipynb"))
     assert [c["source"] for c in live] == [c["source"] for c in kept]
     assert any("sales" in "".join(c["source"]) for c in kept)
+
+
+def test_a_step_written_on_a_later_try_keeps_the_variables_its_code_named(tmp_path, monkeypatch):
+    """A step whose commit failed (an I/O error at COMMIT: the disk full) is written with the next one,
+    and the run's stored variables are those its code named, as if no write had failed."""
+    import sqlite3
+
+    from smol_magic import LocalPythonExecutor
+    from smol_magic.store import connection, writer
+
+    failures = ["disk I/O error"]  # the commit of the first action step fails once
+
+    class FailingOnce(connection.transaction):
+        def __exit__(self, kind: object, *rest: object) -> None:
+            if kind is None and failures and self.conn.execute("SELECT COUNT(*) FROM steps").fetchone()[0] == 2:
+                self.conn.execute("ROLLBACK")
+                raise sqlite3.OperationalError(failures.pop())
+            super().__exit__(kind, *rest)
+
+    monkeypatch.setattr(writer, "transaction", FailingOnce)
+    path = tmp_path / "runs.sqlite"
+    warnings: list[str] = []
+    store = RunStore(path, warn=warnings.append)
+    agent = CodeAgent(model=ScriptedModel([fence("best = max(sales)"), fence("print(best)"),
+                                           fence("final_answer(best)")]),
+                      executor=LocalPythonExecutor({"sales": [3, 9, 4]}), renderer=StoreWriter(store))
+    assert agent.run("Which is the best?") == 9
+    assert not failures and len(warnings) == 1  # the failure happened and was said once
+    (before, steps), = rows(path, "SELECT variables_before, steps FROM runs")
+    assert json.loads(before) == ["sales"] and steps == 3

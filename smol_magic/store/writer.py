@@ -92,12 +92,13 @@ class StoreWriter(Renderer):
             if last:
                 self._pending.clear()
             return
-        self.run_id, self._position, self._inputs, self._actions = state
+        self.run_id, self._position, self._inputs, self._actions, self._named = state
         self._pending.clear()
 
-    def _apply(self, conn: sqlite3.Connection) -> tuple[int | None, int, Inputs, int]:
+    def _apply(self, conn: sqlite3.Connection) -> tuple[int | None, int, Inputs, int, dict[str, None]]:
+        """Write what is pending; the writer's state after it, taken only once the transaction commits."""
         run_id, position, inputs = self.run_id, self._position, self._inputs
-        actions = self._actions
+        actions, named = self._actions, dict(self._named)
         for kind, item in self._pending:
             if kind == "start":
                 run_id = self._insert_run(conn, *item)
@@ -106,19 +107,20 @@ class StoreWriter(Renderer):
                 self._insert_step(conn, run_id, position, row)
                 position += 1
                 actions += isinstance(item, ActionStep)
-                self._update_totals(conn, run_id, actions, self._names_in(item))
+                new = self._names_in(item, named)
+                named.update(dict.fromkeys(new))
+                self._update_totals(conn, run_id, actions, list(named) if new else None)
             else:
                 self._finish(conn, run_id, item)
-        return run_id, position, inputs, actions
+        return run_id, position, inputs, actions, named
 
     def _insert_run(self, conn: sqlite3.Connection, run: RunResult, parent: int | None, model: dict[str, Any]) -> int:
         writer = self.store.writer
         cursor = conn.execute(
             "INSERT INTO runs (parent_id, notebook, task, model_id, model, agent_type, started, state, "
-            "variables_before, pid, pid_started, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+            "pid, pid_started, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             (parent, self.notebook, redact_secrets(run.task), run.model_id, json.dumps(redact_data(model)),
-             self.agent_type, run.timing.start_time or time.time(), json.dumps(list(self._named)),
-             writer.pid, writer.started, writer.host))
+             self.agent_type, run.timing.start_time or time.time(), writer.pid, writer.started, writer.host))
         return int(cursor.lastrowid)
 
     def _insert_step(self, conn: sqlite3.Connection, run_id: int | None, position: int, row: Any) -> None:
@@ -131,27 +133,26 @@ class StoreWriter(Renderer):
             (run_id, position, row.kind, row.step_number, row.data, row.inputs, row.started, row.ended,
              row.input_tokens, row.output_tokens, row.cost))
 
-    def _names_in(self, step: MemoryStep) -> bool:
-        """Note the user's variables (as the run began) that this step's code names; whether there were new ones.
+    def _names_in(self, step: MemoryStep, named: dict[str, None]) -> list[str]:
+        """The user's variables (as the run began) that this step's code names, beyond those in ``named``.
 
-        Only these are stored as the run's ``variables_before``, not the whole notebook's names: the export
-        needs those its code reads, and a notebook of 10,000 variables would make each run's row 100 KB,
-        written again with every step's totals."""
+        Only these are stored as the run's ``variables_before`` (the row starts with none), not the whole
+        notebook's names: the export needs those its code reads, and a notebook of 10,000 variables would
+        make each run's row 100 KB, written again with every step's totals."""
         if not isinstance(step, ActionStep):
-            return False
+            return []
         code = "\n".join([step.code or ""] + [getattr(c, "code", None) or "" for c in step.tool_calls or []])
-        new = [n for n in dict.fromkeys(_NAME.findall(code)) if n in self._before and n not in self._named]
-        self._named.update(dict.fromkeys(new))
-        return bool(new)
+        return [n for n in dict.fromkeys(_NAME.findall(code)) if n in self._before and n not in named]
 
-    def _update_totals(self, conn: sqlite3.Connection, run_id: int | None, actions: int, named: bool) -> None:
+    def _update_totals(self, conn: sqlite3.Connection, run_id: int | None, actions: int,
+                       named: list[str] | None) -> None:
         """The listing's columns, kept current while the run goes on (an interrupted run shows what it did)."""
         usage = self._run.token_usage
         conn.execute("UPDATE runs SET steps = ?, input_tokens = ?, output_tokens = ?, cost = ? WHERE id = ?",
                      (actions, usage.input_tokens, usage.output_tokens, getattr(usage, "cost", None),
                       run_id))
-        if named:
-            conn.execute("UPDATE runs SET variables_before = ? WHERE id = ?", (json.dumps(list(self._named)), run_id))
+        if named is not None:  # the names its code reads grew
+            conn.execute("UPDATE runs SET variables_before = ? WHERE id = ?", (json.dumps(named), run_id))
 
     def _finish(self, conn: sqlite3.Connection, run_id: int | None, result: RunResult) -> None:
         usage = result.token_usage
