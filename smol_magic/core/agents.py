@@ -336,7 +336,6 @@ class MultiStepAgent:
         if reset:
             self.memory.reset()
         variables = self._user_variables()  # one walk over the notebook's names for the run's start
-        self._run_variables = variables  # the task's context lists them (task_context)
         self._find_secrets(variables=variables)
         redact.register(redact.find_secrets(additional_args or {}))
         if self.rules:  # a key written in the rules file is as secret as one in the environment
@@ -357,8 +356,12 @@ class MultiStepAgent:
         self._telemetry = telemetry.start_run(self, task)  # off: a no-op; on: spans fed the renderer's hooks
         renderer, self.renderer = self.renderer, telemetry.observed(self.renderer, self._telemetry)
         try:
-            task_step = TaskStep(task=redact.redact_secrets(task),
-                                 context=redact.redact_secrets(self.task_context(task, additional_args)))
+            self._run_variables = variables  # the task's context lists them (task_context)
+            try:
+                task_step = TaskStep(task=redact.redact_secrets(task),
+                                     context=redact.redact_secrets(self.task_context(task, additional_args)))
+            finally:
+                self._run_variables = None  # no reference to the user's objects kept past the run's start
             self._keep(run, task_step)
             yield task_step
             async for step in self._steps(run, max_steps or self.max_steps):
@@ -710,8 +713,7 @@ class CodeAgent(MultiStepAgent):
 
     def task_context(self, task: str, additional_args: dict[str, Any] | None) -> str:
         ns, hidden = self.executor.namespace, ChainMap(additional_args or {}, self.executor.hidden())
-        # The run's start walked the namespace already; no reference to the user's objects is kept past it.
-        known, self._run_variables = getattr(self, "_run_variables", None), None
+        known = getattr(self, "_run_variables", None)  # the run's start walked the namespace already
         sent = [*self.tools, *self.managed_agents, *(additional_args or {})]  # bound since the walk (send_tools)
         variables = namespace.still_bound(known, ns, hidden, sent) if known is not None else None
         parts = [namespace.summarize(ns, hidden, self.namespace_budget, task=task, variables=variables)]
