@@ -986,9 +986,10 @@ class _AgentMade:
 def _redacted(message: dict[str, Any], secrets: redact.Secrets) -> dict[str, Any]:
     """A message with its text and its tool calls' arguments redacted: the message itself if it holds no secret."""
     content = message.get("content")
-    if isinstance(content, str) and content and not message.get("tool_calls") and secrets.redact(content) is content:
+    text = secrets.redact(content or "")
+    if text is content and not message.get("tool_calls"):
         return message
-    message = {**message, "content": secrets.redact(content or "")}
+    message = {**message, "content": text}
     if message.get("tool_calls"):
         message["tool_calls"] = [
             {**call, "function": {**call["function"], "arguments": secrets.redact(call["function"]["arguments"])}}

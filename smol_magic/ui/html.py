@@ -23,7 +23,7 @@ from ..core.memory import (
 )
 from ..core.outputs import json_safe
 from ..core.text import SHOWN_CHARS, elide
-from ..safety.redact import redact_data, redact_secrets
+from ..safety.redact import Secrets, current, redact_data, redact_secrets
 from ..safety.sanitize import sanitize_html
 
 # Where the whole of a text cut short in the trace can be read.
@@ -31,13 +31,15 @@ NOT_SHOWN = "not shown here; the whole text: %agent memory"
 TITLE_CHARS = 2_000  # the header's tooltip: re-sent with every status change of the live trace
 
 
-def shown_text(text: str) -> str:
+def shown_text(text: str, secrets: Secrets | None = None) -> str:
     """Text as a trace may show it: secrets redacted, at most ``SHOWN_CHARS`` (head and tail, the cut counted).
 
     A 2 MB reply would otherwise be sent to the browser with every streamed update and saved
-    in the notebook; the agent's memory keeps it whole.
+    in the notebook; the agent's memory keeps it whole. ``secrets``: ``redact.current()``, when the
+    caller shows several texts at once.
     """
-    return redact_secrets(elide(text, SHOWN_CHARS, NOT_SHOWN))  # cut first: the scan then reads 20 KB, not 2 MB
+    cut = elide(text, SHOWN_CHARS, NOT_SHOWN)  # cut first: the scan then reads 20 KB, not 2 MB
+    return (secrets or current()).redact(cut)
 
 # name -> (JupyterLab variable, light fallback, dark fallback for prefers-color-scheme where no --jp-* exist)
 PALETTE = {

@@ -17,9 +17,8 @@ from ..core.costs import usage_text
 from ..core.events import Renderer
 from ..core.outputs import output_text
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState, TaskStep
-from ..core.text import SHOWN_CHARS, elide
 from ..safety import redact
-from .html import NOT_SHOWN, task_title, undo_warnings, value_bundle
+from .html import shown_text, task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
 
@@ -69,12 +68,12 @@ class TextRenderer(Renderer):
     def write(self, *parts: str) -> None:
         """Write each part as its lines, in one write: a step's few lines cost one flush, not one each.
 
-        Each part is shown as ``html.shown_text`` shows it: secrets redacted, a 2 MB reply as its head and tail.
+        Each part is shown as ``shown_text`` shows it: secrets redacted, a 2 MB reply as its head and tail.
         """
         if not parts:
             return
         secrets = redact.current()
-        text = "\n".join(secrets.redact(elide(part, SHOWN_CHARS, NOT_SHOWN)) for part in parts)
+        text = "\n".join(shown_text(part, secrets) for part in parts)
         if self._write is not None:
             self._write(text + "\n")
         else:
