@@ -458,23 +458,22 @@ _COMPACTION_FIELDS = {f.name for f in fields(Compaction)}
 _CALL_FIELDS = {f.name for f in fields(ToolCallRecord)}
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
     """Keep JSON values as they are; dataclasses as dicts; anything else as its repr."""
     kind = type(value)
     if kind in _PLAIN:  # most values, and a stored step is written each step: no isinstance chain for them
         return value
-    if kind is list:
-        return [_jsonable(v) for v in value]
-    if kind is dict:
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, StrEnum):
-        return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, StrEnum):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)):
+        return value
     if isinstance(value, (Verdict, RunResult)):
         return value.to_dict()
     names = _DATA_FIELDS.get(kind)
@@ -491,7 +490,6 @@ _DATA_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass -> its fields' nam
 def _field_names(kind: type) -> tuple[str, ...]:
     names = _DATA_FIELDS[kind] = tuple(f.name for f in fields(kind))
     return names
-_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def alternate_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
