@@ -36,6 +36,12 @@ def _libc(keep_gil: bool = False) -> ctypes.CDLL | None:
 _F_DUPFD_CLOEXEC = 1030  # <fcntl.h> on Linux
 
 
+def _linux_libc() -> ctypes.CDLL | None:
+    """The C library called with the GIL kept, on Linux only: the constants above and glibc's
+    ``__fpending`` are Linux's; elsewhere (None) the ``os`` functions and a plain flush are used."""
+    return _libc(True) if sys.platform.startswith("linux") else None
+
+
 class _Fd:
     """``dup``, ``dup2``, ``close`` and the size of a file, without releasing the GIL.
 
@@ -46,7 +52,7 @@ class _Fd:
     """
 
     def __init__(self) -> None:
-        libc = _libc(True) if sys.platform.startswith("linux") else None  # fcntl's F_DUPFD_CLOEXEC: Linux's value
+        libc = _linux_libc()
         self.libc = libc
         if libc is not None:
             libc.lseek.restype, libc.lseek.argtypes = ctypes.c_int64, (ctypes.c_int, ctypes.c_int64, ctypes.c_int)
@@ -90,7 +96,7 @@ _FD = _Fd()
 @functools.cache
 def _pending_bytes() -> tuple[Any, list[Any]] | None:
     """glibc's ``__fpending`` and its ``stdout``, ``stderr``: how many bytes C holds unwritten; None elsewhere."""
-    libc = _libc(True) if sys.platform.startswith("linux") else None
+    libc = _linux_libc()
     try:
         fpending = libc.__fpending  # type: ignore[union-attr]
         streams = [ctypes.c_void_p.in_dll(libc, name) for name in ("stdout", "stderr")]

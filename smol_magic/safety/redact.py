@@ -152,8 +152,8 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
 def _numbers_only(values: list[Any], kinds: list[type]) -> Iterator[int]:
     """The positions of the lists and dicts among ``values`` whose first items are all numbers.
 
-    In C (``map``, ``chain``, no Python code per container): first all of them at once, the usual case
-    in a notebook of many small lists and dicts; only if some hold other things, each one."""
+    First all of them at once, in C (``map``, ``chain``, no Python code per container): the usual case
+    in a notebook of many small lists and dicts; only if some hold other things, each one (``_all_plain``)."""
     for kind, items in ((list, None), (dict, dict.values)):
         where = list(compress(range(len(values)), map(operator.is_, kinds, repeat(kind))))
         if not where:
@@ -164,8 +164,7 @@ def _numbers_only(values: list[Any], kinds: list[type]) -> Iterator[int]:
         if _PLAIN.issuperset(map(type, chain.from_iterable(map(islice, containers, repeat(_CONTAINER_ITEMS))))):
             yield from where
             continue
-        heads = map(islice, containers, repeat(_CONTAINER_ITEMS))
-        yield from compress(where, map(_PLAIN.issuperset, map(map, repeat(type), heads)))
+        yield from compress(where, map(_all_plain, containers))
 
 
 # `name = value`, `name: value`, `export NAME="value"` in a text (a rules file, a README quoted to the model).
