@@ -51,7 +51,7 @@ import threading
 import time
 from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from ... import guard
 from ...context import namespace as ns_summary
@@ -454,18 +454,27 @@ class _Run:
                 self.stopped = False
                 return
             wait = POLL if deadline is None or stop_by is not None else max(0.0, min(POLL, deadline - now))
-            try:
-                msg = client.get_iopub_msg(timeout=wait)
-            except queue.Empty:
-                self._answer_stdin(client, executor, pressed)
-                if not self.link.alive():
-                    self.died = self.link.death()
-                    return
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            idle = self._feed(msg)
+            msg = self._receive(client.get_iopub_msg, wait, msg_id,
+                                quiet=lambda: self._answer_stdin(client, executor, pressed))
+            if self.died is not None:
+                return
+            if msg is not None:
+                idle = self._feed(msg)
         self._read_reply(client, msg_id)
+
+    def _receive(self, get: Callable[..., dict[str, Any]], timeout: float, msg_id: str,
+                 quiet: Callable[[], None] | None = None) -> dict[str, Any] | None:
+        """The next message ``get`` gives that answers ``msg_id``, or None: one answering another request,
+        or none within ``timeout`` (then ``quiet`` runs, and ``died`` is set if the kernel is gone)."""
+        try:
+            msg = get(timeout=timeout)
+        except queue.Empty:
+            if quiet is not None:
+                quiet()
+            if not self.link.alive():
+                self.died = self.link.death()
+            return None
+        return msg if msg.get("parent_header", {}).get("msg_id") == msg_id else None
 
     def _answer_stdin(self, client: Any, executor: RemoteExecutor, pressed: threading.Event) -> None:
         """A tool call from the kernel arrives as an ``input_request`` whose prompt is the call, as JSON."""
@@ -503,14 +512,10 @@ class _Run:
     def _read_reply(self, client: Any, msg_id: str) -> None:
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            try:
-                msg = client.get_shell_msg(timeout=1)
-            except queue.Empty:
-                if not self.link.alive():
-                    self.died = self.link.death()
-                    return
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            msg = self._receive(client.get_shell_msg, 1, msg_id)
+            if self.died is not None:
+                return
+            if msg is None:
                 continue
             content = msg["content"]
             for key, value in (content.get("user_expressions") or {}).items():
