@@ -212,7 +212,7 @@ class TimedExecutor:
     """Delegates to an executor; adds up the time in ``execute``.
 
     Nothing is settled between the steps: a run holds IPython's history writes until it ends
-    (jupyter/kernel_executor.py ``_hold_history``), so no history commit lands in the middle of the
+    (jupyter/history.py, held by the executor), so no history commit lands in the middle of the
     next action, and the run's end, where the writes go, is in the time measured."""
 
     def __init__(self, inner: Any, shell: InteractiveShell):

@@ -266,3 +266,23 @@ def test_the_actions_reach_the_history_database_when_the_run_ends(kc):
         if "hist_a = 41" in stored:
             break
     assert "hist_a = 41" in stored and "hist_b = hist_a + 1\nfinal_answer(hist_b)" in stored
+    raw = evaluate(kc, query.replace("SELECT source ", "SELECT source_raw "))
+    assert "%%agent -m h1 -o hist_out --reset\nCount on." in raw  # the cell itself, held from its start
+
+
+def test_a_failed_agent_cell_ends_its_history_hold(kc):
+    """The hold starts before IPython stores the %%agent cell; a cell that stops at its flags ends it too,
+    and the next typed cell reaches the history database as it did before the extension was loaded."""
+    failed = run(kc, "%%agent --max-steps 0\nCount on.")
+    assert failed.status == "error" and "--max-steps must be at least 1" in failed.text
+    assert evaluate(kc, "get_ipython().history_manager.db_cache_size") == 0
+    ok(kc, "hist_typed = 'after the failed cell'")
+    query = ("[s for (s,) in get_ipython().history_manager.db.execute("
+             "'SELECT source FROM history WHERE session = ?', (get_ipython().history_manager.session_number,))]")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        stored = evaluate(kc, query)
+        if "hist_typed = 'after the failed cell'" in stored:
+            break
+    assert "hist_typed = 'after the failed cell'" in stored
+    assert "%%agent --max-steps 0\nCount on." in evaluate(kc, query.replace("SELECT source ", "SELECT source_raw "))

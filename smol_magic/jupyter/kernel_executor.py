@@ -28,6 +28,7 @@ from ..core.execution import MAX_STREAM_CHARS
 from ..core.fdcapture import fd_capture
 from ..core.stopping import Stop, stoppable
 from ..core.tools import FinalAnswerSignal
+from . import history
 
 
 class StrayOutput:
@@ -120,9 +121,6 @@ def _parsed(shell: Any, code: str, tree: ast.Module | None) -> Iterator[None]:
         del compiler.ast_parse
 
 
-HISTORY_BATCH = 10_000  # actions whose history entries may wait for the run's end
-
-
 class KernelExecutor:
     """Runs actions in IPython's live ``user_ns`` through ``run_cell_async``."""
 
@@ -131,41 +129,22 @@ class KernelExecutor:
         self.namespace = shell.user_ns
         self._tools = ToolBindings(self.namespace)
         self._publisher: Any = None  # the display publisher reused by every action (see _displays)
-        self._history_cache: int | None = None  # IPython's db_cache_size while a run defers history writes
+        self._history: int | None = None  # what history.release needs at the run's end (see jupyter/history.py)
 
     def send_tools(self, tools: dict[str, Any]) -> None:
         """At a run's start: the tools bound, and IPython's history writes held until the run ends."""
         self._tools.send(tools)
         self.shell.user_ns_hidden.update(tools)
-        self._hold_history()
+        if self._history is None:
+            self._history = history.hold(self.shell)
 
     def restore(self) -> None:
         """At a run's end: the user's own bindings back, the run's actions written to IPython's history."""
         for name in self._tools.tools:
             self.shell.user_ns_hidden.pop(name, None)
         self._tools.restore()
-        self._write_history()
-
-    def _hold_history(self) -> None:
-        """Each action is a cell in ``In`` and ``%history``; IPython writes each one to its history database
-        in a thread at once (``db_cache_size`` 0), and when actions follow each other without a model's wait
-        that thread's commit takes the GIL in the middle of the next action (1-4 ms a step, bench/step.py).
-        ``db_cache_size`` (IPython's own setting for batching these writes) is raised for the run; the
-        entries are in ``In`` at once and in the database when the run ends."""
-        history = getattr(self.shell, "history_manager", None)
-        if history is None or self._history_cache is not None or not hasattr(history, "db_cache_size"):
-            return
-        self._history_cache = history.db_cache_size
-        history.db_cache_size = max(self._history_cache, HISTORY_BATCH)
-
-    def _write_history(self) -> None:
-        history, size = getattr(self.shell, "history_manager", None), self._history_cache
-        if history is None or size is None:
-            return
-        self._history_cache = None
-        history.db_cache_size = size
-        if len(history.db_input_cache) >= size and getattr(history, "save_flag", None) is not None:
-            history.save_flag.set()  # what store_inputs does when its cache is full
+        saved, self._history = self._history, None
+        history.release(self.shell, saved)
 
     @contextlib.contextmanager
     def _displays(self) -> Iterator[list[dict[str, Any]]]:

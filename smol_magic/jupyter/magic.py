@@ -50,7 +50,7 @@ from ..safety import undo
 from ..store import DEFAULT as STORE_DEFAULT
 from ..store import ENV as STORE_ENV
 from ..ui.text import TextRenderer
-from . import commands, stale_cells, stored
+from . import commands, history, stale_cells, stored
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
 from .remote import cell as remote_cell
@@ -283,6 +283,7 @@ class AgentMagics(Magics):
         self.executors = remote.Executors()  # the isolated (and gateway) kernels, kept for the session
         self.remote_runs: dict[int, str] = {}  # id(RunResult) -> the remote executor its actions ran in
         self.warming: threading.Thread | None = None  # %load_ext's warm-up imports, until the first run
+        self.history_hold = history.CellHold(self.shell)  # IPython's history writes wait for a %%agent cell's end
         self._parsed: dict[str, argparse.Namespace] = {}  # %%agent lines parsed (see _parse)
         atexit.register(self.executors.stop_all)
 
@@ -935,6 +936,7 @@ def load_ipython_extension(shell: Any) -> None:
     if rewrite_agent_cell not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.append(rewrite_agent_cell)
     stale_cells.install(shell)
+    magics.history_hold.install()
     magics.warming = threading.Thread(target=warm_up, name="smol-magic warm-up", daemon=True)
     magics.warming.start()
     preload_litellm(magics.model)
@@ -944,3 +946,6 @@ def unload_ipython_extension(shell: Any) -> None:
     if rewrite_agent_cell in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(rewrite_agent_cell)
     stale_cells.uninstall(shell)
+    magics = shell.magics_manager.registry.get("AgentMagics")
+    if magics is not None:
+        magics.history_hold.uninstall()
