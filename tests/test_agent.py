@@ -289,3 +289,31 @@ def test_truncate_keeps_head_and_tail():
 def test_agent_without_model_says_what_to_do():
     with pytest.raises(ValueError, match="needs a model"):
         CodeAgent()
+
+
+def test_an_executor_that_fails_to_take_the_tools_puts_the_users_names_back_and_ends_the_run():
+    """A remote kernel that dies while the run's tools are sent: the names already bound are undone,
+    and the run is ended (its trace and store see an end), not left started."""
+    from smol_magic.core.execution import LocalPythonExecutor
+    from smol_magic.core.events import Renderer
+
+    class DiesMidway(LocalPythonExecutor):
+        def send_tools(self, tools):
+            first = dict(list(tools.items())[:1])
+            super().send_tools(first)  # one name bound, then the kernel is gone
+            raise ConnectionError("the executor's kernel died")
+
+    class Ends(Renderer):
+        ended = []
+
+        def run_finished(self, run):
+            self.ended.append(run)
+
+    executor = DiesMidway({"final_answer": "the user's own"})
+    agent = CodeAgent(model=ScriptedModel([fence("final_answer(1)")]), executor=executor)
+    agent.renderer = Ends()
+    with pytest.raises(ConnectionError):
+        agent.run("anything")
+    assert executor.namespace["final_answer"] == "the user's own"
+    assert Ends.ended and Ends.ended[0] is agent.runs[-1]
+    assert Ends.ended[0].state.value == "failed" and "kernel died" in Ends.ended[0].error

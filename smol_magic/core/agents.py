@@ -351,11 +351,11 @@ class MultiStepAgent:
         self.runs.append(run)
         self.renderer.run_started(self, task)
         self.managed_calls = []
-        await self._call_executor(
-            lambda: self.executor.send_tools({**self.tools, **self.managed_agents, **(additional_args or {})}))
         self._telemetry = telemetry.start_run(self, task)  # off: a no-op; on: spans fed the renderer's hooks
         renderer, self.renderer = self.renderer, telemetry.observed(self.renderer, self._telemetry)
-        try:
+        try:  # from the tools' binding on, the run's end (restore) puts the user's own names back
+            await self._call_executor(
+                lambda: self.executor.send_tools({**self.tools, **self.managed_agents, **(additional_args or {})}))
             self._run_variables = variables  # the task's context lists them (task_context)
             try:
                 task_step = TaskStep(task=redact.redact_secrets(task),
@@ -370,6 +370,9 @@ class MultiStepAgent:
             run.state, run.error = RunState.BUDGET, str(exc)
         except (KeyboardInterrupt, asyncio.CancelledError):
             run.state, run.error = RunState.INTERRUPTED, "interrupted by the user"
+            raise
+        except Exception as exc:  # the trace and the store show it ended, and why
+            run.state, run.error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
             raise
         finally:
             run.timing.end_time = time.time()
