@@ -310,3 +310,21 @@ class Stream:
             await self.response.aclose()
         finally:
             await self.client.aclose()
+
+
+def server_route(api_base: str | None, api_key: str | None, kwargs: dict[str, Any], transport: str) -> Route | None:
+    """``OpenAIServerModel``'s direct route: the request the ``openai`` client would send, without importing it
+    (about a second), or None to use the client.
+
+    The client posts its parameters as they are given to ``{base_url}/chat/completions`` with
+    ``Authorization: Bearer <key>``; it is kept for what it adds itself: parameters beyond the plain
+    sampling ones (``extra_body``, ``extra_headers``...) and the organization and project headers it
+    reads from the environment. No setting of the ``openai`` module applies to a client made with its own
+    address and key, so the route does not depend on whether the package is imported.
+    """
+    if transport == "openai":
+        return None
+    if set(kwargs) - PASSED_AS_IS or any(os.environ.get(name) for name in OPENAI_HEADER_VARIABLES):
+        return None
+    base = api_base or os.environ.get("OPENAI_BASE_URL") or OPENAI_API  # the client's own default
+    return Route(base.rstrip("/") + "/chat/completions", api_key or os.environ.get("OPENAI_API_KEY") or "none")

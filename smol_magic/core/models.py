@@ -699,11 +699,17 @@ class InferenceClientModel(BaseModel):
 
 
 class OpenAIServerModel(BaseModel):
-    """Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama, OpenAI itself), on the ``openai`` client.
+    """Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama, OpenAI itself), as the ``openai``
+    client talks to it.
 
     ``api_key`` defaults to ``OPENAI_API_KEY``, or a placeholder: local servers
     take any key, but the client refuses to start without one.
+    ``transport="auto"``, while the ``openai`` package is not imported, posts the client's request itself
+    (core/direct.py ``server_route``): importing ``openai`` takes about a second of the first request.
+    ``"openai"`` always uses the client; ``"direct"`` never does when it can be avoided.
     """
+
+    TRANSPORTS = ("auto", "openai", "direct")
 
     def __init__(
         self,
@@ -713,11 +719,15 @@ class OpenAIServerModel(BaseModel):
         max_retries: int = 3,
         retry_base_delay: float = 1.0,
         timeout: float = 120.0,
+        transport: str = "auto",
         **kwargs: Any,
     ):
+        if transport not in self.TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(self.TRANSPORTS)}, not {transport!r}")
         super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
+        self.transport = transport
 
     def _client(self):
         from openai import AsyncOpenAI
@@ -731,6 +741,9 @@ class OpenAIServerModel(BaseModel):
         return _chat_request(self.model_id, messages, stop_sequences, stream, tools, response_format,
                              timeout=timeout, **self.kwargs)
 
+    def _route(self) -> direct.Route | None:
+        return direct.server_route(self.api_base, self.api_key, self.kwargs, self.transport)
+
     @staticmethod
     def _is_transient(exc: BaseException) -> bool:
         import openai
@@ -742,6 +755,14 @@ class OpenAIServerModel(BaseModel):
     async def generate(self, messages: Messages, stop_sequences: list[str] | None = None,
                        tools_to_call_from: list[Any] | None = None,
                        response_format: dict[str, Any] | None = None) -> ModelResponse:
+        route = self._route()
+        if route is not None:
+            async def post(remaining: float):
+                params = _chat_request(self.model_id, messages, stop_sequences, False, tools_to_call_from,
+                                       response_format, **self.kwargs)
+                return await direct.post(route, params, remaining)
+
+            return _reply(self.model_id, await self._with_retries(post, _direct_transient))
         client = self._client()
 
         async def call(remaining: float):
@@ -757,22 +778,34 @@ class OpenAIServerModel(BaseModel):
         self, messages: Messages, stop_sequences: list[str] | None = None,
         tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
-        client = self._client()
+        route = self._route()
+        client = None
+        if route is not None:
+            async def call(remaining: float):
+                params = _chat_request(self.model_id, messages, stop_sequences, True, tools_to_call_from,
+                                       response_format, **self.kwargs)
+                return await direct.open_stream(route, params, remaining)
 
-        async def call(remaining: float):
-            return await client.chat.completions.create(
-                **self._params(messages, stop_sequences, True, remaining, tools_to_call_from, response_format))
+            transient = _direct_transient
+        else:
+            client = self._client()
 
+            async def call(remaining: float):
+                return await client.chat.completions.create(
+                    **self._params(messages, stop_sequences, True, remaining, tools_to_call_from, response_format))
+
+            transient = self._is_transient
         try:
             deadline = asyncio.get_running_loop().time() + self.timeout
-            stream = await self._with_retries(call, self._is_transient)
+            stream = await self._with_retries(call, transient)
             try:
                 async for delta in _deltas(self.model_id, self._bounded(stream, deadline)):
                     yield delta
             finally:
                 await _close(stream)  # release the HTTP connection on early exit / Interrupt
         finally:
-            await _close(client)
+            if client is not None:
+                await _close(client)
 
 
 def _chat_request(model_id: str, messages: Messages, stop_sequences: list[str] | None, stream: bool,
