@@ -44,6 +44,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlparse
 
+from . import direct_anthropic
 from .cost_map import model_cost_map
 
 PREFIX = "openai/"
@@ -72,6 +73,7 @@ class Route:
     url: str
     api_key: str | None
     key_variable: str = "OPENAI_API_KEY"
+    api: str = "openai"  # or "anthropic": its Messages API (core/direct_anthropic.py)
 
 
 def api_base(given: str | None) -> str | None:
@@ -87,6 +89,9 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     if any(os.environ.get(name) for name in LITELLM_SETTINGS):
         return None
+    name = direct_anthropic.served_name(model_id)
+    if name is not None:
+        return _anthropic_route(name, given_base, api_key, kwargs, messages, tools or response_format)
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -97,6 +102,16 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     url, key_variable = target
     return Route(url, api_key or os.environ.get(key_variable) or None, key_variable)
+
+
+def _anthropic_route(name: str, given_base: str | None, api_key: str | None, kwargs: dict[str, Any],
+                     messages: list[dict[str, Any]], tools_or_format: Any) -> Route | None:
+    """An Anthropic chat model's route, for text messages and the plain sampling parameters only."""
+    if tools_or_format or not direct_anthropic.takes(name, kwargs, messages):
+        return None
+    url = direct_anthropic.url(given_base)
+    taken, key = direct_anthropic.api_key(api_key)
+    return Route(url, key, direct_anthropic.KEY_VARIABLE, "anthropic") if url and taken else None
 
 
 def _target(model_id: str, given_base: str | None, response_format: dict[str, Any] | None) -> tuple[str, str] | None:
@@ -182,8 +197,10 @@ def _top_level_combinator(tool: dict[str, Any]) -> bool:
     return isinstance(parameters, dict) and bool(COMBINATORS & set(parameters))
 
 
-def body(params: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
+def body(params: dict[str, Any], api: str = "openai") -> dict[str, Any]:
+    """The JSON body litellm's OpenAI (or anthropic) route sends for these ``_chat_request`` params."""
+    if api == "anthropic":
+        return direct_anthropic.body(params)
     sent = dict(params)
     sent["model"] = served_name(sent["model"])
     return sent
@@ -252,7 +269,7 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
             raise status_error(response)
-        return _objects(response.text)
+        return direct_anthropic.reply(response.json()) if route.api == "anthropic" else _objects(response.text)
 
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
@@ -268,18 +285,22 @@ async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> 
     except BaseException:
         await client.aclose()
         raise
-    return Stream(client, response)
+    return Stream(client, response, direct_anthropic.Chunks() if route.api == "anthropic" else None)
 
 
 def _headers(route: Route) -> dict[str, str]:
+    if route.api == "anthropic":
+        return direct_anthropic.headers(route.api_key)
     return {"Authorization": f"Bearer {route.api_key}"} if route.api_key else {}
 
 
 class Stream:
-    """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt)."""
+    """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt).
 
-    def __init__(self, client: Any, response: Any):
-        self.client, self.response = client, response
+    ``events``, for Anthropic's stream, turns each event into OpenAI-shaped chunks (``direct_anthropic.Chunks``)."""
+
+    def __init__(self, client: Any, response: Any, events: Any = None):
+        self.client, self.response, self.events = client, response, events
         self._chunks: AsyncIterator[Any] | None = None
 
     def __aiter__(self) -> "Stream":
@@ -297,6 +318,12 @@ class Stream:
             data = line[len("data:"):].strip()
             if data == "[DONE]":
                 return
+            if self.events is not None:
+                for chunk in self.events(json.loads(data)):
+                    yield chunk
+                if self.events.done:
+                    return
+                continue
             chunk = _objects(data)
             error = getattr(chunk, "error", None)
             if error is not None:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
-from . import direct
+from . import direct, direct_anthropic
 from .text import clip
 
 Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content, and tool_calls / tool_call_id
@@ -483,6 +483,14 @@ class LiteLLMModel(BaseModel):
                 f"(or pass api_key=... to {type(self).__name__})")
         return found
 
+    def _direct_body(self, route: direct.Route, messages: Messages, stop_sequences: list[str] | None, stream: bool,
+                     tools: list[Any] | None, response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """The body the direct route sends: litellm's for this request (with its cache marks, as ``_params``)."""
+        params = _chat_request(self.model_id, messages, stop_sequences, stream, tools, response_format, **self.kwargs)
+        if route.api == "anthropic" and direct_anthropic.marks_cache(direct_anthropic.served_name(self.model_id)):
+            params["messages"] = cache_breakpoints(params["messages"])
+        return direct.body(params, route.api)
+
     def _check_credentials(self) -> None:
         """A missing API key is configuration, not a passing fault: say which variable to set, at once.
 
@@ -510,9 +518,8 @@ class LiteLLMModel(BaseModel):
         route = self._route(messages, tools_to_call_from, response_format)
         if route is not None:
             async def post(remaining: float):
-                params = _chat_request(self.model_id, messages, stop_sequences, False, tools_to_call_from,
-                                       response_format, **self.kwargs)
-                return await direct.post(route, direct.body(params), remaining)
+                payload = self._direct_body(route, messages, stop_sequences, False, tools_to_call_from, response_format)
+                return await direct.post(route, payload, remaining)
 
             return _reply(self.model_id, await self._with_retries(post, _direct_transient))
         litellm = _litellm()
@@ -531,9 +538,8 @@ class LiteLLMModel(BaseModel):
         route = self._route(messages, tools_to_call_from, response_format)
         if route is not None:
             async def call(remaining: float):
-                params = _chat_request(self.model_id, messages, stop_sequences, True, tools_to_call_from,
-                                       response_format, **self.kwargs)
-                return await direct.open_stream(route, direct.body(params), remaining)
+                payload = self._direct_body(route, messages, stop_sequences, True, tools_to_call_from, response_format)
+                return await direct.open_stream(route, payload, remaining)
 
             transient = _direct_transient
         else:
