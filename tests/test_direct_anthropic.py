@@ -119,8 +119,8 @@ def test_an_agent_run_on_the_direct_route_sends_litellm_s_cache_marks(srv: OpenA
 
     runs = []
     for transport in ("litellm", "direct"):
-        for reply in ("```python\nprint('one')\n```", "```python\nprint('two')\n```", "```python\nfinal_answer(3)\n```"):
-            srv.push_reply("Thought: next.\n" + reply, prompt_tokens=1200, completion_tokens=20)
+        for code in ("print('one')", "print('two')", "final_answer(3)"):
+            srv.push_reply(f"Thought: next.\n```python\n{code}\n```", prompt_tokens=1200, completion_tokens=20)
         model = LiteLLMModel("anthropic/claude-sonnet-4-5", api_base=base(srv), api_key="k", transport=transport)
         assert CodeAgent(model=model, max_steps=3).run("count to three") == 3
         runs.append(srv.requests[-3:])

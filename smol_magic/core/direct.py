@@ -1,7 +1,7 @@
-"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server: one httpx POST, litellm not imported.
+"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server or Anthropic: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. Three kinds of request are sent exactly as litellm would
+waited for it before its first request. Four kinds of request are sent exactly as litellm would
 send them (the model's name without its ``openai/`` or ``deepseek/`` prefix, the messages, the
 parameters), by this module itself (httpx is already a dependency), and the reply is read the same way:
 
@@ -19,11 +19,15 @@ parameters), by this module itself (httpx is already a dependency), and the repl
   ``DEEPSEEK_API_KEY`` (see ``deepseek_chat_model``). The other OpenAI-compatible providers litellm
   has are left to it: it changes their requests (mistral drops ``stream_options``, xai refuses
   ``stop`` for grok-4, fireworks_ai and together_ai check tools and response formats per model,
-  groq and openrouter have routes of their own).
+  groq and openrouter have routes of their own);
+- an Anthropic chat model in the cost map (``anthropic/claude-sonnet-4-5``, or a bare ``claude-...`` id):
+  litellm translates the request to Anthropic's Messages API, and so does ``direct_anthropic`` (its own
+  module: the body, headers, reply and stream events), for text messages, stop sequences and the plain
+  sampling parameters only; tools, images, thinking and the rest stay on litellm (see that module's doc).
 
-``tests/test_direct.py`` checks against the local test server, for every model the cost map puts
-on the direct route, that both routes send the same body and read the same reply (for OpenAI's,
-litellm given openai.com's rules and a proxy's).
+``tests/test_direct.py`` (and ``tests/test_direct_anthropic.py``) check against the local test server, for
+every model the cost map puts on the direct route, that both routes send the same body and read the same
+reply (for OpenAI's, litellm given openai.com's rules and a proxy's).
 
 Anything litellm would change or that a user configured in litellm goes through litellm as before:
 litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), reasoning

@@ -1,4 +1,4 @@
-"""Anthropic's Messages API for ``LiteLLMModel``'s direct route (core/direct.py): the body litellm sends, its reply read.
+"""Anthropic's Messages API for ``LiteLLMModel``'s direct route (core/direct.py): litellm's body, its reply read.
 
 An ``anthropic/claude-...`` model (or a bare ``claude-...`` id that litellm's cost map gives provider
 "anthropic") is sent, by litellm's anthropic route (``litellm/llms/anthropic/chat/transformation.py``,
@@ -80,7 +80,8 @@ def _sampling(name: str) -> bool:
 
 
 def _plain_text(content: Any) -> bool:
-    """Text that is not blank, or a list of such text blocks with at most a ``cache_control`` (``cache_breakpoints``)."""
+    """Text that is not blank, or a list of such text blocks, each with at most a ``cache_control`` (as
+    ``models.cache_breakpoints`` marks them)."""
     if isinstance(content, str):
         return bool(content.strip())
     return isinstance(content, list) and bool(content) and all(
@@ -135,7 +136,7 @@ def body(params: dict[str, Any]) -> dict[str, Any]:
         for block in messages[-1]["content"]:
             block["text"] = block["text"].rstrip()  # Anthropic refuses a final assistant text ending in whitespace
     sent: dict[str, Any] = {"model": name, "messages": messages}
-    sent.update({key: params[key] for key in ("temperature", "top_p") if key in params})
+    sent.update({key: params[key] for key in ("temperature", "top_p") if params.get(key) is not None})
     if params.get("stop"):
         sent["stop_sequences"] = list(params["stop"])
     if system:
@@ -169,7 +170,8 @@ def reply(message: dict[str, Any]) -> SimpleNamespace:
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, list):
         return SimpleNamespace()  # no choices: models._reply says "malformed response"
-    text = "".join(block.get("text") or "" for block in content if isinstance(block, dict) and block.get("type") == "text")
+    text = "".join(block.get("text") or "" for block in content
+                   if isinstance(block, dict) and block.get("type") == "text")
     return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=text or None, tool_calls=None))],
                            usage=usage(message.get("usage") or {}))
 

@@ -417,7 +417,8 @@ class LiteLLMModel(BaseModel):
     unchanged directly, without importing litellm (seconds): an ``openai/`` model litellm does not
     know at an ``api_base`` that is not openai.com, or a hosted OpenAI chat model that litellm's cost
     map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5), or a DeepSeek chat
-    model: see ``core/direct.py``. ``"litellm"`` always goes
+    model, or an Anthropic chat model's text request (Messages API, ``core/direct_anthropic.py``):
+    see ``core/direct.py``. ``"litellm"`` always goes
     through litellm; ``"direct"`` takes the direct route even when litellm is imported.
     """
 
@@ -437,7 +438,8 @@ class LiteLLMModel(BaseModel):
         super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
-        # auto: an OpenAI-compatible server gets litellm's request without importing litellm (core/direct.py)
+        # auto: an OpenAI-compatible server or Anthropic gets litellm's request without importing litellm
+        # (core/direct.py)
         # when litellm would send it unchanged and is not loaded; litellm: always through litellm.
         self.transport = transport
         self._credentials_checked = False
@@ -474,7 +476,7 @@ class LiteLLMModel(BaseModel):
 
     def _route(self, messages: Messages, tools: list[Any] | None,
                response_format: dict[str, Any] | None) -> direct.Route | None:
-        """The direct route to an OpenAI-compatible server for this request, or None for litellm's."""
+        """The direct route (an OpenAI-compatible server, or Anthropic) for this request, or None for litellm's."""
         found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,
                              tool_schemas(tools), response_format)
         if found is not None and found.api_key is None:
