@@ -34,8 +34,8 @@ VERSION = "2023-06-01"
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 PASSED_AS_IS = frozenset({"temperature", "top_p", "max_tokens"})
 # Credentials litellm tries when there is no key (Bearer token, workload identity), and its URL setting.
-OTHER_CREDENTIALS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_FEDERATION_RULE_ID", "ANTHROPIC_IDENTITY_TOKEN",
-                     "ANTHROPIC_IDENTITY_TOKEN_FILE")
+OTHER_CREDENTIALS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_FEDERATION_RULE_ID", "ANTHROPIC_ORGANIZATION_ID",
+                     "ANTHROPIC_IDENTITY_TOKEN", "ANTHROPIC_IDENTITY_TOKEN_FILE", "ANTHROPIC_IDENTITY_SOURCE")
 SETTINGS = ("LITELLM_ANTHROPIC_DISABLE_URL_SUFFIX",)
 OAUTH_PREFIX = "sk-ant-oat"  # an OAuth token: litellm sends it as a Bearer with beta headers
 # litellm's _supports_sampling_params name fallback, for cost-map entries without the flag.
