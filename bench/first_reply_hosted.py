@@ -4,8 +4,9 @@ Three kinds of configured model (``SMOL_MAGIC_MODEL``), each in a fresh process 
 
 - ``openai/gpt-4o-mini`` (a hosted OpenAI chat model) and ``deepseek/deepseek-chat``: litellm sends
   their requests unchanged, so core/direct.py sends them itself and litellm is never imported;
-- ``anthropic/claude-sonnet-4-5``: litellm is needed, ``%load_ext`` starts importing it in a thread
-  (jupyter/magic.py ``preload_litellm``) and the first cell waits for what is left of that import.
+- ``anthropic/claude-sonnet-4-5``: litellm translates its text requests to Anthropic's Messages API,
+  and core/direct_anthropic.py sends the same body itself, so litellm is never imported either (before,
+  ``%load_ext`` started importing it in a thread and the first cell waited for what was left of it).
 
 The requests go to the local test server (``OPENAI_API_BASE``, ``DEEPSEEK_API_BASE`` and
 ``ANTHROPIC_API_BASE`` stand in for the providers), so nothing leaves the machine; the time is from running the cell to the server
@@ -31,7 +32,7 @@ from openai_server import OpenAIServer  # noqa: E402
 TARGET = 0.5
 DELAYS = (0.0, 3.0, 8.0)
 MODELS = (("openai/gpt-4o-mini", "direct"), ("deepseek/deepseek-chat", "direct"),
-          ("anthropic/claude-sonnet-4-5", "litellm"))
+          ("anthropic/claude-sonnet-4-5", "direct"))
 CELL = textwrap.dedent("""
     import sys, time
     from IPython.core.interactiveshell import InteractiveShell

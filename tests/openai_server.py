@@ -5,8 +5,8 @@ huggingface_hub, so they catch what mocks cannot: the URL a client posts to,
 the JSON it sends, how it parses SSE, what it does on 429 / 500 / bad JSON.
 Stdlib only; every request pops the next scripted behaviour from a queue.
 
-It also answers Anthropic's ``/v1/messages`` (text replies, JSON or SSE), so a test can see
-what litellm sends an ``anthropic/...`` model (e.g. ``cache_control`` blocks).
+It also answers Anthropic's ``/v1/messages`` (text replies, JSON or SSE; error statuses in Anthropic's
+shape), so a test can see what litellm, or the direct route, sends an ``anthropic/...`` model.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Behaviour:
     calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI tool_calls, for kind "tool_calls"
     pieces: list[str] = field(default_factory=list)
     usage: tuple[int, int] | None = None
+    cache: tuple[int, int] | None = None  # Anthropic's cache_creation / cache_read input tokens, for /v1/messages
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -54,13 +55,15 @@ class OpenAIServer:
 
     # -- scripting ---------------------------------------------------------
 
-    def push_reply(self, text: str, prompt_tokens: int = 11, completion_tokens: int = 7) -> "OpenAIServer":
+    def push_reply(self, text: str, prompt_tokens: int = 11, completion_tokens: int = 7,
+                   cache: tuple[int, int] | None = None) -> "OpenAIServer":
         """Answer like a real server: JSON, or SSE if the request asked for ``stream``.
 
         When streaming, usage is sent only if the client asked for it with
-        ``stream_options.include_usage``, as OpenAI does.
+        ``stream_options.include_usage``, as OpenAI does. ``cache`` (Anthropic's route only): the
+        ``cache_creation_input_tokens`` and ``cache_read_input_tokens`` of the usage.
         """
-        self._push(Behaviour("reply", text=text, usage=(prompt_tokens, completion_tokens)))
+        self._push(Behaviour("reply", text=text, usage=(prompt_tokens, completion_tokens), cache=cache))
         return self
 
     def push_stream(self, pieces: list[str], usage: tuple[int, int] | None = (11, 7)) -> "OpenAIServer":
@@ -184,14 +187,22 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # client went away mid-response; nothing to do
 
     def _serve_anthropic(self, b: Behaviour, body: dict) -> None:
-        """Anthropic's Messages API, for a text reply (``push_reply``): JSON, or its SSE events if asked to stream."""
+        """Anthropic's Messages API, for a text reply (``push_reply``): JSON, or its SSE events if asked to stream;
+        ``push_status`` as Anthropic's error body, ``push_malformed`` and ``push_hang`` as on the OpenAI route."""
+        if b.kind == "status":
+            kinds = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
+            error = {"type": "error", "error": {"type": kinds.get(b.status, "api_error"), "message": b.text}}
+            return self._send(b.status, json.dumps(error).encode(), "application/json", b.headers)
+        if b.kind in ("malformed", "hang"):
+            return self._serve(b, body)
         if b.kind != "reply":
             return self._error(500, f"the /v1/messages route answers only push_reply, not {b.kind!r}")
         model = body.get("model") or "unknown"
         prompt, completion = b.usage or (0, 0)
+        cached = dict(zip(("cache_creation_input_tokens", "cache_read_input_tokens"), b.cache)) if b.cache else {}
         message = {"id": "msg_local", "type": "message", "role": "assistant", "model": model,
                    "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn", "stop_sequence": None,
-                   "usage": {"input_tokens": prompt, "output_tokens": completion}}
+                   "usage": {"input_tokens": prompt, "output_tokens": completion, **cached}}
         if not body.get("stream"):
             return self._send(200, json.dumps(message).encode(), "application/json")
         self.send_response(200)
@@ -203,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         event("message_start", {"message": {**message, "content": [], "stop_reason": None,
-                                            "usage": {"input_tokens": prompt, "output_tokens": 1}}})
+                                            "usage": {"input_tokens": prompt, "output_tokens": 1, **cached}}})
         event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         for i in range(0, len(b.text), 4):
             event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": b.text[i:i + 4]}})

@@ -37,9 +37,11 @@ def run_three_steps(srv: OpenAIServer, model: LiteLLMModel) -> list[dict[str, An
     return srv.bodies
 
 
-def test_an_anthropic_request_marks_the_system_prompt_and_the_end_of_earlier_steps(srv: OpenAIServer):
+@pytest.mark.parametrize("transport", ["litellm", "direct"])
+def test_an_anthropic_request_marks_the_system_prompt_and_the_end_of_earlier_steps(srv: OpenAIServer, transport: str):
+    """Through litellm, and on the direct route (core/direct_anthropic.py), which must send the same marks."""
     model = LiteLLMModel("anthropic/claude-sonnet-4-5", api_base=srv.base_url.removesuffix("/v1"), api_key="k",
-                         retry_base_delay=0.001)
+                         retry_base_delay=0.001, transport=transport)
     bodies = run_three_steps(srv, model)
     assert [r.path for r in srv.requests] == ["/v1/messages"] * 3
     for body in bodies:

@@ -1,7 +1,7 @@
-"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server: one httpx POST, litellm not imported.
+"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server or Anthropic: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. Three kinds of request are sent exactly as litellm would
+waited for it before its first request. Four kinds of request are sent exactly as litellm would
 send them (the model's name without its ``openai/`` or ``deepseek/`` prefix, the messages, the
 parameters), by this module itself (httpx is already a dependency), and the reply is read the same way:
 
@@ -19,11 +19,15 @@ parameters), by this module itself (httpx is already a dependency), and the repl
   ``DEEPSEEK_API_KEY`` (see ``deepseek_chat_model``). The other OpenAI-compatible providers litellm
   has are left to it: it changes their requests (mistral drops ``stream_options``, xai refuses
   ``stop`` for grok-4, fireworks_ai and together_ai check tools and response formats per model,
-  groq and openrouter have routes of their own).
+  groq and openrouter have routes of their own);
+- an Anthropic chat model in the cost map (``anthropic/claude-sonnet-4-5``, or a bare ``claude-...`` id):
+  litellm translates the request to Anthropic's Messages API, and so does ``direct_anthropic`` (its own
+  module: the body, headers, reply and stream events), for text messages, stop sequences and the plain
+  sampling parameters only; tools, images, thinking and the rest stay on litellm (see that module's doc).
 
-``tests/test_direct.py`` checks against the local test server, for every model the cost map puts
-on the direct route, that both routes send the same body and read the same reply (for OpenAI's,
-litellm given openai.com's rules and a proxy's).
+``tests/test_direct.py`` (and ``tests/test_direct_anthropic.py``) check against the local test server, for
+every model the cost map puts on the direct route, that both routes send the same body and read the same
+reply (for OpenAI's, litellm given openai.com's rules and a proxy's).
 
 Anything litellm would change or that a user configured in litellm goes through litellm as before:
 litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), reasoning
@@ -44,6 +48,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlparse
 
+from . import direct_anthropic
 from .cost_map import model_cost_map
 
 PREFIX = "openai/"
@@ -72,6 +77,7 @@ class Route:
     url: str
     api_key: str | None
     key_variable: str = "OPENAI_API_KEY"
+    api: str = "openai"  # or "anthropic": its Messages API (core/direct_anthropic.py)
 
 
 def api_base(given: str | None) -> str | None:
@@ -87,6 +93,9 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     if any(os.environ.get(name) for name in LITELLM_SETTINGS):
         return None
+    name = direct_anthropic.served_name(model_id)
+    if name is not None:
+        return _anthropic_route(name, given_base, api_key, kwargs, messages, tools or response_format)
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -97,6 +106,16 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     url, key_variable = target
     return Route(url, api_key or os.environ.get(key_variable) or None, key_variable)
+
+
+def _anthropic_route(name: str, given_base: str | None, api_key: str | None, kwargs: dict[str, Any],
+                     messages: list[dict[str, Any]], tools_or_format: Any) -> Route | None:
+    """An Anthropic chat model's route, for text messages and the plain sampling parameters only."""
+    if tools_or_format or not direct_anthropic.takes(name, kwargs, messages):
+        return None
+    url = direct_anthropic.url(given_base)
+    taken, key = direct_anthropic.api_key(api_key)
+    return Route(url, key, direct_anthropic.KEY_VARIABLE, "anthropic") if url and taken else None
 
 
 def _target(model_id: str, given_base: str | None, response_format: dict[str, Any] | None) -> tuple[str, str] | None:
@@ -182,8 +201,10 @@ def _top_level_combinator(tool: dict[str, Any]) -> bool:
     return isinstance(parameters, dict) and bool(COMBINATORS & set(parameters))
 
 
-def body(params: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
+def body(params: dict[str, Any], api: str = "openai") -> dict[str, Any]:
+    """The JSON body litellm's OpenAI (or anthropic) route sends for these ``_chat_request`` params."""
+    if api == "anthropic":
+        return direct_anthropic.body(params)
     sent = dict(params)
     sent["model"] = served_name(sent["model"])
     return sent
@@ -252,7 +273,7 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
             raise status_error(response)
-        return _objects(response.text)
+        return direct_anthropic.reply(response.json()) if route.api == "anthropic" else _objects(response.text)
 
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
@@ -268,18 +289,22 @@ async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> 
     except BaseException:
         await client.aclose()
         raise
-    return Stream(client, response)
+    return Stream(client, response, direct_anthropic.Chunks() if route.api == "anthropic" else None)
 
 
 def _headers(route: Route) -> dict[str, str]:
+    if route.api == "anthropic":
+        return direct_anthropic.headers(route.api_key)
     return {"Authorization": f"Bearer {route.api_key}"} if route.api_key else {}
 
 
 class Stream:
-    """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt)."""
+    """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt).
 
-    def __init__(self, client: Any, response: Any):
-        self.client, self.response = client, response
+    ``events``, for Anthropic's stream, turns each event into OpenAI-shaped chunks (``direct_anthropic.Chunks``)."""
+
+    def __init__(self, client: Any, response: Any, events: Any = None):
+        self.client, self.response, self.events = client, response, events
         self._chunks: AsyncIterator[Any] | None = None
 
     def __aiter__(self) -> "Stream":
@@ -297,6 +322,12 @@ class Stream:
             data = line[len("data:"):].strip()
             if data == "[DONE]":
                 return
+            if self.events is not None:
+                for chunk in self.events(json.loads(data)):
+                    yield chunk
+                if self.events.done:
+                    return
+                continue
             chunk = _objects(data)
             error = getattr(chunk, "error", None)
             if error is not None:

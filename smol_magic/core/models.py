@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
-from . import direct
+from . import direct, direct_anthropic
 from .text import clip
 
 Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content, and tool_calls / tool_call_id
@@ -417,7 +417,8 @@ class LiteLLMModel(BaseModel):
     unchanged directly, without importing litellm (seconds): an ``openai/`` model litellm does not
     know at an ``api_base`` that is not openai.com, or a hosted OpenAI chat model that litellm's cost
     map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5), or a DeepSeek chat
-    model: see ``core/direct.py``. ``"litellm"`` always goes
+    model, or an Anthropic chat model's text request (Messages API, ``core/direct_anthropic.py``):
+    see ``core/direct.py``. ``"litellm"`` always goes
     through litellm; ``"direct"`` takes the direct route even when litellm is imported.
     """
 
@@ -437,7 +438,8 @@ class LiteLLMModel(BaseModel):
         super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
-        # auto: an OpenAI-compatible server gets litellm's request without importing litellm (core/direct.py)
+        # auto: an OpenAI-compatible server or Anthropic gets litellm's request without importing litellm
+        # (core/direct.py)
         # when litellm would send it unchanged and is not loaded; litellm: always through litellm.
         self.transport = transport
         self._credentials_checked = False
@@ -474,7 +476,7 @@ class LiteLLMModel(BaseModel):
 
     def _route(self, messages: Messages, tools: list[Any] | None,
                response_format: dict[str, Any] | None) -> direct.Route | None:
-        """The direct route to an OpenAI-compatible server for this request, or None for litellm's."""
+        """The direct route (an OpenAI-compatible server, or Anthropic) for this request, or None for litellm's."""
         found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,
                              tool_schemas(tools), response_format)
         if found is not None and found.api_key is None:
@@ -482,6 +484,14 @@ class LiteLLMModel(BaseModel):
                 f"{self.model_id}: no API key: set {found.key_variable} in the environment "
                 f"(or pass api_key=... to {type(self).__name__})")
         return found
+
+    def _direct_body(self, route: direct.Route, messages: Messages, stop_sequences: list[str] | None, stream: bool,
+                     tools: list[Any] | None, response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """The body the direct route sends: litellm's for this request (with its cache marks, as ``_params``)."""
+        params = _chat_request(self.model_id, messages, stop_sequences, stream, tools, response_format, **self.kwargs)
+        if route.api == "anthropic" and direct_anthropic.marks_cache(direct_anthropic.served_name(self.model_id)):
+            params["messages"] = cache_breakpoints(params["messages"])
+        return direct.body(params, route.api)
 
     def _check_credentials(self) -> None:
         """A missing API key is configuration, not a passing fault: say which variable to set, at once.
@@ -510,9 +520,8 @@ class LiteLLMModel(BaseModel):
         route = self._route(messages, tools_to_call_from, response_format)
         if route is not None:
             async def post(remaining: float):
-                params = _chat_request(self.model_id, messages, stop_sequences, False, tools_to_call_from,
-                                       response_format, **self.kwargs)
-                return await direct.post(route, direct.body(params), remaining)
+                payload = self._direct_body(route, messages, stop_sequences, False, tools_to_call_from, response_format)
+                return await direct.post(route, payload, remaining)
 
             return _reply(self.model_id, await self._with_retries(post, _direct_transient))
         litellm = _litellm()
@@ -531,9 +540,8 @@ class LiteLLMModel(BaseModel):
         route = self._route(messages, tools_to_call_from, response_format)
         if route is not None:
             async def call(remaining: float):
-                params = _chat_request(self.model_id, messages, stop_sequences, True, tools_to_call_from,
-                                       response_format, **self.kwargs)
-                return await direct.open_stream(route, direct.body(params), remaining)
+                payload = self._direct_body(route, messages, stop_sequences, True, tools_to_call_from, response_format)
+                return await direct.open_stream(route, payload, remaining)
 
             transient = _direct_transient
         else:
