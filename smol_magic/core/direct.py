@@ -87,6 +87,9 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     if any(os.environ.get(name) for name in LITELLM_SETTINGS):
         return None
+    if model_id.startswith("gemini/"):  # Google AI Studio's own API: core/direct_gemini.py
+        from . import direct_gemini
+        return direct_gemini.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -184,6 +187,9 @@ def _top_level_combinator(tool: dict[str, Any]) -> bool:
 
 def body(params: dict[str, Any]) -> dict[str, Any]:
     """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
+    if params["model"].startswith("gemini/"):
+        from . import direct_gemini
+        return direct_gemini.body(params)
     sent = dict(params)
     sent["model"] = served_name(sent["model"])
     return sent
@@ -248,6 +254,9 @@ def _tls() -> Any:
 
 async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
     """One chat completion: the reply as attribute objects; an error status raises ``HTTPStatusError``."""
+    if not isinstance(route, Route):  # a Gemini route (core/direct_gemini.py)
+        from . import direct_gemini
+        return await direct_gemini.post(route, payload, timeout)
     async with _client(route.url, timeout) as client:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
@@ -257,6 +266,9 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
     """A streamed chat completion, open once the server has answered with a success status."""
+    if not isinstance(route, Route):  # a Gemini route (core/direct_gemini.py)
+        from . import direct_gemini
+        return await direct_gemini.open_stream(route, payload, timeout)
     client = _client(route.url, timeout)
     try:
         request = client.build_request("POST", route.url, json=payload, headers=_headers(route))
