@@ -4,10 +4,12 @@ Three kinds of configured model (``SMOL_MAGIC_MODEL``), each in a fresh process 
 
 - ``openai/gpt-4o-mini`` (a hosted OpenAI chat model) and ``deepseek/deepseek-chat``: litellm sends
   their requests unchanged, so core/direct.py sends them itself and litellm is never imported;
+- ``gemini/gemini-2.5-flash`` (Google AI Studio): core/direct_gemini.py builds the generateContent
+  request litellm would build, and litellm is never imported;
 - ``anthropic/claude-sonnet-4-5``: litellm is needed, ``%load_ext`` starts importing it in a thread
   (jupyter/magic.py ``preload_litellm``) and the first cell waits for what is left of that import.
 
-The requests go to the local test server (``OPENAI_API_BASE``, ``DEEPSEEK_API_BASE`` and
+The requests go to the local test server (``OPENAI_API_BASE``, ``DEEPSEEK_API_BASE``, ``GEMINI_API_BASE`` and
 ``ANTHROPIC_API_BASE`` stand in for the providers), so nothing leaves the machine; the time is from running the cell to the server
 receiving the request, next to a plain ``import litellm`` in a fresh process (what the cell waited for
 before). A real hosted request adds the TLS setup, printed on its own. The target (issue 17) is 0.5 s
@@ -31,7 +33,7 @@ from openai_server import OpenAIServer  # noqa: E402
 TARGET = 0.5
 DELAYS = (0.0, 3.0, 8.0)
 MODELS = (("openai/gpt-4o-mini", "direct"), ("deepseek/deepseek-chat", "direct"),
-          ("anthropic/claude-sonnet-4-5", "litellm"))
+          ("gemini/gemini-2.5-flash", "direct"), ("anthropic/claude-sonnet-4-5", "litellm"))
 CELL = textwrap.dedent("""
     import sys, time
     from IPython.core.interactiveshell import InteractiveShell
@@ -59,14 +61,16 @@ def tls_seconds(env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "DEEPSEEK_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "DEEPSEEK_", "GEMINI_", "GOOGLE_", "PALM_"))}
     env.update(OPENAI_API_KEY="sk-bench", DEEPSEEK_API_KEY="sk-deep-bench", ANTHROPIC_API_KEY="sk-ant-bench",
+               GEMINI_API_KEY="gm-bench",
                SMOL_MAGIC_STORE="",
                LITELLM_LOCAL_MODEL_COST_MAP="True")
     print("first request of a %%agent cell in a fresh process, run 0/3/8 s after %load_ext; "
           f"target <= {TARGET} s at 0 s (Run All)")
     with OpenAIServer() as srv:
-        env.update(OPENAI_API_BASE=srv.base_url, DEEPSEEK_API_BASE=srv.base_url,
+        env.update(OPENAI_API_BASE=srv.base_url, DEEPSEEK_API_BASE=srv.base_url, GEMINI_API_BASE=srv.base_url,
                    ANTHROPIC_API_BASE=srv.base_url.removesuffix("/v1"))
         for model, route in MODELS:
             print(f"SMOL_MAGIC_MODEL={model} ({route} route)")

@@ -254,7 +254,8 @@ def test_a_missing_key_says_which_variable_to_set(srv: OpenAIServer):
 
 
 def test_a_fresh_kernel_asks_gemini_without_importing_litellm(srv: OpenAIServer):
-    """The first %%agent cell's request leaves without litellm: the key in x-goog-api-key only, the body litellm's."""
+    """A two-step %%agent cell's requests leave without litellm: the key in x-goog-api-key only."""
+    srv.push_reply("Thought: look first.\n```python\nprint('looked')\n```")
     srv.push_reply("Thought: greet.\n```python\nfinal_answer('hi there')\n```")
     code = textwrap.dedent("""
         import sys
@@ -274,3 +275,5 @@ def test_a_fresh_kernel_asks_gemini_without_importing_litellm(srv: OpenAIServer)
     assert request.path == "/v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse", request.path
     assert request.headers["x-goog-api-key"] == "gm-test" and "authorization" not in request.headers
     assert "gm-test" not in json.dumps(request.body) and request.body["system_instruction"]["parts"]
+    second = srv.bodies[1]["contents"]  # the next step: the code as a model turn, its observation as a user turn
+    assert [c["role"] for c in second[-2:]] == ["model", "user"] and "looked" in second[-1]["parts"][0]["text"]

@@ -44,6 +44,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlparse
 
+from . import direct_gemini
 from .cost_map import model_cost_map
 
 PREFIX = "openai/"
@@ -87,8 +88,7 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     if any(os.environ.get(name) for name in LITELLM_SETTINGS):
         return None
-    if model_id.startswith("gemini/"):  # Google AI Studio's own API: core/direct_gemini.py
-        from . import direct_gemini
+    if model_id.startswith(direct_gemini.PREFIX):  # Google AI Studio's own API: core/direct_gemini.py
         return direct_gemini.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
@@ -187,8 +187,7 @@ def _top_level_combinator(tool: dict[str, Any]) -> bool:
 
 def body(params: dict[str, Any]) -> dict[str, Any]:
     """The JSON body litellm's OpenAI route sends for these ``_chat_request`` params."""
-    if params["model"].startswith("gemini/"):
-        from . import direct_gemini
+    if params["model"].startswith(direct_gemini.PREFIX):
         return direct_gemini.body(params)
     sent = dict(params)
     sent["model"] = served_name(sent["model"])
@@ -254,24 +253,22 @@ def _tls() -> Any:
 
 async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
     """One chat completion: the reply as attribute objects; an error status raises ``HTTPStatusError``."""
-    if not isinstance(route, Route):  # a Gemini route (core/direct_gemini.py)
-        from . import direct_gemini
-        return await direct_gemini.post(route, payload, timeout)
     async with _client(route.url, timeout) as client:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
             raise status_error(response)
+        if isinstance(route, direct_gemini.GeminiRoute):
+            return direct_gemini.reply(json.loads(response.text))
         return _objects(response.text)
 
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
     """A streamed chat completion, open once the server has answered with a success status."""
-    if not isinstance(route, Route):  # a Gemini route (core/direct_gemini.py)
-        from . import direct_gemini
-        return await direct_gemini.open_stream(route, payload, timeout)
-    client = _client(route.url, timeout)
+    gemini = isinstance(route, direct_gemini.GeminiRoute)  # streams at its own address, in its own chunks
+    url = route.stream_url if gemini else route.url
+    client = _client(url, timeout)
     try:
-        request = client.build_request("POST", route.url, json=payload, headers=_headers(route))
+        request = client.build_request("POST", url, json=payload, headers=_headers(route))
         response = await client.send(request, stream=True)
         if response.status_code >= 400:
             await response.aread()
@@ -280,18 +277,21 @@ async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> 
     except BaseException:
         await client.aclose()
         raise
-    return Stream(client, response)
+    return Stream(client, response, direct_gemini.chunks if gemini else None)
 
 
 def _headers(route: Route) -> dict[str, str]:
+    if isinstance(route, direct_gemini.GeminiRoute):
+        return direct_gemini.headers(route)
     return {"Authorization": f"Bearer {route.api_key}"} if route.api_key else {}
 
 
 class Stream:
     """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt)."""
 
-    def __init__(self, client: Any, response: Any):
+    def __init__(self, client: Any, response: Any, translate: Any = None):
         self.client, self.response = client, response
+        self.translate = translate  # SSE lines -> chunks, for a provider with its own (direct_gemini.chunks)
         self._chunks: AsyncIterator[Any] | None = None
 
     def __aiter__(self) -> "Stream":
@@ -299,7 +299,7 @@ class Stream:
 
     async def __anext__(self) -> Any:
         if self._chunks is None:
-            self._chunks = self._read()
+            self._chunks = self.translate(self.response.aiter_lines()) if self.translate else self._read()
         return await self._chunks.__anext__()
 
     async def _read(self) -> AsyncIterator[Any]:

@@ -3,7 +3,8 @@
 A ``gemini/<name>`` id goes through litellm's Google AI Studio route (``litellm/llms/gemini/`` on top of
 ``llms/vertex_ai/gemini/``), and ``import litellm`` takes seconds. For the requests where litellm's
 translation is a fixed function of the messages and three parameters, this module builds the same
-body, sends it where litellm does with the key where litellm puts it, and reads the reply the same way:
+body, names the address and the key's place litellm uses, and reads the reply the same way; ``direct.py``
+posts it (its ``route``, ``body``, ``post`` and ``open_stream`` hand ``gemini/`` ids and routes over here):
 
 - models: the cost map's ``gemini/`` chat models (``litellm_provider`` "gemini", ``mode`` "chat") named
   ``gemini-...``, answering text only, that litellm does not count as Gemini 3 or newer (those get the
@@ -43,7 +44,6 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
-from . import direct
 from .cost_map import model_cost_map
 
 PREFIX = "gemini/"
@@ -210,60 +210,34 @@ def _choice(text: str | None) -> SimpleNamespace:
     return SimpleNamespace(message=SimpleNamespace(content=text, tool_calls=None))
 
 
-async def post(route: GeminiRoute, payload: dict[str, Any], timeout: float) -> SimpleNamespace:
-    """One generateContent request: the reply read as litellm reads it; an error status raises as the OpenAI
-    route's do (``direct.status_error``: Gemini's error body has ``error.message`` too)."""
-    async with direct._client(route.url, timeout) as client:
-        response = await client.post(route.url, json=payload, headers=_headers(route))
-        if response.status_code >= 400:
-            raise direct.status_error(response)
-        return reply(json.loads(response.text))
-
-
-async def open_stream(route: GeminiRoute, payload: dict[str, Any], timeout: float) -> "Stream":
-    """A streamGenerateContent request, open once the server has answered with a success status."""
-    client = direct._client(route.stream_url, timeout)
-    try:
-        request = client.build_request("POST", route.stream_url, json=payload, headers=_headers(route))
-        response = await client.send(request, stream=True)
-        if response.status_code >= 400:
-            await response.aread()
-            await response.aclose()
-            raise direct.status_error(response)
-    except BaseException:
-        await client.aclose()
-        raise
-    return Stream(client, response)
-
-
-def _headers(route: GeminiRoute) -> dict[str, str]:
+def headers(route: GeminiRoute) -> dict[str, str]:
+    """The key where litellm puts it: the ``x-goog-api-key`` header (never the URL, which error messages show)."""
     return {"x-goog-api-key": route.api_key} if route.api_key else {}
 
 
-class Stream(direct.Stream):
-    """Gemini's SSE chunks -> OpenAI-style chunks: the text as it comes, the usage once at the end."""
-
-    async def _read(self) -> AsyncIterator[Any]:
-        prompt: int | None = None
-        completion: int | None = None
-        async for line in self.response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            chunk = json.loads(line[len("data:"):].strip())
-            error = chunk.get("error")
-            if error is not None:  # litellm's _check_streaming_error
-                message = f"{error.get('status', 'UNKNOWN')} - {error.get('message', 'Unknown error')}" \
-                    if isinstance(error, dict) else error
-                raise RuntimeError(f"the server sent an error mid-stream: {message}")
-            metadata = chunk.get("usageMetadata")
-            if isinstance(metadata, dict):  # litellm's stream builder: the last non-zero count of each
-                counted = usage(metadata)
-                prompt = counted[0] if counted[0] > 0 or prompt is None else prompt
-                completion = counted[1] if counted[1] > 0 or completion is None else completion
-            _, text = _text(chunk.get("candidates"))
-            if text:
-                yield SimpleNamespace(choices=[SimpleNamespace(delta=SimpleNamespace(content=text, tool_calls=None))],
-                                      usage=None)
-        if prompt is not None or completion is not None:
-            yield SimpleNamespace(choices=[], usage=SimpleNamespace(prompt_tokens=prompt or 0,
-                                                                    completion_tokens=completion or 0))
+async def chunks(lines: AsyncIterator[str]) -> AsyncIterator[SimpleNamespace]:
+    """A streamGenerateContent reply's SSE lines -> OpenAI-style chunks, as litellm's stream yields them: the
+    text as it comes, the usage once at the end (its stream builder keeps each count's last non-zero value)."""
+    prompt: int | None = None
+    completion: int | None = None
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        chunk = json.loads(line[len("data:"):].strip())
+        error = chunk.get("error")
+        if error is not None:  # litellm's _check_streaming_error
+            message = (f"{error.get('status', 'UNKNOWN')} - {error.get('message', 'Unknown error')}"
+                       if isinstance(error, dict) else error)
+            raise RuntimeError(f"the server sent an error mid-stream: {message}")
+        metadata = chunk.get("usageMetadata")
+        if isinstance(metadata, dict):
+            counted = usage(metadata)
+            prompt = counted[0] if counted[0] > 0 or prompt is None else prompt
+            completion = counted[1] if counted[1] > 0 or completion is None else completion
+        _, text = _text(chunk.get("candidates"))
+        if text:
+            delta = SimpleNamespace(content=text, tool_calls=None)
+            yield SimpleNamespace(choices=[SimpleNamespace(delta=delta)], usage=None)
+    if prompt is not None or completion is not None:
+        yield SimpleNamespace(choices=[], usage=SimpleNamespace(prompt_tokens=prompt or 0,
+                                                                completion_tokens=completion or 0))
