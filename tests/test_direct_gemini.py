@@ -277,3 +277,35 @@ def test_a_fresh_kernel_asks_gemini_without_importing_litellm(srv: OpenAIServer)
     assert "gm-test" not in json.dumps(request.body) and request.body["system_instruction"]["parts"]
     second = srv.bodies[1]["contents"]  # the next step: the code as a model turn, its observation as a user turn
     assert [c["role"] for c in second[-2:]] == ["model", "user"] and "looked" in second[-1]["parts"][0]["text"]
+
+
+@pytest.mark.parametrize("name", GEMINI_MODELS)
+def test_the_address_is_the_one_litellm_computes(name: str, monkeypatch: pytest.MonkeyPatch):
+    """Google's own address (no api_base: the test server cannot stand in for it) and a proxy's, from litellm's
+    own ``get_token_and_url``; the key in a header of its own, as litellm sends it."""
+    from litellm.main import vertex_chat_completion
+
+    for name_ in KEY_VARIABLES:
+        monkeypatch.delenv(name_, raising=False)
+    for base in (None, "http://127.0.0.1:9/gem", "http://127.0.0.1:9/v1beta/"):
+        found = direct.route("gemini/" + name, base, "k", {}, "direct", MESSAGES, None)
+        for stream, url in ((False, found.url), (True, found.stream_url)):
+            auth, expected = vertex_chat_completion.get_token_and_url(
+                model=name, auth_header=None, gemini_api_key="k", vertex_project=None, vertex_location=None,
+                vertex_credentials=None, stream=stream, custom_llm_provider="gemini", api_base=base)
+            assert (url, direct_gemini.headers(found)) == (expected, auth), (name, base, stream)
+
+
+def test_the_settings_left_to_litellm_change_its_request(srv: OpenAIServer, monkeypatch: pytest.MonkeyPatch):
+    """LITELLM_GEMINI_DEFAULT_MAX_OUTPUT_TOKENS: litellm adds an output budget to a request without one. And a
+    parameter set to None is not sent, by either route."""
+    for transport in ("litellm", "direct"):
+        srv.push_reply("ok")
+        ask(LiteLLMModel("gemini/gemini-2.5-flash", api_base=srv.base_url, api_key="k", transport=transport,
+                         temperature=None, max_tokens=None), False)
+    assert srv.bodies[0] == srv.bodies[1] and srv.bodies[1]["generationConfig"] == {"stop_sequences": ["<end>"]}
+    monkeypatch.setenv("LITELLM_GEMINI_DEFAULT_MAX_OUTPUT_TOKENS", "1000")
+    assert direct.route("gemini/gemini-2.5-flash", srv.base_url, "k", {}, "direct", MESSAGES, None) is None
+    srv.push_reply("ok")
+    ask(LiteLLMModel("gemini/gemini-2.5-flash", api_base=srv.base_url, api_key="k", transport="litellm"), False)
+    assert srv.bodies[-1]["generationConfig"]["max_output_tokens"] == 1000

@@ -125,7 +125,7 @@ def body(params: dict[str, Any]) -> dict[str, Any]:
     sent: dict[str, Any] = {"contents": contents or [{"role": "user", "parts": [{"text": " "}]}]}
     if system:
         sent["system_instruction"] = {"parts": system}
-    config = {PARAMETERS[k]: v for k, v in params.items() if k in PARAMETERS}
+    config = {PARAMETERS[k]: v for k, v in params.items() if k in PARAMETERS and v is not None}  # None: unset
     stop = params.get("stop")
     if stop:
         config["stop_sequences"] = [stop] if isinstance(stop, str) else stop
