@@ -89,6 +89,12 @@ class OpenAIServer:
         self._push(Behaviour("status", text=message, status=status, headers=dict(headers or {})))
         return self
 
+    def push_gemini(self, *responses: dict[str, Any]) -> "OpenAIServer":
+        """Gemini's route only: answer with these GenerateContentResponse objects, as they are (thought parts,
+        a blocked prompt, usage in every chunk...): the first as JSON, or all as SSE when streamed."""
+        self._push(Behaviour("gemini", pieces=[json.dumps(r) for r in responses]))
+        return self
+
     def push_hang(self) -> "OpenAIServer":
         """Accept the request and never answer (until the server stops): a hung model server."""
         self._push(Behaviour("hang"))
@@ -298,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- Gemini (Google AI Studio): .../models/<name>:generateContent and :streamGenerateContent?alt=sse --
 
+    # push_gemini's replies: Behaviour("gemini", pieces=[each GenerateContentResponse as JSON text])
+
     def _gemini(self, body: dict) -> None:
         """Gemini's generateContent: ``push_reply`` / ``push_stream`` in its JSON or SSE shapes (streamed when
         the path says so, as Gemini decides), ``push_status`` as its error body, ``push_hang``, ``push_malformed``."""
@@ -312,6 +320,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             if behaviour.kind == "malformed":
                 return self._send(200, behaviour.text.encode(), "application/json")
+            if behaviour.kind == "gemini":  # push_gemini: these responses as they are
+                if ":streamGenerateContent" not in self.path:
+                    return self._send(200, behaviour.pieces[0].encode(), "application/json")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for piece in behaviour.pieces:
+                    self.wfile.write(f"data: {piece}\r\n\r\n".encode())
+                    self.wfile.flush()
+                return None
             if behaviour.kind not in ("reply", "stream"):
                 return self._gemini_error(500, f"the Gemini route answers no {behaviour.kind!r}")
             model = self.path.split("/models/")[1].split(":")[0]

@@ -309,3 +309,75 @@ def test_the_settings_left_to_litellm_change_its_request(srv: OpenAIServer, monk
     srv.push_reply("ok")
     ask(LiteLLMModel("gemini/gemini-2.5-flash", api_base=srv.base_url, api_key="k", transport="litellm"), False)
     assert srv.bodies[-1]["generationConfig"]["max_output_tokens"] == 1000
+
+
+def _response(*parts, finish=None, usage=None, **extra):
+    candidate = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], **({"usageMetadata": usage} if usage else {}), **extra}
+
+
+THOUGHTS = {"promptTokenCount": 30, "candidatesTokenCount": 4, "thoughtsTokenCount": 20, "totalTokenCount": 54}
+# Gemini's replies beyond plain text, whole (generateContent) and in chunks (streamGenerateContent).
+REPLIES = {
+    "thinking": ([_response({"text": "Let me see.", "thought": True}, {"text": "Final "}, {"text": "answer."},
+                            finish="STOP", usage=THOUGHTS)],
+                 [_response({"text": "Let me see.", "thought": True},
+                            usage={"promptTokenCount": 30, "thoughtsTokenCount": 20, "totalTokenCount": 50}),
+                  _response({"text": "Final "}, usage={**THOUGHTS, "candidatesTokenCount": 2, "totalTokenCount": 52}),
+                  _response({"text": "answer."}, finish="STOP", usage=THOUGHTS)]),
+    "cumulative usage": ([_response({"text": "a"}, {"text": "b"}, finish="STOP",
+                                    usage={"promptTokenCount": 9, "candidatesTokenCount": 2, "totalTokenCount": 11})],
+                         [_response({"text": "a"}, usage={"promptTokenCount": 9, "candidatesTokenCount": 1,
+                                                          "totalTokenCount": 10}),
+                          _response({"text": "b"}, finish="STOP", usage={"promptTokenCount": 9,
+                                                                         "candidatesTokenCount": 2,
+                                                                         "totalTokenCount": 11}),
+                          _response({"text": ""}, usage={"promptTokenCount": 0, "candidatesTokenCount": 0,
+                                                         "totalTokenCount": 0})]),
+    "blocked prompt": ([{"promptFeedback": {"blockReason": "SAFETY"},
+                         "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8}}],
+                       [{"promptFeedback": {"blockReason": "SAFETY"},
+                         "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8}}]),
+    "flagged": ([_response({"text": "partial"}, finish="RECITATION",
+                           usage={"promptTokenCount": 5, "candidatesTokenCount": 1, "totalTokenCount": 6})],
+                [_response({"text": "partial"}, usage={"promptTokenCount": 5, "totalTokenCount": 5}),
+                 _response(finish="RECITATION",
+                           usage={"promptTokenCount": 5, "candidatesTokenCount": 1, "totalTokenCount": 6})]),
+    "no usage": ([_response({"text": "hi"}, finish="STOP")], [_response({"text": "hi"}, finish="STOP")]),
+}
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])
+@pytest.mark.parametrize("kind", list(REPLIES))
+def test_gemini_s_other_replies_read_as_litellm_reads_them(srv: OpenAIServer, kind: str, streaming: bool):
+    """Thought parts (not the reply's text; their tokens counted in the reply's), usage in every chunk (the last
+    non-zero counts), a blocked prompt and a flagged reply (no text), no usageMetadata (litellm: an error;
+    streamed, both estimate it)."""
+    whole, chunks = REPLIES[kind]
+    read_back = []
+    for transport in ("litellm", "direct"):
+        srv.push_gemini(*(chunks if streaming else whole))
+        model = LiteLLMModel("gemini/gemini-2.5-flash", api_base=srv.base_url, api_key="k", transport=transport,
+                             max_retries=0)
+        try:
+            read_back.append(read(ask(model, streaming), streaming))
+        except ModelError as exc:
+            read_back.append(("error", "malformed" in str(exc) or "usageMetadata" in str(exc)))
+    assert read_back[0] == read_back[1], read_back
+    if kind == "thinking":
+        assert read_back[1][0] == "Final answer." and read_back[1][1][-1].output_tokens == 24
+
+
+def test_an_error_mid_stream_reads_as_litellm_s(srv: OpenAIServer):
+    """Gemini can answer 200 and then send an error chunk: both routes end the stream with its status and message."""
+    errors = []
+    for transport in ("litellm", "direct"):
+        srv.push_gemini(_response({"text": "Hel"}),
+                        {"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED"}})
+        model = LiteLLMModel("gemini/gemini-2.5-flash", api_base=srv.base_url, api_key="k", transport=transport)
+        with pytest.raises(ModelError, match="stream failed") as error:
+            ask(model, True)
+        errors.append(str(error.value))
+    assert all("RESOURCE_EXHAUSTED - Quota exceeded." in e for e in errors), errors
