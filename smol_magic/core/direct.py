@@ -25,6 +25,9 @@ parameters), by this module itself (httpx is already a dependency), and the repl
 on the direct route, that both routes send the same body and read the same reply (for OpenAI's,
 litellm given openai.com's rules and a proxy's).
 
+Google AI Studio's Gemini models (``gemini/`` ids) speak their own API: ``core/direct_gemini.py``
+builds the request and reads the reply, this module posts it (``tests/test_direct_gemini.py``).
+
 Anything litellm would change or that a user configured in litellm goes through litellm as before:
 litellm already imported (its callbacks, ``litellm.api_base`` and other globals apply), reasoning
 models, an unknown model at openai.com, parameters beyond the plain sampling ones, content that is

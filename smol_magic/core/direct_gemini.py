@@ -31,6 +31,9 @@ other content lists, any other parameter, messages with other fields (``tool_cal
 ``reasoning_content``, ``provider_specific_fields``), ``LITELLM_GEMINI_DEFAULT_MAX_OUTPUT_TOKENS``
 (litellm then adds an output budget), a base with a query string, and unknown or excluded models
 (``gemini/gemini-2.0-flash`` is no longer in the cost map; ``gemini-flash-latest`` counts as Gemini 3).
+``tests/test_direct_gemini.py`` checks, against the local test server, for every model taken, that both
+routes send the same body to the same path with the key in the same header and read the same replies.
+
 Not reproduced: litellm's follow-up request when a reply ends with a ``continuationToken`` (its
 "long decode", which only that field starts): the direct route reads the one reply.
 """
