@@ -92,6 +92,12 @@ class OpenAIServer:
         self._push(Behaviour("status", text=message, status=status, headers=dict(headers or {})))
         return self
 
+    def push_gemini(self, *responses: dict[str, Any]) -> "OpenAIServer":
+        """Gemini's route only: answer with these GenerateContentResponse objects, as they are (thought parts,
+        a blocked prompt, usage in every chunk...): the first as JSON, or all as SSE when streamed."""
+        self._push(Behaviour("gemini", pieces=[json.dumps(r) for r in responses]))
+        return self
+
     def push_hang(self) -> "OpenAIServer":
         """Accept the request and never answer (until the server stops): a hung model server."""
         self._push(Behaviour("hang"))
@@ -174,6 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         with state._lock:
             state.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
 
+        if "/models/" in self.path and self.path.split("?")[0].endswith((":generateContent", ":streamGenerateContent")):
+            return self._gemini(body if isinstance(body, dict) else {})
         anthropic = self.path.rstrip("/").endswith("/messages")
         if not self.path.rstrip("/").endswith("/chat/completions") and not anthropic:
             return self._error(404, f"no route for {self.path}")
@@ -304,6 +312,76 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+    # -- Gemini (Google AI Studio): .../models/<name>:generateContent and :streamGenerateContent?alt=sse --
+
+    # push_gemini's replies: Behaviour("gemini", pieces=[each GenerateContentResponse as JSON text])
+
+    def _gemini(self, body: dict) -> None:
+        """Gemini's generateContent: ``push_reply`` / ``push_stream`` in its JSON or SSE shapes (streamed when
+        the path says so, as Gemini decides), ``push_status`` as its error body, ``push_hang``, ``push_malformed``."""
+        behaviour = self.server_state._pop()
+        try:
+            if behaviour is None:
+                return self._gemini_error(500, "OpenAIServer: no scripted behaviour left for this request")
+            if behaviour.kind == "status":
+                return self._gemini_error(behaviour.status, behaviour.text, behaviour.headers)
+            if behaviour.kind == "hang":
+                self.server_state._released.wait()
+                return None
+            if behaviour.kind == "malformed":
+                return self._send(200, behaviour.text.encode(), "application/json")
+            if behaviour.kind == "gemini":  # push_gemini: these responses as they are
+                if ":streamGenerateContent" not in self.path:
+                    return self._send(200, behaviour.pieces[0].encode(), "application/json")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for piece in behaviour.pieces:
+                    self.wfile.write(f"data: {piece}\r\n\r\n".encode())
+                    self.wfile.flush()
+                return None
+            if behaviour.kind not in ("reply", "stream"):
+                return self._gemini_error(500, f"the Gemini route answers no {behaviour.kind!r}")
+            model = self.path.split("/models/")[1].split(":")[0]
+            usage = behaviour.usage
+            if ":streamGenerateContent" not in self.path:
+                chunk = _gemini_chunk(model, behaviour.text or "".join(behaviour.pieces), "STOP", usage or (0, 0))
+                return self._send(200, json.dumps(chunk).encode(), "application/json")
+            pieces = behaviour.pieces or [behaviour.text[i:i + 4] for i in range(0, len(behaviour.text), 4)]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for number, piece in enumerate(pieces):
+                last = number == len(pieces) - 1
+                # as Gemini: every chunk carries usageMetadata, the prompt's count; the last one the reply's too
+                chunk = _gemini_chunk(model, piece, "STOP" if last else None,
+                                      usage and (usage[0], usage[1] if last else None))
+                self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _gemini_error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+        payload = {"error": {"code": status, "message": message, "status": names.get(status, "INTERNAL")}}
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+
+def _gemini_chunk(model: str, text: str, finish: str | None, usage: tuple[int, int | None] | None) -> dict:
+    """One GenerateContentResponse: a candidate with the text, and usageMetadata."""
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": "local-gemini"}
+    if usage is not None:
+        prompt, completion = usage
+        metadata = {"promptTokenCount": prompt, "totalTokenCount": prompt + (completion or 0)}
+        if completion is not None:
+            metadata["candidatesTokenCount"] = completion
+        chunk["usageMetadata"] = metadata
+    return chunk
 
 
 @pytest.fixture

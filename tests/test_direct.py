@@ -193,7 +193,7 @@ def test_requests_litellm_would_change_go_through_litellm(monkeypatch: pytest.Mo
         assert routed(model_id=reasoning, base=None) is None, f"{reasoning}: litellm's reasoning-model rules"
     assert routed(model_id="openai/my-gpt-5-finetune") is None, "litellm's gpt-5 rules go by the name alone"
     assert direct.route("openai/gpt-4", None, "k", {}, "direct", MESSAGES, None, {"type": "json_object"}) is None
-    assert routed(model_id="anthropic/claude-sonnet-4-5").api == "anthropic", "tests/test_direct_anthropic.py"
+    assert routed(model_id="anthropic/claude-sonnet-4-5").api is direct.Api.ANTHROPIC, "tests/test_direct_anthropic.py"
     assert routed(model_id="anthropic/claude-sonnet-4-5", tools=[{"type": "function"}]) is None
     assert routed(model_id="anthropic/claude-some-future-model") is None, "not in litellm's cost map"
     combined = [{"type": "function", "function": {"name": "f", "parameters": {

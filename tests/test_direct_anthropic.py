@@ -87,7 +87,7 @@ def test_anthropic_models_on_the_direct_route_get_the_body_and_headers_litellm_s
     for model_id in ("anthropic/" + name, name):
         assert direct_anthropic.marks_cache(name) == marks_cache(model_id), "the same cache marks as litellm's route"
         for options in ({**sampling, "max_tokens": 300}, {}):  # {}: litellm's default max_tokens for the model
-            assert direct.route(model_id, base(srv), "k", options, "direct", MESSAGES, None).api == "anthropic"
+            assert direct.route(model_id, base(srv), "k", options, "direct", MESSAGES, None).api is direct.Api.ANTHROPIC
             for streaming in (False, True):
                 replies = []
                 for transport in ("litellm", "direct"):
@@ -137,7 +137,7 @@ def test_anthropic_requests_litellm_would_change_go_through_litellm(srv: OpenAIS
                model=model_id):
         return direct.route(model, given, key, kwargs or {}, "direct", messages, tools, response_format)
 
-    assert routed() == direct.Route(base(srv) + "/v1/messages", "k", "ANTHROPIC_API_KEY", "anthropic")
+    assert routed() == direct.Route(base(srv) + "/v1/messages", "k", "ANTHROPIC_API_KEY", direct.Api.ANTHROPIC)
     schema = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     assert routed(tools=schema) is None, "tools: litellm maps them to Anthropic's tool blocks"
     assert routed(response_format={"type": "json_object"}) is None, "litellm turns it into a tool or output_format"
@@ -198,7 +198,7 @@ def test_anthropic_requests_go_where_litellm_sends_them_with_its_key(monkeypatch
     for given in (None, "http://127.0.0.1:9", "http://127.0.0.1:9/", "http://127.0.0.1:9/v1",
                   "http://127.0.0.1:9/v1/messages", "http://127.0.0.1:9/proxy/anthropic/"):
         found = direct.route("claude-haiku-4-5", given, None, {}, "direct", MESSAGES, None)
-        assert found == direct.Route(litellm_url(given), "sk-ant-env", "ANTHROPIC_API_KEY", "anthropic"), given
+        assert found == direct.Route(litellm_url(given), "sk-ant-env", "ANTHROPIC_API_KEY", direct.Api.ANTHROPIC), given
     for variable in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"):  # set in this order: API_BASE wins over BASE_URL
         monkeypatch.setenv(variable, f"http://127.0.0.1:9/{variable.lower()}")
         assert direct.route("claude-haiku-4-5", None, None, {}, "direct", MESSAGES, None).url == litellm_url(None)

@@ -1,7 +1,7 @@
-"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server or Anthropic: one httpx POST, litellm not imported.
+"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server, Anthropic or Gemini: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. Four kinds of request are sent exactly as litellm would
+waited for it before its first request. Five kinds of request are sent exactly as litellm would
 send them (the model's name without its ``openai/`` or ``deepseek/`` prefix, the messages, the
 parameters), by this module itself (httpx is already a dependency), and the reply is read the same way:
 
@@ -23,9 +23,11 @@ parameters), by this module itself (httpx is already a dependency), and the repl
 - an Anthropic chat model in the cost map (``anthropic/claude-sonnet-4-5``, or a bare ``claude-...`` id):
   litellm translates the request to Anthropic's Messages API, and so does ``direct_anthropic`` (its own
   module: the body, headers, reply and stream events), for text messages, stop sequences and the plain
-  sampling parameters only; tools, images, thinking and the rest stay on litellm (see that module's doc).
+  sampling parameters only; tools, images, thinking and the rest stay on litellm (see that module's doc);
+- a Gemini chat model of Google AI Studio in the cost map, before Gemini 3 (``gemini/gemini-2.5-flash``):
+  litellm builds a generateContent request, and so does ``direct_gemini``, for the same kind of requests.
 
-``tests/test_direct.py`` (and ``tests/test_direct_anthropic.py``) check against the local test server, for
+``tests/test_direct.py`` (and ``test_direct_anthropic.py``, ``test_direct_gemini.py``) check against the local test server, for
 every model the cost map puts on the direct route, that both routes send the same body and read the same
 reply (for OpenAI's, litellm given openai.com's rules and a proxy's).
 
@@ -43,12 +45,13 @@ import functools
 import json
 import os
 import sys
+import enum
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlparse
 
-from . import direct_anthropic
+from . import direct_anthropic, direct_gemini
 from .cost_map import model_cost_map
 
 PREFIX = "openai/"
@@ -70,6 +73,14 @@ COMBINATORS = frozenset({"oneOf", "anyOf", "allOf", "enum", "const", "not"})
 TRANSPORTS = ("auto", "litellm", "direct")
 
 
+class Api(enum.Enum):
+    """The provider's own API a direct request speaks (its body, headers, reply and stream)."""
+
+    OPENAI = "openai"  # chat completions: OpenAI, DeepSeek, any OpenAI-compatible server
+    ANTHROPIC = "anthropic"  # the Messages API (core/direct_anthropic.py)
+    GEMINI = "gemini"  # generateContent (core/direct_gemini.py)
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a direct request goes, and with which key (None: no key given; ``key_variable`` says which to set)."""
@@ -77,7 +88,8 @@ class Route:
     url: str
     api_key: str | None
     key_variable: str = "OPENAI_API_KEY"
-    api: str = "openai"  # or "anthropic": its Messages API (core/direct_anthropic.py)
+    api: Api = Api.OPENAI
+    stream_url: str | None = None  # where a streamed request goes, if not to ``url`` (Gemini's)
 
 
 def api_base(given: str | None) -> str | None:
@@ -96,6 +108,10 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
     name = direct_anthropic.served_name(model_id)
     if name is not None:
         return _anthropic_route(name, given_base, api_key, kwargs, messages, tools or response_format)
+    if model_id.startswith(direct_gemini.PREFIX):
+        found = direct_gemini.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
+        return None if found is None else Route(found.url, found.api_key, found.key_variable, Api.GEMINI,
+                                                found.stream_url)
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -115,7 +131,7 @@ def _anthropic_route(name: str, given_base: str | None, api_key: str | None, kwa
         return None
     url = direct_anthropic.url(given_base)
     taken, key = direct_anthropic.api_key(api_key)
-    return Route(url, key, direct_anthropic.KEY_VARIABLE, "anthropic") if url and taken else None
+    return Route(url, key, direct_anthropic.KEY_VARIABLE, Api.ANTHROPIC) if url and taken else None
 
 
 def _target(model_id: str, given_base: str | None, response_format: dict[str, Any] | None) -> tuple[str, str] | None:
@@ -201,10 +217,10 @@ def _top_level_combinator(tool: dict[str, Any]) -> bool:
     return isinstance(parameters, dict) and bool(COMBINATORS & set(parameters))
 
 
-def body(params: dict[str, Any], api: str = "openai") -> dict[str, Any]:
-    """The JSON body litellm's OpenAI (or anthropic) route sends for these ``_chat_request`` params."""
-    if api == "anthropic":
-        return direct_anthropic.body(params)
+def body(params: dict[str, Any], api: Api = Api.OPENAI) -> dict[str, Any]:
+    """The JSON body litellm sends for these ``_chat_request`` params, in the provider's own API."""
+    if api is not Api.OPENAI:
+        return _DIALECTS[api].body(params)
     sent = dict(params)
     sent["model"] = served_name(sent["model"])
     return sent
@@ -273,14 +289,15 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
             raise status_error(response)
-        return direct_anthropic.reply(response.json()) if route.api == "anthropic" else _objects(response.text)
+        return _objects(response.text) if route.api is Api.OPENAI else _DIALECTS[route.api].reply(response.json())
 
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
     """A streamed chat completion, open once the server has answered with a success status."""
-    client = _client(route.url, timeout)
+    url = route.stream_url or route.url
+    client = _client(url, timeout)
     try:
-        request = client.build_request("POST", route.url, json=payload, headers=_headers(route))
+        request = client.build_request("POST", url, json=payload, headers=_headers(route))
         response = await client.send(request, stream=True)
         if response.status_code >= 400:
             await response.aread()
@@ -289,22 +306,27 @@ async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> 
     except BaseException:
         await client.aclose()
         raise
-    return Stream(client, response, direct_anthropic.Chunks() if route.api == "anthropic" else None)
+    return Stream(client, response, None if route.api is Api.OPENAI else _DIALECTS[route.api].chunks)
 
 
 def _headers(route: Route) -> dict[str, str]:
-    if route.api == "anthropic":
-        return direct_anthropic.headers(route.api_key)
+    if route.api is not Api.OPENAI:
+        return _DIALECTS[route.api].headers(route.api_key)
     return {"Authorization": f"Bearer {route.api_key}"} if route.api_key else {}
+
+
+# The providers with an API of their own: each module builds the body and headers, reads the reply, and
+# turns the stream's lines into OpenAI-shaped chunks (what models.py reads from every route).
+_DIALECTS = {Api.ANTHROPIC: direct_anthropic, Api.GEMINI: direct_gemini}
 
 
 class Stream:
     """Server-sent events -> chunk objects; ``aclose`` releases the connection (early exit, Interrupt).
 
-    ``events``, for Anthropic's stream, turns each event into OpenAI-shaped chunks (``direct_anthropic.Chunks``)."""
+    ``translate``: for a provider with a stream of its own, its lines -> OpenAI-shaped chunks (``_DIALECTS``)."""
 
-    def __init__(self, client: Any, response: Any, events: Any = None):
-        self.client, self.response, self.events = client, response, events
+    def __init__(self, client: Any, response: Any, translate: Any = None):
+        self.client, self.response, self.translate = client, response, translate
         self._chunks: AsyncIterator[Any] | None = None
 
     def __aiter__(self) -> "Stream":
@@ -312,22 +334,17 @@ class Stream:
 
     async def __anext__(self) -> Any:
         if self._chunks is None:
-            self._chunks = self._read()
+            lines = self.response.aiter_lines()
+            self._chunks = self.translate(lines) if self.translate is not None else self._read(lines)
         return await self._chunks.__anext__()
 
-    async def _read(self) -> AsyncIterator[Any]:
-        async for line in self.response.aiter_lines():
+    async def _read(self, lines: AsyncIterator[str]) -> AsyncIterator[Any]:
+        async for line in lines:
             if not line.startswith("data:"):
                 continue  # comments, event names, blank separators; a body that is not SSE yields nothing
             data = line[len("data:"):].strip()
             if data == "[DONE]":
                 return
-            if self.events is not None:
-                for chunk in self.events(json.loads(data)):
-                    yield chunk
-                if self.events.done:
-                    return
-                continue
             chunk = _objects(data)
             error = getattr(chunk, "error", None)
             if error is not None:

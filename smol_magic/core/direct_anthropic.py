@@ -21,9 +21,10 @@ workload identity), an ``api_base`` with a query, and ``LITELLM_ANTHROPIC_DISABL
 
 from __future__ import annotations
 
+import json
 import os
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 from .cost_map import model_cost_map
@@ -200,3 +201,18 @@ class Chunks:
         elif kind == "message_stop":
             self.done = True
             yield SimpleNamespace(choices=[], usage=usage(self.fields))
+
+
+async def chunks(lines: AsyncIterator[str]) -> AsyncIterator[SimpleNamespace]:
+    """A Messages stream's SSE lines -> OpenAI-shaped chunks (``Chunks``), up to the message's end."""
+    events = Chunks()
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue  # event names, blank separators
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            return
+        for chunk in events(json.loads(data)):
+            yield chunk
+        if events.done:
+            return

@@ -489,7 +489,7 @@ class LiteLLMModel(BaseModel):
                      tools: list[Any] | None, response_format: dict[str, Any] | None) -> dict[str, Any]:
         """The body the direct route sends: litellm's for this request (with its cache marks, as ``_params``)."""
         params = _chat_request(self.model_id, messages, stop_sequences, stream, tools, response_format, **self.kwargs)
-        if route.api == "anthropic" and direct_anthropic.marks_cache(direct_anthropic.served_name(self.model_id)):
+        if route.api is direct.Api.ANTHROPIC and direct_anthropic.marks_cache(direct_anthropic.served_name(self.model_id)):
             params["messages"] = cache_breakpoints(params["messages"])
         return direct.body(params, route.api)
 

@@ -64,7 +64,8 @@ class CellHold:
         self._end()
 
     def cell_started(self, info: Any) -> None:
-        if self._cell is None and getattr(info, "store_history", False) and is_agent_cell(info.raw_cell or ""):
+        if getattr(info, "store_history", False) and is_agent_cell(info.raw_cell or ""):
+            self._end()  # a hold still there is one whose cell never ended (a frontend that skipped post_run_cell)
             self._cell, self._saved = info, hold(self.shell)
 
     def cell_ended(self, result: Any) -> None:
