@@ -37,3 +37,12 @@ def ip(monkeypatch):
     yield shell
     shell.config.pop("AgentMagics", None)
     shell.reset(new_session=False)
+
+
+@pytest.fixture
+def srv():
+    """The local OpenAI-compatible test server (tests/openai_server.py), fresh for each test."""
+    from openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server

@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from smol_magic.core.tools import tool
+
 
 @dataclass
 class Behaviour:
@@ -389,3 +391,13 @@ def openai_server() -> Iterator[OpenAIServer]:
     """A fresh scripted server per test, shut down afterwards."""
     with OpenAIServer() as srv:
         yield srv
+
+
+@tool
+def weather(city: str) -> str:
+    """The weather in a city: the tool the requests of tests/test_direct*.py offer the model.
+
+    Args:
+        city: the city's name
+    """
+    return "sunny"

@@ -30,12 +30,6 @@ def make(request):
     return request.param
 
 
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
-
-
 def sent_schema(body: dict) -> dict:
     """The JSON schema a request asked for: OpenAI's spelling (litellm), or TGI's (huggingface_hub's
     hf-inference provider turns the OpenAI form into ``{"type": "json_object", "value": schema}``)."""

@@ -11,7 +11,6 @@ import io
 
 import pandas as pd
 import pytest
-from openai_server import OpenAIServer
 
 from smol_magic import CodeAgent, ScriptedModel
 from smol_magic.core.models import InferenceClientModel, LiteLLMModel
@@ -86,12 +85,6 @@ def test_only_the_first_code_block_runs(ip):
 
 CONTEXT_MESSAGE = ("This model's maximum context length is 8192 tokens. However, your messages resulted in "
                    "12000 tokens. Please reduce the length of the messages.")
-
-
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
 
 
 @pytest.mark.parametrize("client", ["litellm", "hf"])

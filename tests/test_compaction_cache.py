@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from openai_server import OpenAIServer
@@ -15,12 +15,6 @@ from smol_magic.core.models import cache_breakpoints, marks_cache
 
 def fence(code: str) -> str:
     return f"Thought: next.\n```python\n{code}\n```"
-
-
-@pytest.fixture
-def srv() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        yield server
 
 
 def marked(blocks: Any) -> list[str]:

@@ -19,34 +19,17 @@ import textwrap
 
 import openai
 import pytest
-from openai_server import OpenAIServer
+from openai_server import OpenAIServer, weather
 
 from smol_magic.core import direct
 from smol_magic.core.cost_map import bundled_map
 from smol_magic.core.models import LiteLLMModel
-from smol_magic.core.tools import tool
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}]
 # Every hosted OpenAI model the direct route takes, from litellm's own cost map (read without litellm).
 DIRECT_OPENAI_MODELS = sorted(name for name in bundled_map() if direct.plain_openai_chat_model(name))
 DEEPSEEK_MODELS = sorted({name.removeprefix("deepseek/") for name in bundled_map()
                           if direct.deepseek_chat_model(name.removeprefix("deepseek/"))})
-
-
-@tool
-def weather(city: str) -> str:
-    """The weather in a city.
-
-    Args:
-        city: the city's name
-    """
-    return "sunny"
-
-
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
 
 
 def ask(model: LiteLLMModel, streaming: bool, **options):

@@ -17,12 +17,11 @@ import sys
 import textwrap
 
 import pytest
-from openai_server import OpenAIServer
+from openai_server import OpenAIServer, weather
 
 from smol_magic.core import direct, direct_anthropic
 from smol_magic.core.cost_map import bundled_map
 from smol_magic.core.models import LiteLLMModel, ModelError, TokenUsage, marks_cache
-from smol_magic.core.tools import tool
 
 # A conversation with what litellm's anthropic route rewrites: two leading system messages (one system list),
 # consecutive user messages (merged), a final assistant message ending in whitespace (right-stripped).
@@ -35,22 +34,6 @@ STOP = ["<end>", "Observation:", " "]  # a whitespace stop sequence: litellm kee
 ANTHROPIC_MODELS = sorted(name for name in bundled_map() if direct_anthropic.served_name(name))
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 HEADERS = ("x-api-key", "anthropic-version", "anthropic-beta", "content-type", "accept", "authorization")
-
-
-@tool
-def weather(city: str) -> str:
-    """The weather in a city.
-
-    Args:
-        city: the city's name
-    """
-    return "sunny"
-
-
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

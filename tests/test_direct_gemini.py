@@ -18,12 +18,11 @@ import sys
 import textwrap
 
 import pytest
-from openai_server import OpenAIServer
+from openai_server import OpenAIServer, weather
 
 from smol_magic.core import direct, direct_gemini
 from smol_magic.core.cost_map import bundled_map
 from smol_magic.core.models import LiteLLMModel, ModelError
-from smol_magic.core.tools import tool
 
 # A conversation with every text shape the agent sends: a system prompt, user and assistant turns, two user
 # turns in a row (merged), an empty assistant turn (none), and a last user turn.
@@ -37,22 +36,10 @@ GEMINI_MODELS = sorted(name.removeprefix("gemini/") for name in bundled_map()
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "PALM_API_KEY", "GEMINI_API_BASE")
 
 
-@tool
-def weather(city: str) -> str:
-    """The weather in a city.
-
-    Args:
-        city: the city's name
-    """
-    return "sunny"
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch):
     for name in KEY_VARIABLES + direct_gemini.SETTINGS:
         monkeypatch.delenv(name, raising=False)
-    with OpenAIServer() as server:
-        yield server
 
 
 def ask(model: LiteLLMModel, streaming: bool, messages=MESSAGES, **options):

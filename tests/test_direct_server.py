@@ -16,29 +16,12 @@ import sys
 import textwrap
 
 import pytest
-from openai_server import OpenAIServer
+from openai_server import OpenAIServer, weather
 
 from smol_magic.core import direct
 from smol_magic.core.models import ModelError, OpenAIServerModel
-from smol_magic.core.tools import tool
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}]
-
-
-@tool
-def weather(city: str) -> str:
-    """The weather in a city.
-
-    Args:
-        city: the city's name
-    """
-    return "sunny"
-
-
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
 
 
 def model(srv: OpenAIServer, transport: str, **kwargs) -> OpenAIServerModel:

@@ -60,12 +60,6 @@ class Greeter(smolagents.Tool):
         return text.upper() if loud else text
 
 
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
-
-
 def reply(code: str) -> str:
     return f"Thought: go.\n```python\n{code}\n```"
 

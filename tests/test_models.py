@@ -66,12 +66,6 @@ def make(request: pytest.FixtureRequest) -> MakeModel:
     return request.param
 
 
-@pytest.fixture
-def srv():
-    with OpenAIServer() as server:
-        yield server
-
-
 def generate(model: BaseModel, stop: list[str] | None = None) -> ModelResponse:
     return asyncio.run(model.generate(MESSAGES, stop))
 
