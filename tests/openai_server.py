@@ -12,6 +12,8 @@ shape), so a test can see what litellm, or the direct route, sends an ``anthropi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -401,3 +403,20 @@ def weather(city: str) -> str:
         city: the city's name
     """
     return "sunny"
+
+
+FIRST_CELL = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "smol_magic")
+ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
+print("ANSWER", ip.user_ns.get("answer"), "LITELLM", "litellm" in sys.modules, "OPENAI", "openai" in sys.modules)
+"""
+
+
+def first_cell(env: dict[str, str]) -> str:
+    """A fresh kernel-like process's first %%agent cell (the model from ``SMOL_MAGIC_MODEL`` in ``env``):
+    its answer and whether litellm and openai were imported, as ``ANSWER ... LITELLM ... OPENAI ...``."""
+    out = subprocess.run([sys.executable, "-c", FIRST_CELL], capture_output=True, text=True, env=env, timeout=120)
+    return out.stdout + out.stderr

@@ -19,7 +19,7 @@ import textwrap
 
 import openai
 import pytest
-from openai_server import OpenAIServer, weather
+from openai_server import OpenAIServer, first_cell, weather
 
 from smol_magic.core import direct
 from smol_magic.core.cost_map import bundled_map
@@ -218,18 +218,10 @@ def test_a_fresh_kernel_asks_without_importing_litellm(srv: OpenAIServer, model_
     """A local server's model, and a hosted OpenAI chat model (OPENAI_API_BASE stands in for openai.com here):
     the first %%agent cell's requests leave without litellm, the key in the Authorization header only."""
     srv.push_reply("Thought: greet.\n```python\nfinal_answer('hi there')\n```")
-    code = textwrap.dedent("""
-        import sys
-        from IPython.core.interactiveshell import InteractiveShell
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "smol_magic")
-        ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
-        print("ANSWER", ip.user_ns.get("answer"), "LITELLM", "litellm" in sys.modules)
-    """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k not in direct.LITELLM_SETTINGS}
     env.update(OPENAI_API_BASE=srv.base_url, OPENAI_API_KEY="sk-test", SMOL_MAGIC_STORE="", SMOL_MAGIC_MODEL=model_id)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "ANSWER hi there LITELLM False" in out.stdout, out.stdout + out.stderr
+    out = first_cell(env)
+    assert "ANSWER hi there LITELLM False" in out, out
     assert srv.requests[0].headers["authorization"] == "Bearer sk-test"
     assert "sk-test" not in json.dumps(srv.bodies[0])
     assert srv.bodies[0]["model"] == model_id.removeprefix("openai/")

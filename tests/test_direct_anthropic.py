@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
-from openai_server import OpenAIServer, weather
+from openai_server import OpenAIServer, first_cell, weather
 
 from smol_magic.core import direct, direct_anthropic
 from smol_magic.core.cost_map import bundled_map
@@ -225,20 +222,12 @@ def test_a_fresh_kernel_asks_an_anthropic_model_without_importing_litellm(srv: O
     """SMOL_MAGIC_MODEL=anthropic/claude-sonnet-4-5, ANTHROPIC_API_BASE at the test server: %load_ext does not
     start importing litellm (the model does not need it) and the %%agent cell's requests leave without it."""
     srv.push_reply("Thought: greet.\n```python\nfinal_answer('hi there')\n```")
-    code = textwrap.dedent("""
-        import sys
-        from IPython.core.interactiveshell import InteractiveShell
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "smol_magic")
-        ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
-        print("ANSWER", ip.user_ns.get("answer"), "LITELLM", "litellm" in sys.modules)
-    """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))
            and k not in direct.LITELLM_SETTINGS}
     env.update(ANTHROPIC_API_BASE=base(srv), ANTHROPIC_API_KEY="sk-ant-test", SMOL_MAGIC_STORE="",
                SMOL_MAGIC_MODEL="anthropic/claude-sonnet-4-5")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "ANSWER hi there LITELLM False" in out.stdout, out.stdout + out.stderr
+    out = first_cell(env)
+    assert "ANSWER hi there LITELLM False" in out, out
     request = srv.requests[0]
     assert request.path == "/v1/messages" and request.headers["x-api-key"] == "sk-ant-test"
     assert request.headers["anthropic-version"] == "2023-06-01"

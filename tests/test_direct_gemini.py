@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
-from openai_server import OpenAIServer, weather
+from openai_server import OpenAIServer, first_cell, weather
 
 from smol_magic.core import direct, direct_gemini
 from smol_magic.core.cost_map import bundled_map
@@ -244,20 +241,12 @@ def test_a_fresh_kernel_asks_gemini_without_importing_litellm(srv: OpenAIServer)
     """A two-step %%agent cell's requests leave without litellm: the key in x-goog-api-key only."""
     srv.push_reply("Thought: look first.\n```python\nprint('looked')\n```")
     srv.push_reply("Thought: greet.\n```python\nfinal_answer('hi there')\n```")
-    code = textwrap.dedent("""
-        import sys
-        from IPython.core.interactiveshell import InteractiveShell
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "smol_magic")
-        ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
-        print("ANSWER", ip.user_ns.get("answer"), "LITELLM", "litellm" in sys.modules)
-    """)
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES + direct.LITELLM_SETTINGS
            and not k.startswith("OPENAI_")}
     env.update(GEMINI_API_BASE=srv.base_url, GEMINI_API_KEY="gm-test", SMOL_MAGIC_STORE="",
                SMOL_MAGIC_MODEL="gemini/gemini-2.5-flash")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "ANSWER hi there LITELLM False" in out.stdout, out.stdout + out.stderr
+    out = first_cell(env)
+    assert "ANSWER hi there LITELLM False" in out, out
     request = srv.requests[0]
     assert request.path == "/v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse", request.path
     assert request.headers["x-goog-api-key"] == "gm-test" and "authorization" not in request.headers

@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
-from openai_server import OpenAIServer, weather
+from openai_server import OpenAIServer, first_cell, weather
 
 from smol_magic.core import direct
 from smol_magic.core.models import ModelError, OpenAIServerModel
@@ -112,18 +109,10 @@ def test_a_rate_limit_is_retried_and_a_bad_key_says_what_the_server_said(srv: Op
 
 def test_a_fresh_kernel_asks_an_openai_server_without_importing_openai_or_litellm(srv: OpenAIServer):
     srv.push_reply("Thought: greet.\n```python\nfinal_answer('hi there')\n```")
-    code = textwrap.dedent("""
-        import sys
-        from IPython.core.interactiveshell import InteractiveShell
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "smol_magic")
-        ip.run_cell("%%agent -o answer --approve never\\nSay hi.")
-        print("ANSWER", ip.user_ns.get("answer"), "OPENAI", "openai" in sys.modules, "LITELLM", "litellm" in sys.modules)
-    """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(OPENAI_API_KEY="sk-test", SMOL_MAGIC_STORE="",
                SMOL_MAGIC_MODEL=f"openai-server:local-model@{srv.base_url}")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "ANSWER hi there OPENAI False LITELLM False" in out.stdout, out.stdout + out.stderr
+    out = first_cell(env)
+    assert "ANSWER hi there LITELLM False OPENAI False" in out, out
     assert srv.requests[0].headers["authorization"] == "Bearer sk-test"
     assert srv.bodies[0]["model"] == "local-model"
