@@ -1,7 +1,7 @@
-"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server, Anthropic or Gemini: one httpx POST, litellm not imported.
+"""A ``LiteLLMModel``'s direct route to an OpenAI-compatible server, Anthropic, Gemini or Ollama: one httpx POST, litellm not imported.
 
 ``import litellm`` takes seconds (4-6 s on these machines), and the first ``%%agent`` of a kernel
-waited for it before its first request. Five kinds of request are sent exactly as litellm would
+waited for it before its first request. Six kinds of request are sent exactly as litellm would
 send them (the model's name without its ``openai/`` or ``deepseek/`` prefix, the messages, the
 parameters), by this module itself (httpx is already a dependency), and the reply is read the same way:
 
@@ -25,7 +25,10 @@ parameters), by this module itself (httpx is already a dependency), and the repl
   module: the body, headers, reply and stream events), for text messages, stop sequences and the plain
   sampling parameters only; tools, images, thinking and the rest stay on litellm (see that module's doc);
 - a Gemini chat model of Google AI Studio in the cost map, before Gemini 3 (``gemini/gemini-2.5-flash``):
-  litellm builds a generateContent request, and so does ``direct_gemini``, for the same kind of requests.
+  litellm builds a generateContent request, and so does ``direct_gemini``, for the same kind of requests;
+- an Ollama model (``ollama/llama3.1``, the README's local model): litellm builds an ``/api/generate``
+  request (its ``ollama_pt`` prompt), and so does ``direct_ollama``, for text messages and the plain
+  sampling parameters, with no key configured; ``ollama_chat/`` stays on litellm.
 
 ``tests/test_direct.py`` (and ``test_direct_anthropic.py``, ``test_direct_gemini.py``) check against the local test server, for
 every model the cost map puts on the direct route, that both routes send the same body and read the same
@@ -51,7 +54,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlparse
 
-from . import direct_anthropic, direct_gemini
+from . import direct_anthropic, direct_gemini, direct_ollama
 from .cost_map import model_cost_map
 
 PREFIX = "openai/"
@@ -79,6 +82,7 @@ class Api(enum.Enum):
     OPENAI = "openai"  # chat completions: OpenAI, DeepSeek, any OpenAI-compatible server
     ANTHROPIC = "anthropic"  # the Messages API (core/direct_anthropic.py)
     GEMINI = "gemini"  # generateContent (core/direct_gemini.py)
+    OLLAMA = "ollama"  # Ollama's /api/generate, NDJSON streams (core/direct_ollama.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,9 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         found = direct_gemini.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
         return None if found is None else Route(found.url, found.api_key, found.key_variable, Api.GEMINI,
                                                 found.stream_url)
+    if model_id.startswith(direct_ollama.PREFIX):
+        url = direct_ollama.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
+        return None if url is None else Route(url, "", direct_ollama.KEY_VARIABLE, Api.OLLAMA)  # no key needed
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -289,7 +296,11 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
         response = await client.post(route.url, json=payload, headers=_headers(route))
         if response.status_code >= 400:
             raise status_error(response)
-        return _objects(response.text) if route.api is Api.OPENAI else _DIALECTS[route.api].reply(response.json())
+        if route.api is Api.OPENAI:
+            return _objects(response.text)
+        if route.api is Api.OLLAMA:  # its usage may need the prompt sent (see direct_ollama.reply)
+            return direct_ollama.reply(response.json(), payload)
+        return _DIALECTS[route.api].reply(response.json())
 
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
@@ -317,7 +328,7 @@ def _headers(route: Route) -> dict[str, str]:
 
 # The providers with an API of their own: each module builds the body and headers, reads the reply, and
 # turns the stream's lines into OpenAI-shaped chunks (what models.py reads from every route).
-_DIALECTS = {Api.ANTHROPIC: direct_anthropic, Api.GEMINI: direct_gemini}
+_DIALECTS = {Api.ANTHROPIC: direct_anthropic, Api.GEMINI: direct_gemini, Api.OLLAMA: direct_ollama}
 
 
 class Stream:
