@@ -6,7 +6,8 @@ the JSON it sends, how it parses SSE, what it does on 429 / 500 / bad JSON.
 Stdlib only; every request pops the next scripted behaviour from a queue.
 
 It also answers Anthropic's ``/v1/messages`` (text replies, JSON or SSE; error statuses in Anthropic's
-shape), so a test can see what litellm, or the direct route, sends an ``anthropic/...`` model.
+shape), so a test can see what litellm, or the direct route, sends an ``anthropic/...`` model, Gemini's
+``generateContent``, and Ollama's ``/api/generate`` and ``/api/chat`` (JSON, or NDJSON lines when streamed).
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ class OpenAIServer:
         self._push(Behaviour("gemini", pieces=[json.dumps(r) for r in responses]))
         return self
 
+    def push_ollama(self, *lines: dict[str, Any]) -> "OpenAIServer":
+        """Ollama's routes only: answer with these objects as they are (``thinking`` fields, no counts...): the
+        first as JSON, or all as NDJSON lines when the request streams."""
+        self._push(Behaviour("ollama", pieces=[json.dumps(line) for line in lines]))
+        return self
+
     def push_hang(self) -> "OpenAIServer":
         """Accept the request and never answer (until the server stops): a hung model server."""
         self._push(Behaviour("hang"))
@@ -186,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if "/models/" in self.path and self.path.split("?")[0].endswith((":generateContent", ":streamGenerateContent")):
             return self._gemini(body if isinstance(body, dict) else {})
+        if self.path.rstrip("/").endswith(("/api/generate", "/api/chat")):
+            return self._ollama(body if isinstance(body, dict) else {})
         anthropic = self.path.rstrip("/").endswith("/messages")
         if not self.path.rstrip("/").endswith("/chat/completions") and not anthropic:
             return self._error(404, f"no route for {self.path}")
@@ -366,11 +375,71 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    # -- Ollama: /api/generate (ollama/ models) and /api/chat (ollama_chat/), JSON or NDJSON lines --
+
+    def _ollama(self, body: dict) -> None:
+        """Ollama's API: ``push_reply`` / ``push_stream`` as its JSON reply or NDJSON stream (``stream`` in the
+        body, true by default as Ollama's), ``push_ollama`` as given, ``push_status`` as Ollama's error body
+        (``{"error": "..."}``), ``push_hang``, ``push_malformed``."""
+        behaviour = self.server_state._pop()
+        try:
+            if behaviour is None:
+                return self._send(500, json.dumps({"error": "OpenAIServer: no scripted behaviour left"}).encode(),
+                                  "application/json")
+            if behaviour.kind == "status":
+                return self._send(behaviour.status, json.dumps({"error": behaviour.text}).encode(),
+                                  "application/json", behaviour.headers)
+            if behaviour.kind == "hang":
+                self.server_state._released.wait()
+                return None
+            if behaviour.kind == "malformed":
+                return self._send(200, behaviour.text.encode(), "application/json")
+            streaming = body.get("stream", True) is not False
+            if behaviour.kind == "ollama":
+                lines = behaviour.pieces
+            elif behaviour.kind in ("reply", "stream"):
+                model = body.get("model") or "unknown"
+                if not streaming:
+                    text = behaviour.text or "".join(behaviour.pieces)
+                    lines = [json.dumps(_ollama_line(self.path, model, text, True, behaviour.usage))]
+                else:
+                    pieces = behaviour.pieces or [behaviour.text[i:i + 4] for i in range(0, len(behaviour.text), 4)]
+                    lines = [json.dumps(_ollama_line(self.path, model, piece, False, None)) for piece in pieces]
+                    lines.append(json.dumps(_ollama_line(self.path, model, "", True, behaviour.usage)))
+            else:
+                return self._send(500, json.dumps({"error": f"no {behaviour.kind!r} on Ollama's routes"}).encode(),
+                                  "application/json")
+            if not streaming:
+                return self._send(200, lines[0].encode(), "application/json; charset=utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.end_headers()
+            for line in lines:
+                self.wfile.write(line.encode() + b"\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def _gemini_error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                  429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
         payload = {"error": {"code": status, "message": message, "status": names.get(status, "INTERNAL")}}
         self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+
+def _ollama_line(path: str, model: str, text: str, done: bool, usage: tuple[int, int] | None) -> dict:
+    """One Ollama reply object: ``/api/generate``'s ``response`` or ``/api/chat``'s ``message``; counts when done."""
+    line: dict[str, Any] = {"model": model, "created_at": "2026-01-01T00:00:00Z"}
+    if path.rstrip("/").endswith("/api/chat"):
+        line["message"] = {"role": "assistant", "content": text}
+    else:
+        line["response"] = text
+    line["done"] = done
+    if done:
+        line.update(done_reason="stop", total_duration=1000, load_duration=10, eval_duration=500)
+        if usage is not None:
+            line.update(prompt_eval_count=usage[0], eval_count=usage[1])
+    return line
 
 
 def _gemini_chunk(model: str, text: str, finish: str | None, usage: tuple[int, int | None] | None) -> dict:
