@@ -1,6 +1,6 @@
 """The first %%agent request of a fresh kernel for a hosted model: 0, 3 and 8 s after ``%load_ext``.
 
-Five kinds of configured model (``SMOL_MAGIC_MODEL``), each in a fresh process per row:
+Six kinds of configured model (``SMOL_MAGIC_MODEL``), each in a fresh process per row:
 
 - ``openai/gpt-4o-mini`` (a hosted OpenAI chat model) and ``deepseek/deepseek-chat``: litellm sends
   their requests unchanged, so core/direct.py sends them itself and litellm is never imported;
@@ -9,11 +9,13 @@ Five kinds of configured model (``SMOL_MAGIC_MODEL``), each in a fresh process p
 - ``anthropic/claude-sonnet-4-5``: litellm translates its text requests to Anthropic's Messages API,
   and core/direct_anthropic.py sends the same body itself, so litellm is never imported either (before,
   ``%load_ext`` started importing it in a thread and the first cell waited for what was left of it);
+- ``ollama/llama3.1`` (the README's local model): core/direct_ollama.py builds litellm's ``/api/generate``
+  request (its ``ollama_pt`` prompt), and litellm is never imported;
 - ``openai-server:local-model@URL`` (``OpenAIServerModel``): the ``openai`` client's request, posted
   without importing ``openai`` (about a second) or litellm.
 
-The requests go to the local test server (``OPENAI_API_BASE``, ``DEEPSEEK_API_BASE``, ``GEMINI_API_BASE`` and
-``ANTHROPIC_API_BASE`` stand in for the providers), so nothing leaves the machine; the time is from running the cell to the server
+The requests go to the local test server (``OPENAI_API_BASE``, ``DEEPSEEK_API_BASE``, ``GEMINI_API_BASE``,
+``OLLAMA_API_BASE`` and ``ANTHROPIC_API_BASE`` stand in for the providers), so nothing leaves the machine; the time is from running the cell to the server
 receiving the request, next to a plain ``import litellm`` in a fresh process (what the cell waited for
 before). A real hosted request adds the TLS setup, printed on its own. The target (issue 17) is 0.5 s
 for the cell run at once after ``%load_ext`` (Run All). Run it as ``python bench/first_reply_hosted.py``.
@@ -37,6 +39,7 @@ TARGET = 0.5
 DELAYS = (0.0, 3.0, 8.0)
 MODELS = (("openai/gpt-4o-mini", "direct"), ("deepseek/deepseek-chat", "direct"),
           ("gemini/gemini-2.5-flash", "direct"), ("anthropic/claude-sonnet-4-5", "direct"),
+          ("ollama/llama3.1", "direct"),
           ("openai-server:local-model@{base}", "direct"))
 CELL = textwrap.dedent("""
     import sys, time
@@ -66,7 +69,7 @@ def tls_seconds(env: dict[str, str]) -> float:
 
 def main() -> None:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_", "DEEPSEEK_", "GEMINI_", "GOOGLE_", "PALM_"))}
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "DEEPSEEK_", "GEMINI_", "GOOGLE_", "PALM_", "OLLAMA_"))}
     env.update(OPENAI_API_KEY="sk-bench", DEEPSEEK_API_KEY="sk-deep-bench", ANTHROPIC_API_KEY="sk-ant-bench",
                GEMINI_API_KEY="gm-bench",
                SMOL_MAGIC_STORE="",
@@ -75,7 +78,8 @@ def main() -> None:
           f"target <= {TARGET} s at 0 s (Run All)")
     with OpenAIServer() as srv:
         env.update(OPENAI_API_BASE=srv.base_url, DEEPSEEK_API_BASE=srv.base_url, GEMINI_API_BASE=srv.base_url,
-                   ANTHROPIC_API_BASE=srv.base_url.removesuffix("/v1"))
+                   ANTHROPIC_API_BASE=srv.base_url.removesuffix("/v1"),
+                   OLLAMA_API_BASE=srv.base_url.removesuffix("/v1"))
         for model, route in MODELS:
             model = model.format(base=srv.base_url)
             print(f"SMOL_MAGIC_MODEL={model} ({route} route)")
