@@ -418,7 +418,8 @@ class LiteLLMModel(BaseModel):
     know at an ``api_base`` that is not openai.com, or a hosted OpenAI chat model that litellm's cost
     map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5), or a DeepSeek chat
     model, or an Anthropic chat model's text request (Messages API, ``core/direct_anthropic.py``), or a
-    Gemini chat model's before Gemini 3 (generateContent, ``core/direct_gemini.py``): see ``core/direct.py``. ``"litellm"`` always goes
+    Gemini chat model's before Gemini 3 (generateContent, ``core/direct_gemini.py``), or an ``ollama/`` model's
+    (``/api/generate``, ``core/direct_ollama.py``): see ``core/direct.py``. ``"litellm"`` always goes
     through litellm; ``"direct"`` takes the direct route even when litellm is imported.
     """
 
@@ -476,7 +477,7 @@ class LiteLLMModel(BaseModel):
 
     def _route(self, messages: Messages, tools: list[Any] | None,
                response_format: dict[str, Any] | None) -> direct.Route | None:
-        """The direct route (an OpenAI-compatible server, or Anthropic) for this request, or None for litellm's."""
+        """The direct route (OpenAI-compatible, Anthropic, Gemini, Ollama) for this request, or None for litellm."""
         found = direct.route(self.model_id, self.api_base, self.api_key, self.kwargs, self.transport, messages,
                              tool_schemas(tools), response_format)
         if found is not None and found.api_key is None:
