@@ -26,9 +26,9 @@ parameters), by this module itself (httpx is already a dependency), and the repl
   sampling parameters only; tools, images, thinking and the rest stay on litellm (see that module's doc);
 - a Gemini chat model of Google AI Studio in the cost map, before Gemini 3 (``gemini/gemini-2.5-flash``):
   litellm builds a generateContent request, and so does ``direct_gemini``, for the same kind of requests;
-- an Ollama model (``ollama/llama3.1``, the README's local model): litellm builds an ``/api/generate``
-  request (its ``ollama_pt`` prompt), and so does ``direct_ollama``, for text messages and the plain
-  sampling parameters, with no key configured; ``ollama_chat/`` stays on litellm.
+- an Ollama model (``ollama/llama3.1``, the README's local model, or ``ollama_chat/llama3.1``): litellm
+  builds an ``/api/generate`` request (its ``ollama_pt`` prompt) or an ``/api/chat`` one, and so does
+  ``direct_ollama``, for text messages and the plain sampling parameters, with no key configured.
 
 ``tests/test_direct.py`` (and ``test_direct_anthropic.py``, ``test_direct_gemini.py``) check against the local test server, for
 every model the cost map puts on the direct route, that both routes send the same body and read the same
@@ -83,6 +83,7 @@ class Api(enum.Enum):
     ANTHROPIC = "anthropic"  # the Messages API (core/direct_anthropic.py)
     GEMINI = "gemini"  # generateContent (core/direct_gemini.py)
     OLLAMA = "ollama"  # Ollama's /api/generate, NDJSON streams (core/direct_ollama.py)
+    OLLAMA_CHAT = "ollama_chat"  # Ollama's /api/chat (core/direct_ollama.py's CHAT)
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         found = direct_gemini.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
         return None if found is None else Route(found.url, found.api_key, found.key_variable, Api.GEMINI,
                                                 found.stream_url)
-    if model_id.startswith(direct_ollama.PREFIX):
+    if model_id.startswith((direct_ollama.PREFIX, direct_ollama.CHAT_PREFIX)):
         url = direct_ollama.route(model_id, given_base, api_key, kwargs, messages, tools, response_format)
-        return None if url is None else Route(url, "", direct_ollama.KEY_VARIABLE, Api.OLLAMA)  # no key needed
+        api = Api.OLLAMA if model_id.startswith(direct_ollama.PREFIX) else Api.OLLAMA_CHAT
+        return None if url is None else Route(url, "", direct_ollama.KEY_VARIABLE, api)  # no key needed
     target = _target(model_id, given_base, response_format)
     if target is None or set(kwargs) - PASSED_AS_IS:
         return None
@@ -298,8 +300,8 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
             raise status_error(response)
         if route.api is Api.OPENAI:
             return _objects(response.text)
-        if route.api is Api.OLLAMA:  # its usage may need the prompt sent (see direct_ollama.reply)
-            return direct_ollama.reply(response.json(), payload)
+        if route.api in (Api.OLLAMA, Api.OLLAMA_CHAT):  # its usage may need the request (see direct_ollama.reply)
+            return _DIALECTS[route.api].reply(response.json(), payload)
         return _DIALECTS[route.api].reply(response.json())
 
 
@@ -328,7 +330,8 @@ def _headers(route: Route) -> dict[str, str]:
 
 # The providers with an API of their own: each module builds the body and headers, reads the reply, and
 # turns the stream's lines into OpenAI-shaped chunks (what models.py reads from every route).
-_DIALECTS = {Api.ANTHROPIC: direct_anthropic, Api.GEMINI: direct_gemini, Api.OLLAMA: direct_ollama}
+_DIALECTS: dict[Api, Any] = {Api.ANTHROPIC: direct_anthropic, Api.GEMINI: direct_gemini, Api.OLLAMA: direct_ollama,
+                              Api.OLLAMA_CHAT: direct_ollama.CHAT}
 
 
 class Stream:

@@ -1,10 +1,11 @@
-"""The direct route's Ollama half: litellm's ``ollama/`` request (``/api/generate``) and its reading of the reply.
+"""The direct route's Ollama half: litellm's ``ollama/`` (``/api/generate``) and ``ollama_chat/`` (``/api/chat``)
+requests and its reading of their replies, litellm not imported.
 
 ``%%agent -m ollama/llama3.1`` (a local model) went through litellm, and ``import litellm`` takes seconds
 before the first request. litellm's ``ollama/`` route (``litellm/llms/ollama/completion/transformation.py``)
 is a fixed function of text messages and a few parameters, so this module builds the same body, at the same
 address, and reads the reply as litellm does; ``direct.py`` posts it (its ``route``, ``body``, ``post`` and
-``open_stream`` hand ``ollama/`` ids and routes over here):
+``open_stream`` hand ``ollama/`` ids and routes over here, ``ollama_chat/`` ones to ``CHAT``):
 
 - address: ``api_base``, else ``OLLAMA_API_BASE``, else ``http://localhost:11434``, + ``/api/generate``
   unless the path already ends so (litellm's ``ensure_api_route``); no Authorization header;
@@ -18,10 +19,14 @@ address, and reads the reply as litellm does; ``direct.py`` posts it (its ``rout
   litellm for that reply only);
 - stream (NDJSON lines): litellm's ``OllamaTextCompletionResponseIterator``: ``<think>`` spans and
   ``thinking`` chunks are not text, a reply that starts as a JSON object is held to the end and becomes a
-  tool call if it is ``{"name", "arguments"}``, usage from the ``done`` line when it has both counts.
+  tool call if it is ``{"name", "arguments"}``, usage from the ``done`` line when it has both counts;
+- ``ollama_chat/`` (``chat/transformation.py``): ``/api/chat`` at the same base, each message as
+  ``{role, content, images: []}`` (``content`` "" for none; ``thinking`` too when it starts with a
+  ``<think>`` block), the same options; the reply's ``message.content`` less a leading ``<think>`` block
+  unless it has a ``thinking`` field; streamed, ``thinking`` and ``<think>`` spans are not text; usage
+  from the counts (litellm's ``token_counter`` when missing: imported for that reply only).
 
-Everything else stays on litellm (``direct.route`` returns None): ``ollama_chat/`` (its own route,
-``/api/chat``, not copied here), tools, a response format (``format``), images or other content lists,
+Everything else stays on litellm (``direct.route`` returns None): tools, a response format (``format``), images or other content lists,
 messages with other fields or roles (``tool``, ``tool_calls``, ``name``), any other parameter (``seed``,
 ``frequency_penalty``, ``reasoning_effort`` -> ``think``, ``keep_alive``...), an ``api_key`` or
 ``OLLAMA_API_KEY`` (litellm then sends an Authorization header), and a base with a query string.
@@ -53,8 +58,10 @@ _JSON_OBJECT_PARTIAL_START = re.compile(r"`{0,3}|```(?:j|js|jso|json)?\s*")
 
 def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: dict[str, Any],
           messages: list[dict[str, Any]], tools: Any, response_format: Any) -> str | None:
-    """The ``/api/generate`` URL for an ``ollama/`` request litellm sends as ``body`` builds it, or None."""
-    if not model_id.startswith(PREFIX) or len(model_id) == len(PREFIX) or tools or response_format:
+    """The URL for an ``ollama/`` (``/api/generate``) or ``ollama_chat/`` (``/api/chat``) request litellm sends
+    as ``body`` / ``chat_body`` build it, or None."""
+    prefix = next((p for p in (PREFIX, CHAT_PREFIX) if model_id.startswith(p)), None)
+    if prefix is None or len(model_id) == len(prefix) or tools or response_format:
         return None
     if api_key or os.environ.get(KEY_VARIABLE) or set(kwargs) - set(PARAMETERS):
         return None
@@ -66,8 +73,8 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
     parts = urlsplit(base)
     if parts.query or parts.fragment or not parts.scheme or not parts.netloc:
         return None  # litellm's join keeps a query apart and leaves a bare scheme alone: not worth copying
-    base = base.rstrip("/")
-    return base if urlsplit(base).path.endswith("/api/generate") else base + "/api/generate"
+    base, path = base.rstrip("/"), "/api/generate" if prefix == PREFIX else "/api/chat"
+    return base if urlsplit(base).path.endswith(path) else base + path
 
 
 def prompt(messages: list[dict[str, Any]]) -> str:
@@ -220,3 +227,96 @@ async def chunks(lines: AsyncIterator[str]) -> AsyncIterator[SimpleNamespace]:
         chunk = reader.read(json.loads(line))
         if chunk is not None:
             yield chunk
+
+
+# -- ollama_chat/: /api/chat (litellm's OllamaChatConfig) --
+
+CHAT_PREFIX = "ollama_chat/"
+
+
+def chat_body(params: dict[str, Any]) -> dict[str, Any]:
+    """litellm's ``/api/chat`` body: each message as ``{role, content, images: []}`` (and ``thinking`` when its
+    content starts with a ``<think>`` block: litellm's ``extract_reasoning_content``), the same options."""
+    messages = []
+    for message in params["messages"]:
+        sent: dict[str, Any] = {"role": message["role"]}
+        content = message.get("content")
+        found = _REASONING.match(content) if content else None
+        if found:
+            sent["thinking"] = found.group(1)
+        sent["content"] = content or ""
+        sent["images"] = []
+        messages.append(sent)
+    options = {PARAMETERS[k]: v for k, v in params.items() if k in PARAMETERS and v is not None}
+    if params.get("stop"):
+        options["stop"] = params["stop"]
+    return {"model": params["model"][len(CHAT_PREFIX):], "messages": messages, "options": options,
+            "stream": bool(params.get("stream"))}
+
+
+def _calls(calls: Any) -> Any:
+    """Ollama's tool calls (arguments as an object) as ``models`` reads them (dicts; arguments made JSON text)."""
+    return [dict(call, function=dict(call.get("function") or {})) for call in calls] if calls else None
+
+
+def chat_reply(data: dict[str, Any], sent: dict[str, Any] | None = None) -> SimpleNamespace:
+    """An ``/api/chat`` reply read as litellm's ``OllamaChatConfig.transform_response`` reads it: the text without
+    a leading ``<think>`` block (unless the message has a ``thinking`` field), usage from the counts."""
+    message = dict(data["message"])
+    if "thinking" not in message and message.get("content") is not None:
+        found = _REASONING.match(message["content"]) if message["content"] else None
+        message["content"] = found.group(2) if found else message["content"]
+    if "prompt_eval_count" in data:
+        prompt_tokens = data["prompt_eval_count"]
+    else:  # litellm counts the messages with its token_counter: only then is it imported
+        prompt_tokens = _counter(messages=[{"role": m["role"], "content": m["content"]}
+                                           for m in (sent or {}).get("messages", [])])
+    completion = data["eval_count"] if "eval_count" in data else _counter(text=data["message"]["content"])
+    choice = SimpleNamespace(message=SimpleNamespace(content=message.get("content"),
+                                                     tool_calls=_calls(message.get("tool_calls"))))
+    return SimpleNamespace(choices=[choice],
+                           usage=SimpleNamespace(prompt_tokens=prompt_tokens, completion_tokens=completion))
+
+
+def _counter(**what: Any) -> int:
+    import litellm  # only for a reply without its counts
+
+    return litellm.token_counter(**what)
+
+
+async def chat_chunks(lines: AsyncIterator[str]) -> AsyncIterator[SimpleNamespace]:
+    """An ``/api/chat`` stream's NDJSON lines -> OpenAI-style chunks, as litellm's
+    ``OllamaChatCompletionResponseIterator`` reads them (``thinking`` and ``<think>`` spans are not text)."""
+    started = finished = False
+    async for line in lines:
+        if not line.strip():
+            continue
+        chunk = json.loads(line)
+        if "error" in chunk:
+            raise RuntimeError(f"the server sent an error mid-stream: {chunk['error']}")
+        message = chunk["message"]
+        content = None
+        if message.get("thinking"):
+            started = True
+        if message.get("content"):
+            if started and not finished:
+                finished = True
+            text = message["content"]
+            if "<think>" in text:
+                text = text.replace("<think>", "")
+                started = True
+            if "</think>" in text and started:
+                text = text.replace("</think>", "")
+                finished = True
+            if not (started and not finished):
+                content = text
+        prompt_tokens, completion = chunk.get("prompt_eval_count"), chunk.get("eval_count")
+        usage = None
+        if chunk["done"] is True and isinstance(prompt_tokens, int) and isinstance(completion, int):
+            usage = SimpleNamespace(prompt_tokens=prompt_tokens, completion_tokens=completion)
+        delta = SimpleNamespace(content=content, tool_calls=_calls(message.get("tool_calls")))
+        yield SimpleNamespace(choices=[SimpleNamespace(delta=delta)], usage=usage)
+
+
+# direct.py's dialect table takes modules or objects with body, headers, reply and chunks: /api/chat's
+CHAT = SimpleNamespace(body=chat_body, headers=headers, reply=chat_reply, chunks=chat_chunks)
