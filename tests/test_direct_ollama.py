@@ -1,9 +1,9 @@
-"""LiteLLMModel's direct route for Ollama's ``ollama/`` models (core/direct_ollama.py).
+"""LiteLLMModel's direct route for Ollama's ``ollama/`` and ``ollama_chat/`` models (core/direct_ollama.py).
 
 Against the local test server's Ollama routes (tests/openai_server.py answers ``/api/generate`` and
 ``/api/chat`` with Ollama's JSON reply or NDJSON stream): litellm (``transport="litellm"``) and the direct
-route must post the same body to the same path, without an Authorization header, and read the same text
-and usage; requests litellm would send otherwise (``ollama_chat/``, tools, ``format``...) stay on litellm;
+route must post the same body to the same path (``/api/generate``, ``/api/chat``), without an Authorization
+header, and read the same text and usage; requests litellm would send otherwise (tools, ``format``...) stay on litellm;
 error statuses read as the other direct routes' and 5xx are retried; and a fresh process running
 ``%%agent`` with ``SMOL_MAGIC_MODEL=ollama/llama3.1`` never imports litellm.
 """
@@ -26,6 +26,7 @@ MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "c
             {"role": "user", "content": "Now."}, {"role": "assistant", "content": None},
             {"role": "user", "content": "Go on."}]
 VARIABLES = ("OLLAMA_API_BASE", "OLLAMA_API_KEY")
+PATHS = {"ollama/llama3.1": "/api/generate", "ollama_chat/llama3.1": "/api/chat"}
 
 
 @pytest.fixture(autouse=True)
@@ -55,12 +56,13 @@ def read(reply, streaming: bool):
     return reply.content, [reply.token_usage], [(c.name, c.arguments) for c in reply.tool_calls]
 
 
-def both(srv: OpenAIServer, streaming: bool, push, messages=MESSAGES, stop=("<end>",), **options):
+def both(srv: OpenAIServer, streaming: bool, push, messages=MESSAGES, stop=("<end>",), model_id="ollama/llama3.1",
+         **options):
     """The same request by litellm then by the direct route (each answered by ``push()``): the two replies read."""
     replies = []
     for transport in ("litellm", "direct"):
         push()
-        model = LiteLLMModel("ollama/llama3.1", api_base=base(srv), transport=transport, **options)
+        model = LiteLLMModel(model_id, api_base=base(srv), transport=transport, **options)
         replies.append(read(ask(model, streaming, messages, stop), streaming))
     return replies
 
@@ -69,18 +71,20 @@ def both(srv: OpenAIServer, streaming: bool, push, messages=MESSAGES, stop=("<en
 @pytest.mark.parametrize("options", [{}, {"temperature": 0.3, "top_p": 0.9, "max_tokens": 200}],
                          ids=["plain", "sampling"])
 @pytest.mark.parametrize("stop", [(), ("<end>", "Observation:")], ids=["no-stop", "stop"])
+@pytest.mark.parametrize("model_id", PATHS)
 def test_both_routes_send_the_same_request_and_read_the_same_reply(srv: OpenAIServer, streaming: bool, options,
-                                                                   stop):
-    replies = both(srv, streaming, lambda: srv.push_reply("Sunny in Paris, 21 C.", 40, 9), stop=stop, **options)
+                                                                   stop, model_id: str):
+    replies = both(srv, streaming, lambda: srv.push_reply("Sunny in Paris, 21 C.", 40, 9), stop=stop,
+                   model_id=model_id, **options)
     litellm_request, direct_request = srv.requests[-2:]
-    assert direct_request.path == litellm_request.path == "/api/generate"
+    assert direct_request.path == litellm_request.path == PATHS[model_id]
     assert direct_request.body == litellm_request.body
     assert "authorization" not in direct_request.headers and "authorization" not in litellm_request.headers
     assert replies[0] == replies[1]
     assert replies[1][0] == "Sunny in Paris, 21 C." and (replies[1][1][-1].input_tokens,
                                                           replies[1][1][-1].output_tokens) == (40, 9)
     sent = direct_request.body
-    assert sent["stream"] is streaming and sent["model"] == "llama3.1" and sent["images"] == []
+    assert sent["stream"] is streaming and sent["model"] == "llama3.1"
     expected = {"temperature": 0.3, "top_p": 0.9, "num_predict": 200} if options else {}
     assert sent["options"] == (dict(expected, stop=list(stop)) if stop else expected)
 
@@ -93,9 +97,12 @@ def test_both_routes_send_the_same_request_and_read_the_same_reply(srv: OpenAISe
     [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "y"}, {"role": "user", "content": "z"}],
     [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"},
      {"role": "system", "content": "t"}, {"role": "user", "content": "c"}],
-], ids=["user", "system-only", "two-systems", "empty-assistant", "two-assistants", "system-between"])
-def test_message_shapes_become_litellm_s_prompt(srv: OpenAIServer, messages):
-    both(srv, False, lambda: srv.push_reply("ok"), messages)
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>hmm</think>Yes."},
+     {"role": "user", "content": "r"}],
+], ids=["user", "system-only", "two-systems", "empty-assistant", "two-assistants", "system-between", "think"])
+@pytest.mark.parametrize("model_id", PATHS)
+def test_message_shapes_are_sent_as_litellm_sends_them(srv: OpenAIServer, messages, model_id: str):
+    both(srv, False, lambda: srv.push_reply("ok"), messages, model_id=model_id)
     assert srv.bodies[0] == srv.bodies[1]
 
 
@@ -124,14 +131,40 @@ def test_ollama_s_other_replies_read_as_litellm_reads_them(srv: OpenAIServer, st
     assert replies[1][0] or replies[1][2]
 
 
-def test_a_reply_without_prompt_eval_count_counts_the_prompt_as_litellm_does(srv: OpenAIServer):
-    replies = both(srv, False, lambda: srv.push_ollama({"response": "Hi.", "done": True, "eval_count": 2}))
+def chat(content: str = "", done: bool = False, **more):
+    """One /api/chat reply object (``more``: the message's thinking or tool_calls, the counts when done)."""
+    counts = {k: more.pop(k) for k in ("prompt_eval_count", "eval_count") if k in more}
+    return {"model": "llama3.1", "message": {"role": "assistant", "content": content, **more}, "done": done,
+            **({"done_reason": "stop"} if done else {}), **counts}
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])
+@pytest.mark.parametrize("lines", [
+    [chat(thinking="Let me see."), chat("Hi "), chat("there."), chat(done=True, prompt_eval_count=8, eval_count=3)],
+    [chat("<think>"), chat("hmm"), chat("</think>"), chat("Answer."), chat(done=True, prompt_eval_count=8, eval_count=5)],
+    [chat("<think>hmm</think>Answer."), chat(done=True, prompt_eval_count=8, eval_count=5)],
+    [chat("Plain "), chat("text."), chat(done=True)],
+], ids=["thinking-field", "think-tags", "think-inline", "no-counts"])
+def test_ollama_chat_s_other_replies_read_as_litellm_reads_them(srv: OpenAIServer, streaming: bool, lines):
+    if not streaming:
+        message = {"content": "".join(line["message"]["content"] for line in lines)}
+        message.update({k: v for line in lines for k, v in line["message"].items() if k == "thinking"})
+        lines = [chat(done=True, **message, **{k: v for k, v in lines[-1].items() if k.endswith("count")})]
+    replies = both(srv, streaming, lambda: srv.push_ollama(*lines), model_id="ollama_chat/llama3.1")
+    assert replies[0] == replies[1]
+    assert replies[1][0]
+
+
+@pytest.mark.parametrize("model_id", PATHS)
+def test_a_reply_without_counts_counts_as_litellm_does(srv: OpenAIServer, model_id: str):
+    answer = chat("Hi.", done=True) if "chat" in model_id else {"response": "Hi.", "done": True}
+    replies = both(srv, False, lambda: srv.push_ollama(answer), model_id=model_id)
     assert replies[0] == replies[1] and replies[1][1][0].input_tokens > 0
 
 
 def test_the_address_is_litellm_s(monkeypatch: pytest.MonkeyPatch):
-    def url(given=None):
-        found = direct.route("ollama/llama3.1", given, None, {}, "direct", MESSAGES, None)
+    def url(given=None, model_id="ollama/llama3.1"):
+        found = direct.route(model_id, given, None, {}, "direct", MESSAGES, None)
         return found and found.url
 
     assert url() == "http://localhost:11434/api/generate"
@@ -140,6 +173,9 @@ def test_the_address_is_litellm_s(monkeypatch: pytest.MonkeyPatch):
     assert url("http://other:8080/ollama") == "http://other:8080/ollama/api/generate"
     assert url("http://other:8080/api/generate/") == "http://other:8080/api/generate"
     assert url("http://other:8080/?x=1") is None
+    assert url(model_id="ollama_chat/llama3.1") == "http://gpu-box:11434/api/chat"
+    assert url("http://other:8080/api/chat", "ollama_chat/llama3.1") == "http://other:8080/api/chat"
+    assert url("http://other:8080/api/generate", "ollama_chat/llama3.1") == "http://other:8080/api/generate/api/chat"
 
 
 def test_requests_litellm_sends_otherwise_stay_on_litellm(srv: OpenAIServer, monkeypatch: pytest.MonkeyPatch):
@@ -149,7 +185,7 @@ def test_requests_litellm_sends_otherwise_stay_on_litellm(srv: OpenAIServer, mon
 
     assert routed() is not None and routed().api is direct.Api.OLLAMA and routed().url.endswith("/api/generate")
     assert routed(messages=[]) is not None, "%load_ext does not start importing litellm for an ollama/ model"
-    assert routed("ollama_chat/llama3.1") is None
+    assert routed("ollama_chat/llama3.1").api is direct.Api.OLLAMA_CHAT
     assert routed(tools=[weather]) is None
     assert routed(response_format={"type": "json_object"}) is None
     image = [{"role": "user", "content": [{"type": "text", "text": "what?"},
@@ -161,6 +197,7 @@ def test_requests_litellm_sends_otherwise_stay_on_litellm(srv: OpenAIServer, mon
                    {"num_ctx": 8192}, {"think": True}, {"format": "json"}):
         assert routed(**option) is None, option
     assert routed(api_key="secret") is None, "litellm sends a key as Authorization: Bearer"
+    assert routed("ollama_chat/llama3.1", api_key="secret") is None
     monkeypatch.setenv("OLLAMA_API_KEY", "secret")
     assert routed() is None
     monkeypatch.delenv("OLLAMA_API_KEY")
@@ -173,17 +210,12 @@ def test_requests_litellm_sends_otherwise_stay_on_litellm(srv: OpenAIServer, mon
     assert routed(transport="auto") is None
 
 
-def test_ollama_chat_goes_through_litellm(srv: OpenAIServer):
-    srv.push_reply("chat reply", 5, 2)
-    reply = ask(LiteLLMModel("ollama_chat/llama3.1", api_base=base(srv)), False)
-    assert srv.requests[-1].path == "/api/chat" and reply.content == "chat reply"
-
-
 @pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])
-def test_errors_read_clearly_and_5xx_are_retried(srv: OpenAIServer, streaming: bool):
-    model = LiteLLMModel("ollama/llama3.1", api_base=base(srv), transport="direct", retry_base_delay=0.01)
+@pytest.mark.parametrize("model_id", PATHS)
+def test_errors_read_clearly_and_5xx_are_retried(srv: OpenAIServer, streaming: bool, model_id: str):
+    model = LiteLLMModel(model_id, api_base=base(srv), transport="direct", retry_base_delay=0.01)
     srv.push_status(404, "model 'llama3.1' not found, try pulling it first")
-    with pytest.raises(ModelError, match=r"^ollama/llama3.1: HTTP 404: model 'llama3.1' not found, try pulling"):
+    with pytest.raises(ModelError, match=f"^{model_id}: HTTP 404: model 'llama3.1' not found, try pulling"):
         ask(model, streaming)
     assert len(srv.requests) == 1, "a 404 is not retried"
     srv.push_status(500, "llama runner process has terminated")
@@ -196,9 +228,11 @@ def test_errors_read_clearly_and_5xx_are_retried(srv: OpenAIServer, streaming: b
         ask(model, streaming)
 
 
-def test_an_error_mid_stream_ends_the_stream_with_its_message(srv: OpenAIServer):
-    srv.push_ollama({"response": "Hi", "done": False}, {"error": "an error was encountered while running the model"})
-    model = LiteLLMModel("ollama/llama3.1", api_base=base(srv), transport="direct")
+@pytest.mark.parametrize("model_id", PATHS)
+def test_an_error_mid_stream_ends_the_stream_with_its_message(srv: OpenAIServer, model_id: str):
+    first = chat("Hi") if "chat" in model_id else {"response": "Hi", "done": False}
+    srv.push_ollama(first, {"error": "an error was encountered while running the model"})
+    model = LiteLLMModel(model_id, api_base=base(srv), transport="direct")
     with pytest.raises(ModelError, match="an error was encountered while running the model"):
         ask(model, True)
 
@@ -220,3 +254,14 @@ def test_a_fresh_kernel_asks_ollama_without_importing_litellm(srv: OpenAIServer)
     assert first.path == second.path == "/api/generate" and "authorization" not in first.headers
     assert first.body["prompt"].startswith("### System:\n") and first.body["model"] == "llama3.1"
     assert "looked" in second.body["prompt"] and "### Assistant:\n" in second.body["prompt"]
+
+
+def test_a_fresh_kernel_asks_ollama_chat_without_importing_litellm(srv: OpenAIServer):
+    srv.push_reply("Thought: greet.\n```python\nfinal_answer('hi there')\n```")
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES + direct.LITELLM_SETTINGS}
+    env.update(OLLAMA_API_BASE=base(srv), SMOL_MAGIC_STORE="", SMOL_MAGIC_MODEL="ollama_chat/llama3.1")
+    out = first_cell(env)
+    assert "ANSWER hi there LITELLM False" in out, out
+    request = srv.requests[0]
+    assert request.path == "/api/chat" and "authorization" not in request.headers
+    assert request.body["messages"][0]["role"] == "system" and request.body["model"] == "llama3.1"
