@@ -418,8 +418,8 @@ class LiteLLMModel(BaseModel):
     know at an ``api_base`` that is not openai.com, or a hosted OpenAI chat model that litellm's cost
     map and parameter rules leave as it is (gpt-4o-mini, gpt-4.1; not o3 or gpt-5), or a DeepSeek chat
     model, or an Anthropic chat model's text request (Messages API, ``core/direct_anthropic.py``), or a
-    Gemini chat model's before Gemini 3 (generateContent, ``core/direct_gemini.py``), or an ``ollama/`` model's
-    (``/api/generate``, ``core/direct_ollama.py``): see ``core/direct.py``. ``"litellm"`` always goes
+    Gemini chat model's before Gemini 3 (generateContent, ``core/direct_gemini.py``), or an ``ollama/`` or ``ollama_chat/``
+    model's (``/api/generate``, ``/api/chat``: ``core/direct_ollama.py``): see ``core/direct.py``. ``"litellm"`` always goes
     through litellm; ``"direct"`` takes the direct route even when litellm is imported.
     """
 
