@@ -30,6 +30,12 @@ Everything else stays on litellm (``direct.route`` returns None): tools, a respo
 messages with other fields or roles (``tool``, ``tool_calls``, ``name``), any other parameter (``seed``,
 ``frequency_penalty``, ``reasoning_effort`` -> ``think``, ``keep_alive``...), an ``api_key`` or
 ``OLLAMA_API_KEY`` (litellm then sends an Authorization header), and a base with a query string.
+``tests/test_direct_ollama.py`` checks against the local test server that both routes send the same body to
+the same path and read the same replies.
+
+Not reproduced: the ``Content-Type`` header (litellm posts the JSON as ``application/octet-stream``, httpx
+as ``application/json``; Ollama reads the body either way), the ``User-Agent``, and the reply's
+``reasoning_content`` (``models`` reads only the text and tool calls).
 """
 
 from __future__ import annotations
