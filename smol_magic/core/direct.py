@@ -48,6 +48,7 @@ import functools
 import json
 import os
 import sys
+import asyncio
 import enum
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -301,7 +302,8 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
         if route.api is Api.OPENAI:
             return _objects(response.text)
         if route.api in (Api.OLLAMA, Api.OLLAMA_CHAT):  # its usage may need the request (see direct_ollama.reply)
-            return _DIALECTS[route.api].reply(response.json(), payload)
+            # in a thread: a reply without its token counts is counted with litellm, imported then (seconds)
+            return await asyncio.to_thread(_DIALECTS[route.api].reply, response.json(), payload)
         return _DIALECTS[route.api].reply(response.json())
 
 

@@ -48,6 +48,8 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
+from . import litellm_import
+
 PREFIX = "ollama/"
 DEFAULT_BASE = "http://localhost:11434"  # litellm's, when neither api_base nor OLLAMA_API_BASE is given
 PARAMETERS = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "num_predict"}
@@ -143,9 +145,8 @@ def reply(data: dict[str, Any], sent: dict[str, Any] | None = None) -> SimpleNam
 
 
 def _count(text: str) -> int:
-    import litellm  # only for a reply without prompt_eval_count
-
-    return len(litellm.encoding.encode(text, disallowed_special=()))
+    encoding = litellm_import.litellm().encoding  # only for a reply without prompt_eval_count
+    return len(encoding.encode(text, disallowed_special=()))
 
 
 def _delta(content: str | None = None, calls: Any = None) -> SimpleNamespace:
@@ -285,9 +286,7 @@ def chat_reply(data: dict[str, Any], sent: dict[str, Any] | None = None) -> Simp
 
 
 def _counter(**what: Any) -> int:
-    import litellm  # only for a reply without its counts
-
-    return litellm.token_counter(**what)
+    return litellm_import.litellm().token_counter(**what)  # only for a reply without its counts
 
 
 async def chat_chunks(lines: AsyncIterator[str]) -> AsyncIterator[SimpleNamespace]:

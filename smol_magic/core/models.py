@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
-from . import direct, direct_anthropic
+from . import direct, direct_anthropic, litellm_import
 from .text import clip
 
 Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content, and tool_calls / tool_call_id
@@ -402,12 +402,7 @@ class ScriptedModel(BaseModel):
         return ModelResponse(content, TokenUsage(prompt_chars // 4, len(content) // 4))
 
 
-def _litellm():
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    return litellm
+_litellm = litellm_import.litellm
 
 
 class LiteLLMModel(BaseModel):
