@@ -301,10 +301,9 @@ async def post(route: Route, payload: dict[str, Any], timeout: float) -> Any:
             raise status_error(response)
         if route.api is Api.OPENAI:
             return _objects(response.text)
-        if route.api in (Api.OLLAMA, Api.OLLAMA_CHAT):  # its usage may need the request (see direct_ollama.reply)
-            # in a thread: a reply without its token counts is counted with litellm, imported then (seconds)
-            return await asyncio.to_thread(_DIALECTS[route.api].reply, response.json(), payload)
-        return _DIALECTS[route.api].reply(response.json())
+        # In a thread, with the request: a reply without its token counts (Ollama's) is counted with litellm's
+        # tokenizer, and litellm is imported then (seconds), never in the kernel's event loop.
+        return await asyncio.to_thread(_DIALECTS[route.api].reply, response.json(), payload)
 
 
 async def open_stream(route: Route, payload: dict[str, Any], timeout: float) -> "Stream":
@@ -330,8 +329,8 @@ def _headers(route: Route) -> dict[str, str]:
     return {"Authorization": f"Bearer {route.api_key}"} if route.api_key else {}
 
 
-# The providers with an API of their own: each module builds the body and headers, reads the reply, and
-# turns the stream's lines into OpenAI-shaped chunks (what models.py reads from every route).
+# The providers with an API of their own: each module builds the body and headers, reads the reply (given the
+# request's body), and turns the stream's lines into OpenAI-shaped chunks (what models.py reads from every route).
 _DIALECTS: dict[Api, Any] = {Api.ANTHROPIC: direct_anthropic, Api.GEMINI: direct_gemini, Api.OLLAMA: direct_ollama,
                               Api.OLLAMA_CHAT: direct_ollama.CHAT}
 

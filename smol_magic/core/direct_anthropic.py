@@ -25,9 +25,9 @@ import json
 import os
 from types import SimpleNamespace
 from typing import Any, AsyncIterator, Iterator
-from urllib.parse import urlsplit
 
 from .cost_map import model_cost_map
+from .litellm_rules import api_route
 
 PREFIX = "anthropic/"
 API = "https://api.anthropic.com"  # litellm's, when neither api_base nor ANTHROPIC_API_BASE / _BASE_URL is given
@@ -98,11 +98,7 @@ def marks_cache(name: str) -> bool:
 def url(given_base: str | None) -> str | None:
     """Where litellm posts (``ensure_api_route(base, "v1/messages")``), or None for a base it treats specially."""
     base = given_base or os.environ.get("ANTHROPIC_API_BASE") or os.environ.get("ANTHROPIC_BASE_URL") or API
-    parts = urlsplit(base)
-    if parts.query or parts.fragment or not parts.netloc:
-        return None
-    base = base.rstrip("/")
-    return base if urlsplit(base).path.endswith("/v1/messages") else base + "/v1/messages"
+    return api_route(base, "/v1/messages")
 
 
 def api_key(given: str | None) -> tuple[bool, str | None]:
@@ -166,7 +162,7 @@ def usage(fields: dict[str, Any]) -> SimpleNamespace:
     return SimpleNamespace(prompt_tokens=prompt, completion_tokens=completion)
 
 
-def reply(message: dict[str, Any]) -> SimpleNamespace:
+def reply(message: dict[str, Any], sent: dict[str, Any] | None = None) -> SimpleNamespace:
     """A Messages reply as the OpenAI-shaped completion ``models._reply`` reads: its text blocks joined, its usage."""
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, list):

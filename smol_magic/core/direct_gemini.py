@@ -48,6 +48,7 @@ from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
 from .cost_map import model_cost_map
+from .litellm_rules import text_messages
 
 PREFIX = "gemini/"
 GEMINI_API = "https://generativelanguage.googleapis.com/v1beta"  # litellm's get_gemini_url, before Gemini 3
@@ -99,10 +100,8 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     if not chat_model(name):
         return None
-    for message in messages:
-        if (set(message) - MESSAGE_FIELDS or message.get("role") not in ROLES
-                or not isinstance(message.get("content"), (str, type(None)))):
-            return None
+    if not text_messages(messages, MESSAGE_FIELDS, ROLES):
+        return None
     base = given_base or os.environ.get("GEMINI_API_BASE") or None
     if base is not None and ("?" in base or "#" in base):
         return None  # litellm's join keeps a query before the path it adds: not worth copying
@@ -191,7 +190,7 @@ def _text(candidates: list[dict[str, Any]] | None) -> tuple[bool, str | None]:
     return False, None
 
 
-def reply(data: dict[str, Any]) -> SimpleNamespace:
+def reply(data: dict[str, Any], sent: dict[str, Any] | None = None) -> SimpleNamespace:
     """A generateContent reply as the OpenAI-style object ``models._reply`` reads (litellm's transform_response)."""
     metadata = data.get("usageMetadata")
     if not isinstance(metadata, dict):

@@ -49,6 +49,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
 from . import litellm_import
+from .litellm_rules import api_route, text_messages
 
 PREFIX = "ollama/"
 DEFAULT_BASE = "http://localhost:11434"  # litellm's, when neither api_base nor OLLAMA_API_BASE is given
@@ -73,16 +74,12 @@ def route(model_id: str, given_base: str | None, api_key: str | None, kwargs: di
         return None
     if api_key or os.environ.get(KEY_VARIABLE) or set(kwargs) - set(PARAMETERS):
         return None
-    for message in messages:
-        if (set(message) - MESSAGE_FIELDS or message.get("role") not in ROLES
-                or not isinstance(message.get("content"), (str, type(None)))):
-            return None
+    if not text_messages(messages, MESSAGE_FIELDS, ROLES):
+        return None
     base = given_base or os.environ.get("OLLAMA_API_BASE") or DEFAULT_BASE
-    parts = urlsplit(base)
-    if parts.query or parts.fragment or not parts.scheme or not parts.netloc:
-        return None  # litellm's join keeps a query apart and leaves a bare scheme alone: not worth copying
-    base, path = base.rstrip("/"), "/api/generate" if prefix == PREFIX else "/api/chat"
-    return base if urlsplit(base).path.endswith(path) else base + path
+    if not urlsplit(base).scheme:
+        return None  # litellm leaves a bare scheme alone: not worth copying
+    return api_route(base, "/api/generate" if prefix == PREFIX else "/api/chat")
 
 
 def prompt(messages: list[dict[str, Any]]) -> str:
