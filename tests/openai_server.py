@@ -12,6 +12,7 @@ shape), so a test can see what litellm, or the direct route, sends an ``anthropi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -489,3 +490,16 @@ def first_cell(env: dict[str, str]) -> str:
     its answer and whether litellm and openai were imported, as ``ANSWER ... LITELLM ... OPENAI ...``."""
     out = subprocess.run([sys.executable, "-c", FIRST_CELL], capture_output=True, text=True, env=env, timeout=120)
     return out.stdout + out.stderr
+
+
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}]
+
+
+def ask(model: Any, streaming: bool, **options: Any) -> Any:
+    """One request of a model to this server: its reply, or its stream's deltas (stop sequence ``<end>``)."""
+    async def go():
+        if streaming:
+            return [d async for d in model.generate_stream(MESSAGES, ["<end>"], **options)]
+        return await model.generate(MESSAGES, ["<end>"], **options)
+
+    return asyncio.run(go())

@@ -19,26 +19,16 @@ import textwrap
 
 import openai
 import pytest
-from openai_server import OpenAIServer, first_cell, weather
+from openai_server import MESSAGES, OpenAIServer, ask, first_cell, weather
 
 from smol_magic.core import direct
 from smol_magic.core.cost_map import bundled_map
 from smol_magic.core.models import LiteLLMModel
 
-MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}]
 # Every hosted OpenAI model the direct route takes, from litellm's own cost map (read without litellm).
 DIRECT_OPENAI_MODELS = sorted(name for name in bundled_map() if direct.plain_openai_chat_model(name))
 DEEPSEEK_MODELS = sorted({name.removeprefix("deepseek/") for name in bundled_map()
                           if direct.deepseek_chat_model(name.removeprefix("deepseek/"))})
-
-
-def ask(model: LiteLLMModel, streaming: bool, **options):
-    async def go():
-        if streaming:
-            return [d async for d in model.generate_stream(MESSAGES, ["<end>"], **options)]
-        return await model.generate(MESSAGES, ["<end>"], **options)
-
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])

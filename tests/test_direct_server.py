@@ -8,31 +8,20 @@ errors and retries read the same; and a fresh kernel-like process running
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
 import pytest
-from openai_server import OpenAIServer, first_cell, weather
+from openai_server import OpenAIServer, ask, first_cell, weather
 
 from smol_magic.core import direct
 from smol_magic.core.models import ModelError, OpenAIServerModel
 
-MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Weather in Paris?"}]
 
 
 def model(srv: OpenAIServer, transport: str, **kwargs) -> OpenAIServerModel:
     return OpenAIServerModel("local-model", api_base=srv.base_url, api_key="sk-local", transport=transport,
                              retry_base_delay=0.001, **kwargs)
-
-
-def ask(m: OpenAIServerModel, streaming: bool, **options):
-    async def go():
-        if streaming:
-            return [d async for d in m.generate_stream(MESSAGES, ["<end>"], **options)]
-        return await m.generate(MESSAGES, ["<end>"], **options)
-
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["generate", "stream"])
