@@ -19,16 +19,25 @@ class _Binder:
     """First pass: what each name is bound to in the code, and the local names of each scope."""
 
     def __init__(self) -> None:
-        self.bindings: dict[tuple[int, str], list[tuple]] = {}  # (id of the scope node, name) -> values
+        self.bindings: dict[tuple[ast.AST, str], list[tuple]] = {}  # (the scope's node, name) -> values
         self.names: set[str] = set()  # every name the code binds, anywhere
         self.aliases: list[tuple] = []  # x = obj.attr: attributes bound to a name (judged where the name is called)
-        self.scope_locals: dict[int, set[str]] = {}
-        self.scope_globals: dict[int, set[str]] = {}
+        self.scope_locals: dict[ast.AST, set[str]] = {}
+        self.scope_globals: dict[ast.AST, set[str]] = {}
 
     def bind(self, name: str, value: tuple, scope: ast.AST) -> None:
-        self.bindings.setdefault((id(scope), name), []).append(value)
+        key = scope
+        values = self.bindings.get((key, name))
+        if values is None:
+            self.bindings[key, name] = [value]
+        else:
+            values.append(value)
         self.names.add(name)
-        self.scope_locals.setdefault(id(scope), set()).add(name)
+        local = self.scope_locals.get(key)
+        if local is None:
+            self.scope_locals[key] = {name}
+        else:
+            local.add(name)
 
     def target(self, target: ast.AST, value: tuple, scope: ast.AST) -> None:
         if isinstance(target, ast.Name):
@@ -40,79 +49,105 @@ class _Binder:
             self.target(target.value, ("unknown",), scope)
 
     def statements(self, body: list[ast.stmt], scope: ast.AST) -> None:
+        binders = _BINDERS
         for stmt in body:
-            self.statement(stmt, scope)
+            bind = binders.get(type(stmt))
+            if bind is not None:  # expressions, returns, raises... bind nothing
+                bind(self, stmt, scope)
 
-    def statement(self, stmt: ast.stmt, scope: ast.AST) -> None:  # noqa: C901 - a dispatch table
-        t = type(stmt)
-        if t is ast.Assign:
-            for target in stmt.targets:
-                self.target(target, ("expr", stmt.value), scope)
-            if isinstance(stmt.value, ast.Attribute):
-                self.aliases.append(("expr", stmt.value))
-        elif t is ast.AnnAssign:
-            if stmt.value is not None:
-                self.target(stmt.target, ("expr", stmt.value), scope)
-            elif isinstance(stmt.target, ast.Name):
-                self.scope_locals.setdefault(id(scope), set()).add(stmt.target.id)
-        elif t is ast.AugAssign:
+    def _assign(self, stmt: ast.Assign, scope: ast.AST) -> None:
+        for target in stmt.targets:
+            self.target(target, ("expr", stmt.value), scope)
+        if type(stmt.value) is ast.Attribute:
+            self.aliases.append(("expr", stmt.value))
+
+    def _annassign(self, stmt: ast.AnnAssign, scope: ast.AST) -> None:
+        if stmt.value is not None:
+            self.target(stmt.target, ("expr", stmt.value), scope)
+        elif isinstance(stmt.target, ast.Name):
+            self.scope_locals.setdefault(scope, set()).add(stmt.target.id)
+
+    def _augassign(self, stmt: ast.AugAssign, scope: ast.AST) -> None:
+        self.target(stmt.target, ("unknown",), scope)
+
+    def _for(self, stmt: ast.For | ast.AsyncFor, scope: ast.AST) -> None:
+        if isinstance(stmt.target, ast.Name):
+            self.bind(stmt.target.id, ("iter", stmt.iter), scope)
+        else:
             self.target(stmt.target, ("unknown",), scope)
-        elif t in (ast.For, ast.AsyncFor):
-            if isinstance(stmt.target, ast.Name):
-                self.bind(stmt.target.id, ("iter", stmt.iter), scope)
+        self.statements(stmt.body, scope)
+        self.statements(stmt.orelse, scope)
+
+    def _with(self, stmt: ast.With | ast.AsyncWith, scope: ast.AST) -> None:
+        for item in stmt.items:
+            if item.optional_vars is not None:
+                self.target(item.optional_vars, ("with", item.context_expr), scope)
+        self.statements(stmt.body, scope)
+
+    def _import(self, stmt: ast.Import, scope: ast.AST) -> None:
+        for alias in stmt.names:
+            if alias.asname:
+                self.bind(alias.asname, ("import", alias.name), scope)
             else:
-                self.target(stmt.target, ("unknown",), scope)
-        elif t in (ast.With, ast.AsyncWith):
-            for item in stmt.items:
-                if item.optional_vars is not None:
-                    self.target(item.optional_vars, ("with", item.context_expr), scope)
-        elif t is ast.Import:
+                root = alias.name.split(".")[0]
+                self.bind(root, ("import", root), scope)
+
+    def _import_from(self, stmt: ast.ImportFrom, scope: ast.AST) -> None:
+        if stmt.module and not stmt.level:
             for alias in stmt.names:
-                if alias.asname:
-                    self.bind(alias.asname, ("import", alias.name), scope)
-                else:
-                    root = alias.name.split(".")[0]
-                    self.bind(root, ("import", root), scope)
-        elif t is ast.ImportFrom:
-            if stmt.module and not stmt.level:
-                for alias in stmt.names:
-                    if alias.name != "*":
-                        self.bind(alias.asname or alias.name, ("from", stmt.module, alias.name), scope)
-        elif t in (ast.FunctionDef, ast.AsyncFunctionDef):
-            self.bind(stmt.name, ("def", stmt), scope)
-            args = stmt.args
-            for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
-                if arg is not None:
-                    self.bind(arg.arg, ("param",), stmt)
-            self.scope_locals.setdefault(id(stmt), set())
-            self.statements(stmt.body, stmt)
-        elif t is ast.ClassDef:
-            self.bind(stmt.name, ("class", stmt), scope)
-            self.scope_locals.setdefault(id(stmt), set())
-            self.statements(stmt.body, stmt)
-        elif t in (ast.Global, ast.Nonlocal):
-            self.scope_globals.setdefault(id(scope), set()).update(stmt.names)
-        elif t is ast.Try or t.__name__ == "TryStar":
-            self.statements(stmt.body, scope)
-            for handler in stmt.handlers:
-                if handler.name:
-                    self.bind(handler.name, ("unknown",), scope)
-                self.statements(handler.body, scope)
-            self.statements(stmt.orelse, scope)
-            self.statements(stmt.finalbody, scope)
-        elif t in (ast.If, ast.While):
-            self.statements(stmt.body, scope)
-            self.statements(stmt.orelse, scope)
-        elif t is ast.Match:
-            for case in stmt.cases:
-                for sub in ast.walk(case.pattern):
-                    name = getattr(sub, "name", None) or getattr(sub, "rest", None)
-                    if isinstance(name, str):
-                        self.bind(name, ("unknown",), scope)
-                self.statements(case.body, scope)
-        if t in (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith):
-            self.statements(stmt.body, scope)
-            self.statements(getattr(stmt, "orelse", []), scope)
+                if alias.name != "*":
+                    self.bind(alias.asname or alias.name, ("from", stmt.module, alias.name), scope)
+
+    def _function(self, stmt: ast.FunctionDef | ast.AsyncFunctionDef, scope: ast.AST) -> None:
+        self.bind(stmt.name, ("def", stmt), scope)
+        args = stmt.args
+        for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+            if arg is not None:
+                self.bind(arg.arg, ("param",), stmt)
+        self.scope_locals.setdefault(stmt, set())
+        self.statements(stmt.body, stmt)
+
+    def _class(self, stmt: ast.ClassDef, scope: ast.AST) -> None:
+        self.bind(stmt.name, ("class", stmt), scope)
+        self.scope_locals.setdefault(stmt, set())
+        self.statements(stmt.body, stmt)
+
+    def _global(self, stmt: ast.Global | ast.Nonlocal, scope: ast.AST) -> None:
+        self.scope_globals.setdefault(scope, set()).update(stmt.names)
+
+    def _try(self, stmt: ast.Try, scope: ast.AST) -> None:
+        self.statements(stmt.body, scope)
+        for handler in stmt.handlers:
+            if handler.name:
+                self.bind(handler.name, ("unknown",), scope)
+            self.statements(handler.body, scope)
+        self.statements(stmt.orelse, scope)
+        self.statements(stmt.finalbody, scope)
+
+    def _if(self, stmt: ast.If | ast.While, scope: ast.AST) -> None:
+        self.statements(stmt.body, scope)
+        self.statements(stmt.orelse, scope)
+
+    def _match(self, stmt: ast.Match, scope: ast.AST) -> None:
+        for case in stmt.cases:
+            for sub in ast.walk(case.pattern):
+                name = getattr(sub, "name", None) or getattr(sub, "rest", None)
+                if isinstance(name, str):
+                    self.bind(name, ("unknown",), scope)
+            self.statements(case.body, scope)
+
+
+# The statements that bind names or hold statements, by type (a table: most statements bind nothing).
+_BINDERS = {
+    ast.Assign: _Binder._assign, ast.AnnAssign: _Binder._annassign, ast.AugAssign: _Binder._augassign,
+    ast.For: _Binder._for, ast.AsyncFor: _Binder._for, ast.With: _Binder._with, ast.AsyncWith: _Binder._with,
+    ast.Import: _Binder._import, ast.ImportFrom: _Binder._import_from, ast.FunctionDef: _Binder._function,
+    ast.AsyncFunctionDef: _Binder._function, ast.ClassDef: _Binder._class, ast.Global: _Binder._global,
+    ast.Nonlocal: _Binder._global, ast.Try: _Binder._try, ast.If: _Binder._if, ast.While: _Binder._if,
+    ast.Match: _Binder._match,
+}
+if hasattr(ast, "TryStar"):  # Python 3.11+: try/except*
+    _BINDERS[ast.TryStar] = _Binder._try
 
 
 class Scopes:
@@ -152,6 +187,8 @@ class Scopes:
 
     def code_bindings(self, name: str) -> list[tuple] | None:
         """What ``name`` is bound to by the code, in the scope being checked (None: not bound by the code)."""
+        if len(self.scopes) == 1 and name not in self.bindings:
+            return None  # the usual case: at the module level, a name the code never binds
         for iters in reversed(self.comp_iters):
             if name in iters:
                 return [("iter", iters[name])]
@@ -164,9 +201,9 @@ class Scopes:
             if scope.kind == "class" and not innermost:
                 continue
             innermost = False
-            got = self.binder.bindings.get((id(scope.node), name))
+            got = self.binder.bindings.get((scope.node, name))
             if got is not None:
                 return got
             if name in scope.locals:
                 return [("unknown",)]
-        return self.binder.bindings.get((id(self.scopes[0].node), name))
+        return self.binder.bindings.get((self.scopes[0].node, name))

@@ -33,6 +33,11 @@ def _format_fields(text: str) -> list[list[str] | None]:
     return out
 
 
+# The keywords a rule reads on a call of any name (df.drop(..., inplace=True), np.add(a, b, out=c)); the
+# other keywords rules read (mode=, con=, path_or_buf=, allow_pickle= ...) are read only for names in _CALL_NAMES.
+_KEYWORD_RULES = frozenset({"inplace", "out"})
+
+
 class CallRules:
     """Call rules, one branch per kind of call. A part of the checker (``checker._Guard``)."""
 
@@ -40,13 +45,17 @@ class CallRules:
 
     def v_call(self, node: ast.Call) -> None:
         func = node.func
-        self._call_of[id(func)] = node
+        self._call_of[func] = node
         self.check_call(node)
-        self.visit(func)
+        if type(func) is ast.Attribute:  # a method call, the commonest: straight to its rule
+            self.v_attribute(func)
+        else:
+            self.visit(func)
+        visit = self.visit
         for arg in node.args:
-            self.visit(arg)
+            visit(arg)
         for kw in node.keywords:
-            self.visit(kw.value)
+            visit(kw.value)
 
     def callee(self, func: ast.AST, depth: int = 0) -> tuple[str | None, str | None, ast.AST | None]:
         """(the function's own name, the module it comes from if known, the receiver expression).
@@ -82,9 +91,10 @@ class CallRules:
         name, module, recv = self.callee(node.func)
         if name is None:
             return
-        if name not in _CALL_NAMES and not name.startswith("fetch_") and not node.keywords and (
+        if name not in _CALL_NAMES and not name.startswith("fetch_") and (
                 module is None or not self.effect_module(module)) and not (
-                type(node.func) is ast.Name and node.func.id in self.functions):
+                type(node.func) is ast.Name and node.func.id in self.functions) and (
+                not node.keywords or _KEYWORD_RULES.isdisjoint([kw.arg for kw in node.keywords])):
             return  # the fast path: an ordinary call (most of them)
         builtin = isinstance(node.func, ast.Name) and node.func.id not in self.bindings and node.func.id not in self.ns
         if builtin and name in ("getattr", "hasattr", "setattr", "delattr"):
@@ -306,11 +316,11 @@ class CallRules:
             except SyntaxError:
                 return False
         subs = list(ast.walk(tree))
-        following = {id(sub.value): sub.attr for sub in subs if isinstance(sub, ast.Attribute)}
+        following = {sub.value: sub.attr for sub in subs if isinstance(sub, ast.Attribute)}
         for sub in subs:
             if isinstance(sub, ast.Attribute):
                 self.check_attr_name(node, sub.attr, None, shown,
-                                     class_ok=following.get(id(sub)) in _CLASS_NAME_ATTRS)
+                                     class_ok=following.get(sub) in _CLASS_NAME_ATTRS)
             elif isinstance(sub, ast.Name):
                 value = self.ns.get(sub.id, _MISSING)
                 if sub.id in FORBIDDEN_BUILTINS or sub.id in IPYTHON_NAMES or sub.id in FORBIDDEN_ATTRS or \

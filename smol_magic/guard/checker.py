@@ -71,6 +71,7 @@ def _ipython_escape(code: str) -> Finding | None:
 _LEAF_FIELDS = frozenset({"ctx", "op", "ops", "type_comment", "kind", "conversion", "is_async", "id", "attr",
                           "name", "arg", "level", "module", "n", "s", "value_str"})
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_NAME, _CONSTANT, _LOAD = ast.Name, ast.Constant, ast.Load
 
 
 def _noop(node: ast.AST) -> None:
@@ -89,14 +90,15 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
         self.comp_iters: list[dict[str, ast.expr]] = []
         self.functions: dict[str, tuple[ast.AST, list[str]]] = {}  # functions the code defines, by name
         self._mutated_params: dict[str, set[int]] = {}
-        self._ref_cache: dict[int, _Ref | None] = {}
+        self._ref_cache: dict[ast.AST, _Ref | None] = {}
+        self._name_refs: dict[str, _Ref | None] = {}  # names the code does not bind -> what they denote
         self._protected_cache: dict[str, tuple[bool, str]] = {}
         self._root: str | None = None
         self._imports: dict[str, bool] = {}
         self._effect_modules: dict[str, bool] = {}
         self._ns_checked: set[str] = set()
-        self._call_of: dict[int, ast.Call] = {}  # id(func node) -> the call it is the function of
-        self._next_attr: dict[int, str] = {}  # id(node) -> the attribute read from it (x.__class__.__name__)
+        self._call_of: dict[ast.AST, ast.Call] = {}  # a call's function node -> the call
+        self._next_attr: dict[ast.AST, str] = {}  # node -> the attribute read from it (x.__class__.__name__)
         self._dispatch = {
             ast.Name: self.v_name, ast.Attribute: self.v_attribute, ast.Call: self.v_call,
             ast.Constant: self.v_constant, ast.Import: self.v_import, ast.ImportFrom: self.v_import_from,
@@ -125,14 +127,15 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
 
     def visit(self, node: ast.AST) -> None:
         t = type(node)
-        if t is ast.Name:  # the commonest nodes, inline: a plain name read, a number
-            if type(node.ctx) is ast.Load:
+        if t is _NAME:  # the commonest nodes, inline: a plain name read, a number, a short string
+            if type(node.ctx) is _LOAD:
                 name = node.id
                 if name in _SPECIAL_NAMES or name[:1] == "_" or name in self.ns:
                     self.check_name_load(node, name)
                 return
-        elif t is ast.Constant:
-            if type(node.value) is str:
+        elif t is _CONSTANT:
+            value = node.value
+            if type(value) is str and len(value) > 5:
                 self.v_constant(node)
             return
         method = self._dispatch.get(t)

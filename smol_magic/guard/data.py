@@ -7,7 +7,7 @@ import numbers
 import types
 from typing import Any
 
-from .nodes import _MISSING, _chain_root, _inplace, _kw
+from .nodes import _Lazy, _MISSING, _chain_root, _inplace, _kw
 from .rules import (
     ARG_MUTATORS, _ALL_MUT, _DEQUE_MUT, _DICT_MUT, _ESTIMATOR_MUT, _GENERIC_MUT, _LIST_MUT, _NUMPY_MUT,
     _PANDAS_MUT, _SET_MUT,
@@ -187,9 +187,9 @@ class DataRules:
                 return
         how = ("deletes an item of" if delete else "assigns an item of") if isinstance(target, ast.Subscript) else \
             ("deletes an attribute of" if delete else "sets an attribute of")
-        self.mutation_target(target, target, f"{how} {self.snippet(target, 40)}", strip=True)
+        self.mutation_target(target, target, _Lazy(lambda: f"{how} {self.snippet(target, 40)}"), strip=True)
 
-    def mutation_target(self, node: ast.AST, expr: ast.AST, what: str, strip: bool = False) -> None:
+    def mutation_target(self, node: ast.AST, expr: ast.AST, what: "str | _Lazy", strip: bool = False) -> None:
         if self.context is None:
             return
         chain = expr.value if strip and isinstance(expr, (ast.Attribute, ast.Subscript)) else expr
@@ -201,7 +201,7 @@ class DataRules:
             if protected:
                 self.mutation(node, root, what)
 
-    def mutation(self, node: ast.AST, name: str, how: str) -> None:
+    def mutation(self, node: ast.AST, name: str, how: "str | _Lazy") -> None:
         """``how`` changes the user's variable ``name`` in place."""
         value = self.ns.get(name, _MISSING)
         message = f"changes the user's variable {name!r} ({self.protected(name)[1]}) in place: {how}"
@@ -260,7 +260,7 @@ class DataRules:
                 name != "put" or recv is None or self.ref(recv) is not None):
             if name == "at" and not (recv is not None and isinstance(recv, ast.Attribute)):
                 return
-            self.mutation_target(node, node.args[0], self.snippet(node, 50))
+            self.mutation_target(node, node.args[0], _Lazy(lambda: self.snippet(node, 50)))
         out = _kw(node, "out")
         if out is not None:
-            self.mutation_target(node, out, f"{self.snippet(node.func)}(..., out={self.snippet(out, 30)})")
+            self.mutation_target(node, out, _Lazy(lambda: f"{self.snippet(node.func)}(..., out={self.snippet(out, 30)})"))

@@ -17,6 +17,22 @@ from .rules import (
 )
 
 
+_PLAIN_ATTRS: dict[str, bool] = {}
+
+
+def _plain_attr(attr: str) -> bool:
+    """An attribute name no rule looks at by itself (no dunder, nothing forbidden, no I/O function): only its
+    receiver can make reading it matter (a module's private or forbidden member). Cached: names repeat."""
+    plain = _PLAIN_ATTRS.get(attr)
+    if plain is None:
+        if len(_PLAIN_ATTRS) > 65_536:
+            _PLAIN_ATTRS.clear()
+        plain = _PLAIN_ATTRS[attr] = not (
+            (attr.startswith("__") and attr.endswith("__")) or attr in FORBIDDEN_ATTRS or attr in _REF_EFFECTS
+            or "subprocess" in attr.lower() or attr.startswith("_repr_javascript"))
+    return plain
+
+
 class NameRules:
     """Names, attributes and imports. A part of the checker (``checker._Guard``)."""
 
@@ -74,7 +90,7 @@ class NameRules:
                       "use the authorized modules")
             return
         if name in _REF_EFFECTS:
-            if id(node) not in self._call_of:
+            if node not in self._call_of:
                 bound = self.code_bindings(name)
                 origins = [v[2] for v in bound or () if v[0] == "from"]
                 if bound is None and name == "open" and _is_builtin_here(self.ns, name):
@@ -83,7 +99,7 @@ class NameRules:
                     self.io_reference(node, origins[0])
             return
         if name in ("getattr", "setattr", "delattr", "hasattr") and name not in self.bindings:
-            parent_call = id(node) in self._call_of
+            parent_call = node in self._call_of
             if not parent_call and self.assembles_dunder():
                 self.deny(node, f"{name} is passed around as a value in code that builds dunder names",
                           "call getattr(obj, 'literal_name') directly")
@@ -142,9 +158,17 @@ class NameRules:
     def v_attribute(self, node: ast.Attribute) -> None:
         attr = node.attr
         ctx = node.ctx
-        if attr in _REF_EFFECTS and type(ctx) is ast.Load and id(node) not in self._call_of:
+        if type(ctx) is ast.Load and _plain_attr(attr):  # the usual case: df.groupby, s.mean, ax.bar
+            value = node.value
+            self._next_attr[value] = attr
+            base = self.ref(value)
+            if base is not None and base.kind == "module":
+                self.check_attr_name(node, attr, value)
+            self.visit(value)
+            return
+        if attr in _REF_EFFECTS and type(ctx) is ast.Load and node not in self._call_of:
             self.io_reference(node, attr)
-        self._next_attr[id(node.value)] = attr
+        self._next_attr[node.value] = attr
         if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
             self.check_dunder(node, attr, ctx)
         elif isinstance(ctx, ast.Load):
@@ -165,8 +189,8 @@ class NameRules:
                       "set ordinary attributes")
             return
         if attr == "__class__":
-            if self._next_attr.get(id(node)) in _CLASS_NAME_ATTRS or (
-                    id(node) in self._call_of and isinstance(node.value, ast.Name) and
+            if self._next_attr.get(node) in _CLASS_NAME_ATTRS or (
+                    node in self._call_of and isinstance(node.value, ast.Name) and
                     node.value.id == self.method_self()):
                 return
             self.deny(node, "access to '__class__' is only allowed as x.__class__.__name__ (or self.__class__(...)); "
@@ -183,7 +207,7 @@ class NameRules:
         value = node.value
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super":
             return True
-        call = self._call_of.get(id(node))
+        call = self._call_of.get(node)
         self_name = self.method_self()
         if call is not None and self_name and call.args and isinstance(call.args[0], ast.Name) and \
                 call.args[0].id == self_name and isinstance(value, ast.Name):
@@ -208,16 +232,17 @@ class NameRules:
         why = FORBIDDEN_ATTRS.get(attr)
         if why is None and ("subprocess" in attr.lower() or attr.startswith("_repr_javascript")):
             why = "running processes"
-        if why is None and value is None:
-            return
+        if why is None:
+            if value is None:
+                return
+            base = self.ref(value)
+            if base is None or base.kind != "module":
+                return  # the usual case: an attribute of an object, not of a module
         if shown is None:
             shown = _Lazy(lambda: self.snippet(node) if isinstance(node, ast.Attribute) else repr(attr))
         if why is not None:
             self.deny(node, f"{shown} reaches {attr!r} ({why}), which is not allowed in agent code",
                       "use the public API of the authorized modules")
-            return
-        base = self.ref(value)
-        if base is None or base.kind != "module":
             return
         if attr.startswith("_"):
             self.deny(node, f"{shown} reaches {attr!r}, a private internal of the module {base.name!r}",

@@ -37,6 +37,17 @@ def _str_attr(value: Any, name: str) -> str | None:
     return got if type(got) is str else None
 
 
+def _name_ref(ns: Any, name: str) -> _Ref | None:
+    """What a name the code does not bind denotes: the notebook's variable, or a builtin."""
+    value = ns.get(name, _MISSING)
+    if value is _MISSING:
+        value = getattr(builtins, name, _MISSING)
+        return _Ref("object", "builtins." + name, value) if value is not _MISSING else None
+    if isinstance(value, types.ModuleType):
+        return _Ref("module", _str_attr(value, "__name__") or name, value)
+    return _Ref("object", _origin(value), value)
+
+
 def _attr_ref(base: _Ref, attr: str) -> _Ref:
     """``base.attr`` where ``base`` is a module: a module, a live object, or (unknown) a submodule name."""
     dotted = f"{base.name}.{attr}"
@@ -135,7 +146,7 @@ class Resolution:
 
     def ref(self, node: ast.AST, depth: int = 0) -> _Ref | None:
         """What a Name/Attribute chain denotes when it is a module or an object reached through modules."""
-        key = id(node)
+        key = node
         if key in self._ref_cache:
             return self._ref_cache[key]
         result = self._ref(node, depth)
@@ -158,13 +169,11 @@ class Resolution:
                         if inner is not None:
                             return inner
                 return None
-            value = self.ns.get(node.id, _MISSING)
-            if value is _MISSING:
-                value = getattr(builtins, node.id, _MISSING)
-                return _Ref("object", "builtins." + node.id, value) if value is not _MISSING else None
-            if isinstance(value, types.ModuleType):
-                return _Ref("module", _str_attr(value, "__name__") or node.id, value)
-            return _Ref("object", _origin(value), value)
+            # Not bound by the code: the notebook's variable or a builtin, the same wherever it is named.
+            found = self._name_refs.get(node.id, _MISSING)
+            if found is _MISSING:
+                found = self._name_refs[node.id] = _name_ref(self.ns, node.id)
+            return found
         if isinstance(node, ast.Attribute):
             base = self.ref(node.value, depth + 1)
             if base is None or base.kind != "module":

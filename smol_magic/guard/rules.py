@@ -258,6 +258,9 @@ _CODE_IN_STRING = re.compile(
     r"gi_frame|cr_frame|ag_frame|_getframe)\b|\|\s*attr\s*\(|_TemplateReference__context"
 )
 # Backends and plugins that are imported by name.
+# A character every match of _ACTIVE_CONTENT (<, :, =, /), _CODE_IN_STRING (_, |) or a backend URL (:) holds:
+# most strings (column names, labels) have none, and one search of this skips the two long ones.
+_MAYBE_CODE = re.compile(r"[<:=/_|]")
 _KNOWN_BACKENDS = re.compile(r"^module://(matplotlib_inline\.backend_inline|ipympl\.backend_nbagg)$")
 _PLOTTING_BACKENDS = {"matplotlib", "plotly", "hvplot", "holoviews", "pandas_bokeh", "altair"}
 

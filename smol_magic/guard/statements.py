@@ -7,7 +7,7 @@ import ast
 from .binder import _Scope
 from .data import _changed_roots, _immutable
 from .nodes import _target_names
-from .rules import _ACTIVE_CONTENT, _CODE_IN_STRING, _KNOWN_BACKENDS, _OPS, _PLOTTING_BACKENDS
+from .rules import _ACTIVE_CONTENT, _CODE_IN_STRING, _KNOWN_BACKENDS, _MAYBE_CODE, _OPS, _PLOTTING_BACKENDS
 
 
 class StatementRules:
@@ -119,8 +119,8 @@ class StatementRules:
         self.store_name(node, node.name, None)
         params = [a.arg for a in args.posonlyargs + args.args]
         in_class = self.scope.kind == "class"
-        scope = _Scope("function", set(self.binder.scope_locals.get(id(node), set())),
-                       set(self.binder.scope_globals.get(id(node), set())),
+        scope = _Scope("function", set(self.binder.scope_locals.get(node, set())),
+                       set(self.binder.scope_globals.get(node, set())),
                        self_name=params[0] if in_class and params else None, node=node)
         self.scopes.append(scope)
         for stmt in node.body:
@@ -155,7 +155,7 @@ class StatementRules:
         for kw in node.keywords:
             self.visit(kw.value)
         self.store_name(node, node.name, None)
-        self.scopes.append(_Scope("class", set(self.binder.scope_locals.get(id(node), set())), node=node))
+        self.scopes.append(_Scope("class", set(self.binder.scope_locals.get(node, set())), node=node))
         for stmt in node.body:
             self.visit(stmt)
         self.scopes.pop()
@@ -192,7 +192,7 @@ class StatementRules:
 
     def v_constant(self, node: ast.Constant) -> None:
         value = node.value
-        if isinstance(value, str) and len(value) > 5:
+        if isinstance(value, str) and len(value) > 5 and _MAYBE_CODE.search(value):
             if _ACTIVE_CONTENT.search(value):
                 self.active_content(node, value)
             match = _CODE_IN_STRING.search(value)
