@@ -12,11 +12,14 @@ Side by side, in one run, with:
 Printed, at 1,000 and at 10,000 user variables:
 
 1. a whole ``%%agent`` cell of one trivial action (``x = 1`` then ``final_answer(x)``, one step) vs
-   ``run_cell`` of that code (target <= 2x);
+   ``run_cell`` of that code (target <= 2x); with two parts of it alone: the floor of any cell magic whose action
+   is kept as a cell (a magic that only runs its body through ``run_cell``), and the walk over the user's
+   variables for credentials that each run makes before its first request;
 2. the cost of one more step: (a cell of 1 + K ``x = 1`` steps - a cell of 1 step) / K, vs ``run_cell("x = 1")``
    (the per-step path alone, the per-cell setup cancelled out);
 3. 20 ``f = fib(22)`` actions in one ``%%agent`` cell vs 20 plain ``exec`` (target <= 1.35x) and vs 20 ``run_cell``;
-4. how each grows from 1,000 to 10,000 user variables (target <= 1.2x).
+4. how each grows from 1,000 to 10,000 user variables (target <= 1.2x), and how much of the whole cell's
+   growth is that walk.
 
 The trace (and run_cell's ``Out[n]``) is printed to a buffer, not the terminal. The whole cell includes
 the magic's per-cell setup and its wait for the run (see jupyter/magic.py ``run_agent_cell``). Times are medians of REPEATS
@@ -48,6 +51,8 @@ os.environ.pop("SMOL_MAGIC_MODEL", None)
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from smol_magic import ScriptedModel  # noqa: E402
+from smol_magic.context import namespace  # noqa: E402
+from smol_magic.safety import redact  # noqa: E402
 
 REPEATS = 5
 EXTRA_STEPS = 10  # K: the steps added to measure the cost of one more step
@@ -124,6 +129,29 @@ class Bench:
 
         return run
 
+    def floor_cell(self, code: str) -> Callable[[], Any]:
+        """A cell magic that does nothing but run its body as an IPython cell: what any magic pays whose action is
+        kept as IPython keeps a cell (In, Out, history, post-run hooks), before any agent work."""
+        shell = self.shell
+
+        def run() -> None:
+            with contextlib.redirect_stdout(self.trace):
+                result = shell.run_cell(f"%%bench_floor\n{code}", store_history=True)
+            if not result.success:
+                raise AssertionError(f"the floor cell failed: {result.error_in_exec!r}")
+
+        return run
+
+    def secret_scan(self) -> Callable[[], Any]:
+        """The walk each run makes over the user's variables before its first request: the credentials among
+        them (``safety/redact.py``), so that none reaches the model."""
+        shell = self.shell
+
+        def run() -> None:
+            redact.find_secrets(namespace.user_variables(shell.user_ns, shell.user_ns_hidden), public=True)
+
+        return run
+
     def execs(self, code: str, times: int) -> Callable[[], Any]:
         plain = self.plain
 
@@ -155,6 +183,8 @@ class Bench:
             "cell": self.agent_cell(one, 1),
             "cell+K": self.agent_cell(more, 1),
             "run_cell one": self.run_cells(f"{TRIVIAL}\nx", 1),
+            "floor": self.floor_cell(f"{TRIVIAL}\nx"),
+            "secret scan": self.secret_scan(),
             "run_cell x=1": self.run_cells(TRIVIAL, 1),
             "fib agent": self.agent_cell(fib, 17711),
             "fib exec": self.execs(FIB, FIB_STEPS),
@@ -166,6 +196,7 @@ class Bench:
             **med,
             "step": statistics.median(per_step),
             "cell ratio": statistics.median(a / b for a, b in zip(t["cell"], t["run_cell one"])),
+            "floor ratio": statistics.median(a / b for a, b in zip(t["floor"], t["run_cell one"])),
             "step ratio": statistics.median(s / b for s, b in zip(per_step, t["run_cell x=1"])),
             # the final_answer step is the 21st action: compared with 20 exec, as the issue does
             "fib ratio": statistics.median(a / b for a, b in zip(t["fib agent"], t["fib exec"])),
@@ -190,6 +221,7 @@ def main() -> int:
     shell = InteractiveShell.instance()
     shell.tempdirs.append(Path(_PROFILE))  # IPython deletes it at exit, after closing its history db
     shell.run_line_magic("load_ext", "smol_magic")
+    shell.register_magic_function(lambda line, cell: shell.run_cell(cell, store_history=True), "cell", "bench_floor")
     shell.run_cell(FIB_DEF, store_history=True)
     bench = Bench(shell)
     gc.freeze()
@@ -208,6 +240,9 @@ def main() -> int:
         print(f"  whole %%agent cell, 1 step '{TRIVIAL}; final_answer(x)': {r['cell'] * 1e3:7.2f} ms  vs run_cell "
               f"of that code {r['run_cell one'] * 1e3:6.2f} ms  ratio {r['cell ratio']:5.2f}  "
               f"{verdict(r['cell ratio'], TARGET_CELL)} (target <= {TARGET_CELL:g})")
+        print(f"    floor: a cell magic that only runs its body as an IPython cell (as each action is kept: In, Out, "
+              f"history, hooks) {r['floor'] * 1e3:6.2f} ms, ratio {r['floor ratio']:5.2f}; the run's walk over the "
+              f"variables for credentials {r['secret scan'] * 1e3:6.2f} ms")
         print(f"  one more '{TRIVIAL}' step (cell of {EXTRA_STEPS + 1} steps - cell of 1, / {EXTRA_STEPS}): "
               f"{r['step'] * 1e3:7.2f} ms  vs run_cell('{TRIVIAL}') {r['run_cell x=1'] * 1e3:6.2f} ms  "
               f"ratio {r['step ratio']:5.2f}  {verdict(r['step ratio'], TARGET_CELL)} (target <= {TARGET_CELL:g})")
@@ -219,7 +254,11 @@ def main() -> int:
     print()
     print(f"growth from {SIZES[0]:,} to {SIZES[-1]:,} user variables (target <= {TARGET_GROWTH:g}):")
     for key, label, ref in (("cell", "whole 1-step cell", "run_cell one"), ("step", "one more step", "run_cell x=1"),
-                            ("fib agent", "20 fib(22) steps", "fib run_cell")):
+                            ("fib agent", "20 fib(22) steps", "fib run_cell"), ("secret scan", "credentials walk", None)):
+        if ref is None:
+            print(f"  {label:<18} {small[key] * 1e3:7.2f} ms -> {big[key] * 1e3:7.2f} ms  (part of the whole cell's "
+                  f"growth: {(big[key] - small[key]) / (big['cell'] - small['cell']):.0%})")
+            continue
         ratio = big[key] / small[key]
         print(f"  {label:<18} {small[key] * 1e3:7.2f} ms -> {big[key] * 1e3:7.2f} ms  x{ratio:4.2f}  "
               f"{verdict(ratio, TARGET_GROWTH)}   (the same code through run_cell: x{big[ref] / small[ref]:4.2f})")

@@ -160,8 +160,8 @@ class DataRules:
 
     def store_name(self, node: ast.AST, name: str, target: ast.AST | None, delete: bool = False) -> None:
         """``name`` is bound (or deleted) by the code."""
-        if self.context is None or not self.binds_module_name(name) or self.is_local(name):
-            return
+        if self.context is None or (len(self.scopes) > 1 and (not self.binds_module_name(name) or self.is_local(name))):
+            return  # (at the module level a name binds in the user's namespace and is nobody's local)
         if name in self.context.hidden and name != "_":
             self.deny(node, f"{'deletes' if delete else 'rebinds'} {name!r}, which belongs to the agent or to IPython",
                       "use a new name")

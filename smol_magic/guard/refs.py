@@ -146,11 +146,13 @@ class Resolution:
 
     def ref(self, node: ast.AST, depth: int = 0) -> _Ref | None:
         """What a Name/Attribute chain denotes when it is a module or an object reached through modules."""
-        key = node
-        if key in self._ref_cache:
-            return self._ref_cache[key]
-        result = self._ref(node, depth)
-        self._ref_cache[key] = result
+        t = type(node)
+        if t is not ast.Name and t is not ast.Attribute:
+            return None  # a call's result, an item, a literal: no module, no object the guard can name
+        cache = self._ref_cache
+        result = cache.get(node, _MISSING)
+        if result is _MISSING:
+            result = cache[node] = self._ref(node, depth)
         return result
 
     def _ref(self, node: ast.AST, depth: int) -> _Ref | None:

@@ -16,16 +16,17 @@ class StatementRules:
     # -- visitors: statements that bind or change -------------------------------------
 
     def v_assign(self, node: ast.Assign) -> None:
-        self.visit(node.value)
+        value = node.value
+        self.visit(value)
         for target in node.targets:
-            if isinstance(target, ast.Attribute) and target.attr == "backend" and isinstance(target.value, ast.Attribute) \
+            if type(target) is ast.Attribute and target.attr == "backend" and type(target.value) is ast.Attribute \
                     and target.value.attr == "plotting":
-                for value in self.values(node.value) or {None}:
-                    if value not in _PLOTTING_BACKENDS:
-                        self.deny(node, f"the plotting backend {value!r} is a module pandas would import by name",
+                for backend in self.values(value) or {None}:
+                    if backend not in _PLOTTING_BACKENDS:
+                        self.deny(node, f"the plotting backend {backend!r} is a module pandas would import by name",
                                   "use the default plotting backend")
         for target in node.targets:
-            if isinstance(target, ast.Name) and isinstance(node.value, ast.Name) and target.id == node.value.id:
+            if type(target) is ast.Name and type(value) is ast.Name and target.id == value.id:
                 continue  # x = x
             self.visit(target)
 
