@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from collections import ChainMap
 
 import dask.array as da
 import dask.dataframe as dd
@@ -50,6 +51,21 @@ def test_a_hidden_name_rebound_by_the_user_is_the_users_again():
     assert user_variables({"lookup": 3}, {"lookup": tool}) == {"lookup": 3}
     assert user_variables({"lookup": 3}, {"lookup"}) == {}  # a plain set of names hides by name
 
+
+
+def test_a_big_notebook_lists_the_users_variables_in_order_whatever_the_hidden_names():
+    """The run's walk over a notebook of many names (a copy less the hidden ones): the same answer as a
+    name-by-name check, in the notebook's order, for every kind of ``hidden``."""
+    tool, shell_exit = object(), object()
+    ns = {f"v{i}": i for i in range(300)}
+    ns.update({"_i7": "x = 1", "_": 3, "In": [], "exit": shell_exit, "lookup": tool, "quit": 5, "tail": 1})
+    expected = [f"v{i}" for i in range(300)] + ["quit", "tail"]  # `quit` was rebound by the user
+    shell_hidden = {"_i7": "x = 1", "exit": shell_exit, "quit": object(), "In": []}
+    for hidden in (ChainMap(shell_hidden, {"lookup": tool}), ChainMap(ChainMap(shell_hidden), {"lookup": tool})):
+        assert list(user_variables(ns, hidden)) == expected
+    assert list(user_variables(ns, {"lookup", "exit"})) == [f"v{i}" for i in range(300)] + ["quit", "tail"]
+    assert list(user_variables(ns, ["lookup", "exit", "quit"])) == [f"v{i}" for i in range(300)] + ["tail"]
+    assert user_variables(ns)["lookup"] is tool  # nothing hidden: the tool is a name like any other
 
 # -- one object --------------------------------------------------------------
 

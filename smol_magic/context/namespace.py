@@ -82,28 +82,32 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     mapping, a name is hidden only while it still holds the hidden object, so a
     user who rebinds ``exit`` or a tool's name sees their own variable.
 
-    Every run starts with this walk over the whole namespace: one comprehension over the names, the rest
-    at C speed (sets, ``filterfalse``, ``map``); only the few names that are also hidden ones are looked
-    at one by one.
+    Every run starts with this walk over the whole namespace: a copy of it (at C speed) less the names
+    that are not the user's; one comprehension finds the ``_`` names, sets find the hidden ones, and only
+    the few names that are also hidden ones are looked at one by one.
     """
     maps = _maps(hidden)
-    names = [name for name in ns if name[:1] != "_"]
+    out = dict(ns) if type(ns) is dict else {name: ns[name] for name in ns}
+    for name in [name for name in out if name[:1] == "_"]:
+        del out[name]
     if maps is None:
         if isinstance(hidden, (set, frozenset)) or not hidden:
-            drop = (IPYTHON_NAMES | hidden if hidden else IPYTHON_NAMES).__contains__
+            dropped: Iterable[str] = out.keys() & (IPYTHON_NAMES | hidden if hidden else IPYTHON_NAMES)
         else:  # another container: asked name by name
-            drop = lambda name: name in IPYTHON_NAMES or name in hidden  # noqa: E731
-        names = list(filterfalse(drop, names))
-    elif len(maps) > 1 and len(names) < 64:  # a few names (a step's): looked up in each map
-        return {name: ns[name] for name in names if name not in IPYTHON_NAMES and _visible(name, ns[name], maps, hidden)}
+            dropped = [name for name in out if name in IPYTHON_NAMES or name in hidden]
+    elif len(maps) > 1 and len(out) < 64:  # a few names (a step's): looked up in each map
+        return {name: value for name, value in out.items()
+                if name not in IPYTHON_NAMES and _visible(name, value, maps, hidden)}
     else:
-        public, decided, dropped = set(names), set(), set(IPYTHON_NAMES)
+        decided: set[str] = set()
+        dropped = out.keys() & IPYTHON_NAMES
         for each in maps:  # the first map holding a name decides, as in the ChainMap
-            common = (each.keys() & public if isinstance(each, dict) else {n for n in public if n in each}) - decided
-            dropped.update(name for name in common if each[name] is ns[name])
+            common = (each.keys() & out.keys() if isinstance(each, dict) else {n for n in out if n in each}) - decided
+            dropped.update(name for name in common if each[name] is out[name])
             decided |= common
-        names = list(filterfalse(dropped.__contains__, names))
-    return dict(zip(names, map(ns.__getitem__, names)))
+    for name in dropped:
+        del out[name]
+    return out
 
 
 def still_bound(variables: dict[str, Any], ns: Mapping[str, Any], hidden: Container[str], bound: Iterable[str]

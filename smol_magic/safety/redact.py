@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 import operator
 from itertools import chain, compress, islice, repeat
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 WINDOW = 8  # characters of a secret that may not appear together
 MARK = "[redacted secret]"
@@ -132,7 +132,7 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
     # Every run looks at all the user's variables again. Skipped at C speed (map/compress, no Python code
     # per name): numbers, a string judged before under the same name (the same object: it cannot change),
     # lists and dicts whose first items are numbers.
-    look = list(map(operator.and_, map(_PLAIN.isdisjoint, zip(kinds)),
+    look = list(map(operator.and_, map(_LOOK_AT.get, kinds, repeat(True)),
                     map(operator.is_not, map(_CLEAN.get, names), values)))
     for i in _numbers_only(values, kinds):
         look[i] = False
@@ -149,11 +149,12 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
     return found
 
 
-def _numbers_only(values: list[Any], kinds: list[type]) -> Iterator[int]:
+def _numbers_only(values: list[Any], kinds: list[type]) -> list[int]:
     """The positions of the lists and dicts among ``values`` whose first items are all numbers.
 
     First all of them at once, in C (``map``, ``chain``, no Python code per container): the usual case
     in a notebook of many small lists and dicts; only if some hold other things, each one (``_all_plain``)."""
+    out: list[int] = []
     for kind, items in ((list, None), (dict, dict.values)):
         where = list(compress(range(len(values)), map(operator.is_, kinds, repeat(kind))))
         if not where:
@@ -161,10 +162,15 @@ def _numbers_only(values: list[Any], kinds: list[type]) -> Iterator[int]:
         containers = list(map(values.__getitem__, where))
         if items is not None:
             containers = list(map(items, containers))
-        if _PLAIN.issuperset(map(type, chain.from_iterable(map(islice, containers, repeat(_CONTAINER_ITEMS))))):
-            yield from where
-            continue
-        yield from compress(where, map(_all_plain, containers))
+        if max(map(len, containers)) <= _CONTAINER_ITEMS:  # all small: their items as they are, no islice each
+            firsts = chain.from_iterable(containers)
+        else:
+            firsts = chain.from_iterable(map(islice, containers, repeat(_CONTAINER_ITEMS)))
+        if _PLAIN.issuperset(map(type, firsts)):
+            out += where
+        else:
+            out += compress(where, map(_all_plain, containers))
+    return out
 
 
 # `name = value`, `name: value`, `export NAME="value"` in a text (a rules file, a README quoted to the model).
@@ -184,6 +190,7 @@ def secrets_in_text(text: str) -> list[str]:
 
 
 _PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credential, nothing inside
+_LOOK_AT = dict.fromkeys(_PLAIN, False)  # kind -> worth a look (.get(kind, True): any other kind is)
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
 
