@@ -503,3 +503,25 @@ def ask(model: Any, streaming: bool, **options: Any) -> Any:
         return await model.generate(MESSAGES, ["<end>"], **options)
 
     return asyncio.run(go())
+
+
+def tool_calls_read(replies: list[Any], streaming: bool) -> list[tuple[list[tuple[str, str]], Any]]:
+    """Each reply (or stream of deltas) of ``ask`` as (its tool calls' names and argument texts, its token usage):
+    what two routes must read alike."""
+    if streaming:
+        return [([(c.name, c.arguments) for d in deltas for c in d.tool_calls if c.name or c.arguments],
+                 [d.token_usage for d in deltas if d.token_usage]) for deltas in replies]
+    return [([(c.name, c.arguments) for c in r.tool_calls], r.token_usage) for r in replies]
+
+
+# Message lists every direct route must send as litellm does (a provider's tests add their own).
+MESSAGE_SHAPES = [
+    pytest.param([{"role": "user", "content": "Hi."}], id="user"),
+    pytest.param([{"role": "system", "content": "Be brief."}], id="system-only"),
+    pytest.param([{"role": "system", "content": "A."}, {"role": "system", "content": "B."},
+                  {"role": "user", "content": ""}], id="two-systems"),
+    pytest.param([{"role": "user", "content": "a"}, {"role": "assistant", "content": None},
+                  {"role": "user", "content": "b"}], id="empty-assistant"),
+    pytest.param([{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "y"},
+                  {"role": "user", "content": "z"}], id="two-assistants"),
+]

@@ -19,7 +19,7 @@ import textwrap
 
 import openai
 import pytest
-from openai_server import MESSAGES, OpenAIServer, ask, first_cell, weather
+from openai_server import MESSAGES, OpenAIServer, ask, first_cell, tool_calls_read, weather
 
 from smol_magic.core import direct
 from smol_magic.core.cost_map import bundled_map
@@ -44,11 +44,7 @@ def test_both_routes_send_the_same_body_and_read_the_same_tool_calls(srv: OpenAI
     litellm_body, direct_body = srv.bodies
     assert direct_body == litellm_body
     assert direct_body["model"] == "local-model" and direct_body["tools"][0]["function"]["name"] == "weather"
-    if streaming:
-        replies = [([(c.name, c.arguments) for d in deltas for c in d.tool_calls if c.name or c.arguments],
-                    [d.token_usage for d in deltas if d.token_usage]) for deltas in replies]
-    else:
-        replies = [([(c.name, c.arguments) for c in r.tool_calls], r.token_usage) for r in replies]
+    replies = tool_calls_read(replies, streaming)
     assert replies[0] == replies[1]
     assert json.loads("".join(args for _, args in replies[1][0])) == {"city": "Paris"}
 

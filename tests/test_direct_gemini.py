@@ -15,7 +15,7 @@ import json
 import os
 
 import pytest
-from openai_server import OpenAIServer, first_cell, weather
+from openai_server import MESSAGE_SHAPES, OpenAIServer, first_cell, weather
 
 from smol_magic.core import direct, direct_gemini
 from smol_magic.core.cost_map import bundled_map
@@ -86,13 +86,8 @@ def test_both_routes_send_the_same_request_and_read_the_same_reply(srv: OpenAISe
 
 
 @pytest.mark.parametrize("messages", [
-    [{"role": "user", "content": "Hi."}],
-    [{"role": "system", "content": "Be brief."}],
-    [{"role": "system", "content": "A."}, {"role": "system", "content": "B."}, {"role": "user", "content": ""}],
-    [{"role": "user", "content": "a"}, {"role": "assistant", "content": None}, {"role": "user", "content": "b"}],
-    [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "y"}, {"role": "user", "content": "z"}],
-    [{"role": "user", "content": "Hi.", "name": "ada"}],
-], ids=["user", "system-only", "two-systems", "empty-assistant", "two-assistants", "named"])
+    *MESSAGE_SHAPES, pytest.param([{"role": "user", "content": "Hi.", "name": "ada"}], id="named"),
+])
 @pytest.mark.parametrize("name", ["gemini-2.5-flash", "gemini-exp-1206"])
 def test_message_shapes_are_converted_as_litellm_converts_them(srv: OpenAIServer, name: str, messages):
     for transport in ("litellm", "direct"):

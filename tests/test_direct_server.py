@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from openai_server import OpenAIServer, ask, first_cell, weather
+from openai_server import OpenAIServer, ask, first_cell, tool_calls_read, weather
 
 from smol_magic.core import direct
 from smol_magic.core.models import ModelError, OpenAIServerModel
@@ -40,11 +40,7 @@ def test_the_client_and_the_direct_route_send_the_same_request_and_read_the_same
     client_request, direct_request = srv.requests
     assert direct_request.path == client_request.path
     assert direct_request.headers["authorization"] == client_request.headers["authorization"] == "Bearer sk-local"
-    if streaming:
-        replies = [([(c.name, c.arguments) for d in deltas for c in d.tool_calls if c.name or c.arguments],
-                    [d.token_usage for d in deltas if d.token_usage]) for deltas in replies]
-    else:
-        replies = [([(c.name, c.arguments) for c in r.tool_calls], r.token_usage) for r in replies]
+    replies = tool_calls_read(replies, streaming)
     assert replies[0] == replies[1]
     assert json.loads("".join(args for _, args in replies[1][0])) == {"city": "Paris"}
 
