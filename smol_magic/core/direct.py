@@ -30,7 +30,8 @@ parameters), by this module itself (httpx is already a dependency), and the repl
   builds an ``/api/generate`` request (its ``ollama_pt`` prompt) or an ``/api/chat`` one, and so does
   ``direct_ollama``, for text messages and the plain sampling parameters, with no key configured.
 
-``tests/test_direct.py`` (and ``test_direct_anthropic.py``, ``test_direct_gemini.py``) check against the local test server, for
+``tests/test_direct.py`` (and ``test_direct_anthropic.py``, ``test_direct_gemini.py``, ``test_direct_ollama.py``) check
+against the local test server, for
 every model the cost map puts on the direct route, that both routes send the same body and read the same
 reply (for OpenAI's, litellm given openai.com's rules and a proxy's).
 
@@ -44,12 +45,12 @@ client add), ``LITELLM_MODIFY_PARAMS`` and the other settings in ``LITELLM_SETTI
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import functools
 import json
 import os
 import sys
-import asyncio
-import enum
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, AsyncIterator

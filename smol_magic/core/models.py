@@ -434,9 +434,8 @@ class LiteLLMModel(BaseModel):
         super().__init__(model_id, max_retries, retry_base_delay, timeout, **kwargs)
         self.api_base = api_base
         self.api_key = api_key
-        # auto: an OpenAI-compatible server or Anthropic gets litellm's request without importing litellm
-        # (core/direct.py)
-        # when litellm would send it unchanged and is not loaded; litellm: always through litellm.
+        # auto: a request core/direct.py can send as litellm would (OpenAI-compatible, Anthropic, Gemini, Ollama)
+        # goes without importing litellm, while litellm is not loaded; litellm: always through litellm.
         self.transport = transport
         self._credentials_checked = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import os
 import sys
 
@@ -17,20 +18,19 @@ from .rules import (
 )
 
 
-_PLAIN_ATTRS: dict[str, bool] = {}
+def _forbidden_attr(attr: str) -> str | None:
+    """Why an attribute name is denied on any object, or None."""
+    why = FORBIDDEN_ATTRS.get(attr)
+    if why is None and ("subprocess" in attr.lower() or attr.startswith("_repr_javascript")):
+        why = "running processes"
+    return why
 
 
+@functools.lru_cache(maxsize=65_536)
 def _plain_attr(attr: str) -> bool:
     """An attribute name no rule looks at by itself (no dunder, nothing forbidden, no I/O function): only its
     receiver can make reading it matter (a module's private or forbidden member). Cached: names repeat."""
-    plain = _PLAIN_ATTRS.get(attr)
-    if plain is None:
-        if len(_PLAIN_ATTRS) > 65_536:
-            _PLAIN_ATTRS.clear()
-        plain = _PLAIN_ATTRS[attr] = not (
-            (attr.startswith("__") and attr.endswith("__")) or attr in FORBIDDEN_ATTRS or attr in _REF_EFFECTS
-            or "subprocess" in attr.lower() or attr.startswith("_repr_javascript"))
-    return plain
+    return not ((attr.startswith("__") and attr.endswith("__")) or attr in _REF_EFFECTS or _forbidden_attr(attr))
 
 
 class NameRules:
@@ -229,9 +229,7 @@ class NameRules:
                 self.deny(node, f"{shown} reads the dunder attribute {attr!r}, which is not allowed",
                           "use public attributes")
             return
-        why = FORBIDDEN_ATTRS.get(attr)
-        if why is None and ("subprocess" in attr.lower() or attr.startswith("_repr_javascript")):
-            why = "running processes"
+        why = _forbidden_attr(attr)
         if why is None:
             if value is None:
                 return

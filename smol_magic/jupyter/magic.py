@@ -906,8 +906,8 @@ def preload_litellm(spec: str) -> bool:
     done, or nearly, by the first ``%%agent`` cell. It slows the user's cells meanwhile (about 1.3x a
     small cell, bench/first_reply.py), so only for a model that needs it: not one core/direct.py sends
     itself (a local OpenAI-compatible server, hosted OpenAI and DeepSeek chat models whose request litellm
-    would send unchanged, Anthropic and Gemini chat models' text requests), a ScriptedModel variable or a
-    transformers model.
+    would send unchanged, Anthropic and Gemini chat models' and Ollama models' text requests), a ScriptedModel
+    variable or a transformers model.
     """
     spec = (spec or "").strip()
     if not spec or spec.isidentifier() or "litellm" in sys.modules:
