@@ -67,6 +67,13 @@ def test_a_big_notebook_lists_the_users_variables_in_order_whatever_the_hidden_n
     assert list(user_variables(ns, ["lookup", "exit", "quit"])) == [f"v{i}" for i in range(300)] + ["tail"]
     assert user_variables(ns)["lookup"] is tool  # nothing hidden: the tool is a name like any other
 
+
+def test_names_made_through_globals_are_listed_or_dropped_as_any_other():
+    """``globals()[...]`` can bind a name that is no identifier: one with a newline, one that is no string.
+    The walk neither breaks on them nor mistakes them for private names."""
+    ns = {"a": 1, "_tmp": 2, 3: "three", "x\n_y": 4, "_z\nw": 5, "__builtins__": {}, "_": 6, "b_": 7}
+    assert list(user_variables(ns)) == ["a", 3, "x\n_y", "b_"]
+
 # -- one object --------------------------------------------------------------
 
 

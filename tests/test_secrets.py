@@ -10,6 +10,7 @@ the static trace (HTML and text) a notebook saves.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -209,11 +210,23 @@ def test_a_secret_passed_as_an_additional_arg_is_redacted_in_a_plain_python_run(
 def test_variables_rebound_between_runs_are_judged_again():
     """Each run looks at the user's variables again; a string already judged is skipped only while the name
     holds that very object, so a name rebound (or a container filled) to a credential is found."""
+    from collections import OrderedDict
+
+    class Settings(dict):
+        pass
+
     ns = {"note": "quarterly revenue by region", "api_key": "not set yet", "cfg": {"region": "west"},
-          "ids": [1, 2, 3]}
+          "ids": [1, 2, 3], "count": 12345, "opts": OrderedDict(), "env": Settings(), "pair": (1, 2),
+          "print_it": print, "re": re}
     assert redact.find_secrets(ns) == []
+    assert redact.find_secrets(ns) == []  # a second walk skips what the first judged: the same answer
     ns["api_key"] = "Zq8Lm2Rv6Tb1Kx5Pc9Mf"  # rebound: a new object under a credential's name
     ns["cfg"]["token"] = "Hq3Vz8Ln2Rw6Tb1Kx5Pc"  # filled in place
     ns["ids"].append("sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd")
-    assert sorted(redact.find_secrets(ns)) == sorted(["Zq8Lm2Rv6Tb1Kx5Pc9Mf", "Hq3Vz8Ln2Rw6Tb1Kx5Pc",
-                                                      "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"])
+    ns["count"] = "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2"  # a number's name, rebound to a key
+    ns["opts"]["password"] = "correct-horse-9"  # a dict of another kind, filled in place
+    ns["env"]["secret"] = "Lm2Rv6Tb1Kx5Pc9M"
+    ns["pair"] = (1, "ghp_Tb1Kx5Pc9Mf4JdVz8Ln2Rw6")
+    assert sorted(redact.find_secrets(ns)) == sorted([
+        "Zq8Lm2Rv6Tb1Kx5Pc9Mf", "Hq3Vz8Ln2Rw6Tb1Kx5Pc", "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd", "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2",
+        "correct-horse-9", "Lm2Rv6Tb1Kx5Pc9M", "ghp_Tb1Kx5Pc9Mf4JdVz8Ln2Rw6"])

@@ -88,8 +88,8 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     """
     maps = _maps(hidden)
     out = dict(ns) if type(ns) is dict else {name: ns[name] for name in ns}
-    for name in [name for name in out if name[:1] == "_"]:
-        del out[name]
+    for name in _private_names(out):
+        out.pop(name, None)  # (a str subclass's key may not compare equal to the plain str found)
     if maps is None:
         if isinstance(hidden, (set, frozenset)) or not hidden:
             dropped: Iterable[str] = out.keys() & (IPYTHON_NAMES | hidden if hidden else IPYTHON_NAMES)
@@ -108,6 +108,25 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     for name in dropped:
         del out[name]
     return out
+
+
+_PRIVATE = re.compile(r"\n(_[^\n]*)")  # a name that starts with "_", in the names joined by newlines
+
+
+def _private_names(names: Iterable[Any]) -> list[Any]:
+    """The names that start with ``_`` (IPython's ``_i3``, ``_3``, ``__builtins__``, the user's ``_tmp``).
+
+    Found by one regex search over the names joined by newlines, at C speed: a comprehension's ``name[:1]``
+    per name is most of the time of listing 10,000 variables. Names that are not plain strings, or hold a
+    newline, are looked at one by one."""
+    names = list(names)
+    try:
+        joined = "\n" + "\n".join(names)
+    except TypeError:  # a name that is no string (globals()[1] = ...)
+        joined = None
+    if joined is None or joined.count("\n") != len(names):
+        return [name for name in names if str(name)[:1] == "_"]
+    return _PRIVATE.findall(joined)
 
 
 def still_bound(variables: dict[str, Any], ns: Mapping[str, Any], hidden: Container[str], bound: Iterable[str]

@@ -128,49 +128,70 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
         if given:
             names = [name for name in names if name in ns]
         values = list(map(ns.__getitem__, names))
-    kinds = list(map(type, values))
     # Every run looks at all the user's variables again. Skipped at C speed (map/compress, no Python code
-    # per name): numbers, a string judged before under the same name (the same object: it cannot change),
-    # lists and dicts whose first items are numbers.
-    look = list(map(operator.and_, map(_LOOK_AT.get, kinds, repeat(True)),
-                    map(operator.is_not, map(_CLEAN.get, names), values)))
-    for i in _numbers_only(values, kinds):
-        look[i] = False
-    for name, value in compress(zip(names, values), look):
+    # per name): the same number or short string under the same name as when judged no credential (it
+    # cannot have changed), kinds that hold no text (a function, a module, an array), lists and dicts
+    # whose first items are all numbers.
+    fresh = list(map(operator.is_not, map(_CLEAN.get, names), values))
+    if not all(fresh):
+        names, values = list(compress(names, fresh)), list(compress(values, fresh))
+    kinds = list(map(type, values))
+    new_kinds = set(kinds).difference(_LOOK_AT)
+    if new_kinds:
+        if len(_LOOK_AT) > _KINDS_MAX:  # classes defined again and again in a notebook
+            _LOOK_AT.clear()
+            new_kinds = set(kinds)
+        _LOOK_AT.update(zip(new_kinds, map(_worth_a_look, new_kinds)))
+    for name, value in compress(zip(names, values), map(_LOOK_AT.__getitem__, kinds)):
         before = len(found)
         try:
             _collect(str(name), value, found, 2, budget)
         except Exception:  # a strange object must not break a run
             continue
         if type(value) is str and len(value) <= _SHORT and len(found) == before:
-            if len(_CLEAN) >= _CLEAN_MAX:
-                _CLEAN.clear()
             _CLEAN[name] = value
+    _CLEAN.update(compress(zip(names, values), map(_PLAIN.__contains__, kinds)))
+    for kind, items in ((list, None), (dict, dict.values)):
+        where = list(map(operator.is_, kinds, repeat(kind)))
+        for name, value in _with_text(compress(names, where), list(compress(values, where)), items):
+            try:
+                _collect(str(name), value, found, 2, budget)
+            except Exception:
+                continue
+    if len(_CLEAN) >= _CLEAN_MAX:
+        _CLEAN.clear()
     return found
 
 
-def _numbers_only(values: list[Any], kinds: list[type]) -> list[int]:
-    """The positions of the lists and dicts among ``values`` whose first items are all numbers.
+def _with_text(names: Iterable[Any], containers: list[Any], items: Any) -> Iterable[tuple[Any, Any]]:
+    """The (name, container) pairs among lists (or dicts, ``items=dict.values``) whose first items are not
+    all numbers: the only ones worth a look.
 
     First all of them at once, in C (``map``, ``chain``, no Python code per container): the usual case
     in a notebook of many small lists and dicts; only if some hold other things, each one (``_all_plain``)."""
-    out: list[int] = []
-    for kind, items in ((list, None), (dict, dict.values)):
-        where = list(compress(range(len(values)), map(operator.is_, kinds, repeat(kind))))
-        if not where:
-            continue
-        containers = list(map(values.__getitem__, where))
-        if items is not None:
-            containers = list(map(items, containers))
-        if max(map(len, containers)) <= _CONTAINER_ITEMS:  # all small: their items as they are, no islice each
-            firsts = chain.from_iterable(containers)
-        else:
-            firsts = chain.from_iterable(map(islice, containers, repeat(_CONTAINER_ITEMS)))
-        if _PLAIN.issuperset(map(type, firsts)):
-            out += where
-        else:
-            out += compress(where, map(_all_plain, containers))
-    return out
+    if not containers:
+        return ()
+    contents = list(map(items, containers)) if items is not None else containers
+    if max(map(len, contents)) <= _CONTAINER_ITEMS:  # all small: their items as they are, no islice each
+        firsts = chain.from_iterable(contents)
+    else:
+        firsts = chain.from_iterable(map(islice, contents, repeat(_CONTAINER_ITEMS)))
+    if _PLAIN.issuperset(map(type, firsts)):
+        return ()
+    return compress(zip(names, containers), map(operator.not_, map(_all_plain, contents)))
+
+
+def _worth_a_look(kind: type) -> bool:
+    """Values of this kind may hold a credential ``_collect`` finds (a string, bytes, a container, a pandas
+    frame); lists and dicts are looked at apart (``_with_text``). Decided once per kind."""
+    if kind in (list, dict) or kind in _PLAIN:
+        return False
+    try:
+        if issubclass(kind, (str, bytes, Mapping, tuple, set, frozenset, list)):
+            return True
+        return str(kind.__module__).startswith("pandas") and kind.__name__ in ("DataFrame", "Series")
+    except Exception:  # a strange class: looked at, as any value _collect does not know
+        return True
 
 
 # `name = value`, `name: value`, `export NAME="value"` in a text (a rules file, a README quoted to the model).
@@ -190,13 +211,14 @@ def secrets_in_text(text: str) -> list[str]:
 
 
 _PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credential, nothing inside
-_LOOK_AT = dict.fromkeys(_PLAIN, False)  # kind -> worth a look (.get(kind, True): any other kind is)
+_LOOK_AT: dict[type, bool] = {}  # kind -> worth a look in the loop of find_secrets (_worth_a_look)
+_KINDS_MAX = 4096
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
 
 _SHORT = 256  # characters: a string judged is remembered if it is no longer
 _CLEAN_MAX = 65_536
-_CLEAN: dict[str, str] = {}  # variable name -> the short string it held when judged no credential
+_CLEAN: dict[str, Any] = {}  # variable name -> the number or short string it held when judged no credential
 
 
 @functools.lru_cache(maxsize=65_536)
