@@ -561,6 +561,10 @@ def test_modules_are_not_described_in_depth():
     text = summarize({"np": np, "pd": pd, "types": types})
     assert text == "Variables in the notebook (live objects: use them directly):\n" \
                    "- imported modules: np (numpy), pd (pandas), types"
+    # a module the task names is still listed with the modules, not ranked first among the variables
+    text = summarize({"np": np, "sales": [1, 2], "pd": pd, "total": 3}, task="with np and pd, sum sales")
+    assert text.splitlines()[1:] == ["- sales: list of 2: [1, 2]", "- total: int = 3",
+                                     "- imported modules: np (numpy), pd (pandas)"]
 
 
 # -- what an action changed, however it changed it (namespace.Bindings, both executors) ---------------

@@ -720,16 +720,19 @@ def _spark_frame(df: Any) -> str:
 HEADER = "Variables in the notebook (live objects: use them directly):"
 
 
-def rank(names: Iterable[str], task: str = "") -> list[str]:
+def rank(names: Iterable[str], task: str = "", known: Container[str] | None = None, skip: Container[str] = ()
+         ) -> list[str]:
     """Names mentioned in the task first (in order of mention), then the most recently defined.
 
     "Recently defined" is the namespace's insertion order, newest first: a
     new name goes to the end of the dict; rebinding an existing name does not
-    move it (and ``del`` then a new assignment does).
+    move it (and ``del`` then a new assignment does). ``known``: the names (and perhaps ``skip``, names
+    not ranked), for a quick ``in``: a dict the caller has, not a set of 10,000 names made for a task's words.
     """
     names = list(names)
-    known = set(names)
-    mentioned = [w for w in dict.fromkeys(_IDENT.findall(task)) if w in known]
+    words = dict.fromkeys(_IDENT.findall(task))
+    known = known if known is not None else set(names) if words else ()
+    mentioned = [w for w in words if w in known and w not in skip]
     if not mentioned:
         return names[::-1]
     return mentioned + list(filterfalse(set(mentioned).__contains__, reversed(names)))
@@ -757,9 +760,13 @@ def summarize(
         return ""
     budget = max(budget_tokens, 0) * CHARS_PER_TOKEN
     names = list(variables)
-    is_module = list(map(isinstance, variables.values(), repeat(types.ModuleType)))  # C speed: no code per name
+    # The modules, at C speed (no code per name): the kinds of the values, then the few kinds that are modules.
+    kinds = list(map(type, variables.values()))
+    module_kinds = {kind for kind in set(kinds) if issubclass(kind, types.ModuleType)}
+    is_module = list(map(module_kinds.__contains__, kinds)) if module_kinds else ()
     modules = [(n, variables[n]) for n in compress(names, is_module)]
-    ranked = rank(compress(names, map(operator.not_, is_module)) if modules else names, task)
+    ranked = rank(compress(names, map(operator.not_, is_module)) if modules else names, task, known=variables,
+                  skip={name for name, _ in modules})
     module_line = _names_line("- imported modules: ", [_module_label(n, m) for n, m in modules],
                               min(300, budget // 5)) if modules else ""
     reserve = min(300, budget // 6) if ranked else 0  # room kept for the "and N more variables" line

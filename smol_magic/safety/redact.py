@@ -142,7 +142,8 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
             _LOOK_AT.clear()
             new_kinds = set(kinds)
         _LOOK_AT.update(zip(new_kinds, map(_worth_a_look, new_kinds)))
-    for name, value in compress(zip(names, values), map(_LOOK_AT.__getitem__, kinds)):
+    look = list(map(_LOOK_AT.__getitem__, kinds))
+    for name, value in zip(compress(names, look), compress(values, look)):  # (a pair made only for those)
         before = len(found)
         try:
             _collect(str(name), value, found, 2, budget)
@@ -150,7 +151,9 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
             continue
         if type(value) is str and len(value) <= _SHORT and len(found) == before:
             _CLEAN[name] = value
-    _CLEAN.update(compress(zip(names, values), map(_PLAIN.__contains__, kinds)))
+    plain = list(map(_PLAIN.__contains__, kinds))
+    if any(plain):
+        _CLEAN.update(zip(compress(names, plain), compress(values, plain)))
     for kind, items in ((list, None), (dict, dict.values)):
         where = list(map(operator.is_, kinds, repeat(kind)))
         for name, value in _with_text(compress(names, where), list(compress(values, where)), items):
@@ -171,13 +174,14 @@ def _with_text(names: Iterable[Any], containers: list[Any], items: Any) -> Itera
     in a notebook of many small lists and dicts; only if some hold other things, each one (``_all_plain``)."""
     if not containers:
         return ()
-    contents = list(map(items, containers)) if items is not None else containers
-    if max(map(len, contents)) <= _CONTAINER_ITEMS:  # all small: their items as they are, no islice each
+    contents = map(items, containers) if items is not None else containers
+    if max(map(len, containers)) <= _CONTAINER_ITEMS:  # all small: their items as they are, no islice each
         firsts = chain.from_iterable(contents)
     else:
         firsts = chain.from_iterable(map(islice, contents, repeat(_CONTAINER_ITEMS)))
     if _PLAIN.issuperset(map(type, firsts)):
         return ()
+    contents = map(items, containers) if items is not None else containers
     return compress(zip(names, containers), map(operator.not_, map(_all_plain, contents)))
 
 
