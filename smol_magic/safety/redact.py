@@ -136,13 +136,8 @@ def find_secrets(ns: Mapping[str, Any], names: Iterable[str] | None = None, publ
     if not all(fresh):
         names, values = list(compress(names, fresh)), list(compress(values, fresh))
     kinds = list(map(type, values))
-    new_kinds = set(kinds).difference(_LOOK_AT)
-    if new_kinds:
-        if len(_LOOK_AT) > _KINDS_MAX:  # classes defined again and again in a notebook
-            _LOOK_AT.clear()
-            new_kinds = set(kinds)
-        _LOOK_AT.update(zip(new_kinds, map(_worth_a_look, new_kinds)))
-    look = list(map(_LOOK_AT.__getitem__, kinds))
+    distinct = set(kinds)  # a few kinds for thousands of values
+    look = list(map(dict(zip(distinct, map(_worth_a_look, distinct))).__getitem__, kinds))
     for name, value in zip(compress(names, look), compress(values, look)):  # (a pair made only for those)
         before = len(found)
         try:
@@ -185,6 +180,7 @@ def _with_text(names: Iterable[Any], containers: list[Any], items: Any) -> Itera
     return compress(zip(names, containers), map(operator.not_, map(_all_plain, contents)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _worth_a_look(kind: type) -> bool:
     """Values of this kind may hold a credential ``_collect`` finds (a string, bytes, a container, a pandas
     frame); lists and dicts are looked at apart (``_with_text``). Decided once per kind."""
@@ -215,8 +211,6 @@ def secrets_in_text(text: str) -> list[str]:
 
 
 _PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credential, nothing inside
-_LOOK_AT: dict[type, bool] = {}  # kind -> worth a look in the loop of find_secrets (_worth_a_look)
-_KINDS_MAX = 4096
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
 
