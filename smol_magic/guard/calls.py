@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
+import string
 import types
 
 from .nodes import _MISSING, _callee_name
@@ -14,23 +16,25 @@ from .rules import (
 )
 
 
-def _format_fields(text: str) -> list[list[str] | None]:
-    """The attribute chains a str.format string reads (``'{0.__class__}'`` -> [['__class__']]); None if unparsable."""
-    import string
+@functools.lru_cache(maxsize=1024)
+def _format_fields(text: str) -> tuple[tuple[str, ...] | None, ...]:
+    """The attribute chains a str.format string reads (``'{0.__class__}'`` -> (('__class__',),)); None if unparsable.
 
-    out: list[list[str] | None] = []
+    Cached (a pure function of the text; format strings repeat), hence tuples.
+    """
+    out: list[tuple[str, ...] | None] = []
     try:
         parsed = list(string.Formatter().parse(text))
     except (ValueError, TypeError):
-        return [None] if "." in text or "[" in text else []
+        return (None,) if "." in text or "[" in text else ()
     for _literal, field_name, spec, _conv in parsed:
         if field_name:
-            chain = [p for part in re.split(r"\[[^\]]*\]", field_name) for p in part.split(".")[1:] if p]
+            chain = tuple(p for part in re.split(r"\[[^\]]*\]", field_name) for p in part.split(".")[1:] if p)
             if chain:
                 out.append(chain)
         if spec and "{" in spec:
             out.extend(_format_fields(spec))
-    return out
+    return tuple(out)
 
 
 # The keywords a rule reads on a call of any name (df.drop(..., inplace=True), np.add(a, b, out=c)); the

@@ -52,6 +52,8 @@ class Policy:
 
     def releases(self, module: str) -> bool:
         """``module`` (or the C module behind it: posix for os) is one this policy lets code use."""
+        if not self.released:
+            return False  # the usual policy: nothing released
         names = set(self.released) | {inner for m in self.released for inner in _BEHIND.get(m, ())}
         return any(module == m or module.startswith(m + ".") for m in names)
 
@@ -61,15 +63,16 @@ class Policy:
     def import_allowed(self, module: str) -> bool:
         if self.module_forbidden(module):
             return False
-        behind = [inner for m in self.released for inner in _BEHIND.get(m, ())]
-        if any(module == inner or module.startswith(inner + ".") for inner in behind):
-            return True  # os.path is posixpath: released with os
+        if self.released:
+            behind = [inner for m in self.released for inner in _BEHIND.get(m, ())]
+            if any(module == inner or module.startswith(inner + ".") for inner in behind):
+                return True  # os.path is posixpath: released with os
         for pattern in self.authorized_imports:
             if pattern == "*" or module == pattern or module.startswith(pattern + "."):
                 return True
             if pattern.endswith(".*") and (module == pattern[:-2] or module.startswith(pattern[:-1])):
                 return True
-            if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(module, pattern):
+            if ("*" in pattern or "?" in pattern or "[" in pattern) and fnmatch.fnmatchcase(module, pattern):
                 return True
         return False
 

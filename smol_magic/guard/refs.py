@@ -18,7 +18,9 @@ class _Ref:
     """What an expression denotes, when the guard can tell: a module, or a live object."""
 
     kind: str  # module | object
-    name: str = ""  # dotted module name, or the origin "module.attr" of an imported name
+    # a module: its dotted name (what the rules judge). An object: the dotted path it was reached by
+    # ("module.attr", "builtins.len"), or "" for a notebook variable; no rule reads an object's name.
+    name: str = ""
     obj: Any = _MISSING
 
 
@@ -45,7 +47,9 @@ def _name_ref(ns: Any, name: str) -> _Ref | None:
         return _Ref("object", "builtins." + name, value) if value is not _MISSING else None
     if isinstance(value, types.ModuleType):
         return _Ref("module", _str_attr(value, "__name__") or name, value)
-    return _Ref("object", _origin(value), value)
+    # No name: an object's name is never judged, and reading ``__name__`` off the user's objects is not free
+    # (a DataFrame looks it up among its columns).
+    return _Ref("object", "", value)
 
 
 def _attr_ref(base: _Ref, attr: str) -> _Ref:

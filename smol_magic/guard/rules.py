@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 from typing import Iterable
 
@@ -265,7 +266,9 @@ _KNOWN_BACKENDS = re.compile(r"^module://(matplotlib_inline\.backend_inline|ipym
 _PLOTTING_BACKENDS = {"matplotlib", "plotly", "hvplot", "holoviews", "pandas_bokeh", "altair"}
 
 
+@functools.lru_cache(maxsize=4096)
 def module_forbidden(module: str) -> bool:
+    """Is ``module`` forbidden by the tables above (whatever a policy releases)? Cached: the tables are constants."""
     if any(module == a or module.startswith(a + ".") for a in ALLOWED_UNDER_FORBIDDEN):
         return False
     if module.split(".")[0] in FORBIDDEN_MODULES:
