@@ -6,7 +6,7 @@ import ast
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class _Scope:
     kind: str  # module | function | class | comprehension
     locals: set[str] = field(default_factory=set)
@@ -26,16 +26,15 @@ class _Binder:
         self.scope_globals: dict[ast.AST, set[str]] = {}
 
     def bind(self, name: str, value: tuple, scope: ast.AST) -> None:
-        key = scope
-        values = self.bindings.get((key, name))
+        values = self.bindings.get((scope, name))
         if values is None:
-            self.bindings[key, name] = [value]
+            self.bindings[scope, name] = [value]
         else:
             values.append(value)
         self.names.add(name)
-        local = self.scope_locals.get(key)
+        local = self.scope_locals.get(scope)
         if local is None:
-            self.scope_locals[key] = {name}
+            self.scope_locals[scope] = {name}
         else:
             local.add(name)
 
@@ -57,7 +56,10 @@ class _Binder:
 
     def _assign(self, stmt: ast.Assign, scope: ast.AST) -> None:
         for target in stmt.targets:
-            self.target(target, ("expr", stmt.value), scope)
+            if type(target) is ast.Name:  # the commonest: target()'s first branch, inline
+                self.bind(target.id, ("expr", stmt.value), scope)
+            else:
+                self.target(target, ("expr", stmt.value), scope)
         if type(stmt.value) is ast.Attribute:
             self.aliases.append(("expr", stmt.value))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import operator
 import re
 import string
 import types
@@ -40,6 +41,7 @@ def _format_fields(text: str) -> tuple[tuple[str, ...] | None, ...]:
 # The keywords a rule reads on a call of any name (df.drop(..., inplace=True), np.add(a, b, out=c)); the
 # other keywords rules read (mode=, con=, path_or_buf=, allow_pickle= ...) are read only for names in _CALL_NAMES.
 _KEYWORD_RULES = frozenset({"inplace", "out"})
+_ARG = operator.attrgetter("arg")  # a keyword's name (a C function: no Python frame per keyword)
 
 
 class CallRules:
@@ -92,13 +94,18 @@ class CallRules:
         return None, None, None
 
     def check_call(self, node: ast.Call) -> None:  # noqa: C901 - the policy, one rule per branch
-        name, module, recv = self.callee(node.func)
-        if name is None:
-            return
+        func = node.func
+        if type(func) is ast.Attribute:  # a method call, the commonest: callee()'s first branch, inline
+            base = self.ref(func.value)
+            name, module, recv = func.attr, base.name if base is not None and base.kind == "module" else None, func.value
+        else:
+            name, module, recv = self.callee(func)
+            if name is None:
+                return
         if name not in _CALL_NAMES and not name.startswith("fetch_") and (
                 module is None or not self.effect_module(module)) and not (
-                type(node.func) is ast.Name and node.func.id in self.functions) and (
-                not node.keywords or _KEYWORD_RULES.isdisjoint([kw.arg for kw in node.keywords])):
+                type(func) is ast.Name and func.id in self.functions) and (
+                not node.keywords or _KEYWORD_RULES.isdisjoint(map(_ARG, node.keywords))):
             return  # the fast path: an ordinary call (most of them)
         builtin = isinstance(node.func, ast.Name) and node.func.id not in self.bindings and node.func.id not in self.ns
         if builtin and name in ("getattr", "hasattr", "setattr", "delattr"):

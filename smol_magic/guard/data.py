@@ -166,6 +166,8 @@ class DataRules:
             self.deny(node, f"{'deletes' if delete else 'rebinds'} {name!r}, which belongs to the agent or to IPython",
                       "use a new name")
             return
+        if name not in self.ns and name not in self.context.protected:
+            return  # a new name (the usual store): nobody's data, as users_data() would answer
         protected, why = self.protected(name)
         if protected:
             verb = "deletes" if delete else "rebinds"

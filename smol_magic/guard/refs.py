@@ -13,7 +13,7 @@ from typing import Any
 from .nodes import _MISSING
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ref:
     """What an expression denotes, when the guard can tell: a module, or a live object."""
 
