@@ -15,6 +15,9 @@ class _Scope:
     node: ast.AST | None = None
 
 
+_PARAM = ("param",)  # what a parameter is bound to (one tuple for all: values are never changed)
+
+
 class _Binder:
     """First pass: what each name is bound to in the code, and the local names of each scope."""
 
@@ -103,9 +106,9 @@ class _Binder:
     def _function(self, stmt: ast.FunctionDef | ast.AsyncFunctionDef, scope: ast.AST) -> None:
         self.bind(stmt.name, ("def", stmt), scope)
         args = stmt.args
-        for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
             if arg is not None:
-                self.bind(arg.arg, ("param",), stmt)
+                self.bind(arg.arg, _PARAM, stmt)
         self.scope_locals.setdefault(stmt, set())
         self.statements(stmt.body, stmt)
 

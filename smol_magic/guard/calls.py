@@ -52,10 +52,15 @@ class CallRules:
     def v_call(self, node: ast.Call) -> None:
         func = node.func
         self._call_of[func] = node
-        self.check_call(node)
-        if type(func) is ast.Attribute:  # a method call, the commonest: straight to its rule
-            self.v_attribute(func)
+        if type(func) is ast.Attribute:  # a method call, the commonest: callee()'s first branch, inline,
+            recv = func.value  # and what the receiver denotes found once, for both rules
+            base = self.ref(recv)
+            self.check_call(node, func.attr, base.name if base is not None and base.kind == "module" else None, recv)
+            self.v_attribute(func, base)
         else:
+            name, module, recv = self.callee(func)
+            if name is not None:
+                self.check_call(node, name, module, recv)
             self.visit(func)
         visit = self.visit
         for arg in node.args:
@@ -93,15 +98,10 @@ class CallRules:
             return func.id, None, None
         return None, None, None
 
-    def check_call(self, node: ast.Call) -> None:  # noqa: C901 - the policy, one rule per branch
+    def check_call(self, node: ast.Call, name: str, module: str | None,  # noqa: C901 - one rule per branch
+                   recv: ast.AST | None) -> None:
+        """The rules for one call; ``name``, ``module``, ``recv``: its ``callee()``."""
         func = node.func
-        if type(func) is ast.Attribute:  # a method call, the commonest: callee()'s first branch, inline
-            base = self.ref(func.value)
-            name, module, recv = func.attr, base.name if base is not None and base.kind == "module" else None, func.value
-        else:
-            name, module, recv = self.callee(func)
-            if name is None:
-                return
         if name not in _CALL_NAMES and not name.startswith("fetch_") and (
                 module is None or not self.effect_module(module)) and not (
                 type(func) is ast.Name and func.id in self.functions) and (

@@ -98,7 +98,8 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
         self._effect_modules: dict[str, bool] = {}
         self._ns_checked: set[str] = set()
         self._call_of: dict[ast.AST, ast.Call] = {}  # a call's function node -> the call
-        self._next_attr: dict[ast.AST, str] = {}  # node -> the attribute read from it (x.__class__.__name__)
+        # node -> the attribute read from it (x.__class__.__name__); plain attributes are not recorded
+        self._next_attr: dict[ast.AST, str] = {}
 
     # -- plumbing -------------------------------------------------------------
 

@@ -155,13 +155,16 @@ class NameRules:
             self.deny(node, f"{shown} is IPython's {own_name}, which is not allowed in agent code",
                       "write plain Python")
 
-    def v_attribute(self, node: ast.Attribute) -> None:
+    def v_attribute(self, node: ast.Attribute, base: _Ref | None = _MISSING) -> None:
+        """``base``: what ``node.value`` denotes, ``self.ref(node.value)``, if the caller has it (a method call)."""
         attr = node.attr
         ctx = node.ctx
         if type(ctx) is ast.Load and _plain_attr(attr):  # the usual case: df.groupby, s.mean, ax.bar
             value = node.value
-            self._next_attr[value] = attr
-            base = self.ref(value)
+            # (no _next_attr entry: it is only asked whether the next attribute is one of _CLASS_NAME_ATTRS,
+            # all dunders, and a plain attribute is no dunder)
+            if base is _MISSING:
+                base = self.ref(value)
             if base is not None and base.kind == "module":
                 self.check_attr_name(node, attr, value)
             self.visit(value)

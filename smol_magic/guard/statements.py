@@ -108,20 +108,25 @@ class StatementRules:
         for dec in node.decorator_list:
             self.visit(dec)
         args = node.args
-        for default in args.defaults + [d for d in args.kw_defaults if d is not None]:
+        positional = args.posonlyargs + args.args
+        for default in args.defaults:
             self.visit(default)
-        for arg in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+        for default in args.kw_defaults:
+            if default is not None:
+                self.visit(default)
+        for arg in (*positional, *args.kwonlyargs, args.vararg, args.kwarg):
             if arg is not None and arg.annotation is not None:
                 self.annotation(arg.annotation)
         self.annotation(node.returns)
-        if node.name.startswith("_repr_javascript"):
+        name = node.name
+        if name.startswith("_repr_javascript"):
             self.deny(node, "defining _repr_javascript_ makes objects show code in the user's browser",
                       "show results as text, tables or figures")
-        self.store_name(node, node.name, None)
-        params = [a.arg for a in args.posonlyargs + args.args]
-        in_class = self.scope.kind == "class"
-        scope = _Scope("function", set(self.binder.scope_locals.get(node, set())),
-                       set(self.binder.scope_globals.get(node, set())),
+        self.store_name(node, name, None)
+        params = [a.arg for a in positional]
+        in_class = self.scopes[-1].kind == "class"
+        binder = self.binder
+        scope = _Scope("function", set(binder.scope_locals.get(node, ())), set(binder.scope_globals.get(node, ())),
                        self_name=params[0] if in_class and params else None, node=node)
         self.scopes.append(scope)
         for stmt in node.body:
