@@ -13,6 +13,7 @@ class _Scope:
     globals: set[str] = field(default_factory=set)
     self_name: str | None = None  # a method's first parameter
     node: ast.AST | None = None
+    bindings: dict[str, list[tuple]] = field(default_factory=dict)  # name -> what the code binds it to here
 
 
 _PARAM = ("param",)  # what a parameter is bound to (one tuple for all: values are never changed)
@@ -22,16 +23,19 @@ class _Binder:
     """First pass: what each name is bound to in the code, and the local names of each scope."""
 
     def __init__(self) -> None:
-        self.bindings: dict[tuple[ast.AST, str], list[tuple]] = {}  # (the scope's node, name) -> values
+        self.bindings: dict[ast.AST, dict[str, list[tuple]]] = {}  # the scope's node -> name -> values
         self.names: set[str] = set()  # every name the code binds, anywhere
         self.aliases: list[tuple] = []  # x = obj.attr: attributes bound to a name (judged where the name is called)
         self.scope_locals: dict[ast.AST, set[str]] = {}
         self.scope_globals: dict[ast.AST, set[str]] = {}
 
     def bind(self, name: str, value: tuple, scope: ast.AST) -> None:
-        values = self.bindings.get((scope, name))
+        in_scope = self.bindings.get(scope)
+        if in_scope is None:
+            in_scope = self.bindings[scope] = {}
+        values = in_scope.get(name)
         if values is None:
-            self.bindings[scope, name] = [value]
+            in_scope[name] = [value]
         else:
             values.append(value)
         self.names.add(name)
@@ -192,13 +196,14 @@ class Scopes:
 
     def code_bindings(self, name: str) -> list[tuple] | None:
         """What ``name`` is bound to by the code, in the scope being checked (None: not bound by the code)."""
-        if len(self.scopes) == 1 and name not in self.bindings:
-            return None  # the usual case: at the module level, a name the code never binds
+        scopes = self.scopes
+        if len(scopes) == 1:
+            return scopes[0].bindings.get(name)  # the usual case: at the module level
         for iters in reversed(self.comp_iters):
             if name in iters:
                 return [("iter", iters[name])]
         innermost = True
-        for scope in reversed(self.scopes):
+        for scope in reversed(scopes):
             if scope.kind == "comprehension":
                 continue
             if name in scope.globals or scope.kind == "module":
@@ -206,9 +211,9 @@ class Scopes:
             if scope.kind == "class" and not innermost:
                 continue
             innermost = False
-            got = self.binder.bindings.get((scope.node, name))
+            got = scope.bindings.get(name)
             if got is not None:
                 return got
             if name in scope.locals:
                 return [("unknown",)]
-        return self.binder.bindings.get((self.scopes[0].node, name))
+        return scopes[0].bindings.get(name)

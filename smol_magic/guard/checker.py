@@ -14,7 +14,7 @@ from .fold import Folding
 from .names import NameRules
 from .policy import Finding, GuardContext, GuardVerdict, Policy, _verdict
 from .refs import Resolution, _Ref
-from .rules import _SPECIAL_NAMES
+from .rules import _MAYBE_CODE, _SPECIAL_NAMES
 from .statements import StatementRules
 
 
@@ -108,7 +108,7 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
         binder.statements(tree.body, tree)
         self.binder = binder
         self.bindings = binder.names  # membership: is the name bound anywhere in the code
-        self.scopes.append(_Scope("module", node=tree))
+        self.scopes.append(_Scope("module", node=tree, bindings=binder.bindings.get(tree, {})))
         for stmt in tree.body:
             self.visit(stmt)
 
@@ -122,7 +122,7 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
                 return
         elif t is _CONSTANT:
             value = node.value
-            if type(value) is str and len(value) > 5:
+            if type(value) is str and len(value) > 5 and _MAYBE_CODE.search(value):  # v_constant's own prefilter
                 self.v_constant(node)
             return
         method = _DISPATCH.get(t)

@@ -10,6 +10,9 @@ from .nodes import _target_names
 from .rules import _ACTIVE_CONTENT, _CODE_IN_STRING, _KNOWN_BACKENDS, _MAYBE_CODE, _OPS, _PLOTTING_BACKENDS
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class StatementRules:
     """Statements that bind or change, and literals that carry code. A part of the checker (``checker._Guard``)."""
 
@@ -126,8 +129,10 @@ class StatementRules:
         params = [a.arg for a in positional]
         in_class = self.scopes[-1].kind == "class"
         binder = self.binder
-        scope = _Scope("function", set(binder.scope_locals.get(node, ())), set(binder.scope_globals.get(node, ())),
-                       self_name=params[0] if in_class and params else None, node=node)
+        # (the binder's sets and dicts, not copies: nothing changes them now; globals: v_global adds to them)
+        scope = _Scope("function", binder.scope_locals.get(node, _NONE), set(binder.scope_globals.get(node, ())),
+                       self_name=params[0] if in_class and params else None, node=node,
+                       bindings=binder.bindings.get(node, {}))
         self.scopes.append(scope)
         for stmt in node.body:
             self.visit(stmt)
@@ -161,7 +166,8 @@ class StatementRules:
         for kw in node.keywords:
             self.visit(kw.value)
         self.store_name(node, node.name, None)
-        self.scopes.append(_Scope("class", set(self.binder.scope_locals.get(node, set())), node=node))
+        self.scopes.append(_Scope("class", self.binder.scope_locals.get(node, _NONE), node=node,
+                                  bindings=self.binder.bindings.get(node, {})))
         for stmt in node.body:
             self.visit(stmt)
         self.scopes.pop()
