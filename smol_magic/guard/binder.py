@@ -24,7 +24,6 @@ class _Binder:
 
     def __init__(self) -> None:
         self.bindings: dict[ast.AST, dict[str, list[tuple]]] = {}  # the scope's node -> name -> values
-        self.names: set[str] = set()  # every name the code binds, anywhere
         self.aliases: list[tuple] = []  # x = obj.attr: attributes bound to a name (judged where the name is called)
         self.scope_locals: dict[ast.AST, set[str]] = {}
         self.scope_globals: dict[ast.AST, set[str]] = {}
@@ -38,7 +37,6 @@ class _Binder:
             in_scope[name] = [value]
         else:
             values.append(value)
-        self.names.add(name)
         local = self.scope_locals.get(scope)
         if local is None:
             self.scope_locals[scope] = {name}
@@ -53,6 +51,10 @@ class _Binder:
                 self.target(elt, ("unknown",), scope)
         elif isinstance(target, ast.Starred):
             self.target(target.value, ("unknown",), scope)
+
+    def names(self) -> set[str]:
+        """Every name the code binds, anywhere (after the pass)."""
+        return set().union(*self.bindings.values())
 
     def statements(self, body: list[ast.stmt], scope: ast.AST) -> None:
         binders = _BINDERS

@@ -107,7 +107,7 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
         binder = _Binder()
         binder.statements(tree.body, tree)
         self.binder = binder
-        self.bindings = binder.names  # membership: is the name bound anywhere in the code
+        self.bindings = binder.names()  # membership: is the name bound anywhere in the code
         self.scopes.append(_Scope("module", node=tree, bindings=binder.bindings.get(tree, {})))
         for stmt in tree.body:
             self.visit(stmt)
@@ -142,6 +142,19 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
 
     def v_expr(self, node: ast.Expr) -> None:
         self.visit(node.value)
+
+    # Common nodes with nothing to judge of their own, their children visited as generic() would, without its
+    # field lookups: return x, (a, b), [a, b], -x.
+    def v_return(self, node: ast.Return) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+
+    def v_elts(self, node: ast.Tuple | ast.List | ast.Set) -> None:
+        for elt in node.elts:
+            self.visit(elt)
+
+    def v_unaryop(self, node: ast.UnaryOp) -> None:
+        self.visit(node.operand)
 
     def generic(self, node: ast.AST) -> None:
         cls = type(node)
@@ -203,5 +216,6 @@ _DISPATCH: dict[type, Callable[[_Guard, Any], None]] = {
     ast.DictComp: _G.v_comp, ast.Await: _G.v_await, ast.ExceptHandler: _G.v_handler, ast.Match: _G.v_match,
     ast.JoinedStr: _G.v_joinedstr, ast.Global: _G.v_global, ast.Subscript: _G.v_subscript, ast.Load: _noop,
     ast.Store: _noop, ast.Del: _noop, ast.BinOp: _G.v_binop, ast.Compare: _G.v_compare, ast.Expr: _G.v_expr,
-    ast.Pass: _noop, ast.Break: _noop, ast.Continue: _noop, ast.Nonlocal: _noop,
+    ast.Pass: _noop, ast.Break: _noop, ast.Continue: _noop, ast.Nonlocal: _noop, ast.Return: _G.v_return,
+    ast.Tuple: _G.v_elts, ast.List: _G.v_elts, ast.Set: _G.v_elts, ast.UnaryOp: _G.v_unaryop,
 }

@@ -29,9 +29,12 @@ class StatementRules:
                         self.deny(node, f"the plotting backend {backend!r} is a module pandas would import by name",
                                   "use the default plotting backend")
         for target in node.targets:
-            if type(target) is ast.Name and type(value) is ast.Name and target.id == value.id:
-                continue  # x = x
-            self.visit(target)
+            if type(target) is ast.Name:  # the commonest: straight to its rule
+                if type(value) is ast.Name and target.id == value.id:
+                    continue  # x = x
+                self.v_name(target)
+            else:
+                self.visit(target)
 
     def v_annassign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
