@@ -117,7 +117,9 @@ class _Guard(NameRules, StatementRules, CallRules, FileRules, DataRules, Folding
         if t is _NAME:  # the commonest nodes, inline: a plain name read, a number, a short string
             if type(node.ctx) is _LOAD:
                 name = node.id
-                if name in _SPECIAL_NAMES or name[:1] == "_" or name in self.ns:
+                # check_name_load's own conditions: called only when it has something to do
+                if name in _SPECIAL_NAMES or name[:1] == "_" or (
+                        name in self.ns and name not in self.bindings and name not in self._ns_checked):
                     self.check_name_load(node, name)
                 return
         elif t is _CONSTANT:
