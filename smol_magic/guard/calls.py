@@ -52,15 +52,23 @@ class CallRules:
     def v_call(self, node: ast.Call) -> None:
         func = node.func
         self._call_of[func] = node
-        if type(func) is ast.Attribute:  # a method call, the commonest: callee()'s first branch, inline,
+        method = type(func) is ast.Attribute
+        if method:  # a method call, the commonest: callee()'s first branch, inline,
             recv = func.value  # and what the receiver denotes found once, for both rules
             base = self.ref(recv)
-            self.check_call(node, func.attr, base.name if base is not None and base.kind == "module" else None, recv)
-            self.v_attribute(func, base)
+            name, module = func.attr, base.name if base is not None and base.kind == "module" else None
         else:
             name, module, recv = self.callee(func)
-            if name is not None:
-                self.check_call(node, name, module, recv)
+        # Only a call with a rule of its own goes to check_call; an ordinary call (most of them) has none.
+        if name is not None and (
+                name in _CALL_NAMES or name.startswith("fetch_") or (
+                module is not None and self.effect_module(module)) or (
+                type(func) is ast.Name and func.id in self.functions) or (
+                node.keywords and not _KEYWORD_RULES.isdisjoint(map(_ARG, node.keywords)))):
+            self.check_call(node, name, module, recv)
+        if method:
+            self.v_attribute(func, base)
+        else:
             self.visit(func)
         visit = self.visit
         for arg in node.args:
@@ -100,13 +108,7 @@ class CallRules:
 
     def check_call(self, node: ast.Call, name: str, module: str | None,  # noqa: C901 - one rule per branch
                    recv: ast.AST | None) -> None:
-        """The rules for one call; ``name``, ``module``, ``recv``: its ``callee()``."""
-        func = node.func
-        if name not in _CALL_NAMES and not name.startswith("fetch_") and (
-                module is None or not self.effect_module(module)) and not (
-                type(func) is ast.Name and func.id in self.functions) and (
-                not node.keywords or _KEYWORD_RULES.isdisjoint(map(_ARG, node.keywords))):
-            return  # the fast path: an ordinary call (most of them)
+        """The rules for a call with a rule of its own (v_call settles the others); name, module, recv: its callee."""
         builtin = isinstance(node.func, ast.Name) and node.func.id not in self.bindings and node.func.id not in self.ns
         if builtin and name in ("getattr", "hasattr", "setattr", "delattr"):
             self.dynamic_attribute(node, name)
