@@ -19,7 +19,8 @@ Printed, at 1,000 and at 10,000 user variables:
    (the per-step path alone, the per-cell setup cancelled out);
 3. 20 ``f = fib(22)`` actions in one ``%%agent`` cell vs 20 plain ``exec`` (target <= 1.35x) and vs 20 ``run_cell``;
 4. how each grows from 1,000 to 10,000 user variables (target <= 1.2x), and how much of the whole cell's
-   growth is that walk.
+   growth is each of the parts that look at every variable: that walk, the prompt's section on the variables,
+   and a step's diff of the namespace (what a step that calls anything pays to know the names it bound).
 
 The trace (and run_cell's ``Out[n]``) is printed to a buffer, not the terminal. The whole cell includes
 the magic's per-cell setup and its wait for the run (see jupyter/magic.py ``run_agent_cell``). Times are medians of REPEATS
@@ -152,6 +153,29 @@ class Bench:
 
         return run
 
+    def prompt_section(self) -> Callable[[], Any]:
+        """The run's 'Variables in the notebook' section of the task (``namespace.summarize``), given the listing."""
+        shell, listed = self.shell, {}
+
+        def prepare() -> None:
+            listed["variables"] = namespace.user_variables(shell.user_ns, shell.user_ns_hidden)
+
+        def run() -> None:
+            namespace.summarize(shell.user_ns, shell.user_ns_hidden, task="do it", variables=listed["variables"])
+
+        run.prepare = prepare  # type: ignore[attr-defined]
+        return run
+
+    def step_diff(self) -> Callable[[], Any]:
+        """What a step that calls anything pays to know the names it bound: a copy of the namespace before, and
+        the comparison after (``namespace.Bindings``); a cell of 1 step has 2 such steps with final_answer."""
+        shell = self.shell
+
+        def run() -> None:
+            namespace.Bindings(shell.user_ns, shell.user_ns_hidden).changes()
+
+        return run
+
     def execs(self, code: str, times: int) -> Callable[[], Any]:
         plain = self.plain
 
@@ -185,6 +209,8 @@ class Bench:
             "run_cell one": self.run_cells(f"{TRIVIAL}\nx", 1),
             "floor": self.floor_cell(f"{TRIVIAL}\nx"),
             "secret scan": self.secret_scan(),
+            "prompt section": self.prompt_section(),
+            "step diff": self.step_diff(),
             "run_cell x=1": self.run_cells(TRIVIAL, 1),
             "fib agent": self.agent_cell(fib, 17711),
             "fib exec": self.execs(FIB, FIB_STEPS),
@@ -254,7 +280,8 @@ def main() -> int:
     print()
     print(f"growth from {SIZES[0]:,} to {SIZES[-1]:,} user variables (target <= {TARGET_GROWTH:g}):")
     for key, label, ref in (("cell", "whole 1-step cell", "run_cell one"), ("step", "one more step", "run_cell x=1"),
-                            ("fib agent", "20 fib(22) steps", "fib run_cell"), ("secret scan", "credentials walk", None)):
+                            ("fib agent", "20 fib(22) steps", "fib run_cell"), ("secret scan", "credentials walk", None),
+                            ("prompt section", "prompt section", None), ("step diff", "a step's diff", None)):
         if ref is None:
             print(f"  {label:<18} {small[key] * 1e3:7.2f} ms -> {big[key] * 1e3:7.2f} ms  (part of the whole cell's "
                   f"growth: {(big[key] - small[key]) / (big['cell'] - small['cell']):.0%})")

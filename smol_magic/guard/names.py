@@ -51,6 +51,8 @@ class NameRules:
             self.store_name(node, name, node, delete=isinstance(node.ctx, ast.Del))
 
     def check_name_load(self, node: ast.AST, name: str) -> None:
+        """A name read. ``_Guard.visit`` calls this only when one of the two conditions below holds (it tests
+        them inline, for speed): a condition added here must be added there too."""
         if name in _SPECIAL_NAMES or name[:1] == "_":
             self.check_special_name(node, name)
         elif name in self.ns and name not in self.bindings and name not in self._ns_checked:
