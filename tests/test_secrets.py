@@ -230,3 +230,23 @@ def test_variables_rebound_between_runs_are_judged_again():
     assert sorted(redact.find_secrets(ns)) == sorted([
         "Zq8Lm2Rv6Tb1Kx5Pc9Mf", "Hq3Vz8Ln2Rw6Tb1Kx5Pc", "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd", "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2",
         "correct-horse-9", "Lm2Rv6Tb1Kx5Pc9M", "ghp_Tb1Kx5Pc9Mf4JdVz8Ln2Rw6"])
+
+
+def test_a_credential_among_thousands_of_ordinary_cells_is_found_in_a_column_that_says_nothing():
+    """A frame's text columns are read up to 20,000 cells per run: ordinary cells (categories, ids, emails,
+    UUIDs) are passed over in bulk, and a key pasted among them is still found, however it is padded, and
+    whatever else the column holds (missing values, numbers, a cell with a newline)."""
+    import uuid
+
+    n = 5_000
+    notes = [f"SKU-{i:08d}" if i % 3 else f"user{i}@example.com" for i in range(n)]
+    notes[1234] = "  " + USER_CANARY + "\t"  # no known prefix: found by its look
+    notes[10], notes[11], notes[12] = None, float("nan"), 42
+    ids = [str(uuid.UUID(int=i * 7919)) for i in range(n)]  # long, no whitespace, but not credential-like
+    ids[4000] = "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2"
+    lines = [f"line {i}\nnext" if i == 7 else f"Rq{i:06d}Zx" for i in range(n)]  # a newline: judged cell by cell
+    lines[4999] = "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"
+    frame = pd.DataFrame({"notes": notes, "ids": ids, "lines": lines, "region": ["West"] * n})
+    assert sorted(redact.find_secrets({"orders": frame})) == sorted(
+        [USER_CANARY, "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2", "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"])
+    assert redact.find_secrets({"orders": frame.astype("string")}) == redact.find_secrets({"orders": frame})

@@ -56,15 +56,26 @@ def looks_like_secret(name: str, value: Any) -> bool:
     text = value.strip()
     if len(text) < WINDOW or _SPACE.search(text):
         return False
-    name = str(name)
     if _KNOWN_PREFIX.match(text) and len(text) >= 16:
         return True
-    if _STRONG_NAME.search(name):
+    kind = _name_kind(str(name))
+    if kind is _STRONG:
         return not _pathlike(text)
-    classes = _classes(text)
-    if _weak_name(name):
-        return len(text) >= 12 and classes >= 2 and not _pathlike(text)
-    return len(text) >= 20 and classes >= 3 and _entropy(text) >= 4.0 and not _pathlike(text)
+    if kind is _WEAK:
+        return len(text) >= 12 and _classes(text) >= 2 and not _pathlike(text)
+    return len(text) >= 20 and _classes(text) >= 3 and _entropy(text) >= 4.0 and not _pathlike(text)
+
+
+_STRONG, _WEAK = "strong", "weak"
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_kind(name: str) -> str | None:
+    """What a variable's (key's, column's) name says of its value: a credential whatever it looks like
+    (``_STRONG``), one if it looks like one too (``_WEAK``), or nothing. Cached: a frame's column asks per cell."""
+    if _STRONG_NAME.search(name):
+        return _STRONG
+    return _WEAK if _weak_name(name) else None
 
 
 _ENV_SEEN: list[Any] = [None, []]  # the process environment last scanned (its raw items), and what it held
@@ -274,20 +285,28 @@ def _collect_frame(name: str, value: Any, found: list[str], budget: list[int]) -
         if getattr(series, "ndim", 1) != 1 or str(series.dtype) not in ("object", "string", "str"):
             continue
         label = str(column) if _credential_name(str(column)) else name
-        cells = series.iloc[:budget[0]]
+        cells = series.iloc[:budget[0]].tolist()
         budget[0] -= len(cells)
+        if _name_kind(label) is None:  # only the look of a cell can make it a credential: 16 characters at least
+            texts = list(compress(cells, map(isinstance, cells, repeat(str))))
+            cells = list(compress(texts, map(operator.le, repeat(_LOOK_MIN), map(len, texts))))
         for cell in cells:
-            if isinstance(cell, str) and looks_like_secret(label, cell):
+            # A frame is read again by every run: a cell judged before is looked up (the same cache as the
+            # variables' short strings), not judged again.
+            if isinstance(cell, str) and (_short_looks_like_secret(label, cell) if len(cell) <= _SHORT
+                                          else looks_like_secret(label, cell)):
                 found.append(cell.strip())
+
+
+_LOOK_MIN = 16  # the fewest characters of a credential found by its look alone (a known prefix; any other, 20)
 
 
 def _weak_name(name: str) -> bool:
     return bool(_WEAK_NAME.search(name) or _WEAK_NAME.search(name.lower()))
 
 
-@functools.lru_cache(maxsize=4096)
 def _credential_name(name: str) -> bool:
-    return bool(_STRONG_NAME.search(name)) or _weak_name(name)
+    return _name_kind(name) is not None
 
 
 def _pathlike(text: str) -> bool:
@@ -295,7 +314,7 @@ def _pathlike(text: str) -> bool:
 
 
 def _classes(text: str) -> int:
-    return sum((any(c.islower() for c in text), any(c.isupper() for c in text), any(c.isdigit() for c in text)))
+    return any(map(str.islower, text)) + any(map(str.isupper, text)) + any(map(str.isdigit, text))
 
 
 def _entropy(text: str) -> float:
