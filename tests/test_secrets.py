@@ -244,9 +244,10 @@ def test_a_credential_among_thousands_of_ordinary_cells_is_found_in_a_column_tha
     notes[10], notes[11], notes[12] = None, float("nan"), 42
     ids = [str(uuid.UUID(int=i * 7919)) for i in range(n)]  # long, no whitespace, but not credential-like
     ids[4000] = "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2"
+    ids[4001] = "sk-ant-api03-vz8ln2rw6tb1kx5pc9"  # lower case, like the ids: found by its prefix
     lines = [f"line {i}\nnext" if i == 7 else f"Rq{i:06d}Zx" for i in range(n)]  # a newline: judged cell by cell
     lines[4999] = "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"
     frame = pd.DataFrame({"notes": notes, "ids": ids, "lines": lines, "region": ["West"] * n})
     assert sorted(redact.find_secrets({"orders": frame})) == sorted(
-        [USER_CANARY, "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2", "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"])
+        [USER_CANARY, "hf_Rw6Tb1Kx5Pc9Mf4JdVz8Ln2", "sk-ant-api03-vz8ln2rw6tb1kx5pc9", "sk-proj-Vz8Ln2Rw6Tb1Kx5Pc9Mf4Jd"])
     assert redact.find_secrets({"orders": frame.astype("string")}) == redact.find_secrets({"orders": frame})

@@ -38,10 +38,12 @@ _STRONG_NAME = re.compile(r"token|secret|passw|pwd|api_?key|apikey|access_?key|p
 # Weaker names ("key", "creds"): the value must look like a credential too (not "revenue").
 _WEAK_NAME = re.compile(r"(?:^|_)(?:key|keys|creds?|pass)(?:$|_)|(?<=[a-z])(?:Key|Creds?)$")
 # Prefixes of well-known credentials: OpenAI/Anthropic, Hugging Face, GitHub, GitLab, Slack, AWS, Google, JWT ...
-_KNOWN_PREFIX = re.compile(
-    r"^(?:sk-|sk_|rk_|pk_live|hf_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|glpat-|xox[abpr]-|AKIA|ASIA|AIza|eyJ|"
-    r"npm_|pypi-|SG\.|dapi|shpat_|r8_|gsk_|pplx-|fw_|nvapi-|tvly-)"
+_KNOWN_PREFIXES = (
+    "sk-", "sk_", "rk_", "pk_live", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxa-",
+    "xoxb-", "xoxp-", "xoxr-", "AKIA", "ASIA", "AIza", "eyJ", "npm_", "pypi-", "SG.", "dapi", "shpat_", "r8_", "gsk_",
+    "pplx-", "fw_", "nvapi-", "tvly-",
 )
+_KNOWN_PREFIX = re.compile("^(?:%s)" % "|".join(map(re.escape, _KNOWN_PREFIXES)))
 _CONTAINER_ITEMS = 200  # items looked at in a dict or list
 _FRAME_CELLS = 20_000  # cells looked at in the text columns of all the frames, per search
 
@@ -287,9 +289,8 @@ def _collect_frame(name: str, value: Any, found: list[str], budget: list[int]) -
         label = str(column) if _credential_name(str(column)) else name
         cells = series.iloc[:budget[0]].tolist()
         budget[0] -= len(cells)
-        if _name_kind(label) is None:  # only the look of a cell can make it a credential: 16 characters at least
-            texts = list(compress(cells, map(isinstance, cells, repeat(str))))
-            cells = list(compress(texts, map(operator.le, repeat(_LOOK_MIN), map(len, texts))))
+        if _name_kind(label) is None:  # only the look of a cell can make it a credential
+            cells = _may_look_like_secrets(cells)
         for cell in cells:
             # A frame is read again by every run: a cell judged before is looked up (the same cache as the
             # variables' short strings), not judged again.
@@ -299,6 +300,23 @@ def _collect_frame(name: str, value: Any, found: list[str], budget: list[int]) -
 
 
 _LOOK_MIN = 16  # the fewest characters of a credential found by its look alone (a known prefix; any other, 20)
+
+
+def _may_look_like_secrets(cells: list[Any]) -> list[str]:
+    """The cells of a column whose name says nothing that ``looks_like_secret`` could take for credentials,
+    found at C speed (``map``/``compress``, no Python code per cell): most cells of a frame (``West``,
+    ``SKU-0012``, an email, a UUID) are not, and a frame is read again by every run.
+
+    What ``looks_like_secret`` asks of a value its name says nothing of, weakened to what C tests quickly: 16
+    characters at least; and, when the column is ASCII, a known prefix or an upper-case letter (one of the three
+    kinds of character a credential without a known prefix has: for ASCII text, ``s != s.lower()``). Emails,
+    UUIDs and hashes are lower case. A change to those rules must be made here too."""
+    texts = list(compress(cells, map(isinstance, cells, repeat(str))))
+    texts = list(compress(texts, map(operator.le, repeat(_LOOK_MIN), map(len, texts))))
+    if not texts or not "".join(texts).isascii():
+        return texts
+    prefixed = map(str.startswith, map(str.lstrip, texts), repeat(_KNOWN_PREFIXES))
+    return list(compress(texts, map(operator.or_, prefixed, map(operator.ne, texts, map(str.lower, texts)))))
 
 
 def _weak_name(name: str) -> bool:
