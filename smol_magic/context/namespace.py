@@ -83,8 +83,8 @@ def user_variables(ns: Mapping[str, Any], hidden: Container[str] = ()) -> dict[s
     user who rebinds ``exit`` or a tool's name sees their own variable.
 
     Every run starts with this walk over the whole namespace: a copy of it (at C speed) less the names
-    that are not the user's; one comprehension finds the ``_`` names, sets find the hidden ones, and only
-    the few names that are also hidden ones are looked at one by one.
+    that are not the user's; one regex finds the ``_`` names (``_private_names``), sets find the hidden ones,
+    and only the few names that are also hidden ones are looked at one by one.
     """
     maps = _maps(hidden)
     out = dict(ns) if type(ns) is dict else {name: ns[name] for name in ns}

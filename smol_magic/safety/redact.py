@@ -237,6 +237,13 @@ def _short_looks_like_secret(name: str, value: str) -> bool:
     return looks_like_secret(name, value)
 
 
+def _judged(name: str, value: str) -> bool:
+    """``looks_like_secret``, remembered for short strings: every run reads every variable and every frame
+    again, and a string judged once is looked up (the cache holds at most 65k strings of <= 256 characters,
+    ~16 MB at worst)."""
+    return _short_looks_like_secret(name, value) if len(value) <= _SHORT else looks_like_secret(name, value)
+
+
 def _all_plain(items: Iterable[Any]) -> bool:
     """The first items of a container are all numbers (a list of ints, a dict of floats): nothing to look at,
     found at C speed."""
@@ -247,9 +254,7 @@ def _collect(name: str, value: Any, found: list[str], depth: int, budget: list[i
     if type(value) in _PLAIN:  # the commonest values first: isinstance against the ABCs below costs ~2 us
         return
     if isinstance(value, str):
-        # Every run looks at every variable again: a short string is judged once (the cache holds at
-        # most 65k strings of <= 256 characters, ~16 MB at worst).
-        if _short_looks_like_secret(name, value) if len(value) <= _SHORT else looks_like_secret(name, value):
+        if _judged(name, value):
             found.append(value.strip())
         return
     if isinstance(value, bytes) and len(value) <= MAX_SECRET_CHARS:
@@ -292,10 +297,7 @@ def _collect_frame(name: str, value: Any, found: list[str], budget: list[int]) -
         if _name_kind(label) is None:  # only the look of a cell can make it a credential
             cells = _may_look_like_secrets(cells)
         for cell in cells:
-            # A frame is read again by every run: a cell judged before is looked up (the same cache as the
-            # variables' short strings), not judged again.
-            if isinstance(cell, str) and (_short_looks_like_secret(label, cell) if len(cell) <= _SHORT
-                                          else looks_like_secret(label, cell)):
+            if isinstance(cell, str) and _judged(label, cell):
                 found.append(cell.strip())
 
 
