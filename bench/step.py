@@ -24,7 +24,7 @@ Printed, at 1,000 and at 10,000 user variables:
    a floor under that growth: the least any run must read that misses no credential and no binding, at C speed.
 
 The trace (and run_cell's ``Out[n]``) is printed to a buffer, not the terminal. The whole cell includes
-the magic's per-cell setup and its wait for the run (see jupyter/magic.py ``run_agent_cell``). Times are medians of REPEATS
+the magic's per-cell setup and its wait for the run (see jupyter/async_cell.py ``run_agent_cell``). Times are medians of REPEATS
 repetitions after one warm-up, interleaved. Run it as ``python bench/step.py``.
 """
 

@@ -1,19 +1,14 @@
 """``%%agent`` and ``%agent``: flags, configuration, and one agent per notebook.
 
-A cell starting with ``%%agent`` is rewritten (an input transformer) into
-``await run_agent_cell(line, cell)``, so ipykernel runs it as an async cell:
-the cell stays busy until the run ends, later cells queue behind it, and the
-event loop stays free for widget clicks while the model thinks.
+A cell starting with ``%%agent`` is rewritten into an awaited coroutine (``async_cell``) that calls
+``AgentMagics.run_async``; the subcommands (``%agent show``, ``%agent export`` ...) are in ``commands/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
-import contextlib
 import difflib
-import importlib
 import os
 import sys
 import textwrap
@@ -39,7 +34,7 @@ from ..core.interop import as_model
 from ..core.mcp_client import APPROVAL_MODES as MCP_APPROVAL_MODES
 from ..core.mcp_client import MCPError, MCPServers, MCPTool, ServerSpec, identifier, server_spec
 from ..core.model_spec import SPEC_HELP, model_from_spec
-from ..core.models import BaseModel, LiteLLMModel, Model, ModelError
+from ..core.models import BaseModel, Model, ModelError
 from ..core.prompts import Rules
 from ..core import telemetry
 from ..core.stopping import check_timeout
@@ -51,8 +46,10 @@ from ..store import DEFAULT as STORE_DEFAULT
 from ..store import ENV as STORE_ENV
 from ..ui.text import TextRenderer
 from . import commands, history, stale_cells, stored
+from .async_cell import rewrite_agent_cell
 from .cells import CellsRenderer, CellWriter
 from .kernel_executor import KernelExecutor
+from .preload import preload_litellm, warm_up
 from .remote import cell as remote_cell
 from .remote import session as remote
 from .remote.gateway import Secret
@@ -809,126 +806,6 @@ _MISSING = object()
 
 def _names(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
-
-
-class _Interrupted(Exception):
-    """KeyboardInterrupt, carried out of the run's Task as an ordinary exception."""
-
-
-async def run_agent_cell(line: str, cell: str) -> RunResult | None:
-    """What a ``%%agent`` cell becomes: awaited by the kernel as an async cell."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    magics = shell.magics_manager.registry.get("AgentMagics")
-    if magics is None:
-        raise UsageError("smol_magic is not loaded: run %load_ext smol_magic")
-    async def body() -> None:
-        try:
-            await magics.run_async(line, cell)
-        except KeyboardInterrupt:  # must not escape a Task: asyncio would re-raise it out of the kernel's loop
-            raise _Interrupted() from None
-
-    # A bare await ignores the Interrupt button; polling lets the kernel cancel us within 0.1 s.
-    # asyncio.wait returns as soon as the run ends (a sleep would add up to 0.1 s to every cell).
-    run = asyncio.ensure_future(body())
-    try:
-        while not run.done():
-            await asyncio.wait({run}, timeout=0.1)
-        run.result()
-    except (_Interrupted, KeyboardInterrupt, asyncio.CancelledError):
-        if not run.done():
-            run.cancel()
-            with contextlib.suppress(BaseException):
-                await run
-        raise KeyboardInterrupt("the agent run was interrupted; the kernel and your variables are intact") from None
-    return None
-
-
-async def run_agent_cells_line(line: str) -> None:
-    """What a cell holding only ``%agent cells ...`` becomes."""
-    from IPython import get_ipython
-
-    await get_ipython().magics_manager.registry["AgentMagics"].cells_async(line)
-
-
-def rewrite_agent_cell(lines: list[str]) -> list[str]:
-    """Input transformer: ``%%agent`` cells (and a lone ``%agent cells``) become awaited coroutines."""
-    if not lines:
-        return lines
-    first = lines[0]
-    words = first.split()
-    module = "__import__('smol_magic.jupyter.magic', fromlist=['_'])"
-    if words[:1] == ["%%agent"]:  # leaves %%agent? (help) and other magics alone
-        line = first.strip()[len("%%agent"):].strip()
-        cell = "".join(lines[1:])
-        return [f"await {module}.run_agent_cell({line!r}, {cell!r})\n"]
-    if words[:2] == ["%agent", "cells"] and not "".join(lines[1:]).strip():
-        return [f"await {module}.run_agent_cells_line({first.strip()[len('%agent'):].strip()!r})\n"]
-    return lines
-
-
-# IPython's check_complete (the terminal's "is this cell finished?", and the kernel's
-# is_complete_request) skips transformers with side effects: it then sees a "%%" cell
-# and, as for every cell magic, waits for the task lines and a blank line.
-rewrite_agent_cell.has_side_effects = True  # type: ignore[attr-defined]
-
-
-def warm_up() -> None:
-    """What the first %%agent cell needs besides the magic: the widget trace (ipywidgets), the prompt
-    templates (PyYAML), litellm's cost map and httpx (the direct route to an OpenAI-compatible server).
-
-    Loaded in a thread at %load_ext, about half a second of work (bench/first_reply.py measures what
-    it costs the user's cells meanwhile), so the first %%agent's request leaves without waiting for it.
-    litellm itself is loaded early only for a configured model that needs it (``preload_litellm``).
-    """
-    try:
-        from ..core import costs, prompts
-
-        for name in ("code_agent.yaml", "toolcalling_agent.yaml"):
-            prompts._default(name)
-        costs.model_cost_map()
-        import httpx
-
-        httpx.AsyncHTTPTransport(verify=False)  # imports httpcore, h11, h2: what the first request's client needs
-        for name in ("anyio._backends._asyncio", "anyio.streams.tls", "encodings.idna"):  # and its first request
-            importlib.import_module(name)
-
-        from . import widgets  # noqa: F401
-    except Exception:  # nothing is lost: the first run loads what it needs itself
-        pass
-
-
-def preload_litellm(spec: str) -> bool:
-    """Start importing litellm in a thread when the configured model's first request will need it.
-
-    ``import litellm`` takes seconds; begun at ``%load_ext`` (or when ``AgentMagics.model`` is set), it is
-    done, or nearly, by the first ``%%agent`` cell. It slows the user's cells meanwhile (about 1.3x a
-    small cell, bench/first_reply.py), so only for a model that needs it: not one core/direct.py sends
-    itself (a local OpenAI-compatible server, hosted OpenAI and DeepSeek chat models whose request litellm
-    would send unchanged, Anthropic and Gemini chat models' and Ollama models' text requests), a ScriptedModel
-    variable or a transformers model.
-    """
-    spec = (spec or "").strip()
-    if not spec or spec.isidentifier() or "litellm" in sys.modules:
-        return False
-    try:
-        model = model_from_spec(spec)
-    except Exception:  # a bad spec is said by the first %%agent cell, not here
-        return False
-    if not (isinstance(model, LiteLLMModel) and model.needs_litellm()):
-        return False
-    threading.Thread(target=_import_litellm, name="smol-magic litellm import", daemon=True).start()
-    return True
-
-
-def _import_litellm() -> None:
-    try:
-        from ..core.models import _litellm
-
-        _litellm()
-    except Exception:  # nothing is lost: the first request imports it and says what is wrong
-        pass
 
 
 def load_ipython_extension(shell: Any) -> None:
