@@ -9,6 +9,7 @@ import nbclient
 import nbformat
 import pandas as pd
 import pytest
+from IPython.core.error import UsageError
 
 from smol_magic import CodeAgent, ModelError, ScriptedModel
 from smol_magic.export.replay import RecordingModel, ReplayModel
@@ -225,3 +226,19 @@ def test_record_and_replay_flags(ip, tmp_path, capsys):
     assert "replay diverged at reply" in err and "re-record with --record" in err and "Traceback" not in err
     assert not ip.run_cell(f"%%agent --replay {tmp_path / 'none.jsonl'}\nt").success
     assert "no recording at" in capsys.readouterr().err
+
+
+def test_agent_export_to_a_path_it_cannot_write_says_so_shortly(ip, tmp_path, monkeypatch):
+    """A folder that does not exist, a folder where the file should be: one line that says what to do, no
+    traceback; ``~`` is the home folder, as in a shell."""
+    exec(SETUP, ip.user_ns)
+    ip.user_ns["m"] = ScriptedModel(list(REPLIES))
+    agent_cell(ip, "-m m")
+    with pytest.raises(UsageError, match=r"there is no folder .*missing; create it"):
+        ip.run_line_magic("agent", f"export {tmp_path / 'missing' / 'run.ipynb'}")
+    (tmp_path / "taken.ipynb").mkdir()
+    with pytest.raises(UsageError, match=r"cannot export to .*taken.ipynb: Is a directory"):
+        ip.run_line_magic("agent", f"export {tmp_path / 'taken.ipynb'}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ip.run_line_magic("agent", "export ~/run.ipynb")
+    nbformat.validate(nbformat.read(tmp_path / "run.ipynb", as_version=4))

@@ -167,3 +167,22 @@ def test_a_1mb_task_does_not_flood_the_frontend(kc):
     assert len(result.trace_html) < 250_000
     assert "characters not shown here; the whole text: %agent memory" in result.trace_html
     assert "note 44999" in result.trace_html  # head and tail
+
+
+def test_an_answer_whose_repr_raises_is_shown_stored_and_exported(kc, tmp_path):
+    """A user's class with a broken ``__repr__`` as the final answer: the run ends done and says so in one line,
+    with no traceback in the cell and no false "runs cannot be saved"; the record and the export keep it."""
+    ok(kc, "%reset -f")
+    ok(kc, scripted("m", py("class Bad:\n    def __repr__(self):\n        raise RuntimeError('boom')\n"
+                            "final_answer(Bad())")))
+    result = LiveCell(kc, "%%agent -m m -o answer --reset --cells off\nmake a Bad").finish()
+    assert result.status == "ok", result.text
+    assert not [o for o in result.outputs if o["output_type"] == "error"], result.text
+    assert "cannot be saved" not in result.text and "RuntimeError: boom" not in result.text
+    assert "<Bad: repr failed: RuntimeError>" in visible(result.trace_html)
+    assert evaluate(kc, "type(answer).__name__") == "Bad"  # the user's own answer is the real object
+    runs = ok(kc, "%agent runs").text
+    assert [line for line in runs.splitlines() if "make a Bad" in line and "done" in line], runs
+    assert "repr failed" in ok(kc, "%agent memory").text
+    ok(kc, f"%agent export {tmp_path / 'bad.ipynb'}")
+    assert "<Bad: repr failed: RuntimeError>" in (tmp_path / "bad.ipynb").read_text()

@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 
 from ..safety.redact import redact_data
 from .models import TokenUsage
-from .text import RESENT_CHARS, elide
+from .text import RESENT_CHARS, elide, safe_repr
 
 
 class Ruling(StrEnum):
@@ -481,7 +481,7 @@ def _jsonable(value: Any) -> Any:
         names = _field_names(kind)
     if names is not None:  # a dataclass, field by field (dataclasses.asdict would deep-copy every value first)
         return {name: _jsonable(getattr(value, name)) for name in names}
-    return repr(value)
+    return safe_repr(value)
 
 
 _DATA_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass -> its fields' names (dataclasses.fields is slow)

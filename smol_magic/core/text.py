@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def safe_repr(value: Any) -> str:
+    """``repr`` that never raises: a user's broken ``__repr__`` must not lose a run, a record or a trace."""
+    try:
+        return repr(value)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's code raises
+        return f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
+
 
 def clip(text: str, limit: int) -> str:
     """The head of ``text``, ``...`` marking a cut: for one-line summaries."""

@@ -37,7 +37,7 @@ from .execution import ExecutionResult, Executor
 from .memory import ActionStep, Approval, Ruling, ToolCallRecord
 from .models import BaseModel, ChatMessageToolCall, ModelError, accepts_options
 from .prompts import Placeholders, PromptSource, Rules
-from .text import truncate
+from .text import safe_repr, truncate
 from .tools import Tool
 
 # The default prompts are package data: smol_magic/prompts/toolcalling_agent.yaml (see core/prompts.py).
@@ -323,9 +323,9 @@ class ToolCallingAgent(CodeAgent):
                 step.is_final_answer, step.action_output = True, result.final_answer
                 parts.append(f"Final answer: {namespace.headline(result.final_answer)}")
             elif not result.error and call is not None and call.name != "final_answer" and value is not _NOTHING:
-                parts.append(value if isinstance(value, str) else repr(value))
+                parts.append(value if isinstance(value, str) else safe_repr(value))
                 shown.append({"output_type": "display_data", "metadata": {},
-                              "data": {"text/plain": truncate(repr(value), self.max_observation_chars)}})
+                              "data": {"text/plain": truncate(safe_repr(value), self.max_observation_chars)}})
             shown = secrets.redact_data(shown)
             outputs += shown
             text = secrets.redact(truncate("\n".join(parts) or "(the call returned nothing)",

@@ -20,6 +20,7 @@ from ..core.managed import report
 from ..core.memory import ActionStep, Approval, FinalAnswerStep, PlanningStep, RunResult
 from ..core.names import bound_names, read_names
 from ..core.outputs import json_safe
+from ..core.text import safe_repr
 from ..safety.redact import redact_data
 from ..ui.html import value_bundle
 
@@ -256,7 +257,7 @@ def _managed_cell(run: RunResult, caller: ActionStep) -> dict[str, Any]:
 def _answer_text(value: Any) -> str:
     if isinstance(value, str) and "\n" not in value:
         return value
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else safe_repr(value)
     return f"\n\n```\n{text}\n```"
 
 

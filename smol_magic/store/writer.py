@@ -19,7 +19,7 @@ from ..context import namespace
 from ..core.events import Renderer
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, RunResult
 from ..core.models import describe_model
-from ..core.text import elide
+from ..core.text import elide, safe_repr
 from ..safety.redact import redact_data, redact_secrets
 from .connection import transaction
 from .database import RunStore
@@ -159,7 +159,7 @@ class StoreWriter(Renderer):
         created, changed = bound_names(result)
         answer = summary = None
         if any(step.kind == "final_answer" for step in result.steps):
-            answer = redact_secrets(elide(_repr(result.output), ANSWER_CHARS, "of the answer not stored"))
+            answer = redact_secrets(elide(safe_repr(result.output), ANSWER_CHARS, "of the answer not stored"))
             summary = redact_secrets(elide(namespace.headline(result.output), SUMMARY_CHARS, "more"))
         reads = self.reads(result) if self.reads is not None else []
         conn.execute(
@@ -196,9 +196,3 @@ def _variable(path: str) -> str:
     match = _NAME.match(path)
     return match.group(0) if match else path
 
-
-def _repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not lose the run
-        return f"<{type(value).__name__}: repr failed: {exc}>"

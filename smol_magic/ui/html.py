@@ -22,7 +22,7 @@ from ..core.memory import (
     ActionStep, Compaction, FinalAnswerStep, MemoryStep, PlanningStep, RunResult, TaskStep, Verdict,
 )
 from ..core.outputs import json_safe
-from ..core.text import SHOWN_CHARS, elide
+from ..core.text import SHOWN_CHARS, elide, safe_repr
 from ..safety.redact import Secrets, current, redact_data, redact_secrets
 from ..safety.sanitize import sanitize_html
 
@@ -397,7 +397,15 @@ def run_html(task: str, model_id: str, steps: list[MemoryStep], state: str, dura
 
 
 def value_bundle(value: Any) -> dict[str, Any]:
-    """The mime bundle IPython would show for a value (DataFrames as tables, figures as images)."""
+    """The mime bundle IPython would show for a value (DataFrames as tables, figures as images).
+
+    A value whose ``repr`` raises gets a one-line text instead: IPython's formatters would print the
+    traceback into the cell once for each place the value is shown (the trace, the cells, the export).
+    """
+    try:
+        repr(value)
+    except Exception:  # noqa: BLE001 - whatever the user's __repr__ raises
+        return {"output_type": "display_data", "data": {"text/plain": safe_repr(value)}, "metadata": {}}
     try:
         from IPython import get_ipython
 
@@ -407,4 +415,4 @@ def value_bundle(value: Any) -> dict[str, Any]:
             return {"output_type": "display_data", "data": redact_data(json_safe(data)), "metadata": metadata}
     except Exception:
         pass
-    return {"output_type": "display_data", "data": {"text/plain": redact_secrets(repr(value))}, "metadata": {}}
+    return {"output_type": "display_data", "data": {"text/plain": redact_secrets(safe_repr(value))}, "metadata": {}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -31,6 +33,18 @@ def run(magics: Any, args: Any) -> None:
         raise UsageError("usage: %agent export PATH.ipynb|PATH.py [--run N | --stored ID] [--with-setup]")
     if args.run is not None and args.stored is not None:
         raise UsageError("--run N is this kernel's run N, --stored ID a stored run: give one of them")
+    args.path = os.path.expanduser(args.path)
+    folder = Path(args.path).parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot export to {args.path}: there is no folder {folder}; create it, or give a path in a "
+                         "folder that exists")
+    try:
+        _export(magics, args)
+    except OSError as exc:  # a folder you may not write to, a full disk: nothing was lost, say it shortly
+        raise UsageError(f"cannot export to {args.path}: {exc.strerror or exc}") from None
+
+
+def _export(magics: Any, args: Any) -> None:
     in_kernel = bool(magics.current and magics.current.runs)
     if args.stored is not None or not in_kernel:
         return _export_stored(magics, args)
