@@ -116,7 +116,7 @@ def test_model_specs(ip):
         ("%%agent -m m --max-steps 0\ntask", "--max-steps must be at least 1"),
         ("%%agent -m m --timeout -1\ntask", "--timeout must be a positive number of seconds"),
         ("%%agent -m m --max-steps lots\ntask", "invalid int value: 'lots'"),
-        ("%%agent -m m --approve sometimes\ntask", "invalid choice: 'sometimes'"),
+        ("%%agent -m m --approve sometimes\ntask", "invalid choice: 'sometimes' (choose from 'every', 'risky', 'never')"),
         ("%%agent -m m what now\ntask", "unexpected text on the %%agent line: 'what now'"),
         ("%agent frobnicate", "%agent: unknown subcommand 'frobnicate'; use one of reset, code, memory, status, "
                               "export, cells, undo"),
@@ -221,6 +221,17 @@ def test_help_documents_flags_and_the_guard(ip):
     for flag in ("--model", "--max-steps", "--approve", "--out", "--reset", "--timeout", "--imports"):
         assert flag in doc
     assert "not a sandbox" in doc
+
+
+@pytest.mark.parametrize("cell", ["%%agent --help\ntask", "%%agent -m m -h\ntask", "%agent --help", "%agent -h"])
+def test_help_flag_shows_the_help_and_runs_nothing(ip, capsys, cell):
+    """Who types --help, as for a shell command, gets what %%agent? shows, not an error."""
+    ip.user_ns["m"] = m = ScriptedModel([fence("final_answer(1)")])
+    result = ip.run_cell(cell)
+    out = capsys.readouterr().out
+    assert result.success
+    assert "Run a code-writing agent" in out and "--max-steps" in out and "%agent export" in out
+    assert m.requests == []
 
 
 def test_tools_do_not_linger_in_the_users_namespace(ip):

@@ -291,7 +291,7 @@ class AgentMagics(Magics):
               help="code: the agent writes Python; tools: it calls the notebook's Tool objects "
               "(default: AgentMagics.agent_type)")
     @argument("--max-steps", type=int, help="most actions in this run (default: AgentMagics.max_steps)")
-    @argument("--approve", choices=list(APPROVE_MODES), help="which actions wait for a click")
+    @argument("--approve", choices=[str(mode) for mode in APPROVE_MODES], help="which actions wait for a click")
     @argument("-o", "--out", metavar="VAR", help="store the final answer in this variable")
     @argument("--reset", action="store_true", help="start a new conversation instead of continuing")
     @argument("--timeout", help="seconds an action may run (default: AgentMagics.timeout, 60)")
@@ -367,8 +367,14 @@ class AgentMagics(Magics):
         """
         remote_cell.run_cell(self, line, cell)
 
+    def _help(self) -> None:
+        """What ``%%agent?`` shows, for who types ``--help`` as for a shell command."""
+        print(textwrap.dedent(self.agent.__doc__ or "").strip().removeprefix("::").strip())
+
     def _subcommand(self, line: str) -> None:
         """``%agent <subcommand> ...``: each subcommand parses its own flags (see ``commands``)."""
+        if line.split() in (["-h"], ["--help"]):
+            return self._help()
         command, args = commands.parse(line)
         command.run(self, args)
 
@@ -399,7 +405,7 @@ class AgentMagics(Magics):
         return args
 
     async def run_async(self, line: str, cell: str, interactive: bool = True,
-                        ui: tuple[Renderer, ModeApprover] | None = None) -> RunResult:
+                        ui: tuple[Renderer, ModeApprover] | None = None) -> RunResult | None:
         """The body of a ``%%agent`` cell; ``interactive`` when it runs as an async cell that can await clicks.
 
         ``ui``: the trace and approver to use instead of a new trace under the cell (a run started from
@@ -409,6 +415,8 @@ class AgentMagics(Magics):
             # another thread can fail (pygments.lexers loads its lexers lazily, not thread-safely).
             self.warming.join(timeout=10)
             self.warming = None
+        if {"-h", "--help"} & set(line.split()):
+            return self._help()
         args = self._parse(line)
         task = typed = cell.strip()
         if not task:
