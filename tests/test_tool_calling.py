@@ -25,6 +25,7 @@ from smol_magic import (
 from smol_magic.core.approval import Decision
 from smol_magic.core.models import BaseModel
 from smol_magic.core.tool_calling import parse_text_tool_calls
+from smol_magic.ui.text import TextRenderer
 
 calls_made: list[tuple[str, Any]] = []
 
@@ -276,6 +277,24 @@ def test_scripted_model_replies_in_text_drive_the_agent():
     assert agent.memory.action_steps[0].reasoning == "Thought: shout first."
     assert model.requests[1][-1] == {"role": "user", "content": "Observation:\nHEY"}
     assert model.requests[2][-1]["content"] == "Observation:\nCall 1 (add):\n3\n\nCall 2 (add):\n7"
+
+
+def test_a_call_that_cannot_run_is_shown_as_the_call_not_as_missing_code():
+    """The trace names the call the model asked for (wrong arguments, an unknown tool), not "no code in the reply"."""
+    lines: list[str] = []
+    model = ScriptedModel(['Action: {"name": "add", "arguments": {"a": "one", "b": 2}}',
+                           'Action: {"name": "nosuch", "arguments": {}}',
+                           'Action: {"name": "final_answer", "arguments": {"answer": 0}}'])
+    agent = ToolCallingAgent(tools=TOOLS, model=model, renderer=TextRenderer(write=lines.append))
+    assert agent.run("go") == 0
+    trace = "\n".join(lines)
+    assert '(not run: add({"a": "one", "b": 2}))' in trace and "(not run: nosuch({}))" in trace
+    assert "no code in the reply" not in trace
+
+
+def test_a_scripted_reply_that_is_no_text_is_refused_at_once_saying_what_a_reply_is():
+    with pytest.raises(TypeError, match=r"reply 2 is a dict: each reply is the text the model writes"):
+        ScriptedModel(["Action: {}", {"role": "assistant", "tool_calls": []}])
 
 
 def test_scripted_native_tool_calls():

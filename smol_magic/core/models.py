@@ -374,6 +374,11 @@ class ScriptedModel(BaseModel):
 
     def __init__(self, responses: list[str | ModelResponse], model_id: str = "scripted"):
         self.responses = list(responses)
+        for number, reply in enumerate(self.responses, 1):
+            if not isinstance(reply, (str, ModelResponse)):
+                raise TypeError(f"ScriptedModel's reply {number} is a {type(reply).__name__}: each reply is the text "
+                                "the model writes (a ToolCallingAgent reads a JSON tool call in it, "
+                                "'{\"name\": \"add\", \"arguments\": {\"a\": 2}}') or a ModelResponse")
         self.model_id = model_id
         self.requests: list[Messages] = []
         self.response_formats: list[dict[str, Any] | None] = []  # per request: the response_format asked for

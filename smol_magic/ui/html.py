@@ -249,9 +249,18 @@ def output_html(output: dict[str, Any]) -> str:
     return text_html(data.get("text/plain", ""))
 
 
+def missing_code(step: ActionStep) -> str:
+    """Why a step ran no code: no reply, no code in it, or tool calls that could not run (an unknown tool,
+    wrong arguments: the observation says which)."""
+    if step.tool_calls:
+        return "not run: " + ", ".join(f"{c.name}({elide(c.arguments, 200, 'more')})" for c in step.tool_calls)
+    return "no code in the reply" if step.model_output else step.error or "no reply"
+
+
 def step_summary(step: ActionStep) -> str:
     tokens = step.token_usage.input_tokens + step.token_usage.output_tokens
-    label = APPROVAL_LABELS.get(step.approval, "no code" if step.code is None else step.approval)
+    no_code = "call not run" if step.tool_calls else "no code"
+    label = APPROVAL_LABELS.get(step.approval, no_code if step.code is None else step.approval)
     return f"Step {step.step_number} · {label} · {step.duration:.2f} s · {tokens} tokens{cost_text(step.token_usage.cost)}"
 
 

@@ -18,7 +18,7 @@ from ..core.events import Renderer
 from ..core.outputs import output_text
 from ..core.memory import ActionStep, FinalAnswerStep, MemoryStep, PlanningStep, Ruling, RunResult, RunState, TaskStep
 from ..safety import redact
-from .html import shown_text, task_title, undo_warnings, value_bundle
+from .html import missing_code, shown_text, task_title, undo_warnings, value_bundle
 
 RULE = "─" * 60
 
@@ -129,7 +129,7 @@ class TextRenderer(Renderer):
             self.write(f"{RULE}\nplan\n{textwrap.indent(step.plan, '  ')}")
         elif isinstance(step, ActionStep):
             if step.code is None:  # action_ready was not called: no code, or no reply at all
-                why = "no code in the reply" if step.model_output else step.error or "no reply"
+                why = missing_code(step)
                 self.write(f"{RULE}\nstep {step.step_number}\n  ({why})")
             for output in step.outputs:
                 self.show(output)
