@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from smol_magic import InferenceClientModel, LiteLLMModel, OpenAIServerModel, ScriptedModel, TransformersModel
+from smol_magic import CodeAgent, InferenceClientModel, LiteLLMModel, OpenAIServerModel, ScriptedModel, TransformersModel
 
 
 def fence(code: str) -> str:
@@ -36,14 +36,16 @@ def test_agent_works_on_the_users_real_objects(ip):
 
 def test_actions_fire_the_cell_hooks_other_extensions_rely_on(ip):
     seen = []
-    ip.events.register("pre_run_cell", lambda info: seen.append(("pre", info.raw_cell)))
-    ip.events.register("post_run_cell", lambda result: seen.append(("post", result.info.raw_cell)))
+    hooks = {"pre_run_cell": lambda info: seen.append(("pre", info.raw_cell)),
+             "post_run_cell": lambda result: seen.append(("post", result.info.raw_cell))}
+    for event, hook in hooks.items():
+        ip.events.register(event, hook)
     ip.user_ns["m"] = ScriptedModel([fence("x = 1"), fence("final_answer(x)")])
     try:
         ip.run_cell("%%agent -m m\ntask")
     finally:
-        ip.events.callbacks["pre_run_cell"].clear()
-        ip.events.callbacks["post_run_cell"].clear()
+        for event, hook in hooks.items():
+            ip.events.unregister(event, hook)
     for code in ("x = 1", "final_answer(x)"):
         assert ("pre", code) in seen and ("post", code) in seen
 
@@ -274,3 +276,36 @@ def test_where_clicks_cannot_reach_the_kernel_it_says_so_once_and_runs_as_never(
     out = capsys.readouterr().out
     assert out.count("cannot receive clicks while a cell runs") == 1
     assert ip.user_ns["a"] == 1 and ip.user_ns["b"] == 2
+
+
+def test_unload_removes_the_magics_and_hooks_and_a_reload_adds_nothing_twice(ip, capsys):
+    def hooks() -> tuple[int, ...]:
+        return (len(ip.events.callbacks["post_run_cell"]), len(ip.events.callbacks["pre_run_cell"]),
+                len(ip.input_transformers_cleanup))
+
+    loaded = hooks()
+    ip.run_line_magic("reload_ext", "smol_magic")
+    assert hooks() == loaded
+    ip.run_line_magic("unload_ext", "smol_magic")
+    try:
+        assert not ip.run_cell("%%agent -m m\ntask").success
+        assert "Cell magic `%%agent` not found" in capsys.readouterr().err
+        assert "agent" not in ip.magics_manager.magics["line"] and "executor" not in ip.magics_manager.magics["cell"]
+        assert all(now < before for now, before in zip(hooks(), loaded))
+    finally:
+        ip.run_line_magic("load_ext", "smol_magic")
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer(2)")])
+    ip.run_cell("%%agent -m m -o out\ntask")
+    assert ip.user_ns["out"] == 2 and hooks() == loaded
+
+
+def test_a_run_shows_as_one_line_wherever_a_cell_displays_it(ip):
+    """``run_cell_magic`` returns nothing (a cell would print the whole run), and a RunResult's repr is one line
+    (``agent.run(..., return_full_result=True)`` as a cell's last expression), not the conversation."""
+    ip.user_ns["m"] = ScriptedModel([fence("final_answer([1, 2])")] * 2)
+    result = ip.run_cell('get_ipython().run_cell_magic("agent", "-m m -o out", "task")')
+    assert result.success and result.result is None and ip.user_ns["out"] == [1, 2]
+    run = CodeAgent(model=ScriptedModel([fence("final_answer([1, 2])")])).run("list two", return_full_result=True)
+    text = repr(run)
+    assert text.startswith("RunResult(done, 1 step, ") and text.endswith("task='list two', output=[1, 2])")
+    assert "\n" not in text and "system" not in text

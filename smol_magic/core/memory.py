@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 
 from ..safety.redact import redact_data
 from .models import TokenUsage
-from .text import RESENT_CHARS, elide, safe_repr
+from .text import RESENT_CHARS, clip, elide, safe_repr
 
 
 class Ruling(StrEnum):
@@ -282,6 +282,14 @@ class RunResult:
     @property
     def action_steps(self) -> list[ActionStep]:
         return [s for s in self.steps if isinstance(s, ActionStep)]
+
+    def __repr__(self) -> str:
+        """One line, as a cell shows a returned run: the fields' own reprs hold the whole conversation."""
+        steps = len(self.action_steps)
+        how = f"error={clip(self.error, 120)!r}" if self.error else f"output={clip(safe_repr(self.output), 120)}"
+        return (f"RunResult({str(self.state)}, {steps} step{'s' * (steps != 1)}, {self.duration:.1f} s, "
+                f"{self.token_usage.input_tokens} tokens in, {self.token_usage.output_tokens} out, "
+                f"task={clip(self.task, 60)!r}, {how})")
 
     # What a saved memory keeps of a run (a managed agent's, under the step that called it): not the
     # undo copies, which hold live objects.

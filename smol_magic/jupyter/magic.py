@@ -353,7 +353,7 @@ class AgentMagics(Magics):
         """
         if cell is None:
             return self._subcommand(line)
-        return run_blocking(self.run_async(line, cell, interactive=False))
+        run_blocking(self.run_async(line, cell, interactive=False))  # nothing returned: a cell would show it
 
     @cell_magic("executor")
     def executor_cell(self, line: str, cell: str) -> None:
@@ -829,9 +829,15 @@ def load_ipython_extension(shell: Any) -> None:
 
 
 def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext smol_magic``: ``%%agent`` and ``%%executor`` are gone, as the hooks are."""
     if rewrite_agent_cell in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(rewrite_agent_cell)
     stale_cells.uninstall(shell)
-    magics = shell.magics_manager.registry.get("AgentMagics")
+    magics = shell.magics_manager.registry.pop("AgentMagics", None)
     if magics is not None:
         magics.history_hold.uninstall()
+        for kind, names in magics.magics.items():
+            table = shell.magics_manager.magics[kind]
+            for name in names:
+                if getattr(table.get(name), "__self__", None) is magics:
+                    del table[name]

@@ -111,7 +111,8 @@ def uninstall(shell: Any) -> None:
         return
     if stale.transform in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.remove(stale.transform)
-    shell.events.unregister("post_run_cell", stale.rehide_final_answer)
+    if stale.rehide_final_answer in shell.events.callbacks["post_run_cell"]:
+        shell.events.unregister("post_run_cell", stale.rehide_final_answer)
     if shell.user_ns.get("final_answer") is final_answer:
         del shell.user_ns["final_answer"]
         shell.user_ns_hidden.pop("final_answer", None)
