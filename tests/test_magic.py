@@ -299,13 +299,18 @@ def test_unload_removes_the_magics_and_hooks_and_a_reload_adds_nothing_twice(ip,
     assert ip.user_ns["out"] == 2 and hooks() == loaded
 
 
-def test_a_run_shows_as_one_line_wherever_a_cell_displays_it(ip):
+def test_a_run_an_agent_and_its_memory_show_as_one_line_wherever_a_cell_displays_them(ip):
     """``run_cell_magic`` returns nothing (a cell would print the whole run), and a RunResult's repr is one line
     (``agent.run(..., return_full_result=True)`` as a cell's last expression), not the conversation."""
     ip.user_ns["m"] = ScriptedModel([fence("final_answer([1, 2])")] * 2)
     result = ip.run_cell('get_ipython().run_cell_magic("agent", "-m m -o out", "task")')
     assert result.success and result.result is None and ip.user_ns["out"] == [1, 2]
-    run = CodeAgent(model=ScriptedModel([fence("final_answer([1, 2])")])).run("list two", return_full_result=True)
+    agent = CodeAgent(model=ScriptedModel([fence("x = 1"), fence("final_answer([1, 2])")]), name="lister")
+    run = agent.run("list two", return_full_result=True)
     text = repr(run)
-    assert text.startswith("RunResult(done, 1 step, ") and text.endswith("task='list two', output=[1, 2])")
+    assert text.startswith("RunResult(done, 2 steps, ") and text.endswith("task='list two', output=[1, 2])")
     assert "\n" not in text and "system" not in text
+    assert repr(agent) == "CodeAgent('lister', model='scripted', tools=['final_answer'], runs=1)"
+    assert repr(agent.memory).startswith("AgentMemory(4 steps, 2 actions, system prompt of ")
+    assert repr(run.action_steps[0]).startswith("ActionStep(1, auto, code='x = 1', observation='")
+    assert max(len(repr(x)) for x in (run, agent, agent.memory, *run.steps)) < 300

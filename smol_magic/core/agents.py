@@ -265,6 +265,11 @@ class MultiStepAgent:
             raise RuntimeError("no replayer: import smol_magic (it plugs in smol_magic.ui.text.replay)")
         replayer(self, detailed=detailed)
 
+    def __repr__(self) -> str:
+        name = f"{self.name!r}, " if self.name else ""
+        return (f"{type(self).__name__}({name}model={getattr(self.model, 'model_id', type(self.model).__name__)!r}, "
+                f"tools={list(self.tools)}, runs={len(self.runs)})")
+
     def to_notebook(self, path: str, run: int = -1, with_setup: Sequence[str] = ()) -> str:
         """Export a run (default: the last) as a notebook that re-executes; ``.py`` gives a script."""
         if not self.runs:

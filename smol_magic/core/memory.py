@@ -193,6 +193,13 @@ class ActionStep(MemoryStep):
     def ran(self) -> bool:
         return self.approval in RAN
 
+    def __repr__(self) -> str:
+        """One line: the messages it was sent hold the system prompt and the whole conversation."""
+        code = "" if self.code is None else f", code={clip(self.code, 80)!r}"
+        error = f", error={clip(self.error, 80)!r}" if self.error else ""
+        return (f"ActionStep({self.step_number}, {str(self.approval)}{code}, "
+                f"observation={clip(self.observation, 80)!r}{error})")
+
     def to_dict(self, write_messages: Callable[[list[dict[str, Any]]], Any] | None = None) -> dict[str, Any]:
         """The step's fields; ``tool_calls`` and ``managed_runs`` only when it has some, so saved steps stay as they were."""
         data = super().to_dict(write_messages)
@@ -321,6 +328,10 @@ class AgentMemory:
 
     def reset(self) -> None:
         self.steps.clear()
+
+    def __repr__(self) -> str:
+        return (f"AgentMemory({len(self.steps)} steps, {len(self.action_steps)} actions, system prompt of "
+                f"{len(self.system_prompt):,} characters)")
 
     def to_messages(self) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
