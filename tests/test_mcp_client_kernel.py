@@ -53,6 +53,7 @@ def test_a_server_that_dies_mid_run_is_an_observation_and_the_kernel_lives(kc):
     assert result.status == "ok", result.text
     first, second = told(kc, "m", 1), told(kc, "m", 2)
     assert "MCP server 'fragile' stopped during the call to 'crash'" in first, first
+    assert first.count('File "') == 1 and 'File "<cell>", line 1' in first, first  # the model's line, no internals
     assert "MCP server 'fragile' is not running" in second, second
     assert evaluate(kc, "res") == "gave up"
     assert "fragile: failed" in run(kc, "%agent mcp list").text

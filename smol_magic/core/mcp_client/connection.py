@@ -58,6 +58,8 @@ class MCPLoop:
         except BaseException:
             future.cancel()
             raise
+        if not future.cancelled() and future.exception(0) is not None:
+            raise future.exception(0)  # raised here: concurrent.futures' own frames would be the traceback's last
         return future.result(0)
 
 
