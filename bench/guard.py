@@ -1,7 +1,8 @@
 """How long does the guard take to judge an action?
 
-The guard runs before every action, so it must cost little next to the model's
-reply: target <= 2 ms for a 200-line action, growing linearly with its length.
+The guard runs before every action, so it must cost little next to running the action: the action is
+parsed once and the guard's tree is what runs, so parse + guard of a 200-line action is the target's
+measure, <= 1.5 x one ``ast.parse`` (issue 17), growing with the action's length as the parse does.
 
 For actions of 10, 100, 200 and 1,000 lines of ordinary analysis code (pandas,
 numpy, plots, functions, classes, loops, comprehensions, f-strings), this script
@@ -160,8 +161,8 @@ def main() -> None:
               f"{visitor:>7.3f} {walk:>7.3f} {full / lines * 1000:>8.1f}  {verdict.decision}")
     full_200, own_200, parse_200, visitor_200, walk_200 = rows[200]
     growth = (rows[1000][0] / 1000) / (rows[100][0] / 100)
-    print(f"\n200 lines: check {full_200:.2f} ms (parse included), guard alone {own_200:.2f} ms; "
-          f"target <= 2 ms {'met' if full_200 <= 2 else 'NOT met on this machine'}")
+    parse_growth = (rows[1000][2] / 1000) / (rows[100][2] / 100)
+    print(f"\n200 lines: check {full_200:.2f} ms (parse included), guard alone {own_200:.2f} ms")
     # The agent parses an action once (core/agents.py): the guard judges that tree and the executor runs it,
     # so what the guard adds to running the code is one parse + its walk, against the parse IPython would do.
     ratio = (parse_200 + own_200) / parse_200
@@ -169,7 +170,8 @@ def main() -> None:
           f"= {ratio:.2f} x one ast.parse (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'}); "
           f"a no-op ast.NodeVisitor is {visitor_200 / parse_200:.2f} x parse, the tightest walk of every node "
           f"{walk_200 / parse_200:.2f} x")
-    print(f"growth: time per line at 1,000 lines / at 100 lines = {growth:.2f} (1.00 = linear)")
+    print(f"growth: time per line at 1,000 lines / at 100 lines = {growth:.2f} (1.00 = linear); "
+          f"ast.parse's own: {parse_growth:.2f}")
 
 
 if __name__ == "__main__":
