@@ -141,8 +141,12 @@ def test_replay_stops_clearly_when_the_run_diverges(tmp_path):
     run_agent(model=RecordingModel(ScriptedModel(REPLIES), recording))
     agent = CodeAgent(model=ReplayModel(recording))
     exec(SETUP.replace("[3, 9, 4]", "[3, 9, 4, 5]").replace("'c']", "'c', 'd']"), agent.executor.namespace)
-    with pytest.raises(ModelError, match=r"replay diverged at reply 1 of run.jsonl: message \d \(user\) differs"):
+    with pytest.raises(ModelError, match=r"replay diverged at reply 1 of run.jsonl: the notebook's variables are not "
+                                         r"those it was recorded with \(message \d \(user\) differs: .*restart the kernel"):
         agent.run("Which region has the highest revenue?")
+    with pytest.raises(ModelError, match=r"replay diverged at reply 1 of run.jsonl: message \d \(user\) differs: "
+                                         r".*The notebook, its data or smol-magic changed"):
+        CodeAgent(model=ReplayModel(recording)).run("Which region has the highest revenue? And why?")
 
 
 def test_replay_past_the_end_and_bad_files(tmp_path):

@@ -138,6 +138,11 @@ def _check_same(number: int, name: str, recorded: list, now: list, hint: str = "
         at = next((i for i, (a, b) in enumerate(zip(was, is_)) if a != b), min(len(was), len(is_)))
         detail = (f"message {where + 1} ({now[where][0]}) differs: recorded {was[max(0, at - 30):at + 50]!r}, "
                   f"now {is_[max(0, at - 30):at + 50]!r}")
+        if "Variables in the notebook" in was[:at].rpartition("New task:")[2]:
+            raise ModelError(
+                f"replay diverged at reply {number} of {name}: the notebook's variables are not those it was "
+                f"recorded with ({detail}). A recording replays in the state it was made in: restart the kernel "
+                "and run the notebook from the top, or re-record with --record")
     else:
         detail = f"the recorded request had {len(recorded)} messages, this one has {len(now)}"
     if len(recorded) > len(now) and hint:  # the recording carries an earlier conversation this run does not
