@@ -101,3 +101,24 @@ def test_a_fresh_kernel_asks_an_openai_server_without_importing_openai_or_litell
     assert "ANSWER hi there LITELLM False OPENAI False" in out, out
     assert srv.requests[0].headers["authorization"] == "Bearer sk-test"
     assert srv.bodies[0]["model"] == "local-model"
+
+
+def test_a_script_using_the_python_api_ends_without_asyncio_warnings(srv: OpenAIServer, tmp_path):
+    """``agent.run`` from a plain script (no Jupyter): the streamed replies' readers are closed before the
+    private loop is, so nothing prints "Task was destroyed but it is pending!" at the end of each run."""
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        srv.push_reply("```python\nfinal_answer(6 * 7)\n```")
+    script = tmp_path / "use.py"
+    script.write_text(
+        "from smol_magic import CodeAgent, OpenAIServerModel\n"
+        f"model = OpenAIServerModel(model_id='local', api_base={srv.base_url!r}, api_key='k')\n"
+        "print(CodeAgent(model=model).run('six times seven'))\n"
+        "print(list(type(e).__name__ for e in CodeAgent(model=model).run('again', stream=True)))\n"
+        "print(CodeAgent(model=model).run('once more'))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "42" and "FinalAnswerStep" in done.stdout
+    assert "Task was destroyed" not in done.stderr and "Traceback" not in done.stderr, done.stderr

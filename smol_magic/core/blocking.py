@@ -55,6 +55,17 @@ def call_on_main(fn: Callable[[], Any]) -> None:
     calls.put(("call", (fn, concurrent.futures.Future())))
 
 
+def _finish_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does before closing its loop: the closing of async generators a library left
+    unfinished (httpx's line readers) runs now, not as "Task was destroyed but it is pending!" at exit."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
 def iterate_blocking(steps: AsyncIterator[Any]) -> Iterator[Any]:
     """Iterate an async step stream from synchronous code.
 
@@ -73,8 +84,11 @@ def iterate_blocking(steps: AsyncIterator[Any]) -> Iterator[Any]:
                 except StopAsyncIteration:
                     return
         finally:
-            loop.run_until_complete(steps.aclose())
-            loop.close()
+            try:
+                loop.run_until_complete(steps.aclose())
+                _finish_pending(loop)
+            finally:
+                loop.close()
     else:
         yield from _iterate_in_worker(steps)
 
