@@ -105,7 +105,8 @@ def test_a_fresh_kernel_asks_an_openai_server_without_importing_openai_or_litell
 
 def test_a_script_using_the_python_api_ends_without_asyncio_warnings(srv: OpenAIServer, tmp_path):
     """``agent.run`` from a plain script (no Jupyter): the streamed replies' readers are closed before the
-    private loop is, so nothing prints "Task was destroyed but it is pending!" at the end of each run."""
+    private loop is, so nothing prints "Task was destroyed but it is pending!" at the end of each run, and
+    no file is left open at exit (``python -X dev`` would say so)."""
     import subprocess
     import sys
 
@@ -118,7 +119,9 @@ def test_a_script_using_the_python_api_ends_without_asyncio_warnings(srv: OpenAI
         "print(CodeAgent(model=model).run('six times seven'))\n"
         "print(list(type(e).__name__ for e in CodeAgent(model=model).run('again', stream=True)))\n"
         "print(CodeAgent(model=model).run('once more'))\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-X", "dev", "-W", "always::ResourceWarning", str(script)],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "42" and "FinalAnswerStep" in done.stdout
     assert "Task was destroyed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "ResourceWarning" not in done.stderr, done.stderr  # the captured output's spare files are closed

@@ -9,6 +9,7 @@ are read back, head and tail, bounded like the Python-level streams.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import functools
@@ -140,6 +141,13 @@ def read_bounded(f: IO[bytes], limit: int) -> str:
 
 _SPARE: list[IO[bytes]] = []  # emptied files of earlier actions: making one costs ~25 us, two per action
 _MAX_SPARE = 4
+
+
+@atexit.register
+def _close_spares() -> None:
+    """Closed at exit, as a file should be (no ResourceWarning under ``python -X dev``)."""
+    while _SPARE:
+        _SPARE.pop().close()
 
 
 def _take() -> IO[bytes]:
