@@ -183,3 +183,22 @@ def test_final_answer_signal_is_not_an_exception():
         except Exception:  # agent code doing this must not swallow the answer
             pytest.fail("final_answer was swallowed by except Exception")
     assert info.value.value == {"a": 1}
+
+
+@pytest.mark.parametrize("doc", [
+    "Repeat a text.\n\n    Args:\n        times: how many times\n        text: the text\n    ",
+    "Repeat a text.\n\n    Parameters\n    ----------\n    times : int\n        how many times\n"
+    "    text : str\n        the text\n    ",
+    "Repeat a text.\n\n    :param times: how many times\n    :param text: the text\n    ",
+], ids=["google", "numpy", "rest"])
+def test_a_tool_docstring_in_any_common_style_describes_its_parameters(doc):
+    """Google style is smolagents' convention; numpy style the scientific stack's; reST the Sphinx one."""
+    def repeat(times: int, text: str) -> str:
+        return text * times
+
+    repeat.__doc__ = doc
+    made = tool(repeat)
+    assert made.description == "Repeat a text."
+    assert {name: spec["description"] for name, spec in made.inputs.items()} == {
+        "times": "how many times", "text": "the text"}
+    assert made(times=2, text="ab") == "abab"

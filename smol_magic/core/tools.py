@@ -231,7 +231,8 @@ class _FunctionTool(Tool):
         self.name = fn.__name__
         import docstring_parser
 
-        doc = docstring_parser.parse(fn.__doc__ or "", style=docstring_parser.DocstringStyle.GOOGLE)
+        # Google style (smolagents' convention), numpy style (the scientific stack's) or reST ``:param x:``
+        doc = docstring_parser.parse(fn.__doc__ or "", style=docstring_parser.DocstringStyle.AUTO)
         description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p).strip()
         arg_docs = {p.arg_name: " ".join((p.description or "").split()) for p in doc.params}
         if not description:
@@ -246,7 +247,8 @@ class _FunctionTool(Tool):
                 raise ToolDefinitionError(f"@tool {self.name}: parameter {pname!r} needs a type hint")
             if not arg_docs.get(pname):
                 raise ToolDefinitionError(
-                    f"@tool {self.name}: parameter {pname!r} is not documented; add it under 'Args:' in the docstring"
+                    f"@tool {self.name}: parameter {pname!r} is not documented; add it under 'Args:' in the docstring "
+                    f"(or a numpy-style 'Parameters' section, or ':param {pname}:')"
                 )
             schema = json_schema(hints[pname])
             spec: dict[str, Any] = {"type": _schema_type(schema), "description": arg_docs[pname],
@@ -292,10 +294,11 @@ class _FunctionTool(Tool):
 
 
 def tool(fn: Callable[..., Any]) -> Tool:
-    """Make a ``Tool`` from a typed function with a Google-style docstring.
+    """Make a ``Tool`` from a typed function with a docstring: Google style (``Args:``), numpy style
+    (``Parameters``) or reST (``:param x:``).
 
     Refuses (``ToolDefinitionError``) a parameter without a type hint or without
-    a line under ``Args:``: the model can only use what it is told about.
+    a description in the docstring: the model can only use what it is told about.
     """
     return _FunctionTool(fn)
 
