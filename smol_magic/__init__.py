@@ -30,10 +30,12 @@ from .core.tools import Tool, ToolDefinitionError, final_answer, tool
 from .core.transformers_model import TransformersModel
 from .export.notebook import export_run
 from .guard import Policy
+from .ui.text import TextRenderer as _TextRenderer
 from .ui.text import replay as _replay
 
 MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself does not import the exports
 MultiStepAgent.replayer = _replay  # agent.replay(): nor the text renderer
+MultiStepAgent.text_trace = _TextRenderer  # CodeAgent(..., verbosity_level=1) prints its steps
 _sharing.install(Tool)  # tool.save / to_dict, Tool.from_hub / from_dict / from_langchain
 
 try:  # one version, in labextension/package.json; the build writes it into the package metadata

@@ -38,7 +38,7 @@ from .memory import (
 )
 from .models import (
     BaseModel, ChatMessageToolCall, Messages, ModelError, TokenUsage, accepts_options, accumulate_tool_calls,
-    describe_model,
+    describe_model, whole_reply,
 )
 from .prompts import Placeholders, PromptSource, PromptTemplates, Rules
 from . import prompts, telemetry
@@ -173,6 +173,7 @@ class MultiStepAgent:
     # Plugged in by smol_magic/__init__.py, so that the loop does not import the exports nor the ui.
     exporter: ClassVar[RunExporter | None] = None
     replayer: ClassVar[Replayer | None] = None
+    text_trace: ClassVar[Callable[[], Renderer] | None] = None  # verbosity_level >= 1: smol_magic plugs in ui.text
     # The default prompts: files in smol_magic/prompts, later ones merged over earlier ones. Each agent
     # class names its own (ToolCallingAgent: toolcalling_agent.yaml); the planning and final-answer
     # prompts of code_agent.yaml suit any agent, so a class without a file of its own starts from them.
@@ -201,7 +202,18 @@ class MultiStepAgent:
         compact_at: float | None = compaction.DEFAULT_COMPACT_AT,
         budget: float | None = None,
         max_tokens: int | None = None,
+        verbosity_level: int | None = None,
+        stream_outputs: bool = True,
+        provide_run_summary: bool = True,
+        add_base_tools: bool = False,
     ):
+        """``verbosity_level``, ``stream_outputs``, ``provide_run_summary`` and ``add_base_tools`` are smolagents'
+        own: a level of 1 or more prints the steps as they happen (``LogLevel.INFO``; lower, or none, prints
+        nothing); ``stream_outputs=False`` asks the model for each reply whole, for a server that does not
+        stream; ``provide_run_summary=False`` tells a manager only this agent's final answer."""
+        if add_base_tools:
+            raise ValueError("add_base_tools: smol-magic has no base tools (smolagents' are a web search, a web page "
+                             "visitor and speech-to-text, which reach the network); give the tools you want in tools=[...]")
         if model is None:
             raise ValueError("an agent needs a model: CodeAgent(model=LiteLLMModel('openai/gpt-4o-mini'))")
         self.prompt_templates: PromptTemplates = prompts.load(self._prompt_files(), prompt_templates,
@@ -223,7 +235,11 @@ class MultiStepAgent:
         self.name = name
         self.description = description
         self.approver: Approver = approver or AutoApprover()
-        self.renderer: Renderer = renderer or Renderer()
+        self.verbosity_level = verbosity_level
+        talks = verbosity_level is not None and int(verbosity_level) >= 1 and type(self).text_trace is not None
+        self.renderer: Renderer = renderer or (type(self).text_trace() if talks else Renderer())  # type: ignore[misc]
+        self.stream_outputs = stream_outputs
+        self.provide_run_summary = provide_run_summary
         self.memory = AgentMemory()
         self.runs: list[RunResult] = []
         self.managed_agents = managed_agents or []
@@ -254,6 +270,24 @@ class MultiStepAgent:
         self._managed = {a.name: ManagedAgent(a, self) for a in check_managed(agents, self.tools, self)}
 
     # -- public API ---------------------------------------------------------
+
+    def write_memory_to_messages(self) -> list[dict[str, Any]]:
+        """The conversation as the model is sent it next (smolagents' name): system prompt, tasks, steps."""
+        messages, _ = self._request()
+        return messages
+
+    def visualize(self) -> None:
+        """Print the agent as a tree: its model, tools and managed agents (theirs too)."""
+        print("\n".join(self._tree()))
+
+    def _tree(self, indent: str = "") -> list[str]:
+        lines = [f"{indent}{self!r}"]
+        for name, tool in self.tools.items():
+            lines.append(f"{indent}  tool {tool.signature() if hasattr(tool, 'signature') else name}")
+        for managed in self.managed_agents.values():
+            tree = getattr(managed.agent, "_tree", None)  # a smolagents agent has its own visualize
+            lines += tree(indent + "  ") if tree is not None else [f"{indent}  {managed.agent!r}"]
+        return lines
 
     def replay(self, detailed: bool = False) -> None:
         """Print the conversation step by step: the task, each step's thought, code and observation, the answer.
@@ -538,7 +572,8 @@ class MultiStepAgent:
             options["tools_to_call_from"] = tools
         options = accepts_options(self.model.generate_stream, options)
         self._check_limits(messages)
-        stream = self.model.generate_stream(messages, stop_sequences=stop, **options)
+        stream = (self.model.generate_stream(messages, stop_sequences=stop, **options) if self.stream_outputs
+                  else whole_reply(self.model, messages, stop, **options))
         async for delta in self._telemetry.model_stream(stream, messages, tools):  # a span per call, when traced
             if delta.tool_calls:
                 accumulate_tool_calls(calls, delta.tool_calls)
@@ -686,7 +721,21 @@ class CodeAgent(MultiStepAgent):
         compact_at: float | None = compaction.DEFAULT_COMPACT_AT,
         budget: float | None = None,
         max_tokens: int | None = None,
+        executor_type: str | None = None,
+        max_print_outputs_length: int | None = None,
+        **smolagents_options: Any,
     ):
+        """``executor_type`` and ``max_print_outputs_length`` are smolagents' names: ``"local"`` is this
+        process (smolagents' remote sandboxes are refused, naming ours), and the length bounds each
+        observation (``max_observation_chars``). ``smolagents_options``: ``MultiStepAgent``'s own
+        (``verbosity_level``, ``stream_outputs`` ...)."""
+        if executor_type not in (None, "local"):
+            raise ValueError(
+                f"executor_type={executor_type!r}: smolagents' remote sandboxes are not part of smol-magic. Its code "
+                "runs in this process (executor_type='local'), or, from a notebook, in a separate kernel: "
+                "%%agent --executor isolated, or --executor gateway for a Jupyter Kernel Gateway")
+        if max_print_outputs_length is not None:
+            max_observation_chars = max_print_outputs_length
         # Structured outputs: the model replies {"thought", "code"} as JSON (its own prompts, merged over the defaults).
         self.use_structured_outputs_internally = use_structured_outputs_internally
         self.response_format_refused: str | None = None  # why the endpoint refused the JSON schema, once it has
@@ -696,7 +745,7 @@ class CodeAgent(MultiStepAgent):
             approver=approver, renderer=renderer, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
             managed_agents=managed_agents, budget=budget, max_tokens=max_tokens, context_window=context_window,
-            compact_at=compact_at,
+            compact_at=compact_at, **smolagents_options,
         )
         self.executor: Executor = executor if executor is not None else LocalPythonExecutor()
         self.policy = policy or guard.Policy()

@@ -109,7 +109,7 @@ class ManagedAgent(Tool):
 
     def forward(self, task: str, additional_args: dict[str, Any] | None = None) -> str:
         run = self.run(task, additional_args)
-        return report(self.name, run)
+        return report(self.name, run, summary=getattr(self.agent, "provide_run_summary", True))
 
     def run(self, task: str, additional_args: dict[str, Any] | None = None) -> RunResult:
         """Run the agent on ``task`` from a fresh memory; the run is kept for the manager's calling step."""
@@ -157,8 +157,9 @@ def _pass_interrupt_on() -> None:
     raise KeyboardInterrupt("interrupted by the user")
 
 
-def report(name: str, run: RunResult) -> str:
-    """What the manager is told: the final answer (or why there is none), then a summary of the work."""
+def report(name: str, run: RunResult, summary: bool = True) -> str:
+    """What the manager is told: the final answer (or why there is none), then a summary of the work
+    (unless the agent was made with ``provide_run_summary=False``)."""
     actions = run.action_steps
     steps = f"{len(actions)} step{'s' if len(actions) != 1 else ''}"
     if run.state == RunState.DONE:
@@ -170,6 +171,8 @@ def report(name: str, run: RunResult) -> str:
         head = f"The user stopped your managed agent '{name}' after {steps}; it gave no final answer."
     else:
         head = f"Your managed agent '{name}' could not finish ({run.state}): {run.error or 'no reason given'}."
+    if not summary:
+        return head
     lines = [f"{head}\n\nSummary of {name}'s work ({run.state}, {steps}, {run.duration:.1f} s):"]
     for step in actions:
         lines.append(f"- step {step.step_number}: {_gist(step)}")

@@ -333,6 +333,14 @@ class AgentMemory:
         return (f"AgentMemory({len(self.steps)} steps, {len(self.action_steps)} actions, system prompt of "
                 f"{len(self.system_prompt):,} characters)")
 
+    def get_full_steps(self) -> list[dict[str, Any]]:
+        """Every step as a dict (smolagents' name), the messages each was sent included, secrets redacted."""
+        return redact_data([step.to_dict() for step in self.steps])
+
+    def get_succinct_steps(self) -> list[dict[str, Any]]:
+        """``get_full_steps`` without the messages each step was sent."""
+        return [{k: v for k, v in step.items() if k != "model_input_messages"} for step in self.get_full_steps()]
+
     def to_messages(self) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         for step in self.steps:

@@ -170,12 +170,9 @@ class BaseModel:
         self, messages: Messages, stop_sequences: list[str] | None = None,
         tools_to_call_from: list[Any] | None = None, response_format: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamDelta]:
-        # Passed on only when asked for, and only if taken: a subclass's ``generate`` may predate them.
-        options = accepts_options(self.generate, {k: v for k, v in (("tools_to_call_from", tools_to_call_from),
-                                                                     ("response_format", response_format)) if v})
-        response = await self.generate(messages, stop_sequences, **options)
-        deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(response.tool_calls)]
-        yield StreamDelta(response.content, response.token_usage, deltas)
+        async for delta in whole_reply(self, messages, stop_sequences, tools_to_call_from=tools_to_call_from,
+                                       response_format=response_format):
+            yield delta
 
     async def _with_retries(self, call: Callable[[float], Any], is_transient: Callable[[BaseException], bool]) -> Any:
         """Retry transient failures (429, 5xx, timeouts) with backoff, all within ``self.timeout`` seconds.
@@ -363,6 +360,17 @@ def _describe(exc: BaseException) -> str:
         # "litellm.Timeout: Timeout: OpenAIException - Request timed out." -> "Timeout: Request timed out."
         return _clip(f"{type(exc).__name__}: {text.split('Exception - ', 1)[1]}")
     return short_error(exc)
+
+
+async def whole_reply(model: Any, messages: Messages, stop_sequences: list[str] | None = None,
+                      **options: Any) -> AsyncIterator[StreamDelta]:
+    """``model.generate``'s reply as a stream of one delta: for a model that does not stream, or an agent
+    made with ``stream_outputs=False``."""
+    # Passed on only when asked for, and only if taken: a subclass's ``generate`` may predate them.
+    options = accepts_options(model.generate, {k: v for k, v in options.items() if v})
+    response = await model.generate(messages, stop_sequences, **options)
+    deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(response.tool_calls)]
+    yield StreamDelta(response.content, response.token_usage, deltas)
 
 
 class ScriptedModel(BaseModel):

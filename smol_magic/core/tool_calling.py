@@ -99,7 +99,10 @@ class ToolCallingAgent(CodeAgent):
         compact_at: float | None = DEFAULT_COMPACT_AT,
         budget: float | None = None,
         max_tokens: int | None = None,
+        **smolagents_options: Any,
     ):
+        """``smolagents_options``: smolagents' own (``verbosity_level``, ``stream_outputs`` ...), as ``CodeAgent``
+        takes them."""
         super().__init__(
             tools=tools, model=model, max_steps=max_steps, planning_interval=planning_interval,
             step_callbacks=step_callbacks, instructions=instructions, name=name, description=description,
@@ -107,7 +110,7 @@ class ToolCallingAgent(CodeAgent):
             max_observation_chars=max_observation_chars, policy=policy, prompt_templates=prompt_templates,
             final_answer_checks=final_answer_checks, return_full_result=return_full_result, rules=rules,
             managed_agents=managed_agents, budget=budget, max_tokens=max_tokens, context_window=context_window,
-            compact_at=compact_at,
+            compact_at=compact_at, **smolagents_options,
         )
         self.native_tools = native_tools  # None: native when the model takes tools, else the text protocol
 
