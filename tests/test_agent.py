@@ -11,7 +11,7 @@ from smol_magic import (
     ActionStep, AgentMemory, CodeAgent, FinalAnswerStep, ModelError, PlanningStep, ScriptedModel,
     TaskStep, tool,
 )
-from smol_magic.core.agents import parse_code
+from smol_magic.core.replies import parse_code
 from smol_magic.core.text import truncate
 
 
