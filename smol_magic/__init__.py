@@ -24,6 +24,7 @@ from .core.models import (
 )
 from .core.telemetry import instrument, uninstrument
 from .core.tool_calling import ToolCallingAgent
+from .core import agent_sharing as _agent_sharing
 from .core import sharing as _sharing
 from .core.sharing import ToolLoadError, load_tool
 from .core.tools import Tool, ToolDefinitionError, final_answer, tool
@@ -37,6 +38,7 @@ MultiStepAgent.exporter = export_run  # agent.to_notebook(...): the loop itself 
 MultiStepAgent.replayer = _replay  # agent.replay(): nor the text renderer
 MultiStepAgent.text_trace = _TextRenderer  # CodeAgent(..., verbosity_level=1) prints its steps
 _sharing.install(Tool)  # tool.save / to_dict, Tool.from_hub / from_dict / from_langchain
+_agent_sharing.install(MultiStepAgent)  # agent.save / to_dict / push_to_hub, CodeAgent.from_folder / from_hub
 
 try:  # one version, in labextension/package.json; the build writes it into the package metadata
     __version__ = _metadata.version("smol-magic")
