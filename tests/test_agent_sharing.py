@@ -12,7 +12,7 @@ import math
 import pytest
 from hub_server import HubServer
 
-from smol_magic import CodeAgent, LiteLLMModel, ScriptedModel, ToolCallingAgent, ToolLoadError, tool
+from smol_magic import CodeAgent, LiteLLMModel, ScriptedModel, ToolCallingAgent, ToolDefinitionError, ToolLoadError, tool
 from smol_magic.core.models import BaseModel
 
 KEY = "sk-proj-Zq8Xw2Lm9Vb4Nc7Rt1Yh5Jk3"
@@ -115,3 +115,26 @@ def test_push_to_hub_then_from_hub_refuses_untrusted_code_and_shows_it(hub: HubS
     assert loaded.run("8, 15?") == 17.0
     with pytest.raises(ToolLoadError, match="nobody/nothing: no such space on the Hub"):
         CodeAgent.from_hub("nobody/nothing", trust_remote_code=True, cache_dir=tmp_path / "cache")
+
+
+def test_nothing_holding_a_credential_is_saved(tmp_path, monkeypatch):
+    """Whatever is saved may be published: a key written in a tool, or one of the environment's in the
+    instructions, is refused before a file is written, with what to do."""
+    @tool
+    def weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: the city
+        """
+        api_key = "sk-proj-Hq4Lm8Zx2Vb7Nc1Rt5Yw9Jk"
+        return f"sunny in {city} ({len(api_key)})"
+
+    with pytest.raises(ToolDefinitionError, match=r"tool weather's code holds a credential, .*os\.environ"):
+        CodeAgent(tools=[weather], model=ScriptedModel([])).save(tmp_path / "leaky")
+    with pytest.raises(ToolDefinitionError, match="tool weather's code holds a credential"):
+        weather.save(tmp_path / "leaky-tool")
+    monkeypatch.setenv("WEATHER_TOKEN", "wt-9fK2mQ7xL4vB8nR3")
+    with pytest.raises(ToolDefinitionError, match=r"agent lead's settings \(its model, instructions, prompts\) holds"):
+        CodeAgent(model=ScriptedModel([]), name="lead", instructions="Log in with wt-9fK2mQ7xL4vB8nR3.").save(tmp_path / "x")
+    assert not any(tmp_path.iterdir())

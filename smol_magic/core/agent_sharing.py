@@ -46,6 +46,9 @@ def to_dict(agent: Any) -> dict[str, Any]:
         data["authorized_imports"] = list(policy.authorized_imports)
     data.update(tools=tools, managed_agents=managed, prompt_templates=agent.prompt_templates,
                 requirements=sorted(requirements))
+    settings = {k: v for k, v in data.items() if k not in ("tools", "managed_agents")}  # checked each on its own
+    sharing.check_no_credential(json.dumps(settings, default=str), f"agent {agent.name or type(agent).__name__}'s "
+                                "settings (its model, instructions, prompts)")
     return data
 
 

@@ -27,12 +27,22 @@ import types
 from pathlib import Path
 from typing import Any, Callable
 
+from ..safety import redact
 from .interop import as_tools
 from .tools import Tool, ToolDefinitionError, _FunctionTool
 
 
 class ToolLoadError(ValueError):
     """A shared tool that cannot be loaded (untrusted, missing packages, no tool in the code)."""
+
+
+def check_no_credential(text: str, what: str) -> None:
+    """Refuse to share ``text`` that holds a credential: one of the environment's or the notebook's, or one
+    written in it (``API_KEY = "sk-..."``). Whatever is saved may be pushed to the Hub."""
+    found = redact.current().spans(text) or redact.secrets_in_text(text)
+    if found:
+        raise ToolDefinitionError(f"{what} holds a credential, and whatever is saved may be published: read it "
+                                  "from the environment where it runs (os.environ[...]) instead of writing it in")
 
 
 # -- to_dict -------------------------------------------------------------------------
@@ -61,6 +71,7 @@ def to_dict(tool: Tool) -> dict[str, Any]:
         imports = _imports_for(names - {cls.__name__}, namespace, tool.name)
         body = f"{imports}\n\n\n{source}"
     code = body.strip() + "\n"
+    check_no_credential(code, f"tool {tool.name}'s code")
     return {"name": tool.name, "code": code, "requirements": _requirements(code)}
 
 
