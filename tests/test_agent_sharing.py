@@ -130,11 +130,22 @@ def test_nothing_holding_a_credential_is_saved(tmp_path, monkeypatch):
         api_key = "sk-proj-Hq4Lm8Zx2Vb7Nc1Rt5Yw9Jk"
         return f"sunny in {city} ({len(api_key)})"
 
-    with pytest.raises(ToolDefinitionError, match=r"tool weather's code holds a credential, .*os\.environ"):
+    with pytest.raises(ToolDefinitionError, match=r"tool weather's code holds a credential \('sk-p\.\.\.'\), .*os\.environ"):
         CodeAgent(tools=[weather], model=ScriptedModel([])).save(tmp_path / "leaky")
     with pytest.raises(ToolDefinitionError, match="tool weather's code holds a credential"):
         weather.save(tmp_path / "leaky-tool")
+    @tool
+    def monthlyRevenue2024ForRegion(region: str) -> str:
+        """The revenue of a region (a name with both cases and digits is no credential).
+
+        Args:
+            region: the region
+        """
+        return f"revenue of {region}"
+
+    monthlyRevenue2024ForRegion.save(tmp_path / "fine")
+    assert (tmp_path / "fine" / "tool.py").is_file()
     monkeypatch.setenv("WEATHER_TOKEN", "wt-9fK2mQ7xL4vB8nR3")
     with pytest.raises(ToolDefinitionError, match=r"agent lead's settings \(its model, instructions, prompts\) holds"):
         CodeAgent(model=ScriptedModel([]), name="lead", instructions="Log in with wt-9fK2mQ7xL4vB8nR3.").save(tmp_path / "x")
-    assert not any(tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine"]
