@@ -136,16 +136,18 @@ def test_nothing_holding_a_credential_is_saved(tmp_path, monkeypatch):
         weather.save(tmp_path / "leaky-tool")
     @tool
     def monthlyRevenue2024ForRegion(region: str) -> str:
-        """The revenue of a region (a name with both cases and digits is no credential).
+        """The revenue of a region (names and model ids with both cases and digits are no credential).
 
         Args:
             region: the region
         """
-        return f"revenue of {region}"
+        return f"{region} by Qwen/Qwen2.5-Coder-32B-Instruct in salesByRegionQ3Total2024"
 
     monthlyRevenue2024ForRegion.save(tmp_path / "fine")
     assert (tmp_path / "fine" / "tool.py").is_file()
+    CodeAgent(tools=[monthlyRevenue2024ForRegion], model=LiteLLMModel("huggingface/meta-llama/Llama-3.3-70B-Instruct"),
+              instructions="Use HuggingFaceTB/SmolLM2-1.7B-Instruct's answer.").save(tmp_path / "fine-agent")
     monkeypatch.setenv("WEATHER_TOKEN", "wt-9fK2mQ7xL4vB8nR3")
     with pytest.raises(ToolDefinitionError, match=r"agent lead's settings \(its model, instructions, prompts\) holds"):
         CodeAgent(model=ScriptedModel([]), name="lead", instructions="Log in with wt-9fK2mQ7xL4vB8nR3.").save(tmp_path / "x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine", "fine-agent"]

@@ -36,27 +36,16 @@ class ToolLoadError(ValueError):
     """A shared tool that cannot be loaded (untrusted, missing packages, no tool in the code)."""
 
 
-def check_no_credential(text: str, what: str, code: bool = False) -> None:
+def check_no_credential(text: str, what: str) -> None:
     """Refuse to share ``text`` that holds a credential: one of the environment's or the notebook's, or one
-    written in it (``API_KEY = "sk-..."``). Whatever is saved may be pushed to the Hub.
-
-    In ``code`` only the string literals are judged by their look: a name such as
-    ``monthlyRevenue2024ForRegion`` is no credential, though it has both cases and a digit."""
+    written in it that begins as well-known keys do (``"sk-..."``, ``"hf_..."``). Whatever is saved may be
+    pushed to the Hub."""
     spans = redact.current().spans(text)
-    written = [] if spans else [found for literal in (_string_literals(text) if code else [text])
-                                for found in redact.secrets_in_text(literal)]
+    written = [] if spans else redact.prefixed_credentials(text)
     if spans or written:
         shown = text[spans[0][0]:spans[0][0] + 4] if spans else written[0][:4]
         raise ToolDefinitionError(f"{what} holds a credential ('{shown}...'), and whatever is saved may be published: "
                                   "read it from the environment where it runs (os.environ[...]) instead of writing it in")
-
-
-def _string_literals(code: str) -> list[str]:
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return [code]
-    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
 
 
 # -- to_dict -------------------------------------------------------------------------
@@ -85,7 +74,7 @@ def to_dict(tool: Tool) -> dict[str, Any]:
         imports = _imports_for(names - {cls.__name__}, namespace, tool.name)
         body = f"{imports}\n\n\n{source}"
     code = body.strip() + "\n"
-    check_no_credential(code, f"tool {tool.name}'s code", code=True)
+    check_no_credential(code, f"tool {tool.name}'s code")
     return {"name": tool.name, "code": code, "requirements": _requirements(code)}
 
 

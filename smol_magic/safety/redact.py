@@ -223,6 +223,14 @@ def secrets_in_text(text: str) -> list[str]:
     return list(dict.fromkeys(value.rstrip(".:").strip() for value in found))
 
 
+def prefixed_credentials(text: str) -> list[str]:
+    """The words of a text that begin as well-known credentials do (``sk-``, ``hf_``, ``ghp_``, ``AKIA`` ...).
+
+    For text that is not prose (code, settings): judged by its look, a model id such as
+    ``Qwen/Qwen2.5-Coder-32B-Instruct`` or a name such as ``monthlyRevenue2024`` would be taken for a key."""
+    return [word for word in _WORD.findall(text) if len(word) >= _LOOK_MIN and _KNOWN_PREFIX.match(word)]
+
+
 _PLAIN = frozenset({int, float, bool, complex, type(None)})  # never a credential, nothing inside
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
