@@ -400,10 +400,12 @@ def test_rules_as_text_and_blank_rules():
 def test_a_secret_written_in_the_rules_never_reaches_the_model():
     key = "sk-proj-RulesFileKey0123456789abcdef"
     token = "Xq7bK2mPz9LwR4tY8vN1cJ5h"
-    rules = Rules(f"Use the API with OPENAI_API_KEY={key}.\nThe service token: \"{token}\"\n", "AGENTS.md")
+    rules = Rules(f"Use the API with OPENAI_API_KEY={key}.\nThe service token: \"{token}\"\n"
+                  "Prefer Qwen/Qwen2.5-Coder-32B-Instruct; data in ~/DataSets2024/SalesByRegionQ3.csv\n", "AGENTS.md")
     model = ScriptedModel([fence("final_answer(1)")])
     CodeAgent(model=model, rules=rules).run("t")
     system = model.requests[0][0]["content"]
     assert "Use the API with OPENAI_API_KEY=" in system and redact.MARK in system
+    assert "Prefer Qwen/Qwen2.5-Coder-32B-Instruct; data in ~/DataSets2024/SalesByRegionQ3.csv" in system
     for secret in (key, token):
         assert not any(secret[i:i + redact.WINDOW] in system for i in range(len(secret) - redact.WINDOW + 1))

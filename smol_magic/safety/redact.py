@@ -219,7 +219,10 @@ def secrets_in_text(text: str) -> list[str]:
     redacted like one in the environment.
     """
     found = [value for name, value in _ASSIGNMENT.findall(text) if looks_like_secret(name, value.rstrip(".:"))]
-    found += [word for word in _WORD.findall(text) if looks_like_secret("", word.rstrip(".:"))]
+    # By its look alone, not a word with a slash: a path, an address or a model id (Qwen/Qwen2.5-Coder-32B);
+    # a key with one (base64) is found by its name above, or by its prefix.
+    found += [word for word in _WORD.findall(text)
+              if looks_like_secret("", word.rstrip(".:")) and ("/" not in word or _KNOWN_PREFIX.match(word))]
     return list(dict.fromkeys(value.rstrip(".:").strip() for value in found))
 
 
