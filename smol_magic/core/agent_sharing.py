@@ -138,7 +138,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise ToolLoadError(f"{path} has no agent.json: give the folder an agent was saved to (agent.save(folder))")
     data = json.loads((path / "agent.json").read_text(encoding="utf-8"))
     if (path / "requirements.txt").is_file():
-        sharing._check_requirements((path / "requirements.txt").read_text(encoding="utf-8"), str(path))
+        sharing.check_requirements((path / "requirements.txt").read_text(encoding="utf-8"), str(path))
     if (path / "prompts.yaml").is_file():
         data["prompt_templates"] = yaml.safe_load((path / "prompts.yaml").read_text(encoding="utf-8"))
     data["tools"] = [{"name": name, "code": (path / "tools" / f"{name}.py").read_text(encoding="utf-8")}
@@ -162,18 +162,8 @@ def push_to_hub(agent: Any, repo_id: str, *, token: str | None = None, private: 
                 commit_message: str = "Upload agent", endpoint: str | None = None) -> str:
     """Publish the agent as a Space (the folder ``save`` writes), as smolagents does; returns the commit's URL.
     Others load it with ``CodeAgent.from_hub(repo_id, trust_remote_code=True)``."""
-    import tempfile
-
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
-    with tempfile.TemporaryDirectory() as folder:
-        save(agent, folder)  # an agent that cannot be saved fails here, before anything is created on the Hub
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
-    repo = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    commit = api.create_commit(repo.repo_id, repo_type="space", commit_message=commit_message,
-                               operations=[CommitOperationAdd(name, data) for name, data in sorted(files.items())])
-    return commit.commit_url
+    return sharing.push_space(lambda folder: save(agent, folder), repo_id, token=token, private=private,
+                              commit_message=commit_message, endpoint=endpoint)
 
 
 def from_hub(repo_id: str, trust_remote_code: bool = False, *, token: str | None = None, revision: str | None = None,
@@ -202,14 +192,16 @@ def from_hub(repo_id: str, trust_remote_code: bool = False, *, token: str | None
                                 "(agents are shared by agent.push_to_hub or smolagents' push_to_hub)") from exc
 
     def fetch_agent(prefix: str) -> Path:
-        settings = json.loads(fetch(prefix + "agent.json").read_text(encoding="utf-8"))  # type: ignore[union-attr]
+        """Download ``prefix``'s agent; the folder its ``agent.json`` is in."""
+        found: Path = fetch(prefix + "agent.json")  # type: ignore[assignment]
+        settings = json.loads(found.read_text(encoding="utf-8"))
         for name in ("prompts.yaml", "requirements.txt"):
             fetch(prefix + name, needed=False)
         for tool in settings.get("tools", []):
             fetch(f"{prefix}tools/{tool}.py")
         for name in settings.get("managed_agents", {}):
             fetch_agent(f"{prefix}managed_agents/{name}/")
-        return fetch(prefix + "agent.json").parent  # type: ignore[union-attr]
+        return found.parent
 
     data = _read(fetch_agent(""))
     if not trust_remote_code:

@@ -270,21 +270,29 @@ def push_to_hub(tool: Tool, repo_id: str, *, token: str | None = None, private: 
                 commit_message: str = "Upload tool", endpoint: str | None = None) -> str:
     """Publish the tool as a Space (``tool.py``, ``requirements.txt``, ``app.py``), as smolagents does;
     returns the commit's URL. Others load it with ``load_tool(repo_id, trust_remote_code=True)``."""
+    return push_space(lambda folder: save(tool, folder), repo_id, token=token, private=private,
+                      commit_message=commit_message, endpoint=endpoint)
+
+
+def push_space(save_into: Callable[[str], Any], repo_id: str, *, token: str | None, private: bool | None,
+               commit_message: str, endpoint: str | None) -> str:
+    """Publish as a Space the files ``save_into(folder)`` writes (a tool's or an agent's); the commit's URL.
+    What cannot be saved fails in ``save_into``, before anything is created on the Hub."""
     import tempfile
 
     from huggingface_hub import CommitOperationAdd, HfApi
 
     api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
     with tempfile.TemporaryDirectory() as folder:
-        save(tool, folder)  # a tool that cannot be saved fails here, before anything is created on the Hub
-        files = {p.name: p.read_bytes() for p in Path(folder).iterdir()}
+        save_into(folder)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
     repo = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     commit = api.create_commit(repo.repo_id, repo_type="space", commit_message=commit_message,
                                operations=[CommitOperationAdd(name, data) for name, data in sorted(files.items())])
     return commit.commit_url
 
 
-def _check_requirements(text: str, where: str) -> None:
+def check_requirements(text: str, where: str) -> None:
     """Refuse, naming them, the packages a shared tool needs that are not installed here."""
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -311,7 +319,7 @@ def from_folder(folder: str | os.PathLike, **kwargs: Any) -> Tool:
     if not (path / "tool.py").is_file():
         raise ToolLoadError(f"{path} has no tool.py: give the folder a tool was saved to (tool.save(folder))")
     if (path / "requirements.txt").is_file():
-        _check_requirements((path / "requirements.txt").read_text(encoding="utf-8"), str(path))
+        check_requirements((path / "requirements.txt").read_text(encoding="utf-8"), str(path))
     return from_code((path / "tool.py").read_text(encoding="utf-8"), **kwargs)
 
 
@@ -346,7 +354,7 @@ def from_hub(repo_id: str, trust_remote_code: bool = False, *, token: str | None
         requirements = Path(hf_hub_download(repo_id, "requirements.txt", **where)).read_text(encoding="utf-8")
     except EntryNotFoundError:
         requirements = ""
-    _check_requirements(requirements, f"tool {repo_id}")
+    check_requirements(requirements, f"tool {repo_id}")
     return from_code(code, **kwargs)
 
 
