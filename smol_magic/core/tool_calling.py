@@ -326,9 +326,10 @@ class ToolCallingAgent(CodeAgent):
                 step.is_final_answer, step.action_output = True, result.final_answer
                 parts.append(f"Final answer: {namespace.headline(result.final_answer)}")
             elif not result.error and call is not None and call.name != "final_answer" and value is not _NOTHING:
-                parts.append(value if isinstance(value, str) else safe_repr(value))
+                value_repr = safe_repr(value)  # once: a DataFrame's repr is not free
+                parts.append(value if isinstance(value, str) else value_repr)
                 shown.append({"output_type": "display_data", "metadata": {},
-                              "data": {"text/plain": truncate(safe_repr(value), self.max_observation_chars)}})
+                              "data": {"text/plain": truncate(value_repr, self.max_observation_chars)}})
             shown = secrets.redact_data(shown)
             outputs += shown
             text = secrets.redact(truncate("\n".join(parts) or "(the call returned nothing)",

@@ -58,7 +58,7 @@ def looks_like_secret(name: str, value: Any) -> bool:
     text = value.strip()
     if len(text) < WINDOW or _SPACE.search(text):
         return False
-    if _KNOWN_PREFIX.match(text) and len(text) >= 16:
+    if _KNOWN_PREFIX.match(text) and len(text) >= _LOOK_MIN:
         return True
     kind = _name_kind(str(name))
     if kind is _STRONG:
